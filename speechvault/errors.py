@@ -1,0 +1,63 @@
+"""The one errors module: every failure a user can cause is a ``SpeechVaultError``.
+
+Each subclass is one kind of failure. ``str(err)`` is a single line meant for a terminal: the
+CLI prints it and exits non-zero, the TUI shows it in a modal. Nothing below carries secrets
+(passphrases, keys) in its message.
+"""
+
+from __future__ import annotations
+
+
+class SpeechVaultError(Exception):
+    """Base class: a one-line, user-facing message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidInputError(SpeechVaultError):
+    """A user-supplied value (option, name, path) is not acceptable."""
+
+
+class AudioDecodeError(SpeechVaultError):
+    """A file is empty, not audio, corrupt, or holds unusable samples (NaN/inf)."""
+
+
+class WrongPassphraseError(SpeechVaultError):
+    """The passphrase does not unlock the vault's master key (checked before any decryption)."""
+
+
+class IntegrityError(SpeechVaultError):
+    """An encrypted blob failed its authentication tag or its framing: tampered or truncated."""
+
+
+class VaultFormatError(SpeechVaultError):
+    """The file is not a speechvault vault, or is of an unknown/newer format version."""
+
+
+class VaultBusyError(SpeechVaultError):
+    """Another process holds the vault's write lock (or a reader blocks a writer)."""
+
+
+class ModelMismatchError(SpeechVaultError):
+    """The vault was coded by another model than the one supplied (fingerprints differ)."""
+
+
+class ModelError(SpeechVaultError):
+    """A model file or its metadata is missing, malformed, or unusable."""
+
+
+class RuntimeMissingError(SpeechVaultError):
+    """Neither ai-edge-litert nor tflite-runtime (or TensorFlow for training) is installed."""
+
+
+class NotFoundError(SpeechVaultError):
+    """A recording id, file or directory does not exist."""
+
+
+class PassphraseRequiredError(SpeechVaultError):
+    """An operation needs the passphrase (ingest, export, decrypt) and none was given."""
