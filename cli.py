@@ -1,0 +1,858 @@
+"""speechvault command line: a thin typer layer over ``store.vault.Vault`` (one library call per
+command).
+
+Conventions (see README.md, "Command line"):
+
+* Library errors (``SpeechVaultError``) and OS errors on user paths print ONE line
+  ``error: <message>`` on stderr and exit 1; never a traceback. Ctrl-C exits 130.
+* ``search`` exits 0 whether or not something matched (``"matched"`` is in ``--json``); it exits 1
+  only on errors. ``ingest`` and ``verify`` exit 1 when any file failed (the summary is printed
+  first).
+* Tables and JSON go to stdout; progress bars, step messages and errors go to stderr.
+* Passphrases come from ``--key-file``, ``$SPEECHVAULT_PASSPHRASE`` or a hidden prompt, never argv.
+  ``search`` and ``list``/``info`` need none (the index is not encrypted).
+* Heavy modules (TensorFlow, Textual, the TFLite runtime, DuckDB) are imported inside commands,
+  so ``speechvault --help`` stays fast; a test checks it.
+"""
+
+import functools
+import glob
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from speechvault.errors import (
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    PassphraseRequiredError,
+    RuntimeMissingError,
+    SpeechVaultError,
+)
+from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
+
+__all__ = ["app", "main"]
+
+AUDIO_SUFFIXES = {
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+    ".snd", ".caf", ".w64", ".rf64",
+}
+GLOB_CHARS = set("*?[")
+
+app = typer.Typer(
+    name="speechvault",
+    help=(
+        "A private, searchable vault of speech recordings in one DuckDB file: encrypted audio, "
+        "a deep-hash index, two-stage retrieval (Zhang, Zhao & Hu, IEEE Access 2020)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,  # locals may hold a passphrase
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# --------------------------------------------------------------------------- output helpers
+def _stdout():
+    from rich.console import Console
+
+    return Console(soft_wrap=False, highlight=False)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=False, highlight=False)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _err_line(message: str) -> None:
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return _jsonable(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
+        return obj.item()
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy array
+        return obj.tolist()
+    if hasattr(obj, "isoformat") and callable(obj.isoformat):
+        return obj.isoformat()
+    return obj
+
+
+def _attr(obj: Any, *names: str, default: Any = None) -> Any:
+    """First present attribute (or dict key) among ``names``."""
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def _fmt_size(n: Any) -> str:
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _fmt_secs(x: Any) -> str:
+    try:
+        return f"{float(x):.2f} s"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _fmt_ms(x: Any) -> str:
+    try:
+        return f"{float(x) * 1000:.1f} ms"
+    except (TypeError, ValueError):
+        return "-"
+
+
+# --------------------------------------------------------------------------- error handling
+def _command(*args: Any, **kwargs: Any) -> Callable:
+    """``app.command`` plus the one place where user errors become ``error: ...`` + exit 1."""
+
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            try:
+                return func(*a, **k)
+            except SpeechVaultError as exc:
+                _err_line(str(exc))
+                raise typer.Exit(1) from None
+            except OSError as exc:  # a user path we write or read ourselves (export -o, ...)
+                where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+                _err_line(f"{where}{exc.strerror or exc}")
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
+                sys.stderr.write("\ninterrupted\n")
+                raise typer.Exit(130) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return func
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- shared options
+class Cipher(str, Enum):
+    rossler = "rossler"
+    chacha20poly1305 = "chacha20poly1305"
+
+
+class Mode(str, Enum):
+    two_stage = "two-stage"
+    traversal = "traversal"
+    multi_probe = "multi-probe"
+
+
+VaultArg = Annotated[
+    Path, typer.Argument(metavar="VAULT", help="The vault file (one DuckDB file).", show_default=False)
+]
+KeyFileOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--key-file",
+        help=f"Read the passphrase from this file (else ${ENV_VAR}, else a hidden prompt).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+
+
+def _existing_vault(path: Path) -> Path:
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such vault")
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: is a directory, not a vault file")
+    return path
+
+
+def _passphrase(key_file: Optional[Path], *, confirm: bool = False) -> str:
+    return get_passphrase(key_file=key_file, confirm=confirm)
+
+
+def _open(path: Path, *, write: bool = False, passphrase: Optional[str] = None):
+    _existing_vault(path)
+    from store.vault import Vault
+
+    return Vault.open(path, read_only=not write, passphrase=passphrase)
+
+
+def _progress(label: str, enabled: bool):
+    """A rich progress bar on stderr (None when disabled or stderr is not a terminal)."""
+    if not enabled:
+        return None
+    console = _stderr()
+    if not console.is_terminal:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=False,
+    )
+
+
+def _progress_callback(progress, task_id) -> Callable[[Any], None]:
+    """Adapt the library's progress events (IngestEvent, verify events) to a rich task."""
+
+    def on_event(event: Any) -> None:
+        total = _attr(event, "total")
+        done = _attr(event, "done", "completed", "index", "n_done")
+        path = _attr(event, "path", "name", "source")
+        kw: dict[str, Any] = {}
+        if total is not None:
+            kw["total"] = total
+        if done is not None:
+            kw["completed"] = done
+        else:
+            kw["advance"] = 1
+        if path is not None:
+            kw["description"] = Path(str(path)).name[:40]
+        progress.update(task_id, **kw)
+
+    return on_event
+
+
+# --------------------------------------------------------------------------- version
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("speechvault")
+        except PackageNotFoundError:
+            v = "0+unknown (not installed)"
+        typer.echo(f"speechvault {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", help="Show the version and exit.", callback=_version_callback,
+                     is_eager=True),
+    ] = None,
+) -> None:
+    """A private, searchable vault of speech recordings in one DuckDB file.
+
+    Audio is encrypted (Rossler stream cipher + HMAC, or ChaCha20-Poly1305) with a key only the
+    passphrase unlocks; deep-hash codes stay searchable without it. Method: Zhang, Zhao & Hu,
+    IEEE Access 8 (2020), doi:10.1109/ACCESS.2020.3036048.
+    """
+
+
+# --------------------------------------------------------------------------- init
+@_command()
+def init(
+    vault: VaultArg,
+    cipher: Annotated[Cipher, typer.Option(help="Cipher for the audio blobs.")] = Cipher.rossler,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(help="A .tflite model (its .json sidecar next to it); default: the shipped model.",
+                     show_default=False),
+    ] = None,
+    kdf_log2n: Annotated[
+        int,
+        typer.Option("--kdf-log2n", min=1, max=30,
+                     help="scrypt cost N = 2^this (17: about 0.5 s and 128 MiB). Lower only for tests."),
+    ] = 17,
+    tau: Annotated[
+        Optional[float],
+        typer.Option(help="Default match threshold (normalized Hamming distance); default: the model's.",
+                     show_default=False),
+    ] = None,
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a new, empty vault (asks for the passphrase twice)."""
+    if vault.exists():
+        raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
+    if model is not None and not model.is_file():
+        raise NotFoundError(f"{model}: no such model file")
+    passphrase = _passphrase(key_file, confirm=True)
+
+    from store.vault import Vault
+
+    encoder = None
+    if model is not None:
+        from hashing.encoder import Encoder
+
+        encoder = Encoder.from_files(model)
+    with Vault.create(vault, passphrase, encoder=encoder, cipher=cipher.value,
+                      kdf_log2_n=kdf_log2n, tau=tau) as v:
+        info = v.info()
+    if as_json:
+        _print_json(info)
+    else:
+        _stdout().print(f"created [bold]{vault}[/bold]")
+        _print_info_table(info, {})
+
+
+# --------------------------------------------------------------------------- ingest
+def _expand_sources(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, folders (audio files inside; sub-folders with --recursive) and globs -> files."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            walker = p.rglob("*") if recursive else p.iterdir()
+            found = sorted(q for q in walker if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                problems.append((raw, "no audio files in this folder"
+                                 + ("" if recursive else " (use --recursive for sub-folders)")))
+            for q in found:
+                add(q)
+        elif p.exists():
+            add(p)
+        elif GLOB_CHARS & set(raw):
+            matches = sorted(glob.glob(raw, recursive=recursive))
+            found = [Path(m) for m in matches if Path(m).is_file()]
+            if not found:
+                problems.append((raw, "pattern matches no files"))
+            for q in found:
+                add(q)
+        else:
+            problems.append((raw, "no such file or folder"))
+    return files, problems
+
+
+@_command()
+def ingest(
+    vault: VaultArg,
+    paths: Annotated[list[str], typer.Argument(metavar="PATHS", help="Audio files, folders or glob patterns.",
+                                               show_default=False)],
+    category: Annotated[
+        Optional[str],
+        typer.Option(help="Category label for all files (default: the model's predicted class).",
+                     show_default=False),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r",
+                                            help="Descend into sub-folders (and ** in globs).")] = False,
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Encrypt and index audio files. Exit 1 if any file failed (after the summary)."""
+    files, problems = _expand_sources(paths, recursive)
+    _existing_vault(vault)
+    if not files:
+        for raw, msg in problems:
+            _err_line(f"{raw}: {msg}")
+        raise InvalidInputError("nothing to ingest")
+    passphrase = _passphrase(key_file)
+    with _open(vault, write=True) as v:
+        v.unlock(passphrase)
+        progress = _progress("ingest", enabled=not as_json)
+        if progress is None:
+            report = v.ingest(files, category=category)
+        else:
+            with progress:
+                task = progress.add_task("", total=len(files))
+                report = v.ingest(files, category=category,
+                                  progress=_progress_callback(progress, task))
+                progress.update(task, completed=len(files), description="done")
+    errors = [(str(p), str(m)) for p, m in problems] + [(str(p), str(m)) for p, m in report.errors]
+    if as_json:
+        d = _jsonable(report)
+        if isinstance(d, dict):
+            d["errors"] = [{"path": p, "message": m} for p, m in errors]
+        _print_json(d)
+    else:
+        _print_ingest(report, len(errors))
+    for p, m in errors:
+        _err_line(f"{p}: {m}" if not m.startswith(p) else m)
+    if getattr(report, "cancelled", False):
+        sys.stderr.write("interrupted\n")
+        raise typer.Exit(130)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _print_ingest(report: Any, n_errors: int) -> None:
+    from rich.table import Table
+
+    con = _stdout()
+    if report.added:
+        t = Table(title="added", title_justify="left")
+        for col in ("id", "name", "category", "duration", "size", "windows"):
+            t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
+        for r in report.added:
+            t.add_row(str(r.id), str(r.name), str(r.category), _fmt_secs(r.duration),
+                      _fmt_size(r.size), str(r.n_windows))
+        con.print(t)
+    s = Table(show_header=True)
+    s.add_column("added", justify="right", style="green")
+    s.add_column("duplicates", justify="right", style="yellow")
+    s.add_column("errors", justify="right", style="red")
+    s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors))
+    con.print(s)
+    for path, existing in report.skipped_duplicates:
+        con.print(f"[yellow]duplicate[/yellow] {path} (already stored as id {existing})")
+
+
+# --------------------------------------------------------------------------- search
+@_command()
+def search(
+    vault: VaultArg,
+    query: Annotated[Path, typer.Argument(metavar="QUERY", help="An audio file to look for.",
+                                          show_default=False)],
+    threshold: Annotated[
+        Optional[float],
+        typer.Option("--threshold", "--tau", min=0.0, max=1.0,
+                     help="Match if BER < this (default: the vault's tau, 0.26 in the paper).",
+                     show_default=False),
+    ] = None,
+    mode: Annotated[Mode, typer.Option(help="two-stage (paper), traversal (every row) or "
+                                            "multi-probe (the top --probe categories).")] = Mode.two_stage,
+    probe: Annotated[int, typer.Option(min=1, help="Categories probed in multi-probe mode.")] = 2,
+    top: Annotated[int, typer.Option(min=1, help="Hits shown.")] = 10,
+    decrypt_to: Annotated[
+        Optional[Path],
+        typer.Option("--decrypt-to", help="Decrypt the matches into this folder (needs the passphrase).",
+                     show_default=False),
+    ] = None,
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find a recording by its sound. No passphrase needed unless --decrypt-to.
+
+    Exit status 0 whether or not something matched (see "matched" in --json); 1 on errors.
+    """
+    if not query.exists():
+        raise NotFoundError(f"{query}: no such file")
+    _existing_vault(vault)
+    passphrase = _passphrase(key_file) if decrypt_to is not None else None
+    written: list[str] = []
+    with _open(vault) as v:
+        result = v.search(query, tau=threshold, mode=mode.value, probe=probe, top=top)
+        if decrypt_to is not None:
+            matches = [h for h in result.hits if h.is_match]
+            if matches:
+                v.unlock(passphrase)
+                decrypt_to.mkdir(parents=True, exist_ok=True)
+                for h in matches:
+                    dest = decrypt_to / f"{h.recording_id}_{Path(str(h.name)).name}"
+                    written.append(str(v.export_to(h.recording_id, dest)))
+    if as_json:
+        d = _jsonable(result)
+        if decrypt_to is not None and isinstance(d, dict):
+            d["decrypted"] = written
+        _print_json(d)
+    else:
+        _print_search(result, written)
+
+
+def _print_search(result: Any, written: list[str]) -> None:
+    from rich.table import Table
+
+    con = _stdout()
+    tau = float(result.tau)
+    con.print(f"mode [bold]{result.mode}[/bold]   tau {tau:.3f}   "
+              f"query category [bold]{result.query_category}[/bold]")
+    hits = list(result.hits)
+    if not hits:
+        con.print("no match (no candidates in the vault)")
+    else:
+        t = Table()
+        t.add_column("#", justify="right")
+        t.add_column("id", justify="right")
+        t.add_column("name")
+        t.add_column("category")
+        t.add_column("BER", justify="right")
+        t.add_column("window", justify="right")
+        t.add_column("match")
+        matches_done = False
+        for i, h in enumerate(hits, 1):
+            if not h.is_match and not matches_done:
+                matches_done = True
+                if i > 1:
+                    t.add_section()
+            style = "bold green" if h.is_match else "dim"
+            t.add_row(str(i), str(h.recording_id), str(h.name), str(h.category),
+                      f"{float(h.ber):.4f}", str(h.window), "MATCH" if h.is_match else "", style=style)
+        con.print(t)
+        if not result.matched:
+            con.print(f"no match (nearest shown; none under tau {tau:.3f})")
+        else:
+            n = sum(1 for h in hits if h.is_match)
+            con.print(f"[green]{n} match{'es' if n != 1 else ''}[/green]")
+    timings = dict(result.timings or {})
+    if timings:
+        order = ["decode", "features", "inference", "category_stage", "hamming_stage", "total"]
+        keys = [k for k in order if k in timings] + [k for k in timings if k not in order]
+        con.print("timings: " + "  ".join(f"{k} {_fmt_ms(timings[k])}" for k in keys))
+    for w in written:
+        con.print(f"decrypted -> {w}")
+
+
+# --------------------------------------------------------------------------- export
+@_command()
+def export(
+    vault: VaultArg,
+    recording_id: Annotated[int, typer.Argument(metavar="ID", help="Recording id (see list).",
+                                                show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the decrypted "
+                                         "original file ('-' for stdout).", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Decrypt one recording, byte-identical to the file that was ingested."""
+    to_stdout = str(output) == "-"
+    overwrite = not to_stdout and output.exists() and not output.is_dir()
+    if overwrite and not force:
+        raise InvalidInputError(f"{output}: already exists (use --force to overwrite)")
+    _existing_vault(vault)
+    passphrase = _passphrase(key_file)
+    with _open(vault, passphrase=passphrase) as v:
+        if to_stdout:
+            data = v.export(recording_id)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        if overwrite:  # --force: decrypt first, then replace the file atomically
+            data = v.export(recording_id)
+            tmp = output.with_name(output.name + ".partial")
+            tmp.write_bytes(data)
+            os.replace(tmp, output)
+            dest = output
+        else:  # a new file, or a folder (the recording's own name inside it)
+            dest = v.export_to(recording_id, output)
+    _stderr().print(f"wrote {dest}")
+
+
+# --------------------------------------------------------------------------- list / info
+@_command("list")
+def list_(
+    vault: VaultArg,
+    category: Annotated[Optional[str], typer.Option(help="Only this category.", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Only names containing this text "
+                                                     "(case-insensitive).", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most this many rows.",
+                                                 show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the recordings (no passphrase needed)."""
+    with _open(vault) as v:
+        rows = v.list(category=category, name_like=name, limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table()
+    for col in ("id", "name", "category", "duration", "size", "windows", "added"):
+        t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
+    for r in rows:
+        added = r.added.isoformat(sep=" ", timespec="seconds") if hasattr(r.added, "isoformat") else str(r.added)
+        t.add_row(str(r.id), str(r.name), str(r.category), _fmt_secs(r.duration), _fmt_size(r.size),
+                  str(r.n_windows), added)
+    con = _stdout()
+    con.print(t)
+    con.print(f"{len(rows)} recording{'s' if len(rows) != 1 else ''}")
+
+
+def _print_info_table(info: Any, counts: dict) -> None:
+    from rich.table import Table
+
+    d = _jsonable(info)
+    t = Table(show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    if isinstance(d, dict):
+        for k, val in d.items():
+            if isinstance(val, (dict, list)):
+                val = json.dumps(val, ensure_ascii=False)
+            t.add_row(str(k), str(val))
+    else:
+        t.add_row("info", str(d))
+    con = _stdout()
+    con.print(t)
+    if counts:
+        c = Table(title="recordings per category", title_justify="left")
+        c.add_column("category")
+        c.add_column("count", justify="right")
+        for k, n in sorted(counts.items(), key=lambda kv: str(kv[0])):
+            c.add_row(str(k), str(n))
+        con.print(c)
+
+
+@_command()
+def info(vault: VaultArg, as_json: JsonOpt = False) -> None:
+    """Vault summary: format, model, cipher, KDF cost, counts (no passphrase needed)."""
+    with _open(vault) as v:
+        inf = v.info()
+        counts = v.category_counts()
+    if as_json:
+        d = _jsonable(inf)
+        if isinstance(d, dict):
+            d.setdefault("category_counts", _jsonable(counts))
+        _print_json(d)
+    else:
+        _print_info_table(inf, counts)
+
+
+# --------------------------------------------------------------------------- delete
+@_command()
+def delete(
+    vault: VaultArg,
+    recording_id: Annotated[int, typer.Argument(metavar="ID", help="Recording id (see list).",
+                                                show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Delete one recording (its code and its encrypted audio)."""
+    _existing_vault(vault)
+    with _open(vault, write=True) as v:
+        row = v.get(recording_id)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InvalidInputError("refusing to delete without --yes when stdin is not a terminal")
+            if not typer.confirm(f"delete {row.id} ({row.name})?", default=False, err=True):
+                raise typer.Exit(1)
+        try:
+            v.delete(recording_id)
+        except PassphraseRequiredError:
+            v.unlock(_passphrase(key_file))
+            v.delete(recording_id)
+    _stderr().print(f"deleted {row.id} ({row.name})")
+
+
+# --------------------------------------------------------------------------- verify
+@_command()
+def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+    """Decrypt and authenticate every blob; exit 1 if any fails."""
+    _existing_vault(vault)
+    passphrase = _passphrase(key_file)
+    with _open(vault, passphrase=passphrase) as v:
+        progress = _progress("verify", enabled=not as_json)
+        if progress is None:
+            report = v.verify()
+        else:
+            with progress:
+                task = progress.add_task("", total=None)
+                report = v.verify(
+                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if as_json:
+        _print_json(report)
+    else:
+        con = _stdout()
+        if report.ok:
+            con.print(f"[green]ok[/green]: {report.checked} recordings verified")
+        else:
+            from rich.table import Table
+
+            t = Table(title="failures", title_justify="left")
+            t.add_column("id", justify="right")
+            t.add_column("name")
+            t.add_column("problem")
+            for rid, nm, msg in report.failures:
+                t.add_row(str(rid), str(nm), str(msg))
+            con.print(t)
+    if not report.ok:
+        raise IntegrityError(f"{len(report.failures)} of {report.checked} recordings failed verification")
+
+
+# --------------------------------------------------------------------------- passwd
+@_command()
+def passwd(
+    vault: VaultArg,
+    key_file: KeyFileOpt = None,
+    new_key_file: Annotated[
+        Optional[Path],
+        typer.Option("--new-key-file", help=f"Read the new passphrase from this file (else "
+                                            f"${NEW_ENV_VAR}, else a hidden prompt, asked twice).",
+                     show_default=False),
+    ] = None,
+) -> None:
+    """Change the passphrase (re-wraps the master key; audio is not re-encrypted)."""
+    _existing_vault(vault)
+    old = _passphrase(key_file)
+    with _open(vault, write=True) as v:
+        v.unlock(old)
+        new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
+                             env_var=NEW_ENV_VAR)
+        if new == old:
+            raise InvalidInputError("the new passphrase is the same as the old one")
+        v.change_passphrase(old, new)
+    _stderr().print("passphrase changed")
+
+
+# --------------------------------------------------------------------------- demo
+@_command()
+def demo(
+    workdir: Annotated[
+        Optional[Path],
+        typer.Option(help="Build the demo vault here and keep it (default: a temporary folder, "
+                          "removed afterwards).", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Offline demo on the shipped example clips: ingest, query with a degraded copy, decrypt."""
+    from speechvault.demo import run_demo
+
+    err = _stderr()
+    on_step = None if as_json else (lambda msg: err.print(f"[dim]-[/dim] {msg}"))
+    if not as_json:
+        err.print("speechvault demo: building a vault from the example clips "
+                  "(key derivation takes about 0.5 s) ...")
+    report = run_demo(workdir, on_step=on_step)
+    if as_json:
+        _print_json(report)
+    else:
+        _print_demo(report)
+    if not report.ok:
+        why = ("ingest errors" if report.errors else "the degraded query did not match its original"
+               if not report.correct else "the decrypted file differs from the original")
+        _err_line(f"demo failed: {why}")
+        raise typer.Exit(1)
+
+
+def _print_demo(r: Any) -> None:
+    from rich.table import Table
+
+    con = _stdout()
+    t = Table(show_header=False, title="speechvault demo", title_justify="left")
+    t.add_column("k", style="bold")
+    t.add_column("v")
+    t.add_row("model", f"{r.model_name} (sha256 {r.model_sha256[:12]})")
+    t.add_row("vault", f"{r.vault_path}" + ("" if r.kept else " (temporary, removed)"))
+    t.add_row("cipher / kdf", f"{r.cipher} / scrypt 2^{r.kdf_log2n}")
+    t.add_row("ingested", f"{r.added} of {r.n_clips} clips ({r.duplicates} duplicates, {len(r.errors)} errors)")
+    t.add_row("query", f"{r.query_source}, degraded: {r.degradation}")
+    t.add_row("best hit", f"{r.top_name}  BER {r.top_ber:.4f}  (tau {r.tau:.3f}, {r.mode})"
+              if r.top_ber is not None else "none")
+    t.add_row("result", "[green]match, correct recording[/green]" if r.correct
+              else "[red]no correct match[/red]")
+    t.add_row("decrypted", "[green]byte-identical (sha256 " + str(r.original_sha256)[:16] + "...)[/green]"
+              if r.byte_identical else "[red]not identical / not decrypted[/red]")
+    t.add_row("timings", "  ".join(f"{k} {_fmt_secs(v)}" for k, v in r.timings.items()))
+    con.print(t)
+    if r.hits:
+        h = Table(title="hits", title_justify="left")
+        for col in ("id", "name", "category", "BER", "match"):
+            h.add_column(col, justify="right" if col in ("id", "BER") else "left")
+        for hit in r.hits[:5]:
+            style = "bold green" if hit.get("is_match") else "dim"
+            h.add_row(str(hit.get("recording_id")), str(hit.get("name")), str(hit.get("category")),
+                      f"{float(hit.get('ber', float('nan'))):.4f}", "MATCH" if hit.get("is_match") else "",
+                      style=style)
+        con.print(h)
+
+
+# --------------------------------------------------------------------------- train
+@_command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="Training data: one folder per class (e.g. FSDD).",
+                                             show_default=False)],
+) -> None:
+    """Train and export a model (needs: pip install 'speechvault\\[train]').
+
+    Other options are passed to model_export.train; see `speechvault train DATA_DIR --help-train`.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise RuntimeMissingError(
+            "training needs TensorFlow: pip install 'speechvault[train]' (or tensorflow-cpu)")
+    if not data_dir.is_dir():
+        raise NotFoundError(f"{data_dir}: no such folder")
+    from model_export import train as train_mod
+
+    argv = [str(data_dir), *ctx.args]
+    entry = getattr(train_mod, "main", None)
+    if entry is None:
+        raise InvalidInputError("model_export.train has no main(argv) entry point")
+    rc = entry(argv)
+    if rc:
+        raise typer.Exit(int(rc))
+
+
+# --------------------------------------------------------------------------- tui
+@_command()
+def tui(
+    vault: VaultArg,
+    write: Annotated[bool, typer.Option("--write", "-w",
+                                        help="Open read-write (ingest, delete); default read-only.")] = False,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Open the vault in the terminal user interface."""
+    _existing_vault(vault)
+    try:
+        from tui import app as tui_app
+    except ModuleNotFoundError as exc:
+        if exc.name in ("tui.app", "tui", "textual"):
+            raise InvalidInputError(
+                "the terminal UI is not available in this build (tui.app is missing)") from None
+        raise
+    tui_app.run(str(vault), key_file=None if key_file is None else str(key_file), read_only=not write)
+
+
+def main() -> None:
+    """Console-script entry point (``speechvault = "cli:main"``)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Decode any audio soundfile reads into float32 mono at one sample rate.
+
+``load_audio`` is the single entry point from bytes/paths to samples for the whole project
+(ingest, query, training, evaluation). It
+
+* decodes everything libsndfile reads (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...) from a path
+  or from bytes (via ``io.BytesIO``);
+* reads in blocks, mixes each block to mono (mean of the channels) and resamples it with a
+  streaming soxr resampler (quality "HQ"), so memory is bounded by the *output* size and a file
+  longer than ``max_seconds`` is rejected before it is read to the end;
+* rejects empty files, non-audio files, zero-frame files, absurd sample rates and NaN/inf
+  samples with a one-line ``AudioDecodeError`` naming the file.
+
+Float files whose peak exceeds 1.0 are scaled down by their peak (so the result is always in
+[-1, 1]; the features are gain invariant, so this never changes a code). Integer PCM is
+decoded by libsndfile to [-1, 1) already.
+
+Runtime dependencies: numpy, soundfile, soxr (never librosa/scipy).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from speechvault import paper
+from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
+
+__all__ = [
+    "AudioInfo",
+    "AudioSource",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "DEFAULT_MAX_SECONDS",
+    "load_audio",
+    "read_info",
+    "write_wav",
+    "source_name",
+]
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+#: Sample rates outside this range are treated as a corrupt header.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+#: Default guard against huge inputs (seconds of audio); ``load_audio(max_seconds=None)`` disables it.
+DEFAULT_MAX_SECONDS = 3600.0
+#: Frames read per block (mono-mixed and resampled block by block).
+_BLOCK_FRAMES = 1 << 18
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio source (nothing is decoded beyond the header)."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    duration: float  # seconds = frames / sample_rate
+    format: str  # libsndfile major format, e.g. "WAV", "FLAC", "MP3"
+    subtype: str  # e.g. "PCM_16", "FLOAT", "VORBIS", "MPEG_LAYER_III"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def source_name(source: AudioSource) -> str:
+    """Short human-readable name of a source for error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, str) else "<stream>"
+
+
+def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
+    """Open ``source`` with soundfile; map every failure to a one-line error naming it."""
+    name = source_name(source)
+    fileobj: object
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise NotFoundError(f"{name}: no such file")
+        if path.is_dir():
+            raise AudioDecodeError(f"{name}: is a directory, not an audio file")
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise AudioDecodeError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+        if size == 0:
+            raise AudioDecodeError(f"{name}: empty file (0 bytes)")
+        fileobj = str(path)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioDecodeError(f"{name}: empty input (0 bytes)")
+        fileobj = io.BytesIO(bytes(source))
+    elif hasattr(source, "read"):
+        fileobj = source
+    else:
+        raise InvalidInputError(
+            f"audio source must be a path, bytes or a binary file object, not {type(source).__name__}"
+        )
+    try:
+        snd = sf.SoundFile(fileobj, mode="r")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        # libsndfile messages repeat the path; keep the tail that says what is wrong.
+        if ":" in reason:
+            reason = reason.rsplit(":", 1)[-1].strip() or reason
+        raise AudioDecodeError(f"{name}: not a readable audio file ({reason})") from exc
+    except OSError as exc:
+        raise AudioDecodeError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    return snd, name
+
+
+def _check_header(snd: sf.SoundFile, name: str) -> None:
+    sr = int(snd.samplerate)
+    if not (MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE):
+        raise AudioDecodeError(
+            f"{name}: implausible sample rate {sr} Hz "
+            f"(accepted {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+        )
+    if snd.channels < 1:
+        raise AudioDecodeError(f"{name}: no audio channels")
+    if snd.frames == 0:
+        raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
+
+
+def read_info(source: AudioSource) -> AudioInfo:
+    """Header of ``source`` (path, bytes or file object) as an :class:`AudioInfo`.
+
+    Raises ``AudioDecodeError`` for unreadable, empty or zero-frame input.
+    """
+    snd, name = _open(source)
+    with snd:
+        _check_header(snd, name)
+        return AudioInfo(
+            sample_rate=int(snd.samplerate),
+            channels=int(snd.channels),
+            frames=int(snd.frames),
+            duration=float(snd.frames) / float(snd.samplerate),
+            format=str(snd.format),
+            subtype=str(snd.subtype),
+        )
+
+
+def load_audio(
+    source: AudioSource,
+    sample_rate: int = paper.SAMPLE_RATE,
+    *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+) -> np.ndarray:
+    """Decode ``source`` to a float32 mono array at ``sample_rate`` Hz, values in [-1, 1].
+
+    Channels are mixed by their mean; resampling uses soxr quality "HQ" (streamed block by
+    block: identical to the one-shot result). ``sample_rate=None`` keeps the file's rate.
+    ``max_seconds`` bounds the decoded duration (``None``: no bound).
+
+    Raises ``AudioDecodeError`` (one line, names the file) for: empty input, data that is not
+    audio, zero frames, a sample rate outside [1 kHz, 768 kHz], NaN/inf samples, a recording
+    longer than ``max_seconds``. ``NotFoundError`` for a missing path.
+    """
+    if sample_rate is not None and not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
+        raise InvalidInputError(f"target sample rate {sample_rate} Hz is out of range")
+    snd, name = _open(source)
+    with snd:
+        _check_header(snd, name)
+        sr_in = int(snd.samplerate)
+        sr_out = sr_in if sample_rate is None else int(sample_rate)
+        max_in_frames = None if max_seconds is None else int(np.ceil(max_seconds * sr_in))
+        if max_in_frames is not None and snd.frames > max_in_frames and snd.frames < 2**62:
+            raise AudioDecodeError(
+                f"{name}: {snd.frames / sr_in:.0f} s of audio exceeds the limit of {max_seconds:g} s"
+            )
+        stream = None
+        if sr_out != sr_in:
+            stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+        parts: list[np.ndarray] = []
+        n_in = 0
+        peak = 0.0
+        try:
+            while True:
+                block = snd.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                n_in += block.shape[0]
+                if max_in_frames is not None and n_in > max_in_frames:
+                    raise AudioDecodeError(
+                        f"{name}: more than {max_seconds:g} s of audio (limit max_seconds)"
+                    )
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+                if not np.isfinite(mono).all():
+                    raise AudioDecodeError(f"{name}: contains NaN or infinite samples")
+                if mono.size:
+                    peak = max(peak, float(np.max(np.abs(mono))))
+                if stream is not None:
+                    mono = stream.resample_chunk(mono, last=False)
+                parts.append(np.array(mono, dtype=np.float32, copy=True))
+            if stream is not None:
+                parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        except AudioDecodeError:
+            raise
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise AudioDecodeError(f"{name}: corrupt audio data ({' '.join(str(exc).split())})") from exc
+    if n_in == 0:
+        raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
+    y = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0:
+        raise AudioDecodeError(f"{name}: no audio frames after resampling")
+    if peak > 1.0:
+        # float files may exceed full scale; scale (not clip) so the waveform shape is kept
+        y = y / np.float32(peak)
+    # the resampler can overshoot full scale slightly (Gibbs); keep the [-1, 1] contract
+    np.clip(y, -1.0, 1.0, out=y)
+    return y
+
+
+def write_wav(
+    dest: str | os.PathLike | BinaryIO,
+    y: np.ndarray,
+    sample_rate: int = paper.SAMPLE_RATE,
+    subtype: str = "PCM_16",
+) -> None:
+    """Write ``y`` (shape (n,) or (n, channels), float in [-1, 1]) as a WAV file (16-bit PCM
+    by default) to a path or a writable binary buffer. Values are clipped to [-1, 1]."""
+    a = np.asarray(y, dtype=np.float32)
+    if a.ndim not in (1, 2):
+        raise InvalidInputError(f"write_wav expects a 1-D or 2-D array, got shape {a.shape}")
+    if subtype.startswith("PCM"):
+        a = np.clip(a, -1.0, 1.0)
+    target = str(dest) if isinstance(dest, (str, os.PathLike)) else dest
+    sf.write(target, a, int(sample_rate), format="WAV", subtype=subtype)

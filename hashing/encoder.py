@@ -1,0 +1,292 @@
+"""Runtime deep hashing encoder: audio -> model windows -> TFLite -> (h1 category, h2 bits).
+
+No TensorFlow on this path. The TFLite interpreter comes from ``ai_edge_litert`` (LiteRT), else
+``tflite_runtime``; neither -> ``RuntimeMissingError``.
+
+Per window (``hashing.features.model_windows``) the model gives the tanh hash layer output
+(K values) and the softmax probabilities (C values). h1 = argmax(probs) (eq. 13-15), h2 = tanh
+output >= its own mean (eq. 11-12), packed to uint64 words (``hashing.codes``).
+
+An ``Encoder`` owns one interpreter of batch size 1 and serialises calls with a lock: share one
+encoder between threads freely (calls run one at a time), or make one per thread for parallelism.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashing import codes
+from hashing.model_meta import ModelMeta
+from speechvault.errors import InvalidInputError, ModelError, NotFoundError, RuntimeMissingError
+
+__all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "DEFAULT_MODEL_NAME"]
+
+DEFAULT_MODEL_NAME = "default"
+
+
+def load_interpreter_class():
+    """The TFLite ``Interpreter`` class: LiteRT first, then tflite-runtime."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore
+
+        return Interpreter
+    except ImportError:
+        pass
+    raise RuntimeMissingError(
+        "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime)")
+
+
+@dataclasses.dataclass
+class WindowCodes:
+    """The codes of one recording, one row per model window.
+
+    category (n,) int64 - h1 as a class index (argmax of probs)
+    probs    (n, C) float32 - softmax output
+    bits     (n, K) uint8 - h2 bits
+    words    (n, W) uint64 - h2 packed (bit i -> word i//64, bit i%64), W = ceil(K/64)
+    K        code length
+    starts   (n,) float64 - start of each window in the recording, seconds
+    timings  seconds spent in decode / features / inference
+    """
+
+    category: np.ndarray
+    probs: np.ndarray
+    bits: np.ndarray
+    words: np.ndarray
+    K: int
+    starts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float64))
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.category.shape[0])
+
+    @property
+    def C(self) -> int:
+        return int(self.probs.shape[1])
+
+    def category_bits(self) -> np.ndarray:
+        """h1 as one-hot uint8 rows (n, C), eq. 15."""
+        return codes.one_hot(self.category, self.C)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "K": int(self.K),
+            "n_windows": self.n_windows,
+            "category": [int(c) for c in self.category],
+            "probs": [[float(p) for p in row] for row in self.probs],
+            "words": [[int(w) for w in row] for row in self.words],
+            "starts": [float(s) for s in self.starts],
+            "timings": {k: float(v) for k, v in self.timings.items()},
+        }
+
+
+class Encoder:
+    """A deep hashing coding model (TFLite bytes + ``ModelMeta``) ready to encode audio."""
+
+    def __init__(self, tflite_bytes: bytes, meta: ModelMeta, num_threads: int | None = None) -> None:
+        if not isinstance(meta, ModelMeta):
+            raise InvalidInputError("meta must be a ModelMeta")
+        meta.validate()
+        if not isinstance(tflite_bytes, (bytes, bytearray, memoryview)) or len(tflite_bytes) == 0:
+            raise ModelError("model file is empty")
+        self._bytes = bytes(tflite_bytes)
+        self._sha256 = meta.check_sha256(self._bytes)
+        self._meta = meta
+        self._spec = meta.feature_spec()
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise InvalidInputError(f"num_threads must be a positive integer, got {num_threads!r}")
+        self._num_threads = num_threads
+        Interpreter = load_interpreter_class()
+        kw: dict[str, Any] = {"model_content": self._bytes}
+        if num_threads is not None:
+            kw["num_threads"] = int(num_threads)
+        try:
+            self._it = Interpreter(**kw)
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load TFLite model {meta.name!r}: "
+                             f"{' '.join(str(exc).split())[:200]}") from None
+        self._lock = threading.Lock()
+        self._check_io()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_bytes(cls, tflite_bytes: bytes, meta: ModelMeta, num_threads: int | None = None) -> "Encoder":
+        return cls(tflite_bytes, meta, num_threads=num_threads)
+
+    @classmethod
+    def from_files(cls, tflite_path: str | Path, meta_path: str | Path | None = None,
+                   num_threads: int | None = None) -> "Encoder":
+        """Load ``model.tflite`` and its sidecar (default: the same path with ``.json``)."""
+        p = Path(tflite_path)
+        mp = Path(meta_path) if meta_path is not None else p.with_suffix(".json")
+        if not p.is_file():
+            raise NotFoundError(f"model file not found: {p}")
+        if not mp.is_file():
+            raise ModelError(f"model metadata not found: {mp}")
+        return cls(p.read_bytes(), ModelMeta.load(mp), num_threads=num_threads)
+
+    @classmethod
+    def default(cls, num_threads: int | None = None) -> "Encoder":
+        """The model shipped in ``hashing/models/default.tflite`` + ``default.json``."""
+        pkg = resources.files("hashing.models")
+        t = pkg.joinpath(DEFAULT_MODEL_NAME + ".tflite")
+        j = pkg.joinpath(DEFAULT_MODEL_NAME + ".json")
+        if not t.is_file() or not j.is_file():
+            raise ModelError("the default model (hashing/models/default.tflite + default.json) "
+                             "is not installed")
+        return cls(t.read_bytes(), ModelMeta.from_json(j.read_bytes()), num_threads=num_threads)
+
+    def _check_io(self) -> None:
+        ins = self._it.get_input_details()
+        outs = self._it.get_output_details()
+        m = self._meta
+        if len(ins) != 1:
+            raise ModelError(f"model {m.name!r} must have one input, has {len(ins)}")
+        shape = [int(d) for d in ins[0]["shape"]]
+        if shape[0] != 1 or shape[1:] != list(m.input_shape):
+            raise ModelError(f"model {m.name!r} input shape {shape} != [1, {m.input_shape}] "
+                             "from its metadata")
+        if ins[0]["dtype"] != np.float32:
+            raise ModelError(f"model {m.name!r} input is not float32")
+        try:
+            self._hash_out = outs[m.outputs["hash"]["index"]]
+            self._probs_out = outs[m.outputs["probs"]["index"]]
+        except IndexError:
+            raise ModelError(f"model {m.name!r} has {len(outs)} outputs; metadata names others") from None
+        if [int(d) for d in self._hash_out["shape"]] != [1, m.K]:
+            raise ModelError(f"model {m.name!r} hash output shape {list(self._hash_out['shape'])} "
+                             f"!= [1, {m.K}]")
+        if [int(d) for d in self._probs_out["shape"]] != [1, m.C]:
+            raise ModelError(f"model {m.name!r} probs output shape {list(self._probs_out['shape'])} "
+                             f"!= [1, {m.C}]")
+        self._in = ins[0]
+        expect = tuple(m.input_shape)
+        from hashing.features import input_shape as _feat_shape
+
+        if tuple(_feat_shape(self._spec)) != expect:
+            raise ModelError(f"model {m.name!r}: its feature settings give input "
+                             f"{_feat_shape(self._spec)}, the model takes {expect}")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def meta(self) -> ModelMeta:
+        return self._meta
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
+
+    @property
+    def tflite_bytes(self) -> bytes:
+        return self._bytes
+
+    @property
+    def K(self) -> int:
+        return self._meta.K
+
+    @property
+    def C(self) -> int:
+        return self._meta.C
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._meta.class_names)
+
+    @property
+    def feature_spec(self):
+        return self._spec
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._spec.sample_rate)
+
+    @property
+    def num_threads(self) -> int | None:
+        return self._num_threads
+
+    def __repr__(self) -> str:
+        return (f"Encoder(name={self._meta.name!r}, arch={self._meta.arch!r}, K={self.K}, "
+                f"C={self.C}, sha256={self._sha256[:12]}...)")
+
+    # ------------------------------------------------------------------ encoding
+    def run_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw model outputs of prepared windows (n, *input_shape): (tanh (n, K), probs (n, C))."""
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim != len(self._meta.input_shape) + 1 or list(x.shape[1:]) != list(self._meta.input_shape):
+            raise InvalidInputError(f"windows must have shape (n, {', '.join(map(str, self._meta.input_shape))}), "
+                                    f"got {x.shape}")
+        n = x.shape[0]
+        h = np.empty((n, self.K), dtype=np.float32)
+        p = np.empty((n, self.C), dtype=np.float32)
+        it = self._it
+        with self._lock:
+            for i in range(n):
+                it.set_tensor(self._in["index"], x[i : i + 1])
+                it.invoke()
+                h[i] = it.get_tensor(self._hash_out["index"])[0]
+                p[i] = it.get_tensor(self._probs_out["index"])[0]
+        return h, p
+
+    def encode_windows(self, windows: np.ndarray, starts: np.ndarray | None = None,
+                       timings: dict[str, float] | None = None) -> WindowCodes:
+        t0 = time.perf_counter()
+        h, p = self.run_windows(windows)
+        t1 = time.perf_counter()
+        if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
+            raise ModelError(f"model {self._meta.name!r} produced NaN/inf outputs")
+        bits = codes.hash_bits(h)
+        tm = dict(timings or {})
+        tm["inference"] = tm.get("inference", 0.0) + (t1 - t0)
+        n = bits.shape[0]
+        return WindowCodes(
+            category=np.argmax(p, axis=1).astype(np.int64),
+            probs=p,
+            bits=bits,
+            words=codes.pack_words(bits),
+            K=self.K,
+            starts=np.zeros(n, np.float64) if starts is None else np.asarray(starts, np.float64),
+            timings=tm,
+        )
+
+    def windows(self, y: np.ndarray):
+        """Model windows of decoded audio (at ``self.sample_rate``): (windows, starts)."""
+        from hashing.features import model_windows
+
+        return model_windows(np.asarray(y, dtype=np.float32), self._spec, return_starts=True)
+
+    def encode_audio(self, y: np.ndarray, *, _timings: dict[str, float] | None = None) -> WindowCodes:
+        """Codes of a decoded mono float signal at ``self.sample_rate`` Hz."""
+        a = np.asarray(y)
+        if a.ndim != 1 or a.size == 0:
+            raise InvalidInputError(f"expected a non-empty 1-D mono signal, got shape {a.shape}")
+        tm = dict(_timings or {})
+        tm.setdefault("decode", 0.0)
+        t0 = time.perf_counter()
+        win, starts = self.windows(a)
+        tm["features"] = time.perf_counter() - t0
+        tm["inference"] = 0.0
+        return self.encode_windows(win, starts, tm)
+
+    def encode_file(self, source) -> WindowCodes:
+        """Codes of an audio file (path, bytes or binary file object)."""
+        from hashing.audio import load_audio
+
+        t0 = time.perf_counter()
+        y = load_audio(source, self.sample_rate)
+        return self.encode_audio(y, _timings={"decode": time.perf_counter() - t0})
+

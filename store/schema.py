@@ -1,0 +1,189 @@
+"""The vault's on-disk format: one DuckDB file, its DDL, its format version, its upgrades.
+
+Format ``speechvault-vault``, version 1 (``FORMAT_VERSION``)::
+
+    vault_meta   one row: magic, format version, created, app version, cipher, the key wrap
+                 (JSON of ``store.keys.KeyWrap.to_dict()``: KDF name and parameters, salt,
+                 wrapped master key, key check), the model fingerprint (SHA-256 of the TFLite
+                 bytes), K, C, class names, default tau, and ``codes_unclustered`` (index rows
+                 appended since the last clustering pass, see ``store.search``).
+    model        the deep hashing coding model itself: its SHA-256, TFLite bytes, ModelMeta JSON.
+                 With it the file is all another machine needs to search (the vault is portable).
+    recordings   one row per original file: id, name, category label, SHA-256 of the original
+                 bytes (unique: de-duplication), sample rate, channels, duration, size in bytes,
+                 added, number of windows, and the encrypted blob (``store.envelope.seal`` with
+                 associated data = the 32-byte SHA-256 of the original).
+    codes        the index: one row per (recording, window): ``category`` = h1 (the model's class
+                 id for that window), h2 as W = ceil(K/64) UBIGINT words ``w0 .. w{W-1}`` (bit i
+                 of the code in word i // 64 at bit i % 64, ``hashing.codes.pack_words``).
+                 Kept clustered by ``category`` (see ``store.search.compact``).
+    schema_migrations  one row per format version applied (version, applied, description).
+
+Upgrades: ``MIGRATIONS[v]`` turns a version-``v`` vault into version ``v + 1`` inside one
+transaction; ``upgrade()`` runs them in order on a read-write connection. A vault of a newer
+version than ``FORMAT_VERSION`` is refused with ``VaultFormatError``; an older one opened
+read-only is refused with a message saying to open it read-write once (which upgrades it).
+
+The only identifiers formatted into SQL here are ``w0 .. w{W-1}``, generated from the integer K.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import duckdb
+
+from speechvault.errors import VaultFormatError
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "MIGRATIONS",
+    "n_words",
+    "word_columns",
+    "codes_ddl",
+    "create_ddl",
+    "read_format_version",
+    "upgrade",
+]
+
+MAGIC = "speechvault-vault"
+FORMAT_VERSION = 1
+
+#: DuckDB's row group size (rows); zone maps (min/max per column) are kept per row group, so the
+#: category filter can only skip whole row groups.
+ROW_GROUP_ROWS = 122_880
+
+
+def n_words(K: int) -> int:
+    K = int(K)
+    if K <= 0:
+        raise ValueError(f"K must be positive, got {K}")
+    return (K + 63) // 64
+
+
+def word_columns(K: int) -> list[str]:
+    """``["w0", ..., "w{W-1}"]`` for a K-bit code (generated from an integer, never user text)."""
+    return [f"w{i}" for i in range(n_words(int(K)))]
+
+
+def codes_ddl(K: int, table: str = "codes") -> str:
+    if table not in ("codes", "codes_compact"):
+        raise ValueError(f"unexpected table name {table!r}")
+    words = ",\n    ".join(f"{c} UBIGINT NOT NULL" for c in word_columns(K))
+    return (
+        f"CREATE TABLE {table} (\n"
+        "    recording_id BIGINT NOT NULL,\n"
+        "    win INTEGER NOT NULL,\n"
+        "    category SMALLINT NOT NULL,\n"
+        f"    {words}\n"
+        ")"
+    )
+
+
+_DDL_V1 = [
+    """CREATE TABLE schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    description VARCHAR NOT NULL
+)""",
+    """CREATE TABLE vault_meta (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    magic VARCHAR NOT NULL,
+    format_version INTEGER NOT NULL,
+    created TIMESTAMPTZ NOT NULL,
+    app_version VARCHAR NOT NULL,
+    cipher VARCHAR NOT NULL,
+    key_wrap VARCHAR NOT NULL,
+    model_sha256 VARCHAR NOT NULL,
+    k INTEGER NOT NULL,
+    c INTEGER NOT NULL,
+    class_names VARCHAR[] NOT NULL,
+    tau DOUBLE NOT NULL,
+    codes_unclustered BIGINT NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE model (
+    sha256 VARCHAR PRIMARY KEY,
+    meta_json VARCHAR NOT NULL,
+    tflite BLOB NOT NULL
+)""",
+    "CREATE SEQUENCE recordings_id_seq START 1",
+    """CREATE TABLE recordings (
+    id BIGINT PRIMARY KEY DEFAULT nextval('recordings_id_seq'),
+    name VARCHAR NOT NULL,
+    category VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL UNIQUE,
+    sample_rate INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    duration DOUBLE NOT NULL,
+    size BIGINT NOT NULL,
+    added TIMESTAMPTZ NOT NULL,
+    n_windows INTEGER NOT NULL,
+    blob BLOB NOT NULL
+)""",
+]
+
+
+def create_ddl(K: int) -> list[str]:
+    """Every statement that creates an empty version-``FORMAT_VERSION`` vault for K-bit codes."""
+    return [*_DDL_V1, codes_ddl(K)]
+
+
+#: from-version -> function upgrading a vault of that version to the next (run in a transaction).
+#: Version 1 is the first published format, so there is nothing to upgrade yet. Add e.g.
+#: ``MIGRATIONS[1] = _v1_to_v2`` with ``def _v1_to_v2(con): con.execute("ALTER TABLE ...")``.
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+MIGRATION_DESCRIPTIONS: dict[int, str] = {}
+
+
+def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """The vault's format version; ``VaultFormatError`` if this DuckDB file is not a vault."""
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()}
+    except duckdb.Error:
+        raise VaultFormatError(f"{path} is not a speechvault vault (unreadable catalog)") from None
+    if "vault_meta" not in tables:
+        raise VaultFormatError(
+            f"{path} is a DuckDB database but not a speechvault vault (no vault metadata)")
+    try:
+        rows = con.execute("SELECT magic, format_version FROM vault_meta").fetchall()
+    except duckdb.Error:
+        raise VaultFormatError(f"{path} is not a speechvault vault (malformed vault metadata)") from None
+    if len(rows) != 1 or rows[0][0] != MAGIC or not isinstance(rows[0][1], int):
+        raise VaultFormatError(f"{path} is not a speechvault vault (malformed vault metadata)")
+    version = int(rows[0][1])
+    if version > FORMAT_VERSION:
+        raise VaultFormatError(
+            f"{path} is vault format version {version}, newer than this speechvault supports "
+            f"({FORMAT_VERSION}); upgrade speechvault to open it")
+    if version < 1:
+        raise VaultFormatError(f"{path} has an invalid vault format version {version}")
+    missing = {"model", "recordings", "codes"} - tables
+    if missing:
+        raise VaultFormatError(
+            f"{path} is a damaged speechvault vault (missing {', '.join(sorted(missing))})")
+    return version
+
+
+def upgrade(con: duckdb.DuckDBPyConnection, path: str, version: int) -> int:
+    """Run the migrations from ``version`` up to ``FORMAT_VERSION``; returns the new version."""
+    while version < FORMAT_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise VaultFormatError(
+                f"{path} is vault format version {version} and no upgrade to "
+                f"{version + 1} exists")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            step(con)
+            con.execute("UPDATE vault_meta SET format_version = ?", [version + 1])
+            con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
+                        [version + 1, MIGRATION_DESCRIPTIONS.get(version, f"upgrade to {version + 1}")])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        version += 1
+    return version

@@ -1,0 +1,867 @@
+"""``Vault``: a private, searchable vault of speech recordings in one DuckDB file.
+
+Threat model (the paper's): the hash codes are the index an untrusted server searches, so
+``search``, ``list``, ``info``, ``category_counts``, ``get`` and ``codes_of`` work without the
+passphrase; ``ingest`` (sealing), ``export`` and ``verify`` (opening blobs) need it, and
+``change_passphrase`` needs the old one. The passphrase is never stored; the master key lives in
+memory only while the vault is open and unlocked.
+
+Concurrency: DuckDB allows one read-write process or many read-only processes per file. Open
+read-only (the default) for search/list/info/export; read-write for ingest/delete/passwd. A lock
+held by another process is reported as ``VaultBusyError``.
+
+Category label of an ingested recording: ``category=`` if given, else the model's predicted class
+name of the recording's first window. (The index's ``codes.category`` is always the model's class
+id per window, h1, which is what the two-stage search filters on.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import duckdb
+import numpy as np
+
+import speechvault
+from speechvault.errors import (
+    AudioDecodeError,
+    IntegrityError,
+    InvalidInputError,
+    ModelError,
+    ModelMismatchError,
+    NotFoundError,
+    PassphraseRequiredError,
+    SpeechVaultError,
+    VaultBusyError,
+    VaultFormatError,
+)
+from store import schema as _schema
+from store import search as _search
+from store.records import (
+    Hit,
+    IngestEvent,
+    IngestReport,
+    QueryCode,
+    RecordingRow,
+    SearchResult,
+    StoredCodes,
+    VaultInfo,
+    VerifyReport,
+)
+
+__all__ = [
+    "Vault",
+    "CIPHERS",
+    "MODES",
+    "DEFAULT_BATCH_SIZE",
+    "RecordingRow",
+    "IngestEvent",
+    "IngestReport",
+    "QueryCode",
+    "Hit",
+    "SearchResult",
+    "VaultInfo",
+    "VerifyReport",
+    "StoredCodes",
+]
+
+CIPHERS = ("rossler", "chacha20poly1305")
+MODES = ("two-stage", "traversal", "multi-probe")
+#: files per ingest transaction
+DEFAULT_BATCH_SIZE = 32
+_BUSY = ("vault is busy: another speechvault process is writing to it; try again")
+_REC_COLS = "id, name, category, sha256, sample_rate, channels, duration, size, added, n_windows"
+
+
+# ----------------------------------------------------------------------------- connections
+def _translate_connect_error(exc: Exception, path: str) -> SpeechVaultError:
+    msg = str(exc)
+    low = msg.lower()
+    if "lock" in low and ("conflicting" in low or "could not set lock" in low):
+        return VaultBusyError(_BUSY)
+    if "different configuration" in low or "already attached" in low:
+        return VaultBusyError(
+            "vault is busy: it is already open in this process in another mode; close it first")
+    if "read-only mode" in low and "does not exist" in low:
+        return NotFoundError(f"{path}: no such vault")
+    if "not a valid duckdb database" in low or "serialization" in low or "version" in low \
+            or "corrupt" in low or "checksum" in low or "magic" in low:
+        return VaultFormatError(f"{path} is not a speechvault vault (not a DuckDB database, or damaged)")
+    if isinstance(exc, duckdb.IOException):
+        return VaultFormatError(f"{path} could not be opened as a vault: {msg.splitlines()[0]}")
+    return VaultFormatError(f"{path} is not a speechvault vault ({msg.splitlines()[0]})")
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as exc:
+        raise _translate_connect_error(exc, path) from None
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return "lock" in low and ("conflicting" in low or "could not set lock" in low)
+
+
+def _check_category_label(category: str | None) -> str | None:
+    if category is None:
+        return None
+    if not isinstance(category, str) or not category.strip():
+        raise InvalidInputError("category must be a non-empty text")
+    return category
+
+
+def _load_encoder_class():
+    from hashing.encoder import Encoder  # lazy: TFLite runtime only when encoding
+
+    return Encoder
+
+
+def _model_name(meta_json: str) -> str:
+    try:
+        return str(json.loads(meta_json).get("name", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _chmod_private(path: Path) -> None:
+    for p in (path, Path(str(path) + ".wal")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(p, 0o600)
+
+
+# ----------------------------------------------------------------------------- the vault
+class Vault:
+    """One vault file. Use ``Vault.create`` or ``Vault.open``; close it (or use ``with``)."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool,
+                 encoder: Any | None) -> None:
+        self.path = Path(path)
+        self._con: duckdb.DuckDBPyConnection | None = con
+        self.read_only = bool(read_only)
+        self._encoder = encoder
+        self._master: bytes | None = None
+        self._lock = threading.RLock()
+        self._load_meta()
+        if encoder is not None:
+            self._check_encoder(encoder)
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def create(cls, path, passphrase: str, *, encoder: Any | None = None, cipher: str = "rossler",
+               kdf_log2_n: int = 17, tau: float | None = None) -> "Vault":
+        """Create a new vault file (mode 0600), opened read-write and unlocked."""
+        from store import keys  # lazy
+
+        p = Path(path)
+        if p.exists():
+            raise InvalidInputError(f"{p} already exists; choose another path (or delete it)")
+        if not p.parent.exists():
+            raise NotFoundError(f"{p.parent}: no such directory")
+        if cipher not in CIPHERS:
+            raise InvalidInputError(f"unknown cipher {cipher!r}; choose one of {', '.join(CIPHERS)}")
+        if not isinstance(passphrase, str) or not passphrase:
+            raise InvalidInputError("the passphrase must not be empty")
+        if encoder is None:
+            encoder = _load_encoder_class().default()
+        meta = encoder.meta
+        K, C = int(meta.K), int(meta.C)
+        class_names = [str(c) for c in meta.class_names]
+        if len(class_names) != C:
+            raise ModelError("model metadata: class_names does not list C names")
+        if C > 32767:
+            raise ModelError(f"too many categories ({C}) for the index")
+        tau = float(meta.tau if tau is None else tau)
+        if not 0.0 < tau < 0.5:
+            raise InvalidInputError(f"tau must be in (0, 0.5), got {tau}")
+        master = keys.new_master_key()
+        wrap = keys.wrap_master_key(master, passphrase, log2_n=kdf_log2_n)
+        tflite = bytes(encoder.tflite_bytes)
+        sha = str(encoder.sha256)
+        meta_json = meta.to_json() if hasattr(meta, "to_json") else json.dumps(meta.to_dict())
+
+        old_umask = os.umask(0o077)
+        try:
+            con = _connect(str(p), read_only=False)
+        finally:
+            os.umask(old_umask)
+        _chmod_private(p)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for stmt in _schema.create_ddl(K):
+                con.execute(stmt)
+            con.execute(
+                "INSERT INTO vault_meta (magic, format_version, created, app_version, cipher, "
+                "key_wrap, model_sha256, k, c, class_names, tau) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_schema.MAGIC, _schema.FORMAT_VERSION, _dt.datetime.now(_dt.timezone.utc),
+                 speechvault.__version__, cipher, json.dumps(wrap.to_dict()), sha, K, C,
+                 class_names, tau])
+            con.execute("INSERT INTO model (sha256, meta_json, tflite) VALUES (?, ?, ?)",
+                        [sha, meta_json, tflite])
+            con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
+                        [_schema.FORMAT_VERSION, "created"])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.close()
+            for q in (p, Path(str(p) + ".wal")):
+                with contextlib.suppress(FileNotFoundError):
+                    q.unlink()
+            raise
+        _chmod_private(p)
+        v = cls(p, con, read_only=False, encoder=encoder)
+        v._master = master
+        return v
+
+    @classmethod
+    def open(cls, path, *, read_only: bool = True, passphrase: str | None = None,
+             encoder: Any | None = None) -> "Vault":
+        """Open an existing vault. ``encoder`` None -> the model stored in the vault (loaded only
+        when something must be encoded); an encoder of another model -> ``ModelMismatchError``."""
+        p = Path(path)
+        if not p.exists():
+            raise NotFoundError(f"{p}: no such vault")
+        if p.is_dir():
+            raise VaultFormatError(f"{p} is a directory, not a speechvault vault")
+        con = _connect(str(p), read_only=read_only)
+        try:
+            version = _schema.read_format_version(con, str(p))
+            if version < _schema.FORMAT_VERSION:
+                if read_only:
+                    raise VaultFormatError(
+                        f"{p} is vault format version {version}; open it read-write once to "
+                        f"upgrade it to version {_schema.FORMAT_VERSION}")
+                _schema.upgrade(con, str(p), version)
+            v = cls(p, con, read_only=read_only, encoder=encoder)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.close()
+            raise
+        if passphrase is not None:
+            try:
+                v.unlock(passphrase)
+            except BaseException:
+                v.close()
+                raise
+        return v
+
+    def _load_meta(self) -> None:
+        row = self._con.execute(
+            "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
+            "class_names, tau FROM vault_meta").fetchone()
+        (self.format_version, self.created, self.app_version, self.cipher, key_wrap,
+         self.model_sha256, K, C, class_names, tau) = row
+        self.K, self.C, self.tau = int(K), int(C), float(tau)
+        self.class_names = [str(c) for c in class_names]
+        try:
+            self._key_wrap = json.loads(key_wrap)
+        except ValueError:
+            raise VaultFormatError(f"{self.path}: damaged vault metadata (key wrap)") from None
+        if self.cipher not in CIPHERS:
+            raise VaultFormatError(f"{self.path}: unknown cipher {self.cipher!r}")
+        self.W = _schema.n_words(self.K)
+
+    def _check_encoder(self, encoder: Any) -> None:
+        sha = str(encoder.sha256)
+        if sha != self.model_sha256:
+            name = getattr(getattr(encoder, "meta", None), "name", "?")
+            raise ModelMismatchError(
+                f"this vault was coded by model {self.model_sha256[:12]} "
+                f"({self.model_name or 'unnamed'}), not by the given model {sha[:12]} ({name}); "
+                "its codes are not comparable: use the vault's own model")
+
+    @property
+    def model_name(self) -> str:
+        with self._lock:
+            row = self._db().execute("SELECT meta_json FROM model WHERE sha256 = ?",
+                                     [self.model_sha256]).fetchone()
+        return _model_name(row[0]) if row else ""
+
+    @property
+    def encoder(self):
+        """The vault's encoder: the one given to ``open``/``create``, else the stored model."""
+        with self._lock:
+            if self._encoder is None:
+                row = self._db().execute("SELECT tflite, meta_json FROM model WHERE sha256 = ?",
+                                         [self.model_sha256]).fetchone()
+                if row is None:
+                    raise VaultFormatError(f"{self.path}: the vault's model is missing")
+                from hashing.model_meta import ModelMeta
+
+                enc = _load_encoder_class().from_bytes(bytes(row[0]), ModelMeta.from_json(row[1]))
+                self._check_encoder(enc)
+                self._encoder = enc
+            return self._encoder
+
+    def model_bytes(self) -> tuple[bytes, str]:
+        """The stored model: (TFLite bytes, metadata JSON)."""
+        with self._lock:
+            row = self._db().execute("SELECT tflite, meta_json FROM model WHERE sha256 = ?",
+                                     [self.model_sha256]).fetchone()
+        if row is None:
+            raise VaultFormatError(f"{self.path}: the vault's model is missing")
+        return bytes(row[0]), str(row[1])
+
+    # ------------------------------------------------------------------ lifecycle
+    def _db(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise InvalidInputError("the vault is closed")
+        return self._con
+
+    @property
+    def unlocked(self) -> bool:
+        return self._master is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._con is None
+
+    def unlock(self, passphrase: str) -> None:
+        """Unwrap the master key; ``WrongPassphraseError`` (key check, before any decryption)."""
+        from store import keys
+
+        if not isinstance(passphrase, str) or not passphrase:
+            raise PassphraseRequiredError("a passphrase is required to unlock the vault")
+        wrap = keys.KeyWrap.from_dict(self._key_wrap)
+        self._master = keys.unwrap_master_key(wrap, passphrase)
+
+    def lock(self) -> None:
+        self._master = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._master = None
+            if self._con is not None:
+                try:
+                    self._con.close()
+                finally:
+                    self._con = None
+
+    def __enter__(self) -> "Vault":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "ro" if self.read_only else "rw"
+        return f"<Vault {str(self.path)!r} {mode} K={self.K} {'unlocked' if self.unlocked else 'locked'}>"
+
+    def _require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise InvalidInputError(f"{what} needs the vault opened read-write (read_only=False)")
+
+    def _require_key(self, what: str) -> bytes:
+        if self._master is None:
+            raise PassphraseRequiredError(f"{what} needs the passphrase: unlock the vault first")
+        return self._master
+
+    # ------------------------------------------------------------------ read side
+    def info(self) -> VaultInfo:
+        with self._lock:
+            con = self._db()
+            n_rec = con.execute("SELECT count(*) FROM recordings").fetchone()[0]
+            n_win = con.execute("SELECT count(*) FROM codes").fetchone()[0]
+            uncl = con.execute("SELECT codes_unclustered FROM vault_meta").fetchone()[0]
+            counts = self.category_counts()
+            name = self.model_name
+        kdf = {k: self._key_wrap.get(k) for k in ("kdf", "log2_n", "r", "p") if k in self._key_wrap}
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = 0
+        return VaultInfo(
+            path=str(self.path), format_version=int(self.format_version), created=self.created,
+            app_version=str(self.app_version), cipher=self.cipher, kdf=kdf,
+            model_sha256=self.model_sha256, model_name=name, K=self.K, C=self.C,
+            class_names=list(self.class_names), tau=self.tau, recordings=int(n_rec),
+            windows=int(n_win), size_bytes=int(size), read_only=self.read_only,
+            unlocked=self.unlocked, category_counts=counts, unclustered_windows=int(uncl))
+
+    @staticmethod
+    def _row(r) -> RecordingRow:
+        return RecordingRow(id=int(r[0]), name=r[1], category=r[2], sha256=r[3],
+                            sample_rate=int(r[4]), channels=int(r[5]), duration=float(r[6]),
+                            size=int(r[7]), added=r[8], n_windows=int(r[9]))
+
+    def list(self, *, category: str | None = None, name_like: str | None = None,
+             limit: int | None = None) -> list[RecordingRow]:
+        """Recordings by id. ``name_like``: a case-insensitive substring of the name (literal:
+        ``%`` and ``_`` match themselves)."""
+        where, params = [], []
+        if category is not None:
+            where.append("category = ?")
+            params.append(category)
+        if name_like is not None:
+            where.append("contains(lower(name), lower(?))")
+            params.append(str(name_like))
+        sql = f"SELECT {_REC_COLS} FROM recordings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            if int(limit) < 0:
+                raise InvalidInputError("limit must be >= 0")
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._lock:
+            rows = self._db().execute(sql, params).fetchall()
+        return [self._row(r) for r in rows]
+
+    def category_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT category, count(*) FROM recordings GROUP BY category ORDER BY category"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def get(self, recording_id: int) -> RecordingRow:
+        with self._lock:
+            r = self._db().execute(f"SELECT {_REC_COLS} FROM recordings WHERE id = ?",
+                                   [int(recording_id)]).fetchone()
+        if r is None:
+            raise NotFoundError(f"no recording with id {recording_id}")
+        return self._row(r)
+
+    def codes_of(self, recording_id: int) -> StoredCodes:
+        cols = ", ".join(_schema.word_columns(self.K))
+        with self._lock:
+            self.get(recording_id)
+            res = self._db().execute(
+                f"SELECT win, category, {cols} FROM codes WHERE recording_id = ? ORDER BY win",
+                [int(recording_id)]).fetchnumpy()
+        words = np.stack([np.asarray(res[c], dtype=np.uint64) for c in _schema.word_columns(self.K)],
+                         axis=1) if len(res["win"]) else np.zeros((0, self.W), np.uint64)
+        return StoredCodes(recording_id=int(recording_id),
+                           category=np.asarray(res["category"], dtype=np.int64),
+                           words=words, K=self.K, window=np.asarray(res["win"], dtype=np.int64))
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, sources: Iterable[str | os.PathLike], *, category: str | None = None,
+               progress: Callable[[IngestEvent], None] | None = None,
+               cancel: threading.Event | None = None,
+               batch_size: int = DEFAULT_BATCH_SIZE) -> IngestReport:
+        """Encode, seal and store files. ``batch_size`` files per transaction; a duplicate (same
+        SHA-256 as a stored or earlier file) is skipped; a bad file is reported in ``errors`` and
+        skipped (it never leaves rows behind); ``cancel`` is checked between files and what was
+        processed before it is committed."""
+        self._require_writable("ingest")
+        master = self._require_key("ingest")
+        label = _check_category_label(category)
+        if int(batch_size) < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        enc = self.encoder
+        try:
+            total = len(sources)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+        report = IngestReport()
+        pending: list[dict[str, Any]] = []
+        pending_sha: dict[str, str] = {}
+        pending_path: dict[str, str] = {}
+        index = 0
+
+        def emit(kind: str, path: str | None = None, rid: int | None = None,
+                 message: str | None = None) -> None:
+            if progress is not None:
+                progress(IngestEvent(kind, index, total, path, rid, message))
+
+        def flush() -> None:
+            if not pending:
+                return
+            added = self._insert_batch(pending, report)
+            for row in added:
+                emit("added", pending_path[row.sha256], row.id)
+            emit("committed", None, None, f"{len(added)} recording(s) committed")
+            pending.clear()
+            pending_sha.clear()
+
+        for src in sources:
+            if cancel is not None and cancel.is_set():
+                report.cancelled = True
+                break
+            index += 1
+            spath = str(src)
+            try:
+                item = self._prepare(src, enc, master, label, pending_sha)
+            except SpeechVaultError as exc:
+                report.errors.append((spath, exc.message))
+                emit("error", spath, None, exc.message)
+                continue
+            except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+                msg = f"{spath}: {' '.join(str(exc).split()) or type(exc).__name__}"
+                report.errors.append((spath, msg))
+                emit("error", spath, None, msg)
+                continue
+            if "pending_duplicate" in item:  # same bytes earlier in this batch: commit, look up
+                flush()
+                with self._lock:
+                    row = self._db().execute("SELECT id FROM recordings WHERE sha256 = ?",
+                                             [item["pending_duplicate"]]).fetchone()
+                item = {"duplicate_of": int(row[0]) if row else -1}
+            if "duplicate_of" in item:
+                report.skipped_duplicates.append((spath, item["duplicate_of"]))
+                emit("duplicate", spath, item["duplicate_of"], None)
+                continue
+            pending.append(item)
+            pending_sha[item["sha256"]] = spath
+            pending_path[item["sha256"]] = spath
+            if len(pending) >= int(batch_size):
+                flush()
+        flush()
+        if report.cancelled:
+            emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
+        self._maybe_compact()
+        return report
+
+    def _prepare(self, src, enc, master: bytes, label: str | None,
+                 pending_sha: dict[str, str]) -> dict[str, Any]:
+        from hashing.audio import read_info
+        from store.envelope import seal
+
+        p = Path(src)
+        if not p.exists():
+            raise NotFoundError(f"{p}: no such file")
+        if p.is_dir():
+            raise AudioDecodeError(f"{p}: is a directory, not an audio file")
+        data = p.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            row = self._db().execute("SELECT id FROM recordings WHERE sha256 = ?", [sha]).fetchone()
+        if row is not None:
+            return {"duplicate_of": int(row[0])}
+        if sha in pending_sha:
+            return {"pending_duplicate": sha}
+        if not data:
+            raise AudioDecodeError(f"{p}: empty file (0 bytes)")
+        info = read_info(data)
+        codes = enc.encode_file(data)
+        words = np.asarray(codes.words)
+        cats = np.asarray(codes.category, dtype=np.int64).reshape(-1)
+        if words.ndim != 2 or words.shape[1] != self.W or words.shape[0] != cats.shape[0] \
+                or words.shape[0] < 1:
+            raise ModelError(f"{p}: the encoder returned codes of shape {words.shape}, "
+                             f"expected (n, {self.W})")
+        if np.any(cats < 0) or np.any(cats >= self.C):
+            raise ModelError(f"{p}: the encoder returned a category outside 0..{self.C - 1}")
+        name_label = label if label is not None else self.class_names[int(cats[0])]
+        blob = seal(data, master, cipher=self.cipher, associated_data=bytes.fromhex(sha))
+        return {
+            "name": p.name, "category": name_label, "sha256": sha,
+            "sample_rate": int(info.sample_rate), "channels": int(info.channels),
+            "duration": float(info.duration), "size": len(data),
+            "words": words.astype(np.uint64, copy=False), "cats": cats, "blob": blob,
+            "path": str(src),
+        }
+
+    def _insert_recording(self, con: duckdb.DuckDBPyConnection, item: dict[str, Any]) -> RecordingRow:
+        now = _dt.datetime.now(_dt.timezone.utc)
+        r = con.execute(
+            "INSERT INTO recordings (name, category, sha256, sample_rate, channels, duration, "
+            "size, added, n_windows, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"RETURNING {_REC_COLS}",
+            [item["name"], item["category"], item["sha256"], item["sample_rate"],
+             item["channels"], item["duration"], item["size"], now, int(item["words"].shape[0]),
+             item["blob"]]).fetchone()
+        return self._row(r)
+
+    def _insert_items(self, con: duckdb.DuckDBPyConnection,
+                      items: list[dict[str, Any]]) -> list[RecordingRow]:
+        """Recording rows (one statement each, for their ids), then all their index rows in one
+        statement, inside the caller's transaction."""
+        rows = [self._insert_recording(con, it) for it in items]
+        wcols = _schema.word_columns(self.K)
+        rid = np.concatenate([np.full(it["words"].shape[0], r.id, dtype=np.int64)
+                              for r, it in zip(rows, items)])
+        frame = {"recording_id": rid,
+                 "win": np.concatenate([np.arange(it["words"].shape[0], dtype=np.int32)
+                                        for it in items]),
+                 "category": np.concatenate([it["cats"] for it in items]).astype(np.int16)}
+        words = np.concatenate([it["words"] for it in items], axis=0).astype(np.uint64, copy=False)
+        for i, c in enumerate(wcols):
+            frame[c] = np.ascontiguousarray(words[:, i])
+        cols = ", ".join(["recording_id", "win", "category", *wcols])
+        con.register("_sv_new_codes", frame)
+        try:
+            con.execute(f"INSERT INTO codes ({cols}) SELECT {cols} FROM _sv_new_codes")
+        finally:
+            con.unregister("_sv_new_codes")
+        con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?",
+                    [int(rid.shape[0])])
+        return rows
+
+    def _insert_batch(self, items: list[dict[str, Any]], report: IngestReport) -> list[RecordingRow]:
+        """All items in one transaction; if that fails, each item in its own transaction so one
+        bad row costs only itself (never partial rows: recording + codes commit together)."""
+        with self._lock:
+            con = self._db()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                rows = self._insert_items(con, items)
+                con.execute("COMMIT")
+                report.added.extend(rows)
+                return rows
+            except duckdb.Error as exc:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                if _is_lock_error(exc) or len(items) == 1:
+                    if _is_lock_error(exc):
+                        raise VaultBusyError(_BUSY) from None
+                    it = items[0]
+                    report.errors.append((it["path"], f"{it['path']}: could not be stored "
+                                          f"({str(exc).splitlines()[0]})"))
+                    return []
+            rows = []
+            for it in items:
+                rows.extend(self._insert_batch([it], report))
+            return rows
+
+    def _maybe_compact(self) -> None:
+        with self._lock:
+            con = self._db()
+            uncl = con.execute("SELECT codes_unclustered FROM vault_meta").fetchone()[0]
+            total = con.execute("SELECT count(*) FROM codes").fetchone()[0]
+            if _search.needs_compaction(int(uncl), int(total)):
+                _search.compact(con, self.K)
+
+    def compact(self) -> None:
+        """Re-cluster the index by category now (ingest does it when the unsorted tail is large)."""
+        self._require_writable("compact")
+        with self._lock:
+            _search.compact(self._db(), self.K)
+
+    # ------------------------------------------------------------------ search
+    def encode_query(self, source) -> QueryCode:
+        """Code a query: an audio path, audio bytes, or float32 mono samples at the model rate."""
+        if isinstance(source, QueryCode):
+            return source
+        enc = self.encoder
+        if isinstance(source, np.ndarray):
+            wc = enc.encode_audio(source)
+            name = None
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            wc = enc.encode_file(bytes(source))
+            name = None
+        elif isinstance(source, (str, os.PathLike)):
+            wc = enc.encode_file(source)
+            name = Path(source).name
+        else:
+            raise InvalidInputError(
+                f"a query must be a path, bytes, samples or a QueryCode, not {type(source).__name__}")
+        return QueryCode.from_window_codes(wc, name=name)
+
+    def _as_query(self, query) -> QueryCode:
+        if isinstance(query, QueryCode):
+            q = query
+        elif hasattr(query, "words") and hasattr(query, "category") and hasattr(query, "K"):
+            q = QueryCode.from_window_codes(query)
+        else:
+            q = self.encode_query(query)
+        if q.K != self.K or q.words.shape[1] != self.W:
+            raise InvalidInputError(f"the query is a {q.K}-bit code; this vault holds {self.K}-bit codes")
+        if q.n_windows < 1 or q.category.shape[0] != q.n_windows:
+            raise InvalidInputError("the query code has no windows (or mismatched categories)")
+        if np.any(q.category < 0) or np.any(q.category >= self.C):
+            raise InvalidInputError(f"query category outside 0..{self.C - 1}")
+        return q
+
+    def _probes(self, q: QueryCode, w: int, mode: str, probe: int) -> list[int] | None:
+        if mode == "traversal":
+            return None
+        first = int(q.category[w])
+        if mode == "two-stage":
+            return [first]
+        m = max(1, min(int(probe), self.C))
+        if q.probs is None or q.probs.shape[0] <= w or q.probs.shape[1] != self.C:
+            return [first]
+        order = [int(i) for i in np.argsort(-q.probs[w], kind="stable")]
+        cats = [first] + [c for c in order if c != first]
+        return cats[:m]
+
+    def search(self, query, *, tau: float | None = None, mode: str = "two-stage",
+               probe: int = 2, top: int = 10) -> SearchResult:
+        """Retrieve the recordings whose code is within normalized Hamming distance ``tau`` of the
+        query's (eq. 16), best first, each recording once (its best window pair). No passphrase."""
+        t_total = time.perf_counter()
+        if mode not in MODES:
+            raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        tau = self.tau if tau is None else float(tau)
+        if not (0.0 < tau <= 1.0) or tau != tau:
+            raise InvalidInputError(f"tau must be in (0, 1], got {tau}")
+        top = int(top)
+        if top < 1:
+            raise InvalidInputError("top must be >= 1")
+        if mode == "multi-probe" and int(probe) < 1:
+            raise InvalidInputError("probe must be >= 1")
+        q = self._as_query(query)
+        timings = {k: float(q.timings.get(k, 0.0)) for k in ("decode", "features", "inference")}
+        t_cat = t_ham = 0.0
+        candidates = 0
+        best: dict[int, tuple[int, int, int, str, str]] = {}  # rid -> (dist, qwin, win, name, cat)
+        probed: set[int] = set()
+        with self._lock:
+            con = self._db()
+            total_rows = int(con.execute("SELECT count(*) FROM codes").fetchone()[0])
+            for w in range(q.n_windows):
+                cats = self._probes(q, w, mode, probe)
+                words = [int(x) for x in q.words[w]]
+                t0 = time.perf_counter()
+                if cats is None:
+                    n_cand = total_rows
+                else:
+                    probed.update(cats)
+                    n_cand = int(con.execute(_search.count_sql(len(cats)), cats).fetchone()[0])
+                t1 = time.perf_counter()
+                sql = _search.search_sql(self.K, None if cats is None else len(cats))
+                params = words + ([] if cats is None else cats) + [top]
+                rows = con.execute(sql, params).fetchall() if n_cand else []
+                t2 = time.perf_counter()
+                t_cat += t1 - t0
+                t_ham += t2 - t1
+                candidates += n_cand
+                for rid, name, cat, win, dist in rows:
+                    key = (int(dist), w, int(win))
+                    old = best.get(int(rid))
+                    if old is None or key < old[:3]:
+                        best[int(rid)] = (int(dist), w, int(win), name, cat)
+        ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
+        nearest = [Hit(recording_id=rid, name=v[3], category=v[4], ber=v[0] / self.K,
+                       window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
+                       distance=v[0]) for rid, v in ranked]
+        matches = [h for h in nearest if h.is_match]
+        timings["category_stage"] = t_cat
+        timings["hamming_stage"] = t_ham
+        timings["total"] = (time.perf_counter() - t_total) + timings["decode"] \
+            + timings["features"] + timings["inference"]
+        qcats = [self.class_names[int(c)] for c in q.category]
+        return SearchResult(
+            hits=matches if matches else list(nearest), matched=bool(matches), tau=tau, mode=mode,
+            query_category=qcats[0] if qcats else None, timings=timings, nearest=nearest,
+            query_categories=qcats,
+            probed_categories=[self.class_names[c] for c in sorted(probed)],
+            candidates=candidates, total_rows=total_rows)
+
+    # ------------------------------------------------------------------ export / verify
+    def _open_blob(self, master: bytes, blob: bytes, sha: str, rid: int) -> bytes:
+        from store.envelope import open_sealed
+
+        try:
+            data = open_sealed(bytes(blob), master, associated_data=bytes.fromhex(sha))
+        except IntegrityError as exc:
+            raise IntegrityError(f"recording {rid}: {exc.message}") from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise IntegrityError(f"recording {rid}: decrypted bytes do not match the stored SHA-256")
+        return data
+
+    def export(self, recording_id: int) -> bytes:
+        """The original bytes of a recording, decrypted and checked (tag, then SHA-256)."""
+        master = self._require_key("export")
+        with self._lock:
+            r = self._db().execute("SELECT blob, sha256 FROM recordings WHERE id = ?",
+                                   [int(recording_id)]).fetchone()
+        if r is None:
+            raise NotFoundError(f"no recording with id {recording_id}")
+        return self._open_blob(master, r[0], r[1], int(recording_id))
+
+    def export_to(self, recording_id: int, path) -> Path:
+        """Write the original bytes to ``path`` (a directory -> the recording's own name in it).
+        Refuses to overwrite an existing file."""
+        data = self.export(recording_id)
+        dest = Path(path)
+        if dest.is_dir():
+            name = Path(self.get(recording_id).name).name or f"recording-{int(recording_id)}"
+            if name in (".", ".."):
+                name = f"recording-{int(recording_id)}"
+            dest = dest / name
+        if dest.exists():
+            raise InvalidInputError(f"{dest} already exists; not overwriting it")
+        if not dest.parent.exists():
+            raise NotFoundError(f"{dest.parent}: no such directory")
+        tmp = dest.with_name(dest.name + ".partial")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+        return dest
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Check every blob's tag and SHA-256 and that each recording has all its index rows.
+        Never raises on a bad blob: failures are listed with the recording's id and name."""
+        master = self._require_key("verify")
+        report = VerifyReport()
+        with self._lock:
+            con = self._db()
+            ids = [r[0] for r in con.execute("SELECT id FROM recordings ORDER BY id").fetchall()]
+            counts = dict(con.execute(
+                "SELECT recording_id, count(*) FROM codes GROUP BY recording_id").fetchall())
+            orphans = con.execute(
+                "SELECT count(*) FROM codes WHERE recording_id NOT IN (SELECT id FROM recordings)"
+            ).fetchone()[0]
+        for i, rid in enumerate(ids):
+            with self._lock:
+                r = self._db().execute(
+                    "SELECT name, sha256, blob, n_windows FROM recordings WHERE id = ?",
+                    [rid]).fetchone()
+            name, sha, blob, n_win = r
+            try:
+                self._open_blob(master, blob, sha, int(rid))
+                if int(counts.get(rid, 0)) != int(n_win):
+                    raise IntegrityError(f"recording {rid}: {counts.get(rid, 0)} index rows, "
+                                         f"expected {n_win}")
+            except SpeechVaultError as exc:
+                report.failures.append((int(rid), name, exc.message))
+            except Exception as exc:  # a malformed blob must never abort verify
+                report.failures.append((int(rid), name, f"recording {rid}: {type(exc).__name__}: "
+                                        f"{' '.join(str(exc).split())}"))
+            report.checked += 1
+            if progress is not None:
+                progress(i + 1, len(ids))
+        if orphans:
+            report.failures.append((-1, "", f"{orphans} index rows belong to no recording"))
+        return report
+
+    # ------------------------------------------------------------------ write side
+    def delete(self, recording_id: int) -> None:
+        """Delete a recording and its index rows (one transaction)."""
+        self._require_writable("delete")
+        with self._lock:
+            self.get(recording_id)
+            con = self._db()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("DELETE FROM codes WHERE recording_id = ?", [int(recording_id)])
+                con.execute("DELETE FROM recordings WHERE id = ?", [int(recording_id)])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+
+    def change_passphrase(self, old: str, new: str) -> None:
+        """Re-wrap the master key under ``new`` (``WrongPassphraseError`` if ``old`` is wrong).
+        The blobs are unchanged: they are sealed with the master key, not the passphrase."""
+        from store import keys
+
+        self._require_writable("change_passphrase")
+        if not isinstance(new, str) or not new:
+            raise InvalidInputError("the new passphrase must not be empty")
+        wrap = keys.KeyWrap.from_dict(self._key_wrap)
+        new_wrap = keys.rewrap(wrap, old, new)
+        master = keys.unwrap_master_key(new_wrap, new)
+        d = new_wrap.to_dict()
+        with self._lock:
+            con = self._db()
+            con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
+            con.execute("CHECKPOINT")
+        self._key_wrap = d
+        self._master = master

@@ -1,0 +1,581 @@
+"""The command line (cli.py), the passphrase sources, the demo and the shipped example clips.
+
+Most CLI tests run ``python -m cli`` in a subprocess (real stdout/stderr, real exit codes, stdin not
+a terminal). Tests that need a working vault skip until ``store.vault`` and the default model
+exist. Vaults here use ``--kdf-log2n 10`` (the minimum, tests only) to keep scrypt fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "speechvault" / "examples"
+PASS = "correct horse battery staple"
+HEAVY = ("tensorflow", "textual", "ai_edge_litert", "tflite_runtime", "keras")
+COMMANDS = ["init", "ingest", "search", "export", "list", "info", "delete", "verify", "passwd",
+            "demo", "train", "tui"]
+
+
+def _have_store() -> bool:
+    try:
+        import store.vault  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _have_model() -> bool:
+    return (ROOT / "hashing" / "models" / "default.tflite").is_file()
+
+
+# Until the default model ships, the vault tests run the CLI with tests.fakes.FakeEncoder
+# patched in (store.vault's encoder loader and Encoder.default); with the model they run as is.
+FAKE = _have_store() and not _have_model()
+FAKE_SHIM = """
+from tests.fakes import FakeEncoder
+import store.vault as _sv
+_fake = FakeEncoder()
+class _FakeEncoderClass:
+    @classmethod
+    def from_bytes(cls, tflite_bytes, meta, num_threads=None):
+        return _fake
+    @classmethod
+    def default(cls, num_threads=None):
+        return _fake
+_sv._load_encoder_class = lambda: _FakeEncoderClass
+import cli
+cli.main()
+"""
+
+needs_vault = pytest.mark.skipif(not _have_store(), reason="store.vault not there yet")
+needs_model = pytest.mark.skipif(not (_have_store() and _have_model()),
+                                 reason="store.vault or hashing/models/default.tflite not there yet")
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SPEECHVAULT_PASSPHRASE", "SPEECHVAULT_NEW_PASSPHRASE")}
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["COLUMNS"] = "200"       # rich tables: no truncated names
+    env["NO_COLOR"] = "1"
+    env["TERM"] = "dumb"
+    env.update(extra or {})
+    return env
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, passphrase: str | None = None,
+            cwd: Path | None = None, timeout: float = 600, text: bool = True
+            ) -> subprocess.CompletedProcess:
+    extra = dict(env or {})
+    if passphrase is not None:
+        extra["SPEECHVAULT_PASSPHRASE"] = passphrase
+    cmd = [sys.executable, "-c", FAKE_SHIM] if FAKE else [sys.executable, "-m", "cli"]
+    return subprocess.run([*cmd, *map(str, args)], env=_env(extra),
+                          cwd=cwd or ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=text, timeout=timeout)
+
+
+def assert_user_error(r: subprocess.CompletedProcess, *, contains: str | None = None,
+                      single: bool = True) -> None:
+    msg = f"rc={r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    assert r.returncode == 1, msg
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, msg
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines, msg
+    assert all(ln.startswith("error: ") for ln in lines), msg
+    if single:
+        assert len(lines) == 1, msg
+    if contains is not None:
+        assert contains.lower() in r.stderr.lower(), msg
+
+
+def sha256(p: Path) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def digit_clips() -> list[Path]:
+    return sorted(p for p in EXAMPLES.glob("[0-9]_*.wav"))
+
+
+# --------------------------------------------------------------------------- import hygiene
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_imports_no_heavy_modules(command):
+    argv = ["speechvault"] + ([command] if command else []) + ["--help"]
+    code = (
+        "import sys, json\n"
+        f"sys.argv = {argv!r}\n"
+        "import cli\n"
+        "rc = 0\n"
+        "try:\n    cli.main()\nexcept SystemExit as e:\n    rc = e.code or 0\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))\n"
+        "sys.stderr.write('HEAVY=' + json.dumps(heavy) + ' RC=' + str(rc) + '\\n')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    tail = r.stderr.strip().splitlines()[-1]
+    assert tail == "HEAVY=[] RC=0", r.stderr
+    assert "Usage" in r.stdout
+
+
+def test_console_script_help_if_installed():
+    exe = Path(sys.executable).parent / "speechvault"
+    if not exe.exists():
+        pytest.skip("speechvault console script not installed in this environment")
+    r = subprocess.run([str(exe), "--help"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for c in COMMANDS:
+        assert c in r.stdout
+
+
+def test_no_args_shows_help():
+    r = run_cli()
+    assert "Usage" in (r.stdout + r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- passphrase sources
+def test_key_file_strips_one_newline(tmp_path):
+    from speechvault.passphrase import get_passphrase
+
+    kf = tmp_path / "k"
+    kf.write_text(" spaced pass \n\n")
+    assert get_passphrase(key_file=kf, environ={}) == " spaced pass \n"
+    kf.write_bytes(b"abc\r\n")
+    assert get_passphrase(key_file=kf, environ={"SPEECHVAULT_PASSPHRASE": "env"}) == "abc"
+
+
+def test_key_file_errors(tmp_path):
+    from speechvault.errors import InvalidInputError, NotFoundError
+    from speechvault.passphrase import get_passphrase
+
+    with pytest.raises(NotFoundError):
+        get_passphrase(key_file=tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(InvalidInputError):
+        get_passphrase(key_file=tmp_path / "empty")
+    with pytest.raises(InvalidInputError):
+        get_passphrase(key_file=tmp_path)
+
+
+def test_env_then_prompt_order():
+    from speechvault.errors import InvalidInputError, PassphraseRequiredError
+    from speechvault.passphrase import get_passphrase
+
+    assert get_passphrase(environ={"SPEECHVAULT_PASSPHRASE": "from-env"}) == "from-env"
+    with pytest.raises(InvalidInputError):
+        get_passphrase(environ={"SPEECHVAULT_PASSPHRASE": ""})
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    class NotTty:
+        def isatty(self):
+            return False
+
+    with pytest.raises(PassphraseRequiredError, match="not a terminal"):
+        get_passphrase(environ={}, stdin=NotTty(), ask=lambda p: "x")
+    answers = iter(["one", "one"])
+    assert get_passphrase(environ={}, stdin=Tty(), confirm=True, ask=lambda p: next(answers)) == "one"
+    answers = iter(["one", "two"])
+    with pytest.raises(InvalidInputError, match="do not match"):
+        get_passphrase(environ={}, stdin=Tty(), confirm=True, ask=lambda p: next(answers))
+    with pytest.raises(InvalidInputError, match="empty"):
+        get_passphrase(environ={}, stdin=Tty(), ask=lambda p: "")
+
+    def eof(_p):
+        raise EOFError
+
+    with pytest.raises(PassphraseRequiredError):
+        get_passphrase(environ={}, stdin=Tty(), ask=eof)
+
+
+def test_passphrase_never_from_argv():
+    r = run_cli("init", "--help")
+    assert "--passphrase" not in r.stdout
+    assert "--key-file" in r.stdout
+
+
+def test_init_prompt_mismatch_and_ctrl_c(tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    env = _env()
+    child = pexpect.spawn(sys.executable, ["-m", "cli", "init", str(tmp_path / "v.duckdb")],
+                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60)
+    child.expect("Passphrase: ")
+    child.sendline("first secret")
+    child.expect("Repeat passphrase: ")
+    child.sendline("other secret")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert "error: the two passphrases do not match" in child.before
+    assert "secret" not in child.before.replace("first secret", "").replace("other secret", "")
+    assert not (tmp_path / "v.duckdb").exists()
+
+    child = pexpect.spawn(sys.executable, ["-m", "cli", "init", str(tmp_path / "v.duckdb")],
+                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60)
+    child.expect("Passphrase: ")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "Traceback" not in child.before
+
+
+# --------------------------------------------------------------------------- path expansion
+def test_expand_sources(tmp_path):
+    import cli
+
+    (tmp_path / "a.wav").write_bytes(b"x")
+    (tmp_path / "b.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.flac").write_bytes(b"x")
+    files, problems = cli._expand_sources([str(tmp_path)], recursive=False)
+    assert [p.name for p in files] == ["a.wav"] and problems == []
+    files, _ = cli._expand_sources([str(tmp_path)], recursive=True)
+    assert sorted(p.name for p in files) == ["a.wav", "c.flac"]
+    files, _ = cli._expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
+    assert [p.name for p in files] == ["a.wav"]  # de-duplicated
+    files, _ = cli._expand_sources([str(tmp_path / "b.txt")], recursive=False)
+    assert [p.name for p in files] == ["b.txt"]  # an explicit file is passed on as is
+    files, problems = cli._expand_sources([str(tmp_path / "nope.wav"), str(tmp_path / "*.mp3")], False)
+    assert files == [] and [m for _, m in problems] == ["no such file or folder", "pattern matches no files"]
+
+
+# --------------------------------------------------------------------------- errors without a vault
+@pytest.mark.parametrize("args", [
+    ("list", "{missing}"),
+    ("info", "{missing}"),
+    ("info", "--json", "{missing}"),
+    ("search", "{missing}", "{clip}"),
+    ("export", "{missing}", "1", "-o", "{tmp}/out.wav"),
+    ("verify", "{missing}"),
+    ("delete", "--yes", "{missing}", "1"),
+    ("passwd", "{missing}"),
+    ("ingest", "{missing}", "{clip}"),
+    ("tui", "{missing}"),
+])
+def test_missing_vault_is_one_line_error(tmp_path, args):
+    clip = digit_clips()[0]
+    subst = {"missing": tmp_path / "nope.duckdb", "clip": clip, "tmp": tmp_path}
+    r = run_cli(*(a.format(**subst) for a in args), passphrase=PASS)
+    assert_user_error(r, contains="no such vault")
+
+
+def test_search_missing_query_file(tmp_path):
+    r = run_cli("search", tmp_path / "v.duckdb", tmp_path / "nope.wav")
+    assert_user_error(r, contains="no such file")
+
+
+def test_init_refuses_existing_path(tmp_path):
+    p = tmp_path / "exists.duckdb"
+    p.write_text("x")
+    r = run_cli("init", p, passphrase=PASS)
+    assert_user_error(r, contains="already exists")
+
+
+def test_init_without_passphrase_and_no_tty(tmp_path):
+    r = run_cli("init", tmp_path / "v.duckdb")
+    assert_user_error(r, contains="not a terminal")
+    assert not (tmp_path / "v.duckdb").exists()
+
+
+def test_train_without_tensorflow_is_one_line(monkeypatch, tmp_path):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "tensorflow" else real(name, *a, **k))
+    r = CliRunner().invoke(cli.app, ["train", str(tmp_path)])
+    assert r.exit_code == 1
+    out = r.output
+    assert "error: training needs TensorFlow" in out and "Traceback" not in out
+
+
+# --------------------------------------------------------------------------- examples
+def test_example_clips_manifest_and_format():
+    doc = json.loads((EXAMPLES / "manifest.json").read_text())
+    files = {c["file"] for c in doc["clips"]}
+    on_disk = {p.name for p in EXAMPLES.glob("*.wav")}
+    assert files == on_disk
+    total = sum(p.stat().st_size for p in EXAMPLES.iterdir() if p.is_file())
+    assert total < 1.5 * 1024 * 1024
+    assert doc["demo_query"] in files
+    digits = [c for c in doc["clips"] if c["kind"] == "digit"]
+    assert {c["label"] for c in digits} == {str(d) for d in range(10)}
+    sentences = [c for c in doc["clips"] if c["kind"] == "sentence"]
+    assert len(sentences) == 2 and all(7.5 <= c["duration"] <= 11 for c in sentences)
+    for c in doc["clips"]:
+        p = EXAMPLES / c["file"]
+        assert sha256(p) == c["sha256"], c["file"]
+        with wave.open(str(p)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+
+
+# --------------------------------------------------------------------------- with a vault
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory):
+    """A small vault (kdf 2^10) holding 8 digit clips and one sentence."""
+    if not _have_store():
+        pytest.skip("store.vault not there yet")
+    d = tmp_path_factory.mktemp("cli")
+    path = d / "v.duckdb"
+    r = run_cli("init", path, "--kdf-log2n", "10", "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    clips = digit_clips()[::4][:8] + [EXAMPLES / "sentence_en-us_1.wav"]
+    r = run_cli("ingest", path, *clips, "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert len(report["added"]) == len(clips)
+    return {"path": path, "dir": d, "clips": clips,
+            "ids": {row["name"]: row["id"] for row in report["added"]}}
+
+
+@needs_vault
+def test_init_json_info(vault):
+    r = run_cli("info", vault["path"], "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["recordings"] == len(vault["clips"])
+    assert info["cipher"] == "rossler" and info["recordings"] == len(vault["ids"])
+    assert info["kdf"]["log2_n"] == 10
+    r = run_cli("info", vault["path"])
+    assert r.returncode == 0 and "rossler" in r.stdout
+
+
+@needs_vault
+def test_ingest_again_reports_duplicates(vault):
+    r = run_cli("ingest", vault["path"], *vault["clips"][:2], "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["added"] == [] and len(rep["skipped_duplicates"]) == 2
+    r = run_cli("ingest", vault["path"], vault["clips"][0], passphrase=PASS)
+    assert r.returncode == 0 and "duplicates" in r.stdout
+
+
+@needs_vault
+def test_list_json_and_filters(vault):
+    r = run_cli("list", vault["path"], "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert {row["name"] for row in rows} == {p.name for p in vault["clips"]}
+    r = run_cli("list", vault["path"], "--name", "sentence", "--json")
+    assert [row["name"] for row in json.loads(r.stdout)] == ["sentence_en-us_1.wav"]
+    cat = rows[0]["category"]
+    r = run_cli("list", vault["path"], "--category", cat, "--json")
+    assert all(row["category"] == cat for row in json.loads(r.stdout))
+    r = run_cli("list", vault["path"])
+    assert r.returncode == 0 and "sentence_en-us_1.wav" in r.stdout
+
+
+@needs_vault
+def test_search_exact_needs_no_passphrase(vault):
+    clip = vault["clips"][1]
+    r = run_cli("search", vault["path"], clip, "--json")  # no SPEECHVAULT_PASSPHRASE
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["matched"] is True
+    assert res["hits"][0]["name"] == clip.name and res["hits"][0]["ber"] == 0.0
+    r = run_cli("search", vault["path"], clip)
+    assert r.returncode == 0
+    assert "MATCH" in r.stdout and "BER" in r.stdout and "timings" in r.stdout
+
+
+@needs_vault
+@pytest.mark.parametrize("mode", ["two-stage", "traversal", "multi-probe"])
+def test_search_degraded_copy(vault, tmp_path, mode):
+    from hashing import cpo
+    from hashing.audio import load_audio, write_wav
+
+    clip = vault["clips"][2]
+    q = tmp_path / "q.wav"
+    write_wav(q, cpo.gain_db(load_audio(clip), -3.0))
+    r = run_cli("search", vault["path"], q, "--mode", mode, "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["mode"] == mode
+    assert res["matched"] and res["hits"][0]["name"] == clip.name
+
+
+@needs_vault
+def test_search_no_match_exits_0_and_says_so(vault):
+    other = [p for p in digit_clips() if p not in vault["clips"]][0]
+    r = run_cli("search", vault["path"], other, "--threshold", "0.0001", "--mode", "traversal")
+    assert r.returncode == 0, r.stderr
+    assert "no match (nearest shown" in r.stdout
+    r = run_cli("search", vault["path"], other, "--threshold", "0.0001", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["matched"] is False
+
+
+@needs_vault
+def test_search_decrypt_to(vault, tmp_path):
+    clip = vault["clips"][3]
+    out = tmp_path / "dec"
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    written = [Path(p) for p in json.loads(r.stdout)["decrypted"]]
+    assert written and any(sha256(p) == sha256(clip) for p in written)
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out)  # no passphrase, no tty
+    assert_user_error(r, contains="not a terminal")
+
+
+@needs_vault
+def test_export_byte_identical(vault, tmp_path):
+    clip = vault["clips"][0]
+    rid = vault["ids"][clip.name]
+    out = tmp_path / "out.wav"
+    r = run_cli("export", vault["path"], str(rid), "-o", out, passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert sha256(out) == sha256(clip)
+    r = run_cli("export", vault["path"], str(rid), "-o", out, passphrase=PASS)
+    assert_user_error(r, contains="already exists")
+    kf = tmp_path / "key"
+    kf.write_text(PASS + "\n")
+    r = run_cli("export", vault["path"], str(rid), "-o", out, "--force", "--key-file", kf)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("export", vault["path"], str(rid), "-o", "-", passphrase=PASS, text=False)
+    assert r.returncode == 0 and hashlib.sha256(r.stdout).hexdigest() == sha256(clip)
+    r = run_cli("export", vault["path"], str(rid), "-o", tmp_path, passphrase=PASS)  # a folder
+    assert r.returncode == 0, r.stderr
+    assert sha256(tmp_path / clip.name) == sha256(clip)
+
+
+@needs_vault
+def test_export_unknown_id(vault, tmp_path):
+    r = run_cli("export", vault["path"], "999999", "-o", tmp_path / "x.wav", passphrase=PASS)
+    assert_user_error(r)
+
+
+@needs_vault
+def test_verify_ok(vault):
+    r = run_cli("verify", vault["path"], "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["ok"] is True and rep["checked"] == len(vault["clips"])
+    r = run_cli("verify", vault["path"], passphrase=PASS)
+    assert r.returncode == 0 and "ok" in r.stdout
+
+
+@needs_vault
+def test_wrong_passphrase(vault, tmp_path):
+    for args in (("export", vault["path"], "1", "-o", tmp_path / "x.wav"),
+                 ("verify", vault["path"]),
+                 ("ingest", vault["path"], digit_clips()[-1])):
+        r = run_cli(*args, passphrase="not the passphrase")
+        assert_user_error(r)
+        assert "not the passphrase" not in r.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+@needs_vault
+def test_ingest_non_audio_file(vault, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio\n")
+    r = run_cli("ingest", vault["path"], bad, passphrase=PASS)
+    assert_user_error(r, contains="notes.wav")
+    r = run_cli("ingest", vault["path"], bad, "--json", passphrase=PASS)
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["errors"][0]["path"].endswith("notes.wav")
+
+
+@needs_vault
+def test_non_vault_file(tmp_path):
+    for content in (b"just some text\n", b""):
+        p = tmp_path / "fake.duckdb"
+        p.write_bytes(content)
+        for args in (("info", p), ("list", p), ("search", p, digit_clips()[0])):
+            r = run_cli(*args)
+            assert_user_error(r)
+        p.unlink()
+
+
+@needs_vault
+def test_a_wav_is_not_a_vault():
+    r = run_cli("info", digit_clips()[0])
+    assert_user_error(r)
+
+
+@needs_vault
+def test_delete_and_passwd(tmp_path):
+    path = tmp_path / "v.duckdb"
+    assert run_cli("init", path, "--kdf-log2n", "10", "--cipher", "chacha20poly1305",
+                   passphrase=PASS).returncode == 0
+    clips = digit_clips()[:2]
+    r = run_cli("ingest", path, *clips, "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    ids = [row["id"] for row in json.loads(r.stdout)["added"]]
+    r = run_cli("delete", path, str(ids[0]), passphrase=PASS)
+    assert_user_error(r, contains="--yes")
+    r = run_cli("delete", path, str(ids[0]), "--yes", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(run_cli("list", path, "--json").stdout)
+    assert [row["id"] for row in rows] == ids[1:]
+
+    r = run_cli("passwd", path, passphrase=PASS, env={"SPEECHVAULT_NEW_PASSPHRASE": "new pass"})
+    assert r.returncode == 0, r.stderr
+    assert_user_error(run_cli("verify", path, passphrase=PASS))
+    r = run_cli("verify", path, "--json", passphrase="new pass")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"]
+    r = run_cli("passwd", path, passphrase="new pass")  # no new passphrase, no tty
+    assert_user_error(r, contains="not a terminal")
+
+
+@needs_vault
+def test_ingest_folder_recursive_and_glob(tmp_path):
+    path = tmp_path / "v.duckdb"
+    assert run_cli("init", path, "--kdf-log2n", "10", passphrase=PASS).returncode == 0
+    src = tmp_path / "src"
+    (src / "deep").mkdir(parents=True)
+    a, b, c = digit_clips()[:3]
+    (src / a.name).write_bytes(a.read_bytes())
+    (src / "deep" / b.name).write_bytes(b.read_bytes())
+    (src / "readme.txt").write_text("not audio, ignored in folders")
+    r = run_cli("ingest", path, src, "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert [row["name"] for row in json.loads(r.stdout)["added"]] == [a.name]
+    r = run_cli("ingest", path, src, "--recursive", "--json", passphrase=PASS)
+    rep = json.loads(r.stdout)
+    assert [row["name"] for row in rep["added"]] == [b.name] and len(rep["skipped_duplicates"]) == 1
+    r = run_cli("ingest", path, str(EXAMPLES / (c.name[:3] + "*.wav")), "--category", "mine",
+                "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["added"]
+    assert rows and all(row["category"] == "mine" for row in rows)
+
+
+@needs_model
+def test_run_demo_library():
+    from speechvault.demo import run_demo
+
+    steps: list[str] = []
+    rep = run_demo(on_step=steps.append)
+    assert rep.ok, rep.to_dict()
+    assert rep.byte_identical and rep.correct and rep.top_ber < rep.tau
+    assert rep.added == rep.n_clips and rep.errors == []
+    assert rep.workdir is None and not Path(rep.vault_path).exists()  # temp dir removed
+    assert steps
+    json.dumps(rep.to_dict())
+
+
+@needs_model
+@pytest.mark.slow
+def test_demo_cli_json(tmp_path):
+    r = run_cli("demo", "--workdir", tmp_path / "d", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["ok"] and Path(rep["vault_path"]).exists()
+    r = run_cli("demo", "--workdir", tmp_path / "d")  # refuses to overwrite the demo vault
+    assert_user_error(r, contains="already exists")

@@ -1,0 +1,154 @@
+"""hashing.encoder: the runtime path (no TensorFlow), the shipped default model, error cases."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hashing.model_meta import ModelMeta
+from speechvault.errors import ModelError, NotFoundError, RuntimeMissingError
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = ("tensorflow", "keras", "textual", "typer")
+
+
+def _default_present() -> bool:
+    pkg = resources.files("hashing.models")
+    return pkg.joinpath("default.tflite").is_file() and pkg.joinpath("default.json").is_file()
+
+
+needs_default = pytest.mark.skipif(not _default_present(), reason="no shipped default model")
+
+
+def test_runtime_imports_pull_in_no_tensorflow_textual_typer():
+    code = (
+        "import sys, importlib\n"
+        "mods = ['hashing', 'hashing.encoder', 'hashing.codes', 'hashing.model_meta',\n"
+        "        'hashing.features', 'hashing.audio', 'store']\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "import hashing.encoder as e\n"
+        "e.load_interpreter_class()\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
+        "print(','.join(bad))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"runtime path imported: {r.stdout.strip()}"
+
+
+@needs_default
+def test_encoding_with_default_model_does_not_import_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "from hashing.encoder import Encoder\n"
+        "enc = Encoder.default(num_threads=1)\n"
+        "t = np.arange(16000) / 16000.0\n"
+        "c = enc.encode_audio((0.3 * np.sin(2 * np.pi * 440 * t)).astype('float32'))\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
+        "print(c.bits.shape[1], ','.join(bad))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    k, _, bad = r.stdout.strip().partition(" ")
+    assert bad == "" and int(k) > 0
+
+
+def test_missing_runtime_raises_runtime_missing(monkeypatch):
+    import hashing.encoder as enc_mod
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith(("ai_edge_litert", "tflite_runtime")):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(RuntimeMissingError, match="pip install ai-edge-litert"):
+        enc_mod.load_interpreter_class()
+
+
+@needs_default
+def test_default_model_gives_K_bits_and_a_valid_category():
+    from hashing.encoder import Encoder
+
+    enc = Encoder.default(num_threads=1)
+    meta = enc.meta
+    assert meta.K == 384 and meta.C == 10 and meta.class_names == [str(i) for i in range(10)]
+    assert meta.arch in ("cnn", "crnn")
+    assert meta.training["held_out_speakers"]
+    assert "CC BY-SA 4.0" in meta.training["license"]
+    assert meta.training["command"].startswith("python -m model_export.train")
+    assert enc.sha256 == meta.tflite_sha256 and len(enc.tflite_bytes) <= 10 * 1024 * 1024
+    rng = np.random.default_rng(0)
+    t = np.arange(12000) / 16000.0
+    y = (0.4 * np.sin(2 * np.pi * 300 * t) * np.hanning(len(t)) + 0.01 * rng.standard_normal(len(t)))
+    c = enc.encode_audio(y.astype(np.float32))
+    assert c.bits.shape == (1, 384) and c.bits.dtype == np.uint8
+    assert c.words.shape == (1, 6) and c.words.dtype == np.uint64
+    assert c.probs.shape == (1, 10)
+    assert abs(float(c.probs.sum()) - 1.0) < 1e-4
+    assert 0 <= int(c.category[0]) < 10 and int(c.category[0]) == int(np.argmax(c.probs[0]))
+    # same audio, same code; +3 dB gain (a CPO) gives the same code (gain-invariant features)
+    c2 = enc.encode_audio(y.astype(np.float32))
+    np.testing.assert_array_equal(c.words, c2.words)
+    c3 = enc.encode_audio((y * 10 ** (3 / 20)).astype(np.float32))
+    from hashing.codes import ber
+
+    assert ber(c.words[0], c3.words[0], 384) < 0.02
+
+
+@needs_default
+def test_default_model_on_a_long_recording_gives_consecutive_windows():
+    from hashing.encoder import Encoder
+
+    enc = Encoder.default()
+    rng = np.random.default_rng(1)
+    y = (0.2 * rng.standard_normal(16000 * 10)).astype(np.float32)
+    c = enc.encode_audio(y)
+    assert c.n_windows == 10
+    assert c.bits.shape == (10, 384)
+    np.testing.assert_allclose(np.diff(c.starts), 1.0, atol=0.05)
+    assert c.timings["inference"] > 0
+
+
+@needs_default
+def test_model_mismatch_and_bad_files(tmp_path):
+    from hashing.encoder import Encoder
+
+    pkg = resources.files("hashing.models")
+    blob = pkg.joinpath("default.tflite").read_bytes()
+    meta = ModelMeta.from_json(pkg.joinpath("default.json").read_bytes())
+    # bytes that do not match the metadata's sha256
+    with pytest.raises(ModelError, match="does not match"):
+        Encoder.from_bytes(blob + b"\0", meta)
+    # metadata claiming another K than the model has
+    d = meta.to_dict()
+    d["K"], d["tflite_sha256"] = 128, ""
+    with pytest.raises(ModelError, match="hash output shape"):
+        Encoder.from_bytes(blob, ModelMeta.from_dict(d))
+    # garbage model bytes
+    d = meta.to_dict()
+    d["tflite_sha256"] = ""
+    with pytest.raises(ModelError):
+        Encoder.from_bytes(b"not a flatbuffer" * 10, ModelMeta.from_dict(d))
+    # files
+    with pytest.raises(NotFoundError):
+        Encoder.from_files(tmp_path / "none.tflite")
+    (tmp_path / "m.tflite").write_bytes(blob)
+    with pytest.raises(ModelError, match="metadata not found"):
+        Encoder.from_files(tmp_path / "m.tflite")
+    (tmp_path / "m.json").write_text(json.dumps({"format": "speechvault-model/1", "name": "x"}))
+    with pytest.raises(ModelError):
+        Encoder.from_files(tmp_path / "m.tflite")
+    with pytest.raises(Exception):
+        Encoder.from_bytes(blob, meta, num_threads=0)

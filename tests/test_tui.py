@@ -1,0 +1,672 @@
+"""The Textual TUI (tui/): pilot tests on real vaults, and snapshots of every screen.
+
+Vaults are real ``store.vault.Vault`` files built in tmp dirs (scrypt at log2_n=10) from the
+example recordings shipped in ``speechvault/examples``. Two models:
+
+* ``fake``: ``tests.fakes.FakeEncoder`` (deterministic, no TFLite runtime) -- always runs, and
+  is the one the snapshots use (their pixels must not change when the real model is retrained);
+* ``real``: the default model ``hashing/models/default.tflite`` -- skipped, with the reason, when
+  that file (or the TFLite runtime) is absent.
+
+Snapshots run with ``freeze=True`` (timings, timestamps and the vault's file size shown as fixed
+placeholders) at 80x24 and 120x40. Update them with ``pytest tests/test_tui.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("textual")
+
+from speechvault.errors import AudioDecodeError, VaultBusyError  # noqa: E402
+from store.vault import Vault  # noqa: E402
+from tests.fakes import FakeEncoder, tone_mix, write_wav  # noqa: E402
+from tui.app import SpeechVaultApp  # noqa: E402
+from tui.screens.ingest import IngestScreen  # noqa: E402
+from tui.screens.library import LibraryScreen  # noqa: E402
+from tui.screens.modals import BusyModal, ErrorModal, ExportModal, PassphraseModal  # noqa: E402
+from tui.screens.record import RecordScreen  # noqa: E402
+from tui.screens.search import SearchScreen  # noqa: E402
+from tui.widgets import Bar, HEAT_RAMP, render_ber_chart, render_heatmap, render_hash_bits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "speechvault" / "examples"
+DEFAULT_MODEL = ROOT / "hashing" / "models" / "default.tflite"
+PW = "correct horse battery staple"
+LOG2N = 10
+SIZES = [(80, 24), (120, 40)]
+CLASS_NAMES = ["zero", "one", "two", "three"]
+
+#: (example file, category label given at ingest; None = the model's prediction)
+CORPUS = [
+    ("0_en_1.wav", "zero"), ("0_en-us_2.wav", "zero"), ("0_en-f3_3.wav", "zero"),
+    ("1_en-us_1.wav", "one"), ("1_en-f3_2.wav", "one"), ("1_en-m3_3.wav", "one"),
+    ("2_en-f3_1.wav", "two"), ("2_en-m3_2.wav", "two"), ("2_en_3.wav", "two"),
+    ("3_en-m3_1.wav", None), ("3_en_2.wav", None), ("3_en-us_3.wav", None),
+]
+#: the recording the CPO query is a copy of
+TARGET = "2_en-f3_1.wav"
+
+
+def async_test(fn):
+    """Run an async test with asyncio.run (no pytest-asyncio needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+def _fake_encoder() -> FakeEncoder:
+    return FakeEncoder(K=384, C=4, seed=7, clip_seconds=0.5, class_names=CLASS_NAMES)
+
+
+def vault_cls_for(encoder):
+    """``Vault`` whose ``open`` passes ``encoder`` (a vault coded by the FakeEncoder cannot load
+    its stored 'model'); None -> the real ``Vault``."""
+    if encoder is None:
+        return Vault
+
+    class _Vault(Vault):
+        @classmethod
+        def open(cls, path, **kw):
+            kw.setdefault("encoder", encoder)
+            return super().open(path, **kw)
+
+    return _Vault
+
+
+def _build_vault(path: Path, encoder) -> Path:
+    if not EXAMPLES.is_dir():
+        pytest.skip(f"example recordings missing: {EXAMPLES}")
+    v = Vault.create(path, PW, encoder=encoder, kdf_log2_n=LOG2N)
+    try:
+        for name, cat in CORPUS:
+            rep = v.ingest([EXAMPLES / name], category=cat)
+            assert not rep.errors, rep.errors
+    finally:
+        v.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake_encoder():
+    return _fake_encoder()
+
+
+@pytest.fixture(scope="module")
+def fake_vault(tmp_path_factory, fake_encoder) -> Path:
+    return _build_vault(tmp_path_factory.mktemp("fakevault") / "demo.duckdb", fake_encoder)
+
+
+@pytest.fixture(scope="module")
+def real_vault(tmp_path_factory) -> Path:
+    if not DEFAULT_MODEL.exists():
+        pytest.skip(f"the default model is not built yet ({DEFAULT_MODEL.relative_to(ROOT)} absent)")
+    try:
+        from hashing.encoder import Encoder
+
+        Encoder.default()
+    except Exception as exc:  # RuntimeMissingError, ModelError
+        pytest.skip(f"default model unusable here: {exc}")
+    return _build_vault(tmp_path_factory.mktemp("realvault") / "demo.duckdb", None)
+
+
+@pytest.fixture(params=["fake", "real"])
+def any_vault(request, fake_encoder):
+    """(vault path, vault class) for both models."""
+    if request.param == "fake":
+        return request.getfixturevalue("fake_vault"), vault_cls_for(fake_encoder)
+    return request.getfixturevalue("real_vault"), vault_cls_for(None)
+
+
+@pytest.fixture
+def vault_copy(tmp_path, fake_vault) -> Path:
+    """A private copy for tests that write (ingest)."""
+    d = tmp_path / "vc"
+    d.mkdir()
+    dst = d / "demo.duckdb"
+    shutil.copy(fake_vault, dst)
+    return dst
+
+
+@pytest.fixture
+def no_env_passphrase(monkeypatch):
+    monkeypatch.delenv("SPEECHVAULT_PASSPHRASE", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+@pytest.fixture
+def env_passphrase(monkeypatch):
+    monkeypatch.setenv("SPEECHVAULT_PASSPHRASE", PW)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def cpo_copy(src: Path, dst: Path, db: float = -3.0) -> Path:
+    """The paper's -3 dB content preserving operation, written as a new file."""
+    y, sr = sf.read(src, dtype="float32")
+    try:
+        from hashing.cpo import gain_db
+
+        z = gain_db(y, db)
+    except ImportError:
+        z = np.clip(y * 10 ** (db / 20), -1, 1)
+    sf.write(dst, z, sr, subtype="PCM_16")
+    return dst
+
+
+def make_app(vault: Path, vault_cls, **kw) -> SpeechVaultApp:
+    kw.setdefault("freeze", True)
+    return SpeechVaultApp(vault, vault_cls=vault_cls, **kw)
+
+
+async def settle(pilot, rounds: int = 200) -> None:
+    """Wait until no worker runs and the messages they posted are handled."""
+    app = pilot.app
+    for _ in range(rounds):
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            await pilot.pause()
+            if not any(w.is_running for w in app.workers):
+                break
+        await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def type_text(pilot, text: str) -> None:
+    await pilot.press(*[("space" if c == " " else c) for c in text])
+
+
+async def set_field(pilot, selector: str, value: str) -> None:
+    field = pilot.app.screen.query_one(selector)
+    field.focus()
+    field.value = value
+    await pilot.pause()
+
+
+# =============================================================================================
+# pure renderers
+# =============================================================================================
+
+def test_ber_chart_sets_matches_apart_and_draws_tau():
+    bars = [Bar("orig.wav", 0.02, True), Bar("other.wav", 0.41, False)]
+    text = render_ber_chart(bars, 0.26, 60, color=False).plain
+    lines = text.splitlines()
+    assert "τ" in lines[0]
+    tau_col = lines[0].index("τ")
+    orig = next(line for line in lines if line.startswith("orig.wav"))
+    other = next(line for line in lines if line.startswith("other.wav"))
+    assert "█" in orig and "▒" not in orig
+    assert "▒" in other and "█" not in other
+    assert orig[tau_col] == "│"          # the tau line crosses the short bar's row
+    assert other[tau_col] == "▒"         # and is covered by the long one
+
+
+def test_heatmap_character_ramp_without_colour():
+    spec = np.tile(np.linspace(0, 1, 40), (128, 1))  # louder to the right
+    text = render_heatmap(spec, 20, 4, color=False).plain
+    rows = text.splitlines()
+    assert len(rows) == 4 and all(len(r) == 20 for r in rows)
+    assert set("".join(rows)) <= set(HEAT_RAMP)
+    assert HEAT_RAMP.index(rows[0][-1]) > HEAT_RAMP.index(rows[0][0])
+    coloured = render_heatmap(spec, 20, 4, color=True)
+    assert set(coloured.plain) <= {"▀", "\n"} and coloured.spans
+
+
+def test_hash_bits_view_shows_h1_and_all_k_bits():
+    bits = (np.arange(384) % 3 == 0).astype(np.uint8)
+    text = render_hash_bits(2, 4, bits, class_name="two", color=False).plain
+    assert "h1 (4 bits) 0010  = two" in text
+    assert text.count("1") - text.count("h1") - 1 >= int(bits.sum())  # every 1 bit is shown
+    assert "K=384" in text
+
+
+# =============================================================================================
+# pilot tests
+# =============================================================================================
+
+@async_test
+async def test_open_vault_and_filter_by_category(fake_vault, fake_encoder, no_env_passphrase):
+    app = make_app(fake_vault, vault_cls_for(fake_encoder))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, LibraryScreen)
+        table = screen.query_one("#recordings")
+        assert table.row_count == len(CORPUS)
+        assert "read-only" in app.sub_title and "locked" in app.sub_title
+        assert app.vault.read_only
+        # the category filter: pick "one" in the side panel (keyboard only)
+        await pilot.press("c")
+        options = screen.query_one("#categories")
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        target = ids.index("one")
+        for _ in range(target - options.highlighted):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.category == "one"
+        assert table.row_count == 3
+        assert {r.category for r in screen.rows} == {"one"}
+        # the name filter narrows further (SQL name_like)
+        await pilot.press("slash")
+        await type_text(pilot, "f3")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [r.name for r in screen.rows] == ["1_en-f3_2.wav"]
+
+
+@async_test
+async def test_search_cpo_copy_finds_original_then_export_matches_bytes(
+        any_vault, tmp_path, monkeypatch, no_env_passphrase):
+    vault, cls = any_vault
+    query = cpo_copy(EXAMPLES / TARGET, tmp_path / "query-3dB.wav")
+    out = tmp_path / "exported.wav"
+    app = make_app(vault, cls, start_mode="search")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, SearchScreen)
+        await set_field(pilot, "#query", str(query))
+        await pilot.press("enter")
+        await settle(pilot)
+        res = screen.result
+        assert res is not None and res.matched
+        first = screen.rows[0]
+        assert first.name == TARGET and first.is_match and first.ber < res.tau
+        verdict = str(screen.query_one("#verdict").render())
+        assert "MATCH" in verdict and TARGET in verdict
+        assert "total" in str(screen.query_one("#timings").render())
+        # open it (the hits table has focus, its first row is the best hit) and export
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)
+        assert app.screen.recording_id == first.recording_id
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, PassphraseModal)       # no passphrase in the env
+        await type_text(pilot, PW)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportModal)
+        await set_field(pilot, "#export-path", str(out))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)
+    assert out.read_bytes() == (EXAMPLES / TARGET).read_bytes()
+
+
+@async_test
+async def test_search_no_match_is_plain(fake_vault, fake_encoder, tmp_path, no_env_passphrase):
+    query = tmp_path / "unrelated.wav"
+    write_wav(query, tone_mix(4242, 0.8))
+    app = make_app(fake_vault, vault_cls_for(fake_encoder), start_mode="search")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await set_field(pilot, "#tau", "0.05")
+        await set_field(pilot, "#query", str(query))
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert screen.result is not None and not screen.result.matched
+        assert str(screen.query_one("#verdict").render()).startswith("no match")
+        assert all(not h.is_match for h in screen.rows)
+
+
+@async_test
+async def test_wrong_passphrase_is_told_and_retried(fake_vault, fake_encoder, no_env_passphrase):
+    app = make_app(fake_vault, vault_cls_for(fake_encoder))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # open the first recording
+        await settle(pilot)
+        rec = app.screen
+        assert isinstance(rec, RecordScreen)
+        assert rec.query_one("#heatmap").spectrogram is None  # nothing decrypted yet
+        await pilot.press("d")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, PassphraseModal)
+        assert modal.query_one("#passphrase").password  # hidden input
+        await type_text(pilot, "not the passphrase")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is modal
+        assert "wrong passphrase" in str(modal.query_one("#passphrase-error").render())
+        assert modal.query_one("#passphrase").value == ""
+        await type_text(pilot, PW)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is rec
+        spec = rec.query_one("#heatmap").spectrogram
+        assert spec is not None and spec.ndim == 2 and spec.shape[1] > 0
+        assert "unlocked" in app.sub_title
+
+
+@async_test
+async def test_wrong_env_passphrase_opens_the_modal(fake_vault, fake_encoder, monkeypatch):
+    monkeypatch.setenv("SPEECHVAULT_PASSPHRASE", "stale")
+    app = make_app(fake_vault, vault_cls_for(fake_encoder))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, PassphraseModal)
+        assert "SPEECHVAULT_PASSPHRASE" in str(app.screen.query_one("#passphrase-error").render())
+
+
+class _GatedVault:
+    """Wraps the vault class: the first ingest progress event blocks until the test opens the
+    gate, so that the cancel is pressed while the ingest runs, whatever the machine's speed."""
+
+    def __init__(self, base):
+        self.base = base
+        self.first_event = threading.Event()
+        self.gate = threading.Event()
+
+    def open(self, path, **kw):
+        v = self.base.open(path, **kw)
+        real_ingest = v.ingest
+        gated = self
+
+        def ingest(sources, *, progress=None, **kw2):
+            def hook(ev):
+                if progress is not None:
+                    progress(ev)
+                if not gated.first_event.is_set():
+                    gated.first_event.set()
+                    assert gated.gate.wait(30)
+
+            return real_ingest(sources, progress=hook, batch_size=1, **kw2)
+
+        v.ingest = ingest
+        return v
+
+
+@async_test
+async def test_cancel_an_ingest(vault_copy, fake_encoder, tmp_path, env_passphrase):
+    src = tmp_path / "audio"
+    src.mkdir()
+    for i in range(12):
+        write_wav(src / f"tone_{i:02d}.wav", tone_mix(100 + i, 0.4))
+    gated = _GatedVault(vault_cls_for(fake_encoder))
+    app = make_app(vault_copy, gated, start_mode="ingest", browse_root=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, IngestScreen)
+        await set_field(pilot, "#source", str(src))
+        await pilot.press("enter")
+        assert screen.sources == [str(src)]
+        await pilot.press("ctrl+s")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if gated.first_event.is_set():
+                break
+        assert gated.first_event.is_set()
+        assert screen.running and app.ingesting
+        assert "ingesting" in app.sub_title
+        await pilot.press("escape")  # cancel
+        assert screen.cancel_event.is_set()
+        gated.gate.set()
+        await settle(pilot)
+        assert not screen.running and not app.ingesting
+        report = screen.report
+        assert report is not None and report.cancelled
+        assert 1 <= len(report.added) < 12
+        # back to a read-only handle, and the library shows the new rows
+        assert app.vault is not None and app.vault.read_only
+        await pilot.press("f2")
+        await settle(pilot)
+        assert app.screen.query_one("#recordings").row_count == len(CORPUS) + len(report.added)
+
+
+@async_test
+async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, env_passphrase):
+    src = tmp_path / "audio"
+    src.mkdir()
+    write_wav(src / "new_a.wav", tone_mix(7, 0.4))
+    write_wav(src / "new_b.wav", tone_mix(8, 0.6))
+    (src / "broken.wav").write_bytes(b"this is not audio at all")
+    shutil.copy(EXAMPLES / TARGET, src / "dup.wav")
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", browse_root=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("a")  # the tree's cursor is on its root: the folder
+        await set_field(pilot, "#category", "tones")
+        await pilot.press("enter")  # enter in the category field starts
+        await settle(pilot)
+        r = screen.report
+        assert r is not None and not r.cancelled
+        assert len(r.added) == 2 and len(r.skipped_duplicates) == 1 and len(r.errors) == 1
+        errors = screen.query_one("#ingest-errors")
+        assert errors.row_count == 1
+        assert "broken.wav" in str(errors.get_row_at(0)[0])
+        assert app.vault.read_only
+        assert app.vault.category_counts().get("tones") == 2
+
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from tests.test_tui import vault_cls_for, _fake_encoder
+    v = vault_cls_for(_fake_encoder()).open({path!r}, read_only=False)
+    print("locked", flush=True)
+    sys.stdin.readline()
+    v.close()
+""")
+
+
+@async_test
+async def test_busy_vault_is_told_and_retried(vault_copy, fake_encoder, no_env_passphrase):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER.format(root=str(ROOT), path=str(vault_copy))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        app = make_app(vault_copy, vault_cls_for(fake_encoder))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            assert isinstance(app.screen, BusyModal)
+            assert app.vault is None
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            holder.wait(30)
+            await pilot.press("r")  # retry
+            await settle(pilot)
+            assert isinstance(app.screen, LibraryScreen)
+            assert app.vault is not None
+            assert app.screen.query_one("#recordings").row_count == len(CORPUS)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+@async_test
+async def test_worker_failure_is_a_modal_not_a_crash(fake_vault, fake_encoder, tmp_path,
+                                                     no_env_passphrase):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("hello")
+    app = make_app(fake_vault, vault_cls_for(fake_encoder), start_mode="search")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await set_field(pilot, "#query", str(bad))
+        await pilot.press("enter")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, ErrorModal)
+        assert "\n" not in modal.message and modal.message
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, SearchScreen)
+        assert app.is_running
+
+
+def test_run_refuses_a_missing_vault(tmp_path):
+    from speechvault.errors import NotFoundError
+    from tui.app import run
+
+    with pytest.raises(NotFoundError):
+        run(str(tmp_path / "missing.duckdb"))
+
+
+# =============================================================================================
+# snapshots (fake model, frozen display)
+# =============================================================================================
+
+@pytest.fixture
+def snap_env(monkeypatch, fake_vault, fake_encoder, tmp_path):
+    """cwd = a folder with fixed names (the query files and an 'audio' folder to ingest)."""
+    work = tmp_path / "w"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SPEECHVAULT_PASSPHRASE", PW)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    cpo_copy(EXAMPLES / TARGET, work / "query-3dB.wav")
+    write_wav(work / "unrelated.wav", tone_mix(4242, 0.8))
+    audio = work / "audio"
+    audio.mkdir()
+    write_wav(audio / "new_a.wav", tone_mix(7, 0.4))
+    write_wav(audio / "new_b.wav", tone_mix(8, 0.6))
+    (audio / "broken.wav").write_bytes(b"this is not audio at all")
+    vc = work / "vault"
+    vc.mkdir()
+    shutil.copy(fake_vault, vc / "demo.duckdb")
+    return vc / "demo.duckdb", vault_cls_for(fake_encoder), audio
+
+
+def _size_id(size):
+    return f"{size[0]}x{size[1]}"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_library(snap_compare, snap_env, size):
+    vault, cls, _ = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+
+    assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_search_match(snap_compare, snap_env, size):
+    vault, cls, _ = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await set_field(pilot, "#query", "query-3dB.wav")
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(vault, cls, start_mode="search"), terminal_size=size,
+                        run_before=run_before)
+
+
+def test_snapshot_search_no_match(snap_compare, snap_env):
+    vault, cls, _ = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await set_field(pilot, "#tau", "0.05")
+        await set_field(pilot, "#query", "unrelated.wav")
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(vault, cls, start_mode="search"), terminal_size=(80, 24),
+                        run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_record(snap_compare, snap_env, size):
+    vault, cls, _ = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("enter")  # first recording; the env passphrase decrypts it
+        await settle(pilot)
+
+    assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
+
+
+def test_snapshot_record_no_color(snap_compare, snap_env, monkeypatch):
+    vault, cls, _ = snap_env
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(vault, cls), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_ingest_done_with_errors(snap_compare, snap_env, size):
+    vault, cls, audio = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("a")
+        await set_field(pilot, "#category", "tones")
+        await pilot.press("enter")
+        await settle(pilot)
+
+    app = make_app(vault, cls, start_mode="ingest", browse_root=audio)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_passphrase_modal_wrong(snap_compare, snap_env, monkeypatch, size):
+    vault, cls, _ = snap_env
+    monkeypatch.delenv("SPEECHVAULT_PASSPHRASE")
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("enter", "d")
+        await settle(pilot)
+        await type_text(pilot, "nope")
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_error_modal(snap_compare, snap_env, size):
+    vault, cls, _ = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+        pilot.app.show_error(AudioDecodeError("notes.wav: not an audio file (unknown format)"))
+        await pilot.pause()
+
+    assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_busy_modal(snap_compare, snap_env, size):
+    vault, cls, _ = snap_env
+
+    async def run_before(pilot):
+        await settle(pilot)
+        pilot.app.show_error(VaultBusyError(
+            "the vault is locked by another process (a writer); try again when it is done"))
+        await pilot.pause()
+
+    assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)

@@ -1,0 +1,502 @@
+"""``speechvault tui VAULT``: a Textual front end that is thin over ``store.vault.Vault``.
+
+Every operation here is one library call (``Vault.list / category_counts / info / search /
+get / codes_of / export / export_to / ingest / unlock / open``), made in a thread worker
+(``@work(thread=True)``) defined on the app. Workers post messages to the screen that asked;
+failures are handled once, in :meth:`SpeechVaultApp.on_worker_state_changed`, which shows the
+``SpeechVaultError`` one-line message in a modal (``VaultBusyError`` with a retry), never a
+crash. Browsing and searching use a read-only open (many sessions may search at once); the
+passphrase is asked for only to decrypt, export or ingest; ingest reopens the vault read-write
+for its duration and goes back to read-only after.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from speechvault.errors import (
+    PassphraseRequiredError,
+    SpeechVaultError,
+    VaultBusyError,
+    WrongPassphraseError,
+)
+from tui import messages as m
+from tui.format import Formatter
+
+PASSPHRASE_ENV = "SPEECHVAULT_PASSPHRASE"
+
+
+def _default_vault_cls():
+    from store.vault import Vault  # imported lazily: the TUI module imports without the store
+
+    return Vault
+
+
+def resolve_passphrase(key_file: str | os.PathLike | None = None,
+                       environ: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(passphrase, source) from a key file or ``$SPEECHVAULT_PASSPHRASE``; (None, None) when
+    neither is given (the TUI then asks in a modal, when needed)."""
+    env = os.environ if environ is None else environ
+    if key_file is not None:
+        from speechvault.passphrase import read_key_file
+
+        return read_key_file(key_file), "key file"
+    value = env.get(PASSPHRASE_ENV)
+    if value:
+        return value, f"${PASSPHRASE_ENV}"
+    return None, None
+
+
+class SpeechVaultApp(App[None]):
+    """The speechvault TUI. ``vault_cls`` (tests only) replaces ``store.vault.Vault``."""
+
+    CSS_PATH = "speechvault.tcss"
+    TITLE = "speechvault"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+
+    BINDINGS = [
+        Binding("f2", "show_mode('library')", "Library"),
+        Binding("f3", "show_mode('search')", "Search"),
+        Binding("f4", "show_mode('ingest')", "Ingest"),
+        Binding("ctrl+r", "reopen", "Retry"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    MODES = {
+        "library": "tui.screens.library:LibraryScreen",
+        "search": "tui.screens.search:SearchScreen",
+        "ingest": "tui.screens.ingest:IngestScreen",
+    }
+
+    #: bumped each time the vault handle changes; screens watch it and reload
+    vault_generation: reactive[int] = reactive(0)
+
+    def __init__(self, vault_path: str | os.PathLike, *, key_file: str | None = None,
+                 read_only: bool = True, passphrase: str | None = None,
+                 vault_cls: Any = None, freeze: bool | None = None,
+                 browse_root: str | os.PathLike | None = None, start_mode: str = "library",
+                 search_top: int = 10) -> None:
+        # MODES hold import strings so that textual imports screens lazily; resolve them here
+        self.MODES = {name: _load(target) for name, target in type(self).MODES.items()}
+        super().__init__()
+        self.vault_path = Path(vault_path)
+        self.read_only = bool(read_only)
+        self.fmt = Formatter(freeze)
+        self.browse_root = Path(browse_root) if browse_root is not None else Path.cwd()
+        self.start_mode = start_mode
+        self.search_top = int(search_top)
+        self._vault_cls = vault_cls
+        if passphrase is not None:
+            self.passphrase, self.passphrase_source = passphrase, "argument"
+        else:
+            self.passphrase, self.passphrase_source = resolve_passphrase(key_file)
+        self.vault: Any = None
+        self.vault_error: str | None = None
+        self.vault_lock = threading.RLock()
+        self._unlocked_handle: Any = None
+        self.ingesting = False
+        self._retry: dict[Worker, Callable[[], None]] = {}
+        self._on_error: dict[Worker, Callable[[BaseException], None]] = {}
+
+    # ---------------------------------------------------------------------------------------
+    # lifecycle
+    @property
+    def vault_cls(self):
+        if self._vault_cls is None:
+            self._vault_cls = _default_vault_cls()
+        return self._vault_cls
+
+    def on_mount(self) -> None:
+        self.sub_title = self._status_line()
+        self.switch_mode(self.start_mode)
+        self.open_vault()
+
+    def _status_line(self) -> str:
+        name = self.vault_path.name
+        if self.ingesting:
+            state = "ingesting (read-write)"
+        elif self.vault is None:
+            state = "closed" if self.vault_error else "opening…"
+        else:
+            state = "read-only" if self.read_only else "read-write"
+        lock = "unlocked" if (self.vault is not None and self._unlocked_handle is self.vault) \
+            else "locked"
+        return f"{name} · {state} · {lock}"
+
+    def refresh_status(self) -> None:
+        self.sub_title = self._status_line()
+
+    def _set_vault(self, vault: Any, error: str | None = None) -> None:
+        """Main thread: install a new vault handle (or None) and tell the screens."""
+        self.vault = vault
+        self.vault_error = error
+        self.refresh_status()
+        self.refresh_bindings()
+        self.vault_generation += 1
+
+    async def action_quit(self) -> None:
+        self._close_vault()
+        self.exit()
+
+    def _close_vault(self) -> None:
+        with self.vault_lock:
+            if self.vault is not None:
+                try:
+                    self.vault.close()
+                except Exception:  # closing must never keep the app from quitting
+                    pass
+                self.vault = None
+
+    def action_show_mode(self, mode: str) -> None:
+        # pop modals/record screens of the current mode? keep them: each mode has its stack
+        self.switch_mode(mode)
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "reopen":
+            # shown (and live) only while the vault is not open: after "vault is busy" etc.
+            return self.vault is None and not self.ingesting
+        return True
+
+    def action_reopen(self) -> None:
+        """Retry opening the vault (e.g. after 'vault is busy')."""
+        if self.ingesting:
+            self.notify("ingest in progress; the vault is reopened after it")
+            return
+        self._close_vault()
+        self._set_vault(None)
+        self.open_vault()
+
+    # ---------------------------------------------------------------------------------------
+    # the single place where worker failures are handled
+    def track(self, worker: Worker, *, retry: Callable[[], None] | None = None,
+              on_error: Callable[[BaseException], None] | None = None) -> Worker:
+        if retry is not None:
+            self._retry[worker] = retry
+        if on_error is not None:
+            self._on_error[worker] = on_error
+        return worker
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            retry = self._retry.pop(worker, None)
+            on_error = self._on_error.pop(worker, None)
+            error = worker.error
+            if on_error is not None:
+                try:
+                    on_error(error)
+                except Exception:
+                    pass
+            self.show_error(error, retry=retry)
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self._retry.pop(worker, None)
+            self._on_error.pop(worker, None)
+
+    def show_error(self, error: BaseException | None, *, retry: Callable[[], None] | None = None
+                   ) -> None:
+        from tui.screens.modals import BusyModal, ErrorModal
+
+        if isinstance(error, VaultBusyError):
+            def after(again: bool | None) -> None:
+                if again:
+                    (retry or self.action_reopen)()
+
+            self.push_screen(BusyModal(error.message), after)
+            return
+        if isinstance(error, SpeechVaultError):
+            title = _title_of(error)
+            message = error.message
+        else:
+            title = "Internal error"
+            message = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        self.push_screen(ErrorModal(title, message))
+
+    # ---------------------------------------------------------------------------------------
+    # vault handle
+    @work(thread=True, exit_on_error=False, group="open", exclusive=True)
+    def open_vault(self) -> None:
+        try:
+            vault = self.vault_cls.open(self.vault_path, read_only=self.read_only)
+        except SpeechVaultError as exc:
+            self.call_from_thread(self._set_vault, None, exc.message)
+            raise
+        if get_current_worker().is_cancelled:
+            vault.close()
+            return
+        self.call_from_thread(self._set_vault, vault)
+
+    def _require_vault(self):
+        vault = self.vault
+        if vault is None:
+            if self.ingesting:
+                raise VaultBusyError("ingest in progress: the vault is reopened after it")
+            raise VaultBusyError(self.vault_error or "the vault is not open yet")
+        return vault
+
+    # ---------------------------------------------------------------------------------------
+    # passphrase: asked only when decrypting, exporting or ingesting
+    def is_unlocked(self) -> bool:
+        return self.vault is not None and self._unlocked_handle is self.vault
+
+    def with_passphrase(self, reason: str, then: Callable[[], None]) -> None:
+        """Run ``then`` once the vault handle is unlocked: with the passphrase from the key
+        file / environment if any (a wrong one opens the modal), else after the modal."""
+        if self.vault is None:
+            self.show_error(VaultBusyError(self.vault_error or "the vault is not open yet"))
+            return
+        if self.is_unlocked():
+            then()
+            return
+        if self.passphrase:
+            self._unlock_known(reason, then)
+            return
+        self._ask_passphrase(reason, then)
+
+    def _ask_passphrase(self, reason: str, then: Callable[[], None], error: str | None = None
+                        ) -> None:
+        from tui.screens.modals import PassphraseModal
+
+        def after(passphrase: str | None) -> None:
+            if passphrase:
+                self.passphrase, self.passphrase_source = passphrase, "prompt"
+                then()
+
+        self.push_screen(PassphraseModal(reason, self._check_in_modal, error=error), after)
+
+    def _check_in_modal(self, passphrase: str, modal) -> None:
+        def reply(ok: bool) -> None:
+            modal.post_message(m.PassphraseChecked(passphrase, ok))
+
+        self.track(self.check_passphrase(passphrase, reply),
+                   on_error=lambda error: modal.check_failed())
+
+    def _unlock_known(self, reason: str, then: Callable[[], None]) -> None:
+        def reply(ok: bool) -> None:
+            if ok:
+                then()
+                return
+            source = self.passphrase_source
+            self.passphrase = None
+            self._ask_passphrase(reason, then, error=f"wrong passphrase (from {source}): type it")
+
+        self.check_passphrase(self.passphrase, reply)
+
+    @work(thread=True, exit_on_error=False, group="unlock")
+    def check_passphrase(self, passphrase: str, reply: Callable[[bool], None]) -> None:
+        """``vault.unlock``; ``reply(ok)`` runs on the main thread. A wrong passphrase is an
+        answer (False), not a failure; other errors go to the one handler."""
+        with self.vault_lock:
+            vault = self._require_vault()
+            try:
+                vault.unlock(passphrase)
+                ok = True
+            except WrongPassphraseError:
+                ok = False
+            if ok:
+                self._unlocked_handle = vault
+        self.call_from_thread(self.refresh_status)
+        self.call_from_thread(reply, ok)
+
+    # ---------------------------------------------------------------------------------------
+    # library
+    @work(thread=True, exit_on_error=False, group="library", exclusive=True)
+    def load_library(self, screen, category: str | None, name_like: str | None) -> None:
+        with self.vault_lock:
+            vault = self._require_vault()
+            rows = vault.list(category=category, name_like=name_like or None)
+            counts = vault.category_counts()
+            info = vault.info()
+        if not get_current_worker().is_cancelled:
+            screen.post_message(m.LibraryLoaded(rows, counts, info, category, name_like))
+
+    @work(thread=True, exit_on_error=False, group="counts")
+    def load_counts(self, screen) -> None:
+        with self.vault_lock:
+            counts = self._require_vault().category_counts()
+        screen.post_message(m.LibraryLoaded([], counts, None, None, None))
+
+    # ---------------------------------------------------------------------------------------
+    # search
+    @work(thread=True, exit_on_error=False, group="search", exclusive=True)
+    def run_search(self, screen, query: str, tau: float | None, mode: str, top: int) -> None:
+        with self.vault_lock:
+            vault = self._require_vault()
+            result = vault.search(query, tau=tau, mode=mode, top=top)
+        screen.post_message(m.SearchDone(result, query))
+
+    # ---------------------------------------------------------------------------------------
+    # record
+    @work(thread=True, exit_on_error=False, group="record")
+    def load_record(self, screen, recording_id: int) -> None:
+        with self.vault_lock:
+            vault = self._require_vault()
+            row = vault.get(recording_id)
+            codes = vault.codes_of(recording_id)
+            info = vault.info()
+        bits = getattr(codes, "bits", None)
+        if bits is None:
+            from hashing.codes import unpack_words
+
+            bits = unpack_words(codes.words, int(codes.K))
+        category = codes.category
+        category = int(category[0]) if getattr(category, "size", 0) else None
+        screen.post_message(m.RecordLoaded(row, category, bits, list(info.class_names)))
+
+    @work(thread=True, exit_on_error=False, group="decrypt")
+    def decrypt_spectrogram(self, screen, recording_id: int) -> None:
+        from hashing.audio import load_audio
+        from hashing.features import log_mel_spectrogram
+
+        with self.vault_lock:
+            vault = self._require_vault()
+            data = vault.export(recording_id)
+            spec = _feature_spec_of(vault)
+        y = load_audio(data, spec.sample_rate) if spec is not None else load_audio(data)
+        s = log_mel_spectrogram(y, spec)
+        screen.post_message(m.SpectrogramReady(recording_id, s))
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def export_recording(self, screen, recording_id: int, path: str) -> None:
+        with self.vault_lock:
+            vault = self._require_vault()
+            out = vault.export_to(recording_id, path)
+        screen.post_message(m.Exported(recording_id, str(out)))
+
+    # ---------------------------------------------------------------------------------------
+    # ingest: reopen read-write, ingest, back to read-only
+    @work(thread=True, exit_on_error=False, group="ingest", exclusive=True)
+    def run_ingest(self, screen, sources: list[str], category: str | None,
+                   cancel: threading.Event) -> None:
+        passphrase = self.passphrase
+        if not passphrase:
+            raise PassphraseRequiredError("ingest needs the passphrase")
+
+        def progress(event) -> None:
+            self.call_from_thread(screen.post_message, m.IngestProgress(event))
+
+        reopen_ro = self.read_only
+        rw = None
+        try:
+            if reopen_ro:
+                self.call_from_thread(self._begin_ingest)
+                with self.vault_lock:
+                    self._close_vault_locked()
+                rw = self.vault_cls.open(self.vault_path, read_only=False, passphrase=passphrase)
+                handle = rw
+            else:
+                self.call_from_thread(self._begin_ingest)
+                handle = self._require_vault()
+            paths = _expand_sources(sources)
+            screen.post_message(m.IngestStarted(len(paths)))
+            with self.vault_lock:
+                report = handle.ingest(paths, category=category or None, progress=progress,
+                                       cancel=cancel)
+            screen.post_message(m.IngestDone(report))
+        finally:
+            if rw is not None:
+                try:
+                    rw.close()
+                except Exception:
+                    pass
+            vault, error = None, None
+            if reopen_ro:
+                try:
+                    vault = self.vault_cls.open(self.vault_path, read_only=True)
+                except SpeechVaultError as exc:
+                    error = exc.message
+            self.call_from_thread(self._end_ingest, vault, error, reopen_ro)
+            screen.post_message(m.IngestFinished())
+
+    def _close_vault_locked(self) -> None:
+        if self.vault is not None:
+            try:
+                self.vault.close()
+            finally:
+                self.vault = None
+
+    def _begin_ingest(self) -> None:
+        self.ingesting = True
+        self.refresh_status()
+
+    def _end_ingest(self, vault: Any, error: str | None, reopened: bool) -> None:
+        self.ingesting = False
+        if reopened:
+            self._set_vault(vault, error)
+            if error:
+                self.notify(f"could not reopen the vault read-only: {error} (ctrl+r to retry)",
+                            severity="error")
+        else:
+            self.refresh_status()
+            self.vault_generation += 1
+
+
+def _expand_sources(sources: Iterable[str]) -> list[str]:
+    """Files as given; folders as their files, recursively, sorted (hidden ones skipped)."""
+    from tui.suggest import AUDIO_SUFFIXES
+
+    out: list[str] = []
+    for s in sources:
+        p = Path(s).expanduser()
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts) \
+                        and f.suffix.lower() in AUDIO_SUFFIXES:
+                    out.append(str(f))
+        else:
+            out.append(str(p))
+    return out
+
+
+def _feature_spec_of(vault: Any):
+    enc = getattr(vault, "encoder", None)
+    spec = getattr(enc, "feature_spec", None) if enc is not None else None
+    if spec is not None:
+        return spec
+    from hashing.features import FeatureSpec
+
+    return FeatureSpec()
+
+
+def _title_of(error: SpeechVaultError) -> str:
+    name = type(error).__name__.removesuffix("Error")
+    words = []
+    for ch in name:
+        if ch.isupper() and words:
+            words.append(" ")
+        words.append(ch.lower() if words else ch)
+    return "".join(words) or "Error"
+
+
+def _load(target):
+    if isinstance(target, str):
+        import importlib
+
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
+
+
+def run(vault_path: str, *, key_file: str | None = None, read_only: bool = True) -> None:
+    """Run the TUI on ``vault_path`` (blocks until the user quits).
+
+    The passphrase comes from ``key_file``, else ``$SPEECHVAULT_PASSPHRASE``, else a modal when
+    an operation needs it. Raises ``NotFoundError`` before starting when the vault file is
+    missing, and the key file's errors (``speechvault.passphrase.read_key_file``).
+    """
+    from speechvault.errors import NotFoundError
+
+    p = Path(vault_path)
+    if not p.exists():
+        raise NotFoundError(f"vault {vault_path}: no such file")
+    app = SpeechVaultApp(p, key_file=key_file, read_only=read_only)
+    app.run()

@@ -1,0 +1,82 @@
+"""Messages posted by the app's thread workers to the screens (thread-safe ``post_message``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class VaultChanged(Message):
+    """The vault handle was (re)opened or closed."""
+
+
+class LibraryLoaded(Message):
+    def __init__(self, rows: list, counts: dict[str, int], info: Any, category: str | None,
+                 name_like: str | None) -> None:
+        super().__init__()
+        self.rows = rows
+        self.counts = counts
+        self.info = info
+        self.category = category
+        self.name_like = name_like
+
+
+class SearchDone(Message):
+    def __init__(self, result: Any, query: str) -> None:
+        super().__init__()
+        self.result = result
+        self.query = query
+
+
+class RecordLoaded(Message):
+    def __init__(self, row: Any, category: int | None, bits: Any, class_names: list[str] | None
+                 ) -> None:
+        super().__init__()
+        self.row = row
+        self.category = category
+        self.bits = bits
+        self.class_names = class_names
+
+
+class SpectrogramReady(Message):
+    def __init__(self, recording_id: int, spec: Any) -> None:
+        super().__init__()
+        self.recording_id = recording_id
+        self.spec = spec
+
+
+class Exported(Message):
+    def __init__(self, recording_id: int, path: str) -> None:
+        super().__init__()
+        self.recording_id = recording_id
+        self.path = path
+
+
+class IngestProgress(Message):
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class IngestStarted(Message):
+    def __init__(self, total: int | None) -> None:
+        super().__init__()
+        self.total = total
+
+
+class IngestDone(Message):
+    def __init__(self, report: Any) -> None:
+        super().__init__()
+        self.report = report
+
+
+class IngestFinished(Message):
+    """The ingest worker ended in any way (done, failed, busy): the screen leaves running mode."""
+
+
+class PassphraseChecked(Message):
+    def __init__(self, passphrase: str, ok: bool) -> None:
+        super().__init__()
+        self.passphrase = passphrase
+        self.ok = ok

@@ -1,0 +1,1 @@
+"""The TUI's screens: library, search, record, ingest, and the modals."""

@@ -1,0 +1,194 @@
+"""Library: the recordings table (name, category, duration, size, added), the category filter
+(SQL: ``vault.list(category=...)``), a name filter (``name_like``), counts per category
+(``vault.category_counts()``) and the vault's info."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList, Static
+
+from tui.widgets import Field, OpenTable
+from textual.widgets.option_list import Option
+
+from tui.messages import Exported, LibraryLoaded
+
+ALL = "\x00all"
+
+
+class LibraryScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("c", "focus_categories", "Cats"),
+        Binding("e", "export_selected", "Export"),
+        Binding("escape", "focus_table", "Table", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="library")
+        self.category: str | None = None
+        self.name_like: str = ""
+        self.rows: list = []
+        self._debounce: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="library-body"):
+            with Vertical(id="side"):
+                yield Label("Categories", classes="panel-title")
+                yield OptionList(id="categories")
+                yield Label("Vault", classes="panel-title")
+                yield Static("opening…", id="vault-info")
+            with Vertical(id="main"):
+                yield Field(placeholder="/ filter by name", id="name-filter", compact=True)
+                yield OpenTable(id="recordings", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="library-status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#recordings", DataTable)
+        table.add_column("name", key="name")
+        table.add_column("category", key="category")
+        table.add_column("duration", key="duration")
+        table.add_column("size", key="size")
+        table.add_column("added", key="added")
+        table.focus()
+        self.watch(self.app, "vault_generation", self._vault_changed, init=True)
+
+    def _vault_changed(self, _generation: int) -> None:
+        if self.app.vault is not None:
+            self.reload()
+        else:
+            msg = self.app.vault_error or ("ingest in progress" if self.app.ingesting
+                                            else "opening…")
+            self.query_one("#library-status", Static).update(msg)
+
+    def reload(self) -> None:
+        if self.app.vault is None:
+            return
+        self.query_one("#library-status", Static).update("loading…")
+        self.app.load_library(self, self.category, self.name_like or None)
+
+    # -- results --------------------------------------------------------------------------
+    def on_library_loaded(self, message: LibraryLoaded) -> None:
+        fmt = self.app.fmt
+        self.rows = list(message.rows)
+        table = self.query_one("#recordings", DataTable)
+        table.clear()
+        for r in self.rows:
+            table.add_row(r.name, r.category, fmt.duration(r.duration), fmt.size(r.size),
+                          fmt.added(r.added), key=str(r.id))
+        self._show_counts(message.counts)
+        self._show_info(message.info)
+        total = sum(message.counts.values())
+        where = f"category {message.category}" if message.category else "all categories"
+        if message.name_like:
+            where += f", name ~ {message.name_like!r}"
+        self.query_one("#library-status", Static).update(
+            f"{len(self.rows)} of {total} recordings · {where}")
+
+    def _show_counts(self, counts: dict[str, int]) -> None:
+        ol = self.query_one("#categories", OptionList)
+        highlighted = self.category or ALL
+        ol.clear_options()
+        total = sum(counts.values())
+        options = [Option(f"{'all':<12} {total:>5}", id=ALL)]
+        for name in sorted(counts):
+            options.append(Option(f"{name[:12]:<12} {counts[name]:>5}", id=name))
+        ol.add_options(options)
+        try:
+            ol.highlighted = ol.get_option_index(highlighted)
+        except Exception:
+            ol.highlighted = 0
+
+    def _show_info(self, info) -> None:
+        if info is None:
+            return
+        state = "read-only" if getattr(info, "read_only", True) else "read-write"
+        lines = [
+            f"file     {self.app.vault_path.name}",
+            f"records  {info.recordings}",
+            f"windows  {info.windows}",
+            f"size     {self.app.fmt.file_size(info.size_bytes)}",
+            f"model    {info.model_name}",
+            f"K, C     {info.K}, {info.C}",
+            f"tau      {info.tau:.2f}",
+            f"cipher   {info.cipher}",
+            f"open     {state}",
+        ]
+        self.query_one("#vault-info", Static).update("\n".join(lines))
+
+    # -- filters ---------------------------------------------------------------------------
+    @on(OptionList.OptionSelected, "#categories")
+    def _category_selected(self, event: OptionList.OptionSelected) -> None:
+        option_id = event.option.id
+        self.category = None if option_id in (None, ALL) else option_id
+        self.reload()
+        self.query_one("#recordings", DataTable).focus()
+
+    @on(Input.Changed, "#name-filter")
+    def _name_changed(self, event: Input.Changed) -> None:
+        self.name_like = event.value.strip()
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(0.25, self.reload)
+
+    @on(Input.Submitted, "#name-filter")
+    def _name_submitted(self, event: Input.Submitted) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        self.name_like = event.value.strip()
+        self.reload()
+        self.query_one("#recordings", DataTable).focus()
+
+    def set_category(self, category: str | None) -> None:
+        """Filter by category (as selecting it in the side panel does)."""
+        self.category = category
+        self.reload()
+
+    # -- actions ---------------------------------------------------------------------------
+    def action_focus_filter(self) -> None:
+        self.query_one("#name-filter", Input).focus()
+
+    def action_focus_categories(self) -> None:
+        self.query_one("#categories", OptionList).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#recordings", DataTable).focus()
+
+    def _selected_id(self) -> int | None:
+        table = self.query_one("#recordings", DataTable)
+        if not self.rows or table.cursor_row is None or table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
+        return int(key.value)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "recordings":
+            self._open(int(event.row_key.value))
+
+    def action_open_selected(self) -> None:
+        rid = self._selected_id()
+        if rid is not None:
+            self._open(rid)
+
+    def _open(self, recording_id: int) -> None:
+        from tui.screens.record import RecordScreen
+
+        self.app.push_screen(RecordScreen(recording_id))
+
+    def action_export_selected(self) -> None:
+        rid = self._selected_id()
+        if rid is None:
+            return
+        row = next((r for r in self.rows if r.id == rid), None)
+        from tui.screens.record import ask_export
+
+        ask_export(self, rid, row.name if row else f"recording-{rid}")
+
+    def on_exported(self, message: Exported) -> None:
+        self.notify(f"exported to {message.path}")
