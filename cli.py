@@ -43,6 +43,7 @@ AUDIO_SUFFIXES = {
     ".snd", ".caf", ".w64", ".rf64",
 }
 GLOB_CHARS = set("*?[")
+MAX_ROWS_SHOWN = 50  # ingest summary: rows listed before "... and N more"
 
 app = typer.Typer(
     name="speechvault",
@@ -302,8 +303,9 @@ def init(
     ] = None,
     kdf_log2n: Annotated[
         int,
-        typer.Option("--kdf-log2n", min=1, max=30,
-                     help="scrypt cost N = 2^this (17: about 0.5 s and 128 MiB). Lower only for tests."),
+        typer.Option("--kdf-log2n",
+                     help="scrypt cost N = 2^this, 10..22 (17: 128 MiB, under a second per try). "
+                          "Lower only for tests."),
     ] = 17,
     tau: Annotated[
         Optional[float],
@@ -429,21 +431,24 @@ def _print_ingest(report: Any, n_errors: int) -> None:
     from rich.table import Table
 
     con = _stdout()
-    if report.added:
+    shown = report.added[:MAX_ROWS_SHOWN]
+    if shown:
         t = Table(title="added", title_justify="left")
         for col in ("id", "name", "category", "duration", "size", "windows"):
             t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
-        for r in report.added:
+        for r in shown:
             t.add_row(str(r.id), str(r.name), str(r.category), _fmt_secs(r.duration),
                       _fmt_size(r.size), str(r.n_windows))
         con.print(t)
+        if len(report.added) > len(shown):
+            con.print(f"... and {len(report.added) - len(shown)} more (see list or --json)")
     s = Table(show_header=True)
     s.add_column("added", justify="right", style="green")
     s.add_column("duplicates", justify="right", style="yellow")
     s.add_column("errors", justify="right", style="red")
     s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors))
     con.print(s)
-    for path, existing in report.skipped_duplicates:
+    for path, existing in report.skipped_duplicates[:MAX_ROWS_SHOWN]:
         con.print(f"[yellow]duplicate[/yellow] {path} (already stored as id {existing})")
 
 
@@ -600,7 +605,7 @@ def list_(
     for col in ("id", "name", "category", "duration", "size", "windows", "added"):
         t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
     for r in rows:
-        added = r.added.isoformat(sep=" ", timespec="seconds") if hasattr(r.added, "isoformat") else str(r.added)
+        added = r.added.strftime("%Y-%m-%d %H:%M") if hasattr(r.added, "strftime") else str(r.added)
         t.add_row(str(r.id), str(r.name), str(r.category), _fmt_secs(r.duration), _fmt_size(r.size),
                   str(r.n_windows), added)
     con = _stdout()
@@ -617,6 +622,9 @@ def _print_info_table(info: Any, counts: dict) -> None:
     t.add_column("value")
     if isinstance(d, dict):
         for k, val in d.items():
+            if k == "category_counts":
+                counts = counts or val
+                continue
             if isinstance(val, (dict, list)):
                 val = json.dumps(val, ensure_ascii=False)
             t.add_row(str(k), str(val))
@@ -625,7 +633,7 @@ def _print_info_table(info: Any, counts: dict) -> None:
     con = _stdout()
     con.print(t)
     if counts:
-        c = Table(title="recordings per category", title_justify="left")
+        c = Table()
         c.add_column("category")
         c.add_column("count", justify="right")
         for k, n in sorted(counts.items(), key=lambda kv: str(kv[0])):
@@ -751,7 +759,7 @@ def demo(
     on_step = None if as_json else (lambda msg: err.print(f"[dim]-[/dim] {msg}"))
     if not as_json:
         err.print("speechvault demo: building a vault from the example clips "
-                  "(key derivation takes about 0.5 s) ...")
+                  "(the default key derivation takes about a second) ...")
     report = run_demo(workdir, on_step=on_step)
     if as_json:
         _print_json(report)
@@ -797,16 +805,74 @@ def _print_demo(r: Any) -> None:
 
 
 # --------------------------------------------------------------------------- train
-@_command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(
-    ctx: typer.Context,
-    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="Training data: one folder per class (e.g. FSDD).",
-                                             show_default=False)],
-) -> None:
-    """Train and export a model (needs: pip install 'speechvault\\[train]').
+class Arch(str, Enum):
+    cnn = "cnn"
+    crnn = "crnn"
 
-    Other options are passed to model_export.train; see `speechvault train DATA_DIR --help-train`.
-    """
+
+class InputMode(str, Enum):
+    native = "native"
+    paper = "paper"
+
+
+class _TrainPrinter:
+    """model_export.train progress hook: one line per stage step and per epoch, on stderr."""
+
+    def __init__(self) -> None:
+        self.err = _stderr()
+
+    def on_stage(self, stage: str, done: int, total: int) -> None:
+        if done == total or done % 500 == 0:
+            self.err.print(f"  {stage}: {done}/{total}")
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "seconds")
+        self.err.print(f"epoch {epoch}: {parts} ({logs.get('seconds', 0):.0f} s)")
+
+
+@_command()
+def train(
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", show_default=False,
+                                             help="One sub-folder of audio files per category "
+                                                  "(e.g. FSDD sorted by digit).")],
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
+                                      help="Output folder, or a path ending in .tflite.")],
+    arch: Annotated[Arch, typer.Option(help="Coding model (paper Fig. 6).")] = Arch.cnn,
+    bits: Annotated[int, typer.Option(help="Hash length K: 64, 128, 256, 384 or 512.")] = 384,
+    input_mode: Annotated[InputMode, typer.Option(help="native (128 mel x frames) or paper "
+                                                       "(224x224x3 image).")] = InputMode.native,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping).")] = 40,
+    holdout_speaker: Annotated[Optional[list[str]], typer.Option(
+        help="Speaker held out completely (test); repeatable.", show_default=False)] = None,
+    val_speaker: Annotated[Optional[list[str]], typer.Option(
+        help="Speaker for validation / early stopping; repeatable.", show_default=False)] = None,
+    val_pattern: Annotated[Optional[str], typer.Option(
+        help="Validation files by name: a glob, or 're:REGEX'.", show_default=False)] = None,
+    test_pattern: Annotated[Optional[str], typer.Option(
+        help="Held-out test files by name.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment",
+                                          help="CPO augmentation of the training clips.")] = True,
+    n_aug: Annotated[int, typer.Option(min=0, help="Random CPO copies per training clip.")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    patience: Annotated[int, typer.Option(min=1, help="Early-stopping patience (epochs).")] = 6,
+    max_train_per_class: Annotated[Optional[int], typer.Option(
+        min=1, help="Train on a subset (e.g. for the paper input mode).", show_default=False)] = None,
+    threads: Annotated[int, typer.Option(min=1, help="TensorFlow threads.")] = 2,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Feature cache (default $SPEECHVAULT_CACHE or ~/.cache/speechvault).",
+        show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Model name.", show_default=False)] = None,
+    data_name: Annotated[Optional[str], typer.Option(help="Dataset name for the metadata.",
+                                                     show_default=False)] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="Licence credit of the data.",
+                                                   show_default=False)] = None,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        help="Where the curves go (default: next to the model).", show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train and export a model (needs: pip install 'speechvault\\[train]')."""
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
@@ -814,15 +880,36 @@ def train(
             "training needs TensorFlow: pip install 'speechvault[train]' (or tensorflow-cpu)")
     if not data_dir.is_dir():
         raise NotFoundError(f"{data_dir}: no such folder")
-    from model_export import train as train_mod
+    holdout_speaker, val_speaker = holdout_speaker or [], val_speaker or []
+    if holdout_speaker and test_pattern:
+        raise InvalidInputError("give --holdout-speaker or --test-pattern, not both")
+    if val_speaker and val_pattern:
+        raise InvalidInputError("give --val-speaker or --val-pattern, not both")
 
-    argv = [str(data_dir), *ctx.args]
-    entry = getattr(train_mod, "main", None)
-    if entry is None:
-        raise InvalidInputError("model_export.train has no main(argv) entry point")
-    rc = entry(argv)
-    if rc:
-        raise typer.Exit(int(rc))
+    from model_export import dataset as ds
+    from model_export.train import train as run_train
+
+    result = run_train(
+        data_dir, out, arch=arch.value, K=bits, input_mode=input_mode.value, epochs=epochs,
+        val_split={"speakers": val_speaker} if val_speaker else val_pattern,
+        test_split={"speakers": holdout_speaker} if holdout_speaker else test_pattern,
+        seed=seed, augment=augment, n_aug=n_aug, batch_size=batch_size, learning_rate=lr,
+        patience=patience, max_train_per_class=max_train_per_class,
+        cache_dir=cache_dir or ds.default_cache_dir(), threads=threads, name=name,
+        progress=None if as_json else _TrainPrinter(),
+        command="speechvault " + " ".join(__import__("shlex").quote(a) for a in sys.argv[1:]),
+        data_name=data_name, license=license, report_dir=report_dir,
+    )
+    if as_json:
+        _print_json(result)
+        return
+    con = _stdout()
+    con.print(f"model [bold]{result.name}[/bold]: {result.tflite_path} (+ {result.meta_path})")
+    con.print(f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f} s")
+    for k, v in (result.metrics or {}).items():
+        if isinstance(v, (int, float)):
+            con.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+    con.print(f"curves: {result.curves_csv}" + (f", {result.curves_png}" if result.curves_png else ""))
 
 
 # --------------------------------------------------------------------------- tui

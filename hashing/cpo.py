@@ -140,8 +140,10 @@ def mp3_compression_level(bitrate_kbps: float, sr: int) -> float:
 def mp3_roundtrip(y: np.ndarray, sr: int = paper.SAMPLE_RATE, bitrate_kbps: float = PAPER_MP3_KBPS) -> np.ndarray:
     """Encode to MP3 (CBR ``bitrate_kbps``, LAME via libsndfile, in memory) and decode back.
 
-    libsndfile writes the LAME gapless header, so decoding returns the same number of samples
-    with no delay (checked in the tests); the length is fitted anyway.
+    libsndfile writes the LAME gapless header, so at >= 48 kbps (16 kHz) decoding returns the
+    same number of samples with no delay. At lower bitrates the decoded stream is longer (the
+    encoder delay is not removed, e.g. +1536 samples at 32 kbps): the delay is then found by
+    cross-correlation and removed, so the result stays time-aligned with the input.
     """
     a = _f32(y)
     buf = io.BytesIO()
@@ -151,7 +153,17 @@ def mp3_roundtrip(y: np.ndarray, sr: int = paper.SAMPLE_RATE, bitrate_kbps: floa
     )
     buf.seek(0)
     z, _ = sf.read(buf, dtype="float32", always_2d=True)
-    return np.clip(_fit_length(z.mean(axis=1).astype(np.float32), a.shape[0]), -1.0, 1.0)
+    z = z.mean(axis=1).astype(np.float32)
+    if z.shape[0] > a.shape[0]:
+        z = z[_best_lag(a, z, z.shape[0] - a.shape[0]) :]
+    return np.clip(_fit_length(z, a.shape[0]), -1.0, 1.0)
+
+
+def _best_lag(x: np.ndarray, z: np.ndarray, max_lag: int) -> int:
+    """Lag d in [0, max_lag] maximising sum_n x[n] * z[n + d] (FFT cross-correlation)."""
+    n = 1 << int(np.ceil(np.log2(x.shape[0] + z.shape[0])))
+    xc = np.fft.irfft(np.conj(np.fft.rfft(x, n)) * np.fft.rfft(z, n), n)
+    return int(np.argmax(xc[: max_lag + 1]))
 
 
 def time_shift(y: np.ndarray, sr: int = paper.SAMPLE_RATE, seconds: float = 0.05) -> np.ndarray:

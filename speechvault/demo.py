@@ -4,7 +4,7 @@ What it does, from the example clips shipped in ``speechvault/examples`` (espeak
 sentences, see ``tools/make_examples.sh``), with no network and no files outside ``workdir``:
 
 1. creates a vault in a temporary directory (or ``workdir``) with a random passphrase generated
-   in-process and the *default* scrypt cost (2**17: about 0.5 s and 128 MiB, like a real vault);
+   in-process and the *default* scrypt cost (2**17: 0.5-1 s and 128 MiB, like a real vault);
 2. ingests every example clip with ``Encoder.default()``;
 3. degrades one clip (MP3 round trip, then -3 dB, then white noise at 20 dB SNR, from
    ``hashing.cpo``), writes it as ``query.wav`` and searches the vault with it, two-stage, tau

@@ -473,20 +473,26 @@ class Vault:
         index = 0
 
         def emit(kind: str, path: str | None = None, rid: int | None = None,
-                 message: str | None = None) -> None:
+                 message: str | None = None, at: int | None = None) -> None:
             if progress is not None:
-                progress(IngestEvent(kind, index, total, path, rid, message))
+                progress(IngestEvent(kind, index if at is None else at, total, path, rid, message))
 
         def flush() -> None:
             if not pending:
                 return
+            n_err = len(report.errors)
             added = self._insert_batch(pending, report)
             for row in added:
-                emit("added", pending_path[row.sha256], row.id)
+                emit("added", pending_path[row.sha256], row.id, at=pending_index[row.sha256])
+            for path, msg in report.errors[n_err:]:  # a file the database refused
+                emit("error", path, None, msg)
             emit("committed", None, None, f"{len(added)} recording(s) committed")
             pending.clear()
             pending_sha.clear()
+            pending_path.clear()
+            pending_index.clear()
 
+        pending_index: dict[str, int] = {}
         for src in sources:
             if cancel is not None and cancel.is_set():
                 report.cancelled = True
@@ -517,9 +523,13 @@ class Vault:
             pending.append(item)
             pending_sha[item["sha256"]] = spath
             pending_path[item["sha256"]] = spath
+            pending_index[item["sha256"]] = index
             if len(pending) >= int(batch_size):
                 flush()
         flush()
+        with self._lock:
+            self._db().execute("CHECKPOINT")  # fold the WAL into the 0600 main file
+        _chmod_private(self.path)
         if report.cancelled:
             emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
         self._maybe_compact()
@@ -610,6 +620,7 @@ class Vault:
                 con.execute("BEGIN TRANSACTION")
                 rows = self._insert_items(con, items)
                 con.execute("COMMIT")
+                _chmod_private(self.path)  # the WAL is (re)created with the process umask
                 report.added.extend(rows)
                 return rows
             except duckdb.Error as exc:
@@ -622,6 +633,10 @@ class Vault:
                     report.errors.append((it["path"], f"{it['path']}: could not be stored "
                                           f"({str(exc).splitlines()[0]})"))
                     return []
+            except BaseException:  # KeyboardInterrupt etc.: leave no open transaction behind
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
             rows = []
             for it in items:
                 rows.extend(self._insert_batch([it], report))
@@ -708,7 +723,7 @@ class Vault:
         timings = {k: float(q.timings.get(k, 0.0)) for k in ("decode", "features", "inference")}
         t_cat = t_ham = 0.0
         candidates = 0
-        best: dict[int, tuple[int, int, int, str, str]] = {}  # rid -> (dist, qwin, win, name, cat)
+        best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
         probed: set[int] = set()
         with self._lock:
             con = self._db()
@@ -723,20 +738,25 @@ class Vault:
                     probed.update(cats)
                     n_cand = int(con.execute(_search.count_sql(len(cats)), cats).fetchone()[0])
                 t1 = time.perf_counter()
-                sql = _search.search_sql(self.K, None if cats is None else len(cats))
-                params = words + ([] if cats is None else cats) + [top]
-                rows = con.execute(sql, params).fetchall() if n_cand else []
+                rows = _search.best_per_recording(con, self.K, words, cats, top) if n_cand else []
                 t2 = time.perf_counter()
                 t_cat += t1 - t0
                 t_ham += t2 - t1
                 candidates += n_cand
-                for rid, name, cat, win, dist in rows:
-                    key = (int(dist), w, int(win))
-                    old = best.get(int(rid))
-                    if old is None or key < old[:3]:
-                        best[int(rid)] = (int(dist), w, int(win), name, cat)
-        ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
-        nearest = [Hit(recording_id=rid, name=v[3], category=v[4], ber=v[0] / self.K,
+                for rid, win, dist in rows:
+                    key = (dist, w, win)
+                    old = best.get(rid)
+                    if old is None or key < old:
+                        best[rid] = key
+            ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
+            labels = {}
+            if ranked:
+                labels = {r[0]: (r[1], r[2]) for r in con.execute(
+                    "SELECT id, name, category FROM recordings "
+                    "WHERE id IN (SELECT unnest(?::BIGINT[]))", [[rid for rid, _ in ranked]]
+                ).fetchall()}
+        nearest = [Hit(recording_id=rid, name=labels.get(rid, ("", ""))[0],
+                       category=labels.get(rid, ("", ""))[1], ber=v[0] / self.K,
                        window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
                        distance=v[0]) for rid, v in ranked]
         matches = [h for h in nearest if h.is_match]
@@ -842,6 +862,7 @@ class Vault:
                 con.execute("DELETE FROM codes WHERE recording_id = ?", [int(recording_id)])
                 con.execute("DELETE FROM recordings WHERE id = ?", [int(recording_id)])
                 con.execute("COMMIT")
+                _chmod_private(self.path)
             except BaseException:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
@@ -856,12 +877,13 @@ class Vault:
         if not isinstance(new, str) or not new:
             raise InvalidInputError("the new passphrase must not be empty")
         wrap = keys.KeyWrap.from_dict(self._key_wrap)
-        new_wrap = keys.rewrap(wrap, old, new)
-        master = keys.unwrap_master_key(new_wrap, new)
+        master = keys.unwrap_master_key(wrap, old)  # WrongPassphraseError via the key check
+        new_wrap = keys.wrap_master_key(master, new, log2_n=wrap.log2_n)  # = keys.rewrap, 1 scrypt less
         d = new_wrap.to_dict()
         with self._lock:
             con = self._db()
             con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
             con.execute("CHECKPOINT")
+        _chmod_private(self.path)
         self._key_wrap = d
         self._master = master

@@ -299,10 +299,50 @@ def test_train_without_tensorflow_is_one_line(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a, **k: None if name == "tensorflow" else real(name, *a, **k))
-    r = CliRunner().invoke(cli.app, ["train", str(tmp_path)])
+    r = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "m")])
     assert r.exit_code == 1
     out = r.output
     assert "error: training needs TensorFlow" in out and "Traceback" not in out
+
+
+def test_train_maps_options_to_library_call(monkeypatch, tmp_path):
+    """`speechvault train` is one call of model_export.train.train (faked here: no TensorFlow)."""
+    import importlib.util
+    import types
+
+    from typer.testing import CliRunner
+
+    import cli
+
+    calls = {}
+
+    class Result:
+        def to_dict(self):
+            return {"name": "m", "tflite_path": str(tmp_path / "m.tflite")}
+
+    def fake_train(data_dir, out_dir, **kw):
+        calls.update(kw, data_dir=data_dir, out_dir=out_dir)
+        return Result()
+
+    fake = types.ModuleType("model_export.train")
+    fake.train = fake_train
+    monkeypatch.setitem(sys.modules, "model_export.train", fake)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: object() if name == "tensorflow" else real(name, *a, **k))
+    r = CliRunner().invoke(cli.app, [
+        "train", str(tmp_path), "--out", str(tmp_path / "m"), "--arch", "crnn", "--bits", "128",
+        "--epochs", "3", "--holdout-speaker", "theo", "--holdout-speaker", "jackson",
+        "--val-pattern", "*_4?.wav", "--no-augment", "--cache-dir", str(tmp_path / "c"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["name"] == "m"
+    assert calls["arch"] == "crnn" and calls["K"] == 128 and calls["epochs"] == 3
+    assert calls["test_split"] == {"speakers": ["theo", "jackson"]}
+    assert calls["val_split"] == "*_4?.wav" and calls["augment"] is False
+    assert Path(calls["cache_dir"]) == tmp_path / "c" and calls["input_mode"] == "native"
+    r = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", "x", "--val-speaker", "a",
+                                     "--val-pattern", "b"])
+    assert r.exit_code == 1 and "error: give --val-speaker or --val-pattern" in r.output
 
 
 # --------------------------------------------------------------------------- examples
@@ -579,3 +619,14 @@ def test_demo_cli_json(tmp_path):
     assert rep["ok"] and Path(rep["vault_path"]).exists()
     r = run_cli("demo", "--workdir", tmp_path / "d")  # refuses to overwrite the demo vault
     assert_user_error(r, contains="already exists")
+
+
+# --------------------------------------------------------------------------- README <-> CI
+def test_ci_runs_exactly_the_readme_test_command():
+    import re
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    m = re.search(r'^TEST_CMD="(.+)"$', ci, re.M)
+    assert m, "TEST_CMD not found in .ci/run"
+    readme_blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert m.group(1) in [b.strip() for b in readme_blocks]

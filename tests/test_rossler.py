@@ -192,10 +192,10 @@ def test_stream_golden_vectors(vector):
 
 @pytest.mark.parametrize("extraction", ["mixed", "paper"])
 def test_chunked_reads_equal_one_read(extraction):
-    n = 2 * BLOCK_BYTES + 12_345
+    sizes = [0, 1, 5, 6 * LANES - 1, 3, 100_000, BLOCK_BYTES, 2 * BLOCK_BYTES + 7]
+    n = sum(sizes) + 54_321
     whole = RosslerStream(KEY, NONCE, extraction=extraction).keystream(n)
     stream = RosslerStream(KEY, NONCE, extraction=extraction)
-    sizes = [0, 1, 5, 6 * LANES - 1, 3, 100_000, BLOCK_BYTES]
     pieces = [stream.keystream(s) for s in sizes]
     pieces.append(stream.keystream(n - sum(sizes)))
     assert np.array_equal(np.concatenate(pieces), whole)

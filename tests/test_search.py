@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -208,13 +207,36 @@ def test_query_validation(lib):
 
 
 def test_sql_is_parameterised_only():
-    sql = search.search_sql(384, 2)
-    assert re.findall(r"\$(\d+)", sql) == [str(i) for i in range(1, 10)]  # 6 words, 2 cats, limit
-    stripped = re.sub(r"\$\d+|\bw\d\b", "", sql)
-    assert set(re.findall(r"\d+", stripped)) <= {"384", "4294967296"}
-    assert "WHERE" not in search.search_sql(384, None)
+    for builder in (search.rows_sql, search.grouped_sql):
+        sql = builder(384, 2)
+        assert re.findall(r"\$(\d+)", sql) == [str(i) for i in range(1, 10)]  # 6 words, 2 cats, limit
+        stripped = re.sub(r"\$\d+|\bw\d\b", "", sql)
+        assert set(re.findall(r"\d+", stripped)) <= {"4294967296"}
+        assert "WHERE" not in builder(384, None)
     with pytest.raises(ValueError):
         schema.word_columns(0)
+
+
+def test_fast_path_equals_grouped_fallback(lib, monkeypatch):
+    """best_per_recording (top-L rows, growing L) == the GROUP BY statement, incl. when L must
+    grow (multi-window recordings, tiny first L) and when it falls back to grouping."""
+    v, _, _ = lib
+    assert max(r.n_windows for r in v.list()) == 2
+    con = v._con
+    for seed in range(4):
+        q = v.encode_query(tone_mix(seed + 77, 0.4))
+        words = [int(x) for x in q.words[0]]
+        for cats in (None, [int(q.category[0])], [0, 1, 2]):
+            for top in (1, 5, 60):
+                n = None if cats is None else len(cats)
+                ref = con.execute(search.grouped_sql(v.K, n), [*words, *(cats or []), top]).fetchall()
+                ref = [(int(a), int(b), int(c)) for a, b, c in ref]
+                assert search.best_per_recording(con, v.K, words, cats, top) == ref
+                for fallback in (40, 10**6):  # grouped fallback / L grows 32 -> 128 -> ...
+                    monkeypatch.setattr(search, "FIRST_L_FACTOR", 0)  # L starts at 32
+                    monkeypatch.setattr(search, "GROUPED_FALLBACK_ROWS", fallback)
+                    assert search.best_per_recording(con, v.K, words, cats, top) == ref
+                    monkeypatch.undo()
 
 
 def _row_groups_scanned(con, sql, params) -> tuple[int, int]:
@@ -235,7 +257,7 @@ def test_clustering_prunes_row_groups(tmp_path):
     v._con.execute(f"INSERT INTO codes SELECT i AS recording_id, 0 AS win, "
                    f"(hash(i) % 4)::SMALLINT AS category, {words} FROM range({n}) t(i)")
     v._con.execute("CHECKPOINT")
-    sql = search.search_sql(384, 1)
+    sql = search.rows_sql(384, 1)
     params = [1, 2, 3, 4, 5, 6, 2, 10]
     before = _row_groups_scanned(v._con, sql, params)
     assert before[0] == before[1]

@@ -166,3 +166,30 @@ def test_bad_arguments_are_rejected(tiny_dataset, tmp_path):
               feature_overrides=TINY)
     with pytest.raises(InvalidInputError):
         train(tiny_dataset, tmp_path, arch="resnet", K=64, epochs=1)
+
+
+def test_average_precision_and_map_definitions():
+    from model_export.evaluate import average_precision, mean_ap
+
+    # ranks 1 and 3 relevant: (1/1 + 2/3) / 2
+    assert average_precision(np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision(np.array([0, 0])) == 0.0
+    D = np.array([[0.0, 0.1, 0.4, 0.2]])
+    # library labels a a b b, query a, itself (index 0) excluded: ranking 1(a) 3(b) 2(b)
+    assert mean_ap(D, np.array([0]), np.array([0, 0, 1, 1]), exclude=np.array([0])) == 1.0
+    assert mean_ap(D, np.array([1]), np.array([0, 0, 1, 1])) == pytest.approx((1 / 3 + 2 / 4) / 2)
+
+
+def test_evaluate_runs_on_the_tiny_model(trained, tiny_dataset):
+    from model_export.evaluate import evaluate, to_markdown
+
+    res_t, _ = trained
+    res = evaluate(res_t.tflite_path, tiny_dataset, cpos=["-3dB", "R.Q"], log=lambda s: None)
+    assert res["data"]["query_speakers"] == ["cid"] and res["data"]["n_queries"] == 18
+    assert res["retrieval"]["library_size"] == 54 and res["retrieval"]["n_queries"] == 36
+    assert 0.0 <= res["map"]["mAP_h2"] <= 1.0
+    # -3 dB: the features are gain invariant, so every query finds its original at distance ~0
+    assert res["cpo"]["-3dB"]["ber_true"]["max"] < 0.05
+    assert res["cpo"]["-3dB"]["traversal"]["recall"] == 1.0
+    md = to_markdown(res, "cmd")
+    assert "| -3dB |" in md and "mAP" in md

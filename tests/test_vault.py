@@ -5,7 +5,6 @@ tampering, model binding, non-vault files, lock conflicts, verbatim names. FakeE
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -138,6 +137,8 @@ def test_roundtrip_100_files_byte_identical(filled, corpus):
     assert not rep.cancelled
     assert [e.kind for e in events].count("added") == 100
     assert [e.kind for e in events].count("committed") == 7  # 16 files per transaction
+    assert [e.index for e in events if e.kind == "added"] == list(range(1, 101))
+    assert {e.total for e in events} == {100}
     with Vault.open(path, passphrase=PW) as v:
         by_name = {r.name: r for r in v.list()}
         assert len(by_name) == 100

@@ -18,13 +18,14 @@ from store.rossler import RosslerStream, rossler_keystream  # noqa: E402
 TRAJECTORY_KEYS = [(0.1, 0.2, 0.3), (1.0, -2.0, 0.5)]
 STREAM_KEY = bytes(range(32))
 STREAM_NONCES = [bytes(16), bytes(range(100, 116))]
-FAR_OFFSET = (1 << 20) - 8  # straddles the first 1 MiB block boundary
+FAR_OFFSET = (1 << 20) - 8  # ten-odd generation blocks into the stream
 ENVELOPE_PLAINTEXT = b"speechvault golden vector: 16 kHz, 16-bit RIFF... \x00\x01\x02\xff"
 
 
 def trajectory_vectors() -> list[dict]:
     return [
-        {"key": list(key), "extraction": ext, "first_64": rossler_keystream(key, 64, extraction=ext).tobytes().hex()}
+        {"key": list(key), "extraction": ext,
+         "first_64": rossler_keystream(key, 64, extraction=ext).tobytes().hex()}
         for key in TRAJECTORY_KEYS for ext in ("paper", "mixed")
     ]
 
@@ -47,7 +48,8 @@ def envelope_vectors() -> list[dict]:
     return [
         {"cipher": c, "extraction": e, "key": STREAM_KEY.hex(), "nonce": STREAM_NONCES[1].hex(),
          "associated_data": b"recording-42".hex(), "plaintext": ENVELOPE_PLAINTEXT.hex(),
-         "blob": _seal_with_nonce(ENVELOPE_PLAINTEXT, STREAM_KEY, STREAM_NONCES[1], c, e, b"recording-42").hex()}
+         "blob": _seal_with_nonce(
+             ENVELOPE_PLAINTEXT, STREAM_KEY, STREAM_NONCES[1], c, e, b"recording-42").hex()}
         for c, e in cases
     ]
 
