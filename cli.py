@@ -757,9 +757,6 @@ def demo(
 
     err = _stderr()
     on_step = None if as_json else (lambda msg: err.print(f"[dim]-[/dim] {msg}"))
-    if not as_json:
-        err.print("speechvault demo: building a vault from the example clips "
-                  "(the default key derivation takes about a second) ...")
     report = run_demo(workdir, on_step=on_step)
     if as_json:
         _print_json(report)

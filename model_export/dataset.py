@@ -174,10 +174,24 @@ class WindowSet:
         return int(self.X.shape[0])
 
 
+def _code_version() -> str:
+    """Hash of the modules whose behaviour the cached windows depend on (audio, features, CPOs):
+    editing any of them invalidates the cache."""
+    import hashing.audio
+    import hashing.cpo
+    import hashing.features
+
+    h = hashlib.sha256()
+    for mod in (hashing.audio, hashing.features, hashing.cpo):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _fingerprint(items: Sequence[Item], spec_dict: dict, tag: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(spec_dict, sort_keys=True).encode())
     h.update(tag.encode())
+    h.update(_code_version().encode())
     for it in items:
         st = it.path.stat()
         h.update(f"{it.path.resolve()}|{st.st_size}|{int(st.st_mtime)}\n".encode())

@@ -345,6 +345,14 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
                 "n_clips": int(len(first)), "n_windows": int(len(y_win))}
 
     metrics: dict[str, Any] = {"validation": acc_of(va, y_all["val"])}
+    # the cached training windows must equal what the runtime computes today
+    n_chk = min(20, len(val_items))
+    fresh = ds.compute_windows(val_items[:n_chk], spec, cache_dir=None, **store)
+    n_w = len(fresh)
+    diff = float(np.max(np.abs(fresh.X.astype(np.float32) - va.X[:n_w].astype(np.float32)))) if n_w else 0.0
+    metrics["features_check"] = {"clips": n_chk, "max_abs_diff": diff}
+    if diff > 1e-3:
+        raise SpeechVaultError(f"cached features differ from hashing.features today (max diff {diff:.3g})")
     if te is not None and len(te):
         metrics["test"] = acc_of(te, y_all["test"])
     metrics["best_epoch"] = best_epoch

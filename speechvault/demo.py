@@ -182,6 +182,8 @@ def run_demo(
 
     timings: dict[str, float] = {}
     try:
+        step(f"building a demo vault from {len(clips)} example clips in {wd} "
+             "(the default key derivation takes about a second)")
         passphrase = generate_passphrase()
 
         t = time.perf_counter()

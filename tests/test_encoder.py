@@ -117,7 +117,9 @@ def test_default_model_on_a_long_recording_gives_consecutive_windows():
     c = enc.encode_audio(y)
     assert c.n_windows == 10
     assert c.bits.shape == (10, 384)
-    np.testing.assert_allclose(np.diff(c.starts), 1.0, atol=0.05)
+    steps = np.diff(c.starts)  # consecutive 1 s windows (the last one may be end-aligned)
+    assert np.all(steps > 0.5) and np.all(steps <= 1.0 + 1e-9)
+    assert c.starts[0] >= 0.0 and c.starts[-1] <= 9.0 + 1e-9
     assert c.timings["inference"] > 0
 
 

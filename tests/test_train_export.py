@@ -27,7 +27,7 @@ WORDS = {"low": (300.0, 500.0), "mid": (900.0, 700.0), "high": (1800.0, 2400.0)}
 
 def _word(f0: float, f1: float, speaker: int, take: int) -> np.ndarray:
     rng = np.random.default_rng(1000 * speaker + take)
-    n = int(SR * (0.22 + 0.02 * (take % 3)))
+    n = int(SR * (0.14 + 0.02 * (take % 3)))  # < clip_seconds (0.25) with trim margins
     t = np.arange(n) / SR
     scale = 1.0 + 0.06 * (speaker - 1)
     f = np.linspace(f0, f1, n) * scale
@@ -80,6 +80,7 @@ def test_train_produces_model_meta_and_curves(trained):
     assert meta.training["command"] == "pytest tiny"
     check = meta.metrics["export_check"]
     assert check["n_windows"] == 18  # bob: 3 words x 6 takes, one window each
+    assert meta.metrics["features_check"]["max_abs_diff"] == 0.0
     assert check["bit_agreement"] >= 0.999
     assert meta.tflite_sha256 == __import__("hashlib").sha256(res.tflite_path.read_bytes()).hexdigest()
     # progress hook: one call per epoch, 1-based, with the logged curves
@@ -193,3 +194,29 @@ def test_evaluate_runs_on_the_tiny_model(trained, tiny_dataset):
     assert res["cpo"]["-3dB"]["traversal"]["recall"] == 1.0
     md = to_markdown(res, "cmd")
     assert "| -3dB |" in md and "mAP" in md
+
+
+def test_dataset_listing_and_splits(tiny_dataset):
+    from model_export import dataset as ds
+    from speechvault.errors import InvalidInputError
+
+    items, classes = ds.list_items(tiny_dataset)
+    assert classes == ["high", "low", "mid"] and len(items) == 54
+    it = items[0]
+    assert (it.label, it.speaker, it.take) == ("high", "ann", 0)
+    assert ds.parse_name("7_yweweler_49") == ("yweweler", 49)
+    assert ds.parse_name("recording") == (None, None)
+    sel, rest = ds.split_items(items, {"speakers": ["bob"]})
+    assert len(sel) == 18 and {i.speaker for i in sel} == {"bob"} and len(rest) == 36
+    sel, _ = ds.split_items(items, "*_[45].wav")          # glob on the file name
+    assert len(sel) == 18 and {i.take for i in sel} == {4, 5}
+    sel, _ = ds.split_items(items, "re:^low/.*_cid_")      # regex on category/name
+    assert len(sel) == 6
+    sel, _ = ds.split_items(items, "mid/*")                # glob on category/name
+    assert {i.label for i in sel} == {"mid"}
+    with pytest.raises(InvalidInputError):
+        ds.split_items(items, "*.flac")
+    with pytest.raises(InvalidInputError):
+        ds.split_items(items, "re:(")
+    with pytest.raises(InvalidInputError):
+        ds.parse_split({"speakers": []})
