@@ -188,6 +188,7 @@ def write_curves(history: Sequence[dict[str, float]], csv_path: Path, png_path: 
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:  # pragma: no cover
         return None
     ep = [r["epoch"] for r in history]
@@ -200,6 +201,7 @@ def write_curves(history: Sequence[dict[str, float]], csv_path: Path, png_path: 
                 ax.plot(ep, [np.nan if v is None else v for v in vals], style, marker=".",
                         label={"": "train", "val_": "validation", "test_": "test (held out)"}[prefix])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -112,6 +112,24 @@ def _is_lock_error(exc: BaseException) -> bool:
     return "lock" in low and ("conflicting" in low or "could not set lock" in low)
 
 
+def _is_storage_error(exc: BaseException) -> bool:
+    """A write the file system refused (disk full, file size limit, I/O error) or the fatal
+    error DuckDB raises after one (the database instance is then invalidated)."""
+    if isinstance(exc, (duckdb.IOException, duckdb.FatalException)):
+        return True
+    low = str(exc).lower()
+    return any(s in low for s in ("file too large", "no space left", "could not write",
+                                  "invalidated", "disk full", "input/output error"))
+
+
+def _storage_error(exc: BaseException, path: Path) -> SpeechVaultError:
+    first = " ".join(str(exc).split())
+    reason = first.rsplit(": ", 1)[-1][:200] if ": " in first else first[:200]
+    return SpeechVaultError(
+        f"cannot write to the vault {path} ({reason}): the disk may be full; everything committed "
+        "before is intact -- free some space, then open the vault again and repeat the command")
+
+
 def _check_category_label(category: str | None) -> str | None:
     if category is None:
         return None
@@ -527,13 +545,29 @@ class Vault:
             if len(pending) >= int(batch_size):
                 flush()
         flush()
-        with self._lock:
-            self._db().execute("CHECKPOINT")  # fold the WAL into the 0600 main file
-        _chmod_private(self.path)
-        if report.cancelled:
-            emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
-        self._maybe_compact()
+        try:
+            with self._lock:
+                self._db().execute("CHECKPOINT")  # fold the WAL into the 0600 main file
+            _chmod_private(self.path)
+            if report.cancelled:
+                emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
+            self._maybe_compact()
+        except duckdb.Error as exc:
+            if not _is_storage_error(exc):
+                raise
+            self._invalidate()
+            raise _storage_error(exc, self.path) from None
         return report
+
+    def _invalidate(self) -> None:
+        """After a failed write DuckDB may have invalidated the database: close the connection
+        (the file keeps every committed transaction; reopening replays the WAL)."""
+        with self._lock:
+            self._master = None
+            if self._con is not None:
+                with contextlib.suppress(Exception):
+                    self._con.close()
+                self._con = None
 
     def _prepare(self, src, enc, master: bytes, label: str | None,
                  pending_sha: dict[str, str]) -> dict[str, Any]:
@@ -626,6 +660,9 @@ class Vault:
             except duckdb.Error as exc:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
+                if _is_storage_error(exc):
+                    self._invalidate()
+                    raise _storage_error(exc, self.path) from None
                 if _is_lock_error(exc) or len(items) == 1:
                     if _is_lock_error(exc):
                         raise VaultBusyError(_BUSY) from None

@@ -64,7 +64,7 @@ def riff(fmt_tag=1, channels=1, rate=SR, bits=16, data=b"\x00\x01" * 64, *, riff
     byte_rate = (rate * max(1, block_align)) & 0xFFFFFFFF if byte_rate is None else byte_rate
     fmt = struct.pack("<HHIIHH", fmt_tag & 0xFFFF, channels & 0xFFFF, rate & 0xFFFFFFFF,
                       byte_rate, block_align & 0xFFFF, bits & 0xFFFF)
-    fmt = (fmt + bytes(max(0, fmt_size - 16)))[:fmt_size] if fmt_size >= 0 else fmt
+    fmt = (fmt + bytes(min(64, max(0, fmt_size - 16))))[:fmt_size]  # the size field may lie
     body = (b"WAVE" + b"fmt " + struct.pack("<I", fmt_size & 0xFFFFFFFF) + fmt + extra_chunks
             + b"data" + struct.pack("<I", (len(data) if data_size is None else data_size) & 0xFFFFFFFF)
             + data)
@@ -402,7 +402,7 @@ def test_hostile_files_leave_the_vault_unchanged(meta_vault, tmp_path):
     v, _ = meta_vault
     before = _snapshot(v)
     bad = {"empty.wav": b"", "nan.wav": _float_wav(np.full(800, np.nan, np.float32)),
-           "rate.wav": riff(rate=2**32 - 1), "huge.wav": riff(data_size=2**32 - 1, riff_size=2**32 - 1),
+           "rate.wav": riff(rate=2**32 - 1), "fmt.wav": riff(fmt_size=2**31, riff_size=2**32 - 1),
            "chan.wav": riff(channels=0), "text.wav": b"not audio at all\n" * 50}
     paths = []
     for name, data in bad.items():
@@ -412,3 +412,8 @@ def test_hostile_files_leave_the_vault_unchanged(meta_vault, tmp_path):
     assert not rep.added and len(rep.errors) == len(paths) + 2
     assert all("\n" not in m for _, m in rep.errors)
     assert _snapshot(v) == before
+    # a data chunk whose size field lies (4 GiB announced, 128 bytes present) is decoded as far
+    # as it goes, and the stored duration is the real one, not the announced one
+    (tmp_path / "lying.wav").write_bytes(riff(data_size=2**32 - 1, riff_size=2**32 - 1))
+    rep = v.ingest([tmp_path / "lying.wav"])
+    assert rep.added and rep.added[0].duration == pytest.approx(64 / SR)
