@@ -940,3 +940,121 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- cipher-report
+# (appended by the reliability work, issue 6; the lead may move it above ``main``: as it stands
+# it is registered when the module is imported -- the ``speechvault`` entry point, CliRunner --
+# but not under ``python cli.py``, whose ``__main__`` block above runs first.)
+@_command("cipher-report")
+def cipher_report_cmd(
+    audio: Annotated[Optional[Path], typer.Argument(
+        metavar="[AUDIO]", help="A recording (default: the shipped clip sentence_en-us_1.wav).",
+        show_default=False)] = None,
+    as_json: JsonOpt = False,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Also write the Markdown table to this file.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Reproducible master key and nonces (still one fresh nonce per blob).",
+        show_default=False)] = None,
+) -> None:
+    """Security figures of the paper's literal cipher and the vault default on real speech:
+    key sensitivity, entropy, chi-square, correlation, NPCR/UACI, NIST tests, nonce independence."""
+    from store.cipher_report import cipher_report
+
+    command = "speechvault " + " ".join(__import__("shlex").quote(a) for a in sys.argv[1:])
+    report = cipher_report(audio, seed=seed, command=command)
+    if output is not None:
+        output.write_text(report.to_markdown(), encoding="utf-8")
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _stdout().print(report.to_markdown(), markup=False, highlight=False)
+    if not report.passed("mixed"):
+        raise typer.Exit(2)
+
+
+# --------------------------------------------------------------------------- eval / bench
+# (appended by the evaluation work, issue 5; same remark as above about ``python cli.py``.)
+def _cmdline(name: str, positional: Any, options: list[tuple[str, Any]]) -> str:
+    """The command as typed (rebuilt from the parsed values: sys.argv is not the command under
+    CliRunner or the TUI), for the top of the report."""
+    import shlex
+
+    parts = ["speechvault", name] + ([str(positional)] if positional is not None else [])
+    for flag, value in options:
+        if value is True:
+            parts.append(flag)
+        elif value not in (None, False):
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+@_command("eval")
+def eval_cmd(
+    data_dir: Annotated[Optional[Path], typer.Argument(
+        metavar="[DATA_DIR]", help="Folder per category (default: ../shared/data/fsdd, else the "
+        "bundled examples); 'examples' forces the examples.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where eval.md, eval.json and the "
+                                      "PNG figures go.")] = Path("docs/results"),
+    quick: Annotated[bool, typer.Option("--quick", help="CI size: 1 epoch on a subset, K in "
+                                        "{64, 384}.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per model that has to be "
+                                                  "trained (cached models are reused).", show_default=False)] = None,
+    max_train_per_class: Annotated[Optional[int], typer.Option(min=1, show_default=False,
+                                                               help="Training clips per class.")] = None,
+    n_aug: Annotated[Optional[int], typer.Option(min=0, show_default=False,
+                                                 help="CPO copies per training clip.")] = None,
+    ks: Annotated[Optional[str], typer.Option(help="Hash lengths, comma-separated.",
+                                              show_default=False)] = None,
+    max_queries: Annotated[Optional[int], typer.Option(min=1, show_default=False)] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache (default "
+                                                      "$SPEECHVAULT_MODEL_CACHE).", show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reproduce the paper's experiments (Tables 1-3, 5, Fig. 8-10, FAR/FRR) into OUT."""
+    from model_export.report import run_eval
+
+    command = _cmdline("eval", data_dir, [
+        ("--quick", quick), ("--epochs", epochs), ("--max-train-per-class", max_train_per_class),
+        ("--n-aug", n_aug), ("--ks", ks), ("--max-queries", max_queries), ("--cache-dir", cache_dir),
+        ("--out", out)])
+    err = _stderr()
+    rep = run_eval(data_dir, out, quick, epochs=epochs, max_train_per_class=max_train_per_class,
+                   n_aug=n_aug, ks=[int(k) for k in ks.split(",")] if ks else None,
+                   max_queries=max_queries, cache_dir=cache_dir, command=command,
+                   log=lambda s: err.print(s, markup=False, highlight=False))
+    if as_json:
+        _print_json(rep.to_dict())
+    else:
+        _stdout().print(f"wrote {rep.md_path}, {rep.json_path} and {len(rep.figures)} figures")
+
+
+@_command("bench")
+def bench_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where bench.md and bench.json go.")]
+    = Path("docs/results"),
+    quick: Annotated[bool, typer.Option("--quick", help="CI size (1k and 10k rows).")] = False,
+    sizes: Annotated[Optional[str], typer.Option(help="Vault sizes, comma-separated (the first "
+                                                 "holds real codes).", show_default=False)] = None,
+    queries: Annotated[Optional[int], typer.Option(min=1, show_default=False,
+                                                   help="Queries per row.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
+                                                     help="Audio for the real codes (default: FSDD, "
+                                                          "else the bundled examples).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
+    from store.bench import run_bench
+
+    command = _cmdline("bench", None, [("--quick", quick), ("--sizes", sizes), ("--queries", queries),
+                                       ("--data", data_dir), ("--out", out)])
+    err = _stderr()
+    rep = run_bench(out, quick, sizes=[int(s) for s in sizes.split(",")] if sizes else None,
+                    n_queries=queries, data_dir=data_dir, command=command,
+                    log=lambda s: err.print(s, markup=False, highlight=False))
+    if as_json:
+        _print_json(rep.to_dict())
+    else:
+        _stdout().print(rep.table(), markup=False, highlight=False)
+        _stdout().print(f"wrote {rep.md_path} and {rep.json_path}")

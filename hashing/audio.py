@@ -183,7 +183,23 @@ def load_audio(
         stream = None
         if sr_out != sr_in:
             stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
-        parts: list[np.ndarray] = []
+        # one preallocated output buffer (grown only if the header's frame count was short):
+        # peak memory is about the output itself, not output + a list of parts + their concatenation
+        est = int(np.ceil(max(0, int(snd.frames)) * sr_out / sr_in)) + 64 if 0 < snd.frames < 2**40 else 1 << 16
+        if max_in_frames is not None:
+            est = min(est, int(np.ceil(max_in_frames * sr_out / sr_in)) + 64)
+        out = np.empty(max(1, est), dtype=np.float32)
+        n_out = 0
+
+        def put(chunk: np.ndarray) -> None:
+            nonlocal out, n_out
+            if n_out + chunk.size > out.size:
+                grown = np.empty(max(n_out + chunk.size, out.size * 2), dtype=np.float32)
+                grown[:n_out] = out[:n_out]
+                out = grown
+            out[n_out : n_out + chunk.size] = chunk
+            n_out += chunk.size
+
         n_in = 0
         peak = 0.0
         try:
@@ -203,22 +219,23 @@ def load_audio(
                     peak = max(peak, float(np.max(np.abs(mono))))
                 if stream is not None:
                     mono = stream.resample_chunk(mono, last=False)
-                parts.append(np.array(mono, dtype=np.float32, copy=True))
+                put(mono)
             if stream is not None:
-                parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+                put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
         except AudioDecodeError:
             raise
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioDecodeError(f"{name}: corrupt audio data ({' '.join(str(exc).split())})") from exc
     if n_in == 0:
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
-    y = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    y = np.asarray(y, dtype=np.float32)
+    # a view when the slack is small (the usual case: the header's frame count was right)
+    y = out[:n_out] if out.size - n_out <= 1 << 16 else out[:n_out].copy()
+    del out
     if y.size == 0:
         raise AudioDecodeError(f"{name}: no audio frames after resampling")
     if peak > 1.0:
         # float files may exceed full scale; scale (not clip) so the waveform shape is kept
-        y = y / np.float32(peak)
+        y /= np.float32(peak)
     # the resampler can overshoot full scale slightly (Gibbs); keep the [-1, 1] contract
     np.clip(y, -1.0, 1.0, out=y)
     return y

@@ -14,6 +14,8 @@ encoder between threads freely (calls run one at a time), or make one per thread
 from __future__ import annotations
 
 import dataclasses
+import contextlib
+import os
 import threading
 import time
 from importlib import resources
@@ -115,8 +117,9 @@ class Encoder:
         if num_threads is not None:
             kw["num_threads"] = int(num_threads)
         try:
-            self._it = Interpreter(**kw)
-            self._it.allocate_tensors()
+            with _native_stderr_silenced():
+                self._it = Interpreter(**kw)
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load TFLite model {meta.name!r}: "
                              f"{' '.join(str(exc).split())[:200]}") from None
@@ -290,3 +293,25 @@ class Encoder:
         y = load_audio(source, self.sample_rate)
         return self.encode_audio(y, _timings={"decode": time.perf_counter() - t0})
 
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence C-level stderr while LiteRT starts (it prints an INFO line about XNNPACK).
+
+    A user-facing command must print one line on error and nothing else; the runtime's native
+    logger writes straight to file descriptor 2, so Python's sys.stderr cannot filter it.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)

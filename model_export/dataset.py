@@ -35,7 +35,7 @@ from speechvault.errors import InvalidInputError, NotFoundError
 
 __all__ = ["AUDIO_EXTS", "Item", "list_items", "class_names_of", "parse_name", "parse_split",
            "split_items", "WindowSet", "compute_windows", "default_cache_dir", "expand_channels",
-           "labels_of", "iter_speakers"]
+           "labels_of", "iter_speakers", "speed_then_cpo", "spec_augment"]
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus")
 _NAME_RE = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>.+)_(?P<take>\d+)$")
@@ -202,7 +202,8 @@ def compute_windows(items: Sequence[Item], spec, *, augment_seed: int | None = N
                     copy_index: int = 0, cache_dir: str | Path | None = None,
                     store_dtype: str = "float32", single_channel: bool = False,
                     progress: Callable[[int, int], None] | None = None,
-                    cpo_factory: Callable[[np.random.Generator], Any] | None = None) -> WindowSet:
+                    cpo_factory: Callable[[np.random.Generator], Any] | None = None,
+                    aug_name: str | None = None) -> WindowSet:
     """Windows of every item via ``load_audio`` -> [random CPO] -> ``model_windows``.
 
     ``augment_seed`` None: the clean audio. Otherwise one random CPO per clip, drawn from
@@ -210,13 +211,18 @@ def compute_windows(items: Sequence[Item], spec, *, augment_seed: int | None = N
     ``hashing.cpo.random_cpo`` (or ``cpo_factory``). ``single_channel`` keeps only channel 0
     (paper mode repeats one image over 3 channels; :func:`expand_channels` restores it) and
     ``store_dtype`` "float16" halves the cache (paper mode is large). ``cache_dir`` None: no
-    cache.
+    cache. ``aug_name`` names the augmentation in the cache key (default: the factory's
+    qualified name; give closures that differ by their parameters their own name).
     """
     from hashing.audio import load_audio
     from hashing.features import model_windows
 
     spec_dict = spec.to_dict()
-    tag = f"aug={augment_seed}:{copy_index}|{store_dtype}|{single_channel}|v1"
+    if aug_name is None:
+        aug_name = ("hashing.cpo.random_cpo" if cpo_factory is None else
+                    f"{getattr(cpo_factory, '__module__', '?')}.{getattr(cpo_factory, '__qualname__', repr(cpo_factory))}")
+    aug = f"{aug_name}:{augment_seed}:{copy_index}" if augment_seed is not None else "clean"
+    tag = f"aug={aug}|{store_dtype}|{single_channel}|v1"
     path = None
     if cache_dir is not None:
         key = _fingerprint(items, spec_dict, tag)
@@ -272,3 +278,47 @@ def labels_of(items: Sequence[Item], classes: Sequence[str]) -> np.ndarray:
 
 def iter_speakers(items: Iterable[Item]) -> list[str]:
     return sorted({it.speaker for it in items if it.speaker})
+
+
+def speed_then_cpo(speed_range: tuple[float, float] = (0.85, 1.15)):
+    """A CPO factory: a random speed change (resampling by a factor in ``speed_range``: tempo,
+    pitch and formants move together, a cheap stand-in for another speaker's voice) followed by
+    ``hashing.cpo.random_cpo``. For training augmentation only (not a content preserving
+    operation of the paper)."""
+    lo, hi = (float(v) for v in speed_range)
+    if not 0.5 <= lo <= hi <= 2.0:
+        raise InvalidInputError(f"bad speed range {speed_range}")
+
+    def factory(rng: np.random.Generator):
+        import soxr
+
+        from hashing.cpo import CPO, random_cpo
+
+        factor = float(rng.uniform(lo, hi))
+        cpo = random_cpo(rng)
+
+        def run(y: np.ndarray, sr: int) -> np.ndarray:
+            z = soxr.resample(np.asarray(y, np.float32), sr * factor, sr, quality="HQ")
+            return np.asarray(cpo(np.clip(z, -1.0, 1.0).astype(np.float32), sr), np.float32)
+
+        return CPO(f"speed{factor:.3f}+{cpo.name}", run)
+
+    return factory
+
+
+def spec_augment(X: np.ndarray, rng: np.random.Generator, max_freq: int = 16, max_time: int = 4,
+                 value: float = 0.0) -> np.ndarray:
+    """SpecAugment-style masking of model windows (in place on a float32 batch): one band of
+    up to ``max_freq`` Mel rows and one span of up to ``max_time`` frames per window are set to
+    ``value`` (0 = the window's mean level after normalisation). Training only."""
+    n, H, W = X.shape[0], X.shape[1], X.shape[2]
+    for i in range(n):
+        f = int(rng.integers(0, max_freq + 1))
+        if f:
+            f0 = int(rng.integers(0, max(1, H - f)))
+            X[i, f0 : f0 + f] = value
+        t = int(rng.integers(0, max_time + 1))
+        if t:
+            t0 = int(rng.integers(0, max(1, W - t)))
+            X[i, :, t0 : t0 + t] = value
+    return X

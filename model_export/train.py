@@ -112,9 +112,10 @@ class _Batches(keras.utils.PyDataset):
     """Mini-batches of (possibly float16, single-channel) cached windows as float32."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int, channels: int,
-                 shuffle: bool, seed: int) -> None:
+                 shuffle: bool, seed: int, spec_augment: bool = False) -> None:
         super().__init__()
         self.X, self.y, self.bs, self.ch, self.shuffle = X, y, int(batch_size), channels, shuffle
+        self.spec_augment = spec_augment
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(X))
         if shuffle:
@@ -125,7 +126,10 @@ class _Batches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         sel = np.sort(self.order[i * self.bs : (i + 1) * self.bs])
-        return ds.expand_channels(self.X[sel], self.ch), self.y[sel]
+        xb = ds.expand_channels(self.X[sel], self.ch)
+        if self.spec_augment:
+            xb = ds.spec_augment(np.array(xb, dtype=np.float32, copy=True), self.rng)
+        return xb, self.y[sel]
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
@@ -249,13 +253,19 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
           threads: int | None = 2, name: str | None = None, progress: TrainProgress | None = None,
           command: str | None = None, data_name: str | None = None, license: str | None = None,
           export: bool = True, report_dir: str | Path | None = None,
-          cpo_factory=None, verbose: int = 0) -> TrainResult:
+          cpo_factory=None, speed_perturb: tuple[float, float] | None = None,
+          spec_augment: bool = False, verbose: int = 0) -> TrainResult:
     """Train, evaluate on the held-out split, export (TFLite + JSON) and write curves.
 
     ``val_split``: validation for early stopping (a split spec of ``model_export.dataset``;
     None: a stratified 10 % of the training clips). ``test_split``: held out completely;
     reported only. ``out_dir``: a folder (the model is ``<name>.tflite`` in it) or a path
     ending in ``.tflite``. Curves go to ``report_dir`` (default: next to the model).
+
+    Recipe "paper": ``augment`` with the paper's training CPOs only. Two optional extras (ours,
+    recipe "paper+aug" in the metadata; the architecture is unchanged): ``speed_perturb=(lo, hi)``
+    puts a random speed change before each augmented copy's CPO (speaker variation), and
+    ``spec_augment`` masks one Mel band and one frame span per training window per step.
     """
     t_start = time.perf_counter()
     if arch not in ARCHS:
@@ -298,10 +308,20 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
     store = dict(store_dtype="float16" if paper_mode else "float32", single_channel=paper_mode)
     cache = Path(cache_dir) if cache_dir is not None else None
 
+    aug_name = None
+    if speed_perturb is not None:
+        if cpo_factory is not None:
+            raise InvalidInputError("give cpo_factory or speed_perturb, not both")
+        cpo_factory = ds.speed_then_cpo(tuple(speed_perturb))
+        aug_name = f"speed{speed_perturb[0]:g}-{speed_perturb[1]:g}+random_cpo"
+    elif cpo_factory is not None:
+        aug_name = getattr(cpo_factory, "__name__", "custom") + f"@{id(cpo_factory):x}"
+    recipe = "paper+aug" if (speed_perturb is not None or spec_augment) else "paper"
+
     def windows(part: list[ds.Item], label: str, aug_seed=None, copy=0) -> ds.WindowSet:
         return ds.compute_windows(part, spec, augment_seed=aug_seed, copy_index=copy, cache_dir=cache,
                                   progress=lambda d, t: _stage(progress, label, d, t),
-                                  cpo_factory=cpo_factory, **store)
+                                  cpo_factory=cpo_factory, aug_name=aug_name, **store)
 
     y_all = {"train": ds.labels_of(train_items, classes), "val": ds.labels_of(val_items, classes),
              "test": ds.labels_of(test_items, classes)}
@@ -319,7 +339,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
     clf = keras.Model(model.inputs, model.outputs[1], name=model.name + "_clf")
     clf.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"])
-    train_data = _Batches(Xtr, ytr, batch_size, channels, True, seed)
+    train_data = _Batches(Xtr, ytr, batch_size, channels, True, seed, spec_augment=spec_augment)
     val_data = _Batches(Xva, yva, 128, channels, False, seed)
     test_data = (_Batches(te.X, y_all["test"][te.item_index], 128, channels, False, seed)
                  if te is not None and len(te) else None)
@@ -391,7 +411,10 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
         "batch_size": int(batch_size), "optimizer": f"Adam(lr={learning_rate})",
         "early_stopping": {"monitor": "val_loss", "patience": int(patience), "restore_best_weights": True},
         "augment": bool(augment), "n_aug": int(n_aug) if augment else 0,
-        "augmentation": "hashing.cpo.random_cpo (gain, noise, resample, requantize, mp3)" if augment else None,
+        "augmentation": (("speed change %g-%g, then " % tuple(speed_perturb) if speed_perturb else "")
+                         + "hashing.cpo.random_cpo (gain, noise, resample, requantize, mp3)") if augment else None,
+        "spec_augment": {"max_freq": 16, "max_time": 4} if spec_augment else None,
+        "recipe": recipe,
         "max_train_per_class": max_train_per_class, "seed": int(seed), "input_mode": input_mode,
     }
     exp = None
@@ -399,7 +422,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
         _stage(progress, "export", 0, 1)
         exp = export_model(model, tflite_path, name=model_name, arch=arch, K=int(K), class_names=classes,
                            features=spec.to_dict(), input_shape=shape, input_mode=input_mode,
-                           X_verify=ds.expand_channels(Xva, channels), training=training, metrics=metrics)
+                           X_verify=ds.expand_channels(Xva, channels), training=training, metrics=metrics,
+                           recipe=recipe)
         _stage(progress, "export", 1, 1)
         metrics = exp.meta.metrics
     return TrainResult(
@@ -445,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--n-aug", type=int, default=2, help="random CPO copies per training clip")
+    p.add_argument("--speed-perturb", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="random speed change before each augmented copy's CPO (ours, e.g. 0.85 1.15)")
+    p.add_argument("--spec-augment", action="store_true", help="mask a Mel band and a frame span "
+                   "per training window (ours)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=6)
@@ -482,7 +510,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_train_per_class=args.max_train_per_class,
                     cache_dir=args.cache_dir or ds.default_cache_dir(), threads=args.threads,
                     name=args.name, progress=_PrintProgress(), command=command,
-                    data_name=args.data_name, license=args.license, report_dir=args.report_dir)
+                    data_name=args.data_name, license=args.license, report_dir=args.report_dir,
+                    speed_perturb=tuple(args.speed_perturb) if args.speed_perturb else None,
+                    spec_augment=args.spec_augment)
     except SpeechVaultError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -265,7 +265,9 @@ def _find_data(data_dir) -> tuple[list[Path], list[str], str]:
     """Audio files with their labels: ``data_dir`` (folder per category), else FSDD next to the
     repository, else the bundled examples."""
     cands = []
-    if data_dir is not None:
+    if str(data_dir) == "examples":
+        pass
+    elif data_dir is not None:
         cands.append(Path(data_dir))
     else:
         env = os.environ.get("SPEECHVAULT_FSDD")
@@ -381,6 +383,7 @@ def _faiss_mod():
 
 def _time_faiss(faiss, words: np.ndarray, cats: np.ndarray, K: int, queries, mode: str) -> dict[str, float]:
     """Per-query latency of IndexBinaryFlat top-10 on the same rows (bits as bytes)."""
+    faiss.omp_set_num_threads(1)  # one query per call: threads only add scheduling jitter
     Kb = ((K + 63) // 64) * 64  # FAISS needs d % 8 == 0; words are zero-padded beyond K
     data = np.ascontiguousarray(words).view(np.uint8).reshape(len(words), Kb // 8)
     if mode == "traversal":
@@ -517,8 +520,8 @@ def run_bench(out_dir: str | Path | None, quick: bool = False, *,
     faiss = _faiss_mod() if use_faiss else None
     faiss_info = {"available": faiss is not None,
                   "version": getattr(faiss, "__version__", None) if faiss else None,
-                  "index": "IndexBinaryFlat (exhaustive Hamming), top 10, one query per call; "
-                           "two-stage = one index per category"}
+                  "index": "IndexBinaryFlat (exhaustive Hamming), top 10, one query per call, "
+                           "1 OpenMP thread; two-stage = one index per category"}
     if faiss is None:
         notes.append("FAISS not installed (pip install faiss-cpu, or the 'bench' extra): "
                      "the FAISS columns are empty.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import threading
@@ -589,8 +590,8 @@ class Vault:
             return {"pending_duplicate": sha}
         if not data:
             raise AudioDecodeError(f"{p}: empty file (0 bytes)")
-        info = read_info(data)
-        codes = enc.encode_file(data)
+        info = read_info(_named_buffer(data, p))
+        codes = enc.encode_file(_named_buffer(data, p))
         words = np.asarray(codes.words)
         cats = np.asarray(codes.category, dtype=np.int64).reshape(-1)
         if words.ndim != 2 or words.shape[1] != self.W or words.shape[0] != cats.shape[0] \
@@ -924,3 +925,10 @@ class Vault:
         _chmod_private(self.path)
         self._key_wrap = d
         self._master = master
+
+
+def _named_buffer(data: bytes, path: Path) -> io.BytesIO:
+    """In-memory copy of a file that keeps its name, so decode errors name the file, not a byte count."""
+    buf = io.BytesIO(data)
+    buf.name = str(path)
+    return buf

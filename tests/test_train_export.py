@@ -220,3 +220,17 @@ def test_dataset_listing_and_splits(tiny_dataset):
         ds.split_items(items, "re:(")
     with pytest.raises(InvalidInputError):
         ds.parse_split({"speakers": []})
+
+
+def test_extra_augmentations():
+    from model_export import dataset as ds
+
+    rng = np.random.default_rng(0)
+    X = np.ones((8, 32, 32, 1), np.float32)
+    out = ds.spec_augment(X.copy(), rng, max_freq=8, max_time=4)
+    assert out.shape == X.shape
+    masked = (out == 0).reshape(8, -1).sum(axis=1)
+    assert masked.max() > 0 and masked.max() <= 8 * 32 + 4 * 32
+    y = _word(*WORDS["mid"], 0, 0)
+    z = ds.speed_then_cpo((0.8, 0.8))(np.random.default_rng(1))(y, SR)
+    assert z.dtype == np.float32 and abs(len(z) - len(y) / 0.8) < 20  # slower: longer

@@ -105,6 +105,7 @@ class SpeechVaultApp(App[None]):
         self.vault_lock = threading.RLock()
         self._unlocked_handle: Any = None
         self.ingesting = False
+        self._ingest_cancel: threading.Event | None = None
         self._retry: dict[Worker, Callable[[], None]] = {}
         self._on_error: dict[Worker, Callable[[BaseException], None]] = {}
 
@@ -145,17 +146,26 @@ class SpeechVaultApp(App[None]):
         self.vault_generation += 1
 
     async def action_quit(self) -> None:
-        self._close_vault()
         self.exit()
 
-    def _close_vault(self) -> None:
-        with self.vault_lock:
+    def on_unmount(self) -> None:
+        """Leaving (quit, or a test's run_test ending): stop an ingest, close the handle."""
+        if self._ingest_cancel is not None:
+            self._ingest_cancel.set()
+        self._close_vault(timeout=10.0)
+
+    def _close_vault(self, timeout: float = -1) -> None:
+        if not self.vault_lock.acquire(timeout=timeout):
+            return  # a worker still uses it; the process is ending anyway
+        try:
             if self.vault is not None:
                 try:
                     self.vault.close()
                 except Exception:  # closing must never keep the app from quitting
                     pass
                 self.vault = None
+        finally:
+            self.vault_lock.release()
 
     def action_show_mode(self, mode: str) -> None:
         # pop modals/record screens of the current mode? keep them: each mode has its stack
@@ -382,8 +392,12 @@ class SpeechVaultApp(App[None]):
             raise PassphraseRequiredError("ingest needs the passphrase")
 
         def progress(event) -> None:
-            self.call_from_thread(screen.post_message, m.IngestProgress(event))
+            try:
+                self.call_from_thread(screen.post_message, m.IngestProgress(event))
+            except RuntimeError:  # the app is closing: the cancel event is set, go on quietly
+                pass
 
+        self._ingest_cancel = cancel
         reopen_ro = self.read_only
         rw = None
         try:
@@ -398,9 +412,10 @@ class SpeechVaultApp(App[None]):
                 handle = self._require_vault()
             paths = _expand_sources(sources)
             screen.post_message(m.IngestStarted(len(paths)))
-            with self.vault_lock:
-                report = handle.ingest(paths, category=category or None, progress=progress,
-                                       cancel=cancel)
+            # no app lock here: the Vault serialises its own calls, and the progress callback
+            # waits for the main thread, which may itself want the lock (on quit)
+            report = handle.ingest(paths, category=category or None, progress=progress,
+                                   cancel=cancel)
             screen.post_message(m.IngestDone(report))
         finally:
             if rw is not None:
@@ -414,7 +429,11 @@ class SpeechVaultApp(App[None]):
                     vault = self.vault_cls.open(self.vault_path, read_only=True)
                 except SpeechVaultError as exc:
                     error = exc.message
-            self.call_from_thread(self._end_ingest, vault, error, reopen_ro)
+            try:
+                self.call_from_thread(self._end_ingest, vault, error, reopen_ro)
+            except RuntimeError:  # the app has gone: do not leak the handle
+                if vault is not None:
+                    vault.close()
             screen.post_message(m.IngestFinished())
 
     def _close_vault_locked(self) -> None:
@@ -430,6 +449,7 @@ class SpeechVaultApp(App[None]):
 
     def _end_ingest(self, vault: Any, error: str | None, reopened: bool) -> None:
         self.ingesting = False
+        self._ingest_cancel = None
         if reopened:
             self._set_vault(vault, error)
             if error:

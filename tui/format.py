@@ -32,11 +32,11 @@ class Formatter:
             return f"{value * 1000:.1f} ms"
         return f"{value:.3f} s"
 
-    def added(self, value) -> str:
+    def added(self, value, *, date_only: bool = False) -> str:
         if value is None:
             return "-"
         if self.freeze:
-            return "YYYY-MM-DD hh:mm"
+            return "YYYY-MM-DD" if date_only else "YYYY-MM-DD hh:mm"
         if isinstance(value, (int, float)):
             value = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
         if isinstance(value, str):
@@ -45,7 +45,7 @@ class Formatter:
             except ValueError:
                 return value[:16]
         if isinstance(value, _dt.datetime):
-            return value.strftime("%Y-%m-%d %H:%M")
+            return value.strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M")
         return str(value)
 
     def file_size(self, n: int | None) -> str:

@@ -88,6 +88,9 @@ def render_ber_chart(bars: Sequence[Bar], tau: float, width: int, *, color: bool
         out.append(f"{b.ber:.3f}".rjust(value_w), style=label_style)
         out.append(" ")
         cells = []
+        if n == 0 and b.is_match:
+            n = 1
+            fill = "▏"  # a match at BER ~0 still shows where it is
         for c in range(bar_w):
             if c < n:
                 cells.append((fill, bar_style))
@@ -270,7 +273,7 @@ def render_hash_bits(category: int | None, n_classes: int | None, bits: np.ndarr
         return out
     b = np.asarray(bits).reshape(-1)
     k = b.size
-    per_line = 64 if width >= 80 else 32
+    per_line = 64 if width >= 76 else 32
     out.append(f"h2 (K={k} bits, window {window + 1}/{n_windows})", style="bold" if color else "")
     for start in range(0, k, per_line):
         chunk = b[start:start + per_line]

@@ -11,11 +11,10 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import (
-    DataTable,
     DirectoryTree,
     Footer,
     Header,
@@ -74,13 +73,12 @@ class IngestScreen(Screen):
                 yield Static("nothing selected: a on the tree, or type a path", id="selected")
                 yield ProgressBar(total=1, id="progress", show_eta=False)
                 yield Static("", id="ingest-status")
-                yield DataTable(id="ingest-errors", cursor_type="row")
+                with VerticalScroll(id="ingest-errors-box"):
+                    yield Static("", id="ingest-errors")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#ingest-errors", DataTable)
-        table.add_column("file", key="file")
-        table.add_column("error", key="error")
+        self.errors: list[tuple[str, str]] = []
         self.query_one("#tree", DirectoryTree).focus()
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
@@ -160,7 +158,8 @@ class IngestScreen(Screen):
         self.cancel_event = threading.Event()
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
         self.report = None
-        self.query_one("#ingest-errors", DataTable).clear()
+        self.errors = []
+        self.query_one("#ingest-errors", Static).update("")
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#ingest-status", Static).update("opening the vault read-write…")
         category = self.query_one("#category", Input).value.strip() or None
@@ -196,10 +195,17 @@ class IngestScreen(Screen):
             f"duplicates {c['duplicate']} · errors {c['error']}")
 
     def _add_error(self, path: str, message: str) -> None:
-        table = self.query_one("#ingest-errors", DataTable)
-        key = f"{path}\x00{message}"
-        if key not in table.rows:
-            table.add_row(Path(path).name or path, message, key=key)
+        if (path, message) in self.errors:
+            return
+        self.errors.append((path, message))
+        from rich.text import Text
+
+        text = Text(f"errors ({len(self.errors)}):", style="bold")
+        for p, msg in self.errors:
+            text.append("\n✗ ")
+            text.append(Path(p).name or p, style="bold")
+            text.append(f": {msg}")
+        self.query_one("#ingest-errors", Static).update(text)
 
     def on_ingest_done(self, message: IngestDone) -> None:
         r = message.report

@@ -81,7 +81,7 @@ class LibraryScreen(Screen):
         table.clear()
         for r in self.rows:
             table.add_row(r.name, r.category, fmt.duration(r.duration), fmt.size(r.size),
-                          fmt.added(r.added), key=str(r.id))
+                          fmt.added(r.added, date_only=True), key=str(r.id))
         self._show_counts(message.counts)
         self._show_info(message.info)
         total = sum(message.counts.values())
@@ -110,15 +110,14 @@ class LibraryScreen(Screen):
             return
         state = "read-only" if getattr(info, "read_only", True) else "read-write"
         lines = [
-            f"file     {self.app.vault_path.name}",
-            f"records  {info.recordings}",
-            f"windows  {info.windows}",
-            f"size     {self.app.fmt.file_size(info.size_bytes)}",
-            f"model    {info.model_name}",
-            f"K, C     {info.K}, {info.C}",
-            f"tau      {info.tau:.2f}",
-            f"cipher   {info.cipher}",
-            f"open     {state}",
+            f"file  {self.app.vault_path.name}",
+            f"model {info.model_name}",
+            f"recs  {info.recordings} ({info.windows} windows)",
+            f"size  {self.app.fmt.file_size(info.size_bytes)}",
+            f"K/C   {info.K}/{info.C}",
+            f"tau   {info.tau:.2f}",
+            f"ciph  {info.cipher}",
+            f"open  {state}",
         ]
         self.query_one("#vault-info", Static).update("\n".join(lines))
 
