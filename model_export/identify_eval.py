@@ -228,7 +228,8 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
         L += [f"- **{m['name']}** (recipe `{m['recipe']}`, {m['arch']}, K={m['K']}, fmax={m['fmax']}, "
               f"{m['tflite_bytes'] / 1e6:.2f} MB, sha256 `{m['sha256'][:12]}`): trained with "
               f"`{m['training_command']}`; train speakers {m['train_speakers']}, validation "
-              f"{m['validation_speakers']}, held out {m['held_out_speakers']}"]
+              f"{m['validation_speakers']}, held out {m['held_out_speakers']}; evaluated with "
+              f"`{r.get('command', command)}`"]
     r0 = results[0]
     L += ["", f"Library: all {r0['data']['library_size']} FSDD recordings (6 speakers x 10 digits x 50 takes); "
           f"queries: CPO copies of the {r0['data']['n_queries_per_cpo']} clips of speaker(s) "
@@ -302,7 +303,8 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_export.identify_eval")
-    p.add_argument("paths", nargs="+", help="MODEL.tflite [MODEL.tflite ...] DATA_DIR")
+    p.add_argument("paths", nargs="+", help="MODEL.tflite [MODEL.tflite ...] DATA_DIR; a MODEL may also "
+                   "be the .json written by an earlier run (its results are reused, not recomputed)")
     p.add_argument("--query-speaker", action="append", default=[])
     p.add_argument("--calib-speaker", action="append", default=[])
     p.add_argument("--cpo", action="append", default=[], help=f"default: {', '.join(TEST_CPOS)}")
@@ -322,11 +324,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not models or not args.query_speaker:
         print("error: give at least one model, the data folder and --query-speaker", file=sys.stderr)
         return 2
-    results = [evaluate_identification(m, data_dir, query_speakers=args.query_speaker,
-                                       calib_speakers=args.calib_speaker, cpos=args.cpo or TEST_CPOS,
-                                       extra_dir=args.extra_dir, extra_speakers=args.extra_speaker,
-                                       examples_dir=args.examples_dir, num_threads=args.threads)
-               for m in models]
+    results = []
+    for m in models:
+        if m.endswith(".json"):
+            prev = json.loads(Path(m).read_text())
+            for r in prev["results"]:
+                r.setdefault("command", prev["command"])
+            results.extend(prev["results"])
+            continue
+        r = evaluate_identification(m, data_dir, query_speakers=args.query_speaker,
+                                    calib_speakers=args.calib_speaker, cpos=args.cpo or TEST_CPOS,
+                                    extra_dir=args.extra_dir, extra_speakers=args.extra_speaker,
+                                    examples_dir=args.examples_dir, num_threads=args.threads)
+        r["command"] = command
+        results.append(r)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"command": command, "results": results}, indent=2,

@@ -204,7 +204,7 @@ class IngestScreen(Screen):
         for p, msg in self.errors:
             text.append("\n✗ ")
             text.append(Path(p).name or p, style="bold")
-            text.append(f": {msg}")
+            text.append(f": {_strip_source(msg, p)}")
         self.query_one("#ingest-errors", Static).update(text)
 
     def on_ingest_done(self, message: IngestDone) -> None:
@@ -229,3 +229,14 @@ class IngestScreen(Screen):
         self.refresh_bindings()
         if self.report is None:
             self.query_one("#ingest-status", Static).update("ingest did not run")
+
+
+def _strip_source(message: str, path: str) -> str:
+    """The library's message names the file (its path, or "<N bytes>"); the list shows the
+    name already."""
+    import re
+
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return re.sub(r"^<\d+ bytes>: ", "", message)

@@ -112,7 +112,8 @@ class LibraryScreen(Screen):
         lines = [
             f"file  {self.app.vault_path.name}",
             f"model {info.model_name}",
-            f"recs  {info.recordings} ({info.windows} windows)",
+            f"recs  {info.recordings}",
+            f"wins  {info.windows}",
             f"size  {self.app.fmt.file_size(info.size_bytes)}",
             f"K/C   {info.K}/{info.C}",
             f"tau   {info.tau:.2f}",
