@@ -21,7 +21,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +246,32 @@ def test_hash_bits_view_shows_h1_and_all_k_bits():
     assert "h1 (4 bits) 0010  = two" in text
     assert text.count("1") - text.count("h1") - 1 >= int(bits.sum())  # every 1 bit is shown
     assert "K=384" in text
+
+
+def test_path_completion(tmp_path):
+    from tui.suggest import complete_path
+
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "b.wav").write_bytes(b"")
+    (tmp_path / "readme.txt").write_text("x")
+    (tmp_path / ".hidden").mkdir()
+    base = str(tmp_path) + "/"
+    assert complete_path(base + "rec") == base + "recordings/"          # directories end in /
+    assert complete_path(base + "recordings/") == base + "recordings/b.wav"
+    assert complete_path(base + "r") == base + "recordings/"            # a directory first
+    assert complete_path(base + "zzz") is None
+    assert complete_path(base + ".h") == base + ".hidden/"              # dot only when typed
+
+
+def test_formatter_freeze(monkeypatch):
+    from tui.format import Formatter
+
+    monkeypatch.setenv("SPEECHVAULT_TUI_FREEZE", "1")
+    assert Formatter().seconds(0.0123) == "#.### s"
+    monkeypatch.delenv("SPEECHVAULT_TUI_FREEZE")
+    f = Formatter()
+    assert f.seconds(0.0123) == "12.3 ms" and f.seconds(1.5) == "1.500 s"
+    assert f.size(2048) == "2.0 KiB" and f.duration(75.5) == "1:15.50"
 
 
 # =============================================================================================
@@ -543,9 +568,20 @@ def test_run_refuses_a_missing_vault(tmp_path):
 # snapshots (fake model, frozen display)
 # =============================================================================================
 
+#: the Textual version the SVGs in tests/__snapshots__ were made with: another version draws
+#: some widgets differently, which is not a regression of ours
+SNAPSHOT_TEXTUAL = "8.2.8"
+
+
 @pytest.fixture
 def snap_env(monkeypatch, fake_vault, fake_encoder, tmp_path):
     """cwd = a folder with fixed names (the query files and an 'audio' folder to ingest)."""
+    import textual
+
+    version = getattr(textual, "__version__", "?")
+    if version != SNAPSHOT_TEXTUAL:
+        pytest.skip(f"snapshots were made with textual {SNAPSHOT_TEXTUAL}, this is {version}: "
+                    "regenerate them with --snapshot-update (and check the SVGs) or pin textual")
     work = tmp_path / "w"
     work.mkdir()
     monkeypatch.chdir(work)
