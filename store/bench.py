@@ -256,8 +256,10 @@ def _placeholder_model(K: int, C: int, class_names: Sequence[str]):
 def _new_vault(path: Path, encoder):
     from store.vault import Vault
 
-    return Vault.create(path, BENCH_PASSPHRASE, encoder=encoder, kdf_log2_n=10,
-                        cipher="chacha20poly1305")
+    v = Vault.create(path, BENCH_PASSPHRASE, encoder=encoder, kdf_log2_n=10,
+                     cipher="chacha20poly1305")
+    v._db().execute("SET enable_progress_bar = false")  # no DuckDB bar on the terminal
+    return v
 
 
 # ----------------------------------------------------------------------------- data
