@@ -59,5 +59,10 @@ class NotFoundError(SpeechVaultError):
     """A recording id, file or directory does not exist."""
 
 
+class StorageError(SpeechVaultError):
+    """The vault file could not be written (disk full, file size limit, I/O error); what was
+    committed before is intact."""
+
+
 class PassphraseRequiredError(SpeechVaultError):
     """An operation needs the passphrase (ingest, export, decrypt) and none was given."""

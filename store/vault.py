@@ -41,6 +41,7 @@ from speechvault.errors import (
     NotFoundError,
     PassphraseRequiredError,
     SpeechVaultError,
+    StorageError,
     VaultBusyError,
     VaultFormatError,
 )
@@ -123,10 +124,10 @@ def _is_storage_error(exc: BaseException) -> bool:
                                   "invalidated", "disk full", "input/output error"))
 
 
-def _storage_error(exc: BaseException, path: Path) -> SpeechVaultError:
+def _storage_error(exc: BaseException, path: Path) -> StorageError:
     first = " ".join(str(exc).split())
     reason = first.rsplit(": ", 1)[-1][:200] if ": " in first else first[:200]
-    return SpeechVaultError(
+    return StorageError(
         f"cannot write to the vault {path} ({reason}): the disk may be full; everything committed "
         "before is intact -- free some space, then open the vault again and repeat the command")
 
