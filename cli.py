@@ -938,14 +938,9 @@ def main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    main()
 
 
 # --------------------------------------------------------------------------- cipher-report
-# (appended by the reliability work, issue 6; the lead may move it above ``main``: as it stands
-# it is registered when the module is imported -- the ``speechvault`` entry point, CliRunner --
-# but not under ``python cli.py``, whose ``__main__`` block above runs first.)
 @_command("cipher-report")
 def cipher_report_cmd(
     audio: Annotated[Optional[Path], typer.Argument(
@@ -975,7 +970,6 @@ def cipher_report_cmd(
 
 
 # --------------------------------------------------------------------------- eval / bench
-# (appended by the evaluation work, issue 5; same remark as above about ``python cli.py``.)
 def _cmdline(name: str, positional: Any, options: list[tuple[str, Any]]) -> str:
     """The command as typed (rebuilt from the parsed values: sys.argv is not the command under
     CliRunner or the TUI), for the top of the report."""
@@ -1058,3 +1052,7 @@ def bench_cmd(
     else:
         _stdout().print(rep.table(), markup=False, highlight=False)
         _stdout().print(f"wrote {rep.md_path} and {rep.json_path}")
+
+
+if __name__ == "__main__":
+    main()
