@@ -170,7 +170,7 @@ def test_full_disk_during_ingest(tmp_path, corpus):
     assert proc.returncode in (0, 3), (proc.returncode, out, err[-2000:])
     print("\nfull-disk child:", out.splitlines()[-1])
     if proc.returncode == 3:
-        assert out.splitlines()[-1].startswith("error SpeechVaultError cannot write to the vault")
+        assert out.splitlines()[-1].startswith("error StorageError cannot write to the vault")
     else:  # ingest kept going: every file it could not store is reported
         assert "done" in out and json.loads(out.split(" ", 3)[3]) if out.count(" ") >= 3 else True
     n = check_vault(path, corpus, enc)
