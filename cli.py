@@ -10,7 +10,8 @@ Conventions (see README.md, "Command line"):
   first).
 * Tables and JSON go to stdout; progress bars, step messages and errors go to stderr.
 * Passphrases come from ``--key-file``, ``$SPEECHVAULT_PASSPHRASE`` or a hidden prompt, never argv.
-  ``search`` and ``list``/``info`` need none (the index is not encrypted).
+  ``search`` and ``list``/``info`` need none, unless the vault was created with
+  ``init --encrypt-index``: then every command asks for it (the whole file is encrypted).
 * Heavy modules (TensorFlow, Textual, the TFLite runtime, DuckDB) are imported inside commands,
   so ``speechvault --help`` stays fast; a test checks it.
 """
@@ -206,11 +207,30 @@ def _passphrase(key_file: Optional[Path], *, confirm: bool = False) -> str:
     return get_passphrase(key_file=key_file, confirm=confirm)
 
 
-def _open(path: Path, *, write: bool = False, passphrase: Optional[str] = None):
+def _open(path: Path, *, write: bool = False, passphrase: Optional[str] = None,
+          have: Optional[str] = None, key_file: Optional[Path] = None):
+    """Open the vault; ``passphrase`` also unlocks it. A vault whose index is encrypted needs a
+    passphrase just to be read: ``passphrase``, else ``have`` (already read, not for unlocking),
+    else one read now from ``key_file`` / the environment / the prompt."""
     _existing_vault(path)
     from store.vault import Vault
 
-    return Vault.open(path, read_only=not write, passphrase=passphrase)
+    index_passphrase = None
+    if Vault.index_is_encrypted(path):
+        index_passphrase = passphrase or have or _index_passphrase(key_file)
+    return Vault.open(path, read_only=not write, passphrase=passphrase,
+                      index_passphrase=index_passphrase)
+
+
+def _index_passphrase(key_file: Optional[Path]) -> str:
+    """The passphrase of a vault whose index is encrypted, with the one-line hint when none can
+    be had (no key file, no environment variable, no terminal)."""
+    from store.encrypted_index import NEEDS_PASSPHRASE
+
+    try:
+        return _passphrase(key_file)
+    except PassphraseRequiredError:
+        raise PassphraseRequiredError(NEEDS_PASSPHRASE) from None
 
 
 def _progress(label: str, enabled: bool):
@@ -312,6 +332,13 @@ def init(
         typer.Option(help="Default match threshold (normalized Hamming distance); default: the model's.",
                      show_default=False),
     ] = None,
+    encrypt_index: Annotated[
+        bool,
+        typer.Option("--encrypt-index",
+                     help="Encrypt the whole file with DuckDB's AES-256-GCM database encryption: "
+                          "codes and names unreadable too, so search and list need the "
+                          "passphrase. Needs: pip install 'speechvault\\[encrypt-index]'."),
+    ] = False,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -330,7 +357,7 @@ def init(
 
         encoder = Encoder.from_files(model)
     with Vault.create(vault, passphrase, encoder=encoder, cipher=cipher.value,
-                      kdf_log2_n=kdf_log2n, tau=tau) as v:
+                      kdf_log2_n=kdf_log2n, tau=tau, encrypt_index=encrypt_index) as v:
         info = v.info()
     if as_json:
         _print_json(info)
@@ -399,7 +426,7 @@ def ingest(
             _err_line(f"{raw}: {msg}")
         raise InvalidInputError("nothing to ingest")
     passphrase = _passphrase(key_file)
-    with _open(vault, write=True) as v:
+    with _open(vault, write=True, have=passphrase) as v:
         v.unlock(passphrase)
         progress = _progress("ingest", enabled=not as_json)
         if progress is None:
@@ -476,7 +503,8 @@ def search(
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find a recording by its sound. No passphrase needed unless --decrypt-to.
+    """Find a recording by its sound. No passphrase needed unless --decrypt-to (or the vault's
+    index is encrypted).
 
     Exit status 0 whether or not something matched (see "matched" in --json); 1 on errors.
     """
@@ -485,7 +513,7 @@ def search(
     _existing_vault(vault)
     passphrase = _passphrase(key_file) if decrypt_to is not None else None
     written: list[str] = []
-    with _open(vault) as v:
+    with _open(vault, have=passphrase, key_file=key_file) as v:
         result = v.search(query, tau=threshold, mode=mode.value, probe=probe, top=top)
         if decrypt_to is not None:
             matches = [h for h in result.hits if h.is_match]
@@ -591,10 +619,11 @@ def list_(
                                                      "(case-insensitive).", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="At most this many rows.",
                                                  show_default=False)] = None,
+    key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the recordings (no passphrase needed)."""
-    with _open(vault) as v:
+    """List the recordings (no passphrase needed unless the index is encrypted)."""
+    with _open(vault, key_file=key_file) as v:
         rows = v.list(category=category, name_like=name, limit=limit)
     if as_json:
         _print_json(rows)
@@ -642,9 +671,10 @@ def _print_info_table(info: Any, counts: dict) -> None:
 
 
 @_command()
-def info(vault: VaultArg, as_json: JsonOpt = False) -> None:
-    """Vault summary: format, model, cipher, KDF cost, counts (no passphrase needed)."""
-    with _open(vault) as v:
+def info(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+    """Vault summary: format, model, cipher, KDF cost, counts (no passphrase needed unless the
+    index is encrypted)."""
+    with _open(vault, key_file=key_file) as v:
         inf = v.info()
         counts = v.category_counts()
     if as_json:
@@ -667,7 +697,7 @@ def delete(
 ) -> None:
     """Delete one recording (its code and its encrypted audio)."""
     _existing_vault(vault)
-    with _open(vault, write=True) as v:
+    with _open(vault, write=True, key_file=key_file) as v:
         row = v.get(recording_id)
         if not yes:
             if not sys.stdin.isatty():
@@ -729,10 +759,11 @@ def passwd(
                      show_default=False),
     ] = None,
 ) -> None:
-    """Change the passphrase (re-wraps the master key; audio is not re-encrypted)."""
+    """Change the passphrase (re-wraps the master key; audio is not re-encrypted). A vault whose
+    index is encrypted is rewritten under the new passphrase's database key."""
     _existing_vault(vault)
     old = _passphrase(key_file)
-    with _open(vault, write=True) as v:
+    with _open(vault, write=True, have=old) as v:
         v.unlock(old)
         new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
                              env_var=NEW_ENV_VAR)
@@ -926,7 +957,13 @@ def tui(
             raise InvalidInputError(
                 "the terminal UI is not available in this build (tui.app is missing)") from None
         raise
-    tui_app.run(str(vault), key_file=None if key_file is None else str(key_file), read_only=not write)
+    passphrase = None
+    from store.vault import Vault
+
+    if Vault.index_is_encrypted(vault):  # the TUI cannot even list it without the passphrase
+        passphrase = _index_passphrase(key_file)
+    tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
+                read_only=not write, passphrase=passphrase)
 
 
 def main() -> None:

@@ -164,6 +164,17 @@ def _json_default(o):
 
 
 # ----------------------------------------------------------------------------- bulk helper
+def _advance_id_sequence(con, last_id: int) -> None:
+    """Move ``recordings_id_seq`` so the next id is ``last_id + 1``. DuckDB < 2 has no
+    ``setval``: draw the missing values with ``nextval`` in one statement instead."""
+    row = con.execute("SELECT coalesce(last_value, 0) FROM duckdb_sequences() "
+                      "WHERE sequence_name = 'recordings_id_seq' "
+                      "AND database_name = current_database()").fetchone()
+    missing = int(last_id) - int(row[0] if row else 0)
+    if missing > 0:
+        con.execute("SELECT max(nextval('recordings_id_seq')) FROM range(?)", [missing])
+
+
 def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
                       owner: np.ndarray | None = None, labels: Sequence[str] | None = None,
                       names: Sequence[str] | None = None, compact: bool = True) -> int:
@@ -214,7 +225,7 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
             con.execute(f"INSERT INTO codes ({cols}) SELECT {cols} FROM _sv_bench_codes")
             con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?", [int(n)])
             if R:
-                con.execute(f"SELECT setval('recordings_id_seq', {int(ids[-1])})")
+                _advance_id_sequence(con, int(ids[-1]))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

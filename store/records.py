@@ -212,6 +212,8 @@ class VaultInfo:
     unlocked: bool
     category_counts: dict[str, int] = field(default_factory=dict)
     unclustered_windows: int = 0
+    #: the whole file is under DuckDB's database encryption (``init --encrypt-index``)
+    index_encrypted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -140,7 +140,8 @@ def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
     """The vault's format version; ``VaultFormatError`` if this DuckDB file is not a vault."""
     try:
         tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'main' AND table_catalog = current_database()"
         ).fetchall()}
     except duckdb.Error:
         raise VaultFormatError(f"{path} is not a speechvault vault (unreadable catalog)") from None

@@ -6,7 +6,7 @@ word columns ``w0 .. w{W-1}``, the parameter numbers and the integer K, all deri
 Per query window (K = 384, W = 6, two-stage), the fast path ``rows_sql``::
 
     SELECT c.recording_id, c.win,
-           bit_count(xor(c.w0, $1::UBIGINT)) + ... + bit_count(xor(c.w5, $6::UBIGINT)) AS dist
+           bit_count(xor(c.w0, $1::UBIGINT))::INTEGER + ... + bit_count(xor(c.w5, $6::UBIGINT))::INTEGER AS dist
     FROM codes AS c
     WHERE c.category IN ($7::SMALLINT)        -- stage 1: absent in traversal mode; $7, $8, ...
     ORDER BY dist, c.recording_id, c.win      --   the m probes in multi-probe mode
@@ -39,9 +39,10 @@ __all__ = ["distance_expr", "rows_sql", "grouped_sql", "best_per_recording", "co
 
 
 def distance_expr(K: int, first_param: int = 1, alias: str = "c") -> str:
-    """``bit_count(xor(c.w0, $1::UBIGINT)) + ...``: Hamming distance in bits to the query."""
+    """``bit_count(xor(c.w0, $1::UBIGINT))::INTEGER + ...``: Hamming distance in bits to the
+    query. The cast matters: DuckDB < 2 types bit_count as TINYINT, and K > 127 overflows it."""
     return " + ".join(
-        f"bit_count(xor({alias}.{col}, ${first_param + i}::UBIGINT))"
+        f"bit_count(xor({alias}.{col}, ${first_param + i}::UBIGINT))::INTEGER"
         for i, col in enumerate(word_columns(K)))
 
 

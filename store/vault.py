@@ -40,11 +40,14 @@ from speechvault.errors import (
     ModelMismatchError,
     NotFoundError,
     PassphraseRequiredError,
+    RuntimeMissingError,
     SpeechVaultError,
     StorageError,
     VaultBusyError,
     VaultFormatError,
+    WrongPassphraseError,
 )
+from store import encrypted_index as _ei
 from store import schema as _schema
 from store import search as _search
 from store.records import (
@@ -92,6 +95,8 @@ def _translate_connect_error(exc: Exception, path: str) -> SpeechVaultError:
     if "different configuration" in low or "already attached" in low:
         return VaultBusyError(
             "vault is busy: it is already open in this process in another mode; close it first")
+    if "encrypted database" in low and "without a key" in low:
+        return PassphraseRequiredError(_ei.NEEDS_PASSPHRASE)
     if "read-only mode" in low and "does not exist" in low:
         return NotFoundError(f"{path}: no such vault")
     if "not a valid duckdb database" in low or "serialization" in low or "version" in low \
@@ -107,6 +112,53 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.Error as exc:
         raise _translate_connect_error(exc, path) from None
+
+
+def _translate_encrypted_error(exc: Exception, path: str) -> SpeechVaultError:
+    """DuckDB's errors on attaching an encrypted vault, as one-line speechvault errors."""
+    low = str(exc).lower()
+    if "wrong encryption key" in low:
+        return WrongPassphraseError("wrong passphrase")
+    if "read-only crypto module" in low:
+        return RuntimeMissingError(f"writing this vault needs DuckDB's httpfs extension: "
+                                   f"{_ei.INSTALL_HINT}")
+    if "encryption" in low and ("unrecognized" in low or "not supported" in low
+                                or "unsupported" in low):
+        return RuntimeMissingError(f"an encrypted index needs DuckDB >= 1.4 "
+                                   f"({duckdb.__version__} is installed): {_ei.INSTALL_HINT}")
+    if "is not encrypted" in low:
+        return VaultFormatError(f"{path}: the index of this vault is not encrypted")
+    return _translate_connect_error(exc, path)
+
+
+def _connect_encrypted(path: str, key_b64: str, *, read_only: bool,
+                       create: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the encrypted vault attached (``store.encrypted_index.ALIAS``)
+    and made the default catalog, so every query of ``Vault`` runs unchanged. Temporary files
+    go next to the vault (``<vault>.tmp``, like a plain vault's) and are encrypted too."""
+    try:
+        con = duckdb.connect(":memory:", config={"temp_directory": path + ".tmp",
+                                                 "temp_file_encryption": True})
+    except duckdb.Error as exc:
+        raise _translate_encrypted_error(exc, path) from None
+    try:
+        _ei.load_crypto(con, required=not read_only)
+        con.execute(_ei.attach_sql(path, key_b64, read_only=read_only, create=create))
+        con.execute(f"USE {_ei.ALIAS}")
+    except duckdb.Error as exc:
+        con.close()
+        raise _translate_encrypted_error(exc, path) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _unlink_db(path: Path) -> None:
+    """Remove a database file and its WAL (missing ones are fine)."""
+    for q in (path, Path(str(path) + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            q.unlink()
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -164,8 +216,10 @@ class Vault:
     """One vault file. Use ``Vault.create`` or ``Vault.open``; close it (or use ``with``)."""
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool,
-                 encoder: Any | None) -> None:
+                 encoder: Any | None, index_encrypted: bool = False) -> None:
         self.path = Path(path)
+        #: the whole file is under DuckDB's database encryption (``init --encrypt-index``)
+        self.index_encrypted = bool(index_encrypted)
         self._con: duckdb.DuckDBPyConnection | None = con
         self.read_only = bool(read_only)
         self._encoder = encoder
@@ -178,8 +232,10 @@ class Vault:
     # ------------------------------------------------------------------ create / open
     @classmethod
     def create(cls, path, passphrase: str, *, encoder: Any | None = None, cipher: str = "rossler",
-               kdf_log2_n: int = 17, tau: float | None = None) -> "Vault":
-        """Create a new vault file (mode 0600), opened read-write and unlocked."""
+               kdf_log2_n: int = 17, tau: float | None = None,
+               encrypt_index: bool = False) -> "Vault":
+        """Create a new vault file (mode 0600), opened read-write and unlocked. ``encrypt_index``
+        puts the whole file under DuckDB's database encryption (``store.encrypted_index``)."""
         from store import keys  # lazy
 
         p = Path(path)
@@ -209,11 +265,16 @@ class Vault:
         sha = str(encoder.sha256)
         meta_json = meta.to_json() if hasattr(meta, "to_json") else json.dumps(meta.to_dict())
 
+        index_key = _ei.derive_index_key(passphrase) if encrypt_index else None
         old_umask = os.umask(0o077)
         try:
-            con = _connect(str(p), read_only=False)
+            if index_key is None:
+                con = _connect(str(p), read_only=False)
+            else:
+                con = _connect_encrypted(str(p), index_key, read_only=False, create=True)
         finally:
             os.umask(old_umask)
+            del index_key
         _chmod_private(p)
         try:
             con.execute("BEGIN TRANSACTION")
@@ -235,26 +296,36 @@ class Vault:
         except BaseException:
             with contextlib.suppress(Exception):
                 con.close()
-            for q in (p, Path(str(p) + ".wal")):
-                with contextlib.suppress(FileNotFoundError):
-                    q.unlink()
+            _unlink_db(p)
             raise
         _chmod_private(p)
-        v = cls(p, con, read_only=False, encoder=encoder)
+        v = cls(p, con, read_only=False, encoder=encoder, index_encrypted=encrypt_index)
         v._master = master
         return v
 
     @classmethod
     def open(cls, path, *, read_only: bool = True, passphrase: str | None = None,
-             encoder: Any | None = None) -> "Vault":
+             encoder: Any | None = None, index_passphrase: str | None = None) -> "Vault":
         """Open an existing vault. ``encoder`` None -> the model stored in the vault (loaded only
-        when something must be encoded); an encoder of another model -> ``ModelMismatchError``."""
+        when something must be encoded); an encoder of another model -> ``ModelMismatchError``.
+
+        ``passphrase`` also unlocks the vault. A vault whose index is encrypted cannot even be
+        read without one: ``index_passphrase`` (else ``passphrase``) opens it without unlocking;
+        neither -> ``PassphraseRequiredError``, a wrong one -> ``WrongPassphraseError``."""
         p = Path(path)
         if not p.exists():
             raise NotFoundError(f"{p}: no such vault")
         if p.is_dir():
             raise VaultFormatError(f"{p} is a directory, not a speechvault vault")
-        con = _connect(str(p), read_only=read_only)
+        encrypted = _ei.is_encrypted_file(p)
+        if encrypted:
+            key = _ei.derive_index_key(passphrase if index_passphrase is None else index_passphrase)
+            try:
+                con = _connect_encrypted(str(p), key, read_only=read_only)
+            finally:
+                del key
+        else:
+            con = _connect(str(p), read_only=read_only)
         try:
             version = _schema.read_format_version(con, str(p))
             if version < _schema.FORMAT_VERSION:
@@ -263,7 +334,7 @@ class Vault:
                         f"{p} is vault format version {version}; open it read-write once to "
                         f"upgrade it to version {_schema.FORMAT_VERSION}")
                 _schema.upgrade(con, str(p), version)
-            v = cls(p, con, read_only=read_only, encoder=encoder)
+            v = cls(p, con, read_only=read_only, encoder=encoder, index_encrypted=encrypted)
         except BaseException:
             with contextlib.suppress(Exception):
                 con.close()
@@ -275,6 +346,12 @@ class Vault:
                 v.close()
                 raise
         return v
+
+    @staticmethod
+    def index_is_encrypted(path) -> bool:
+        """Whether the vault file at ``path`` is under DuckDB's database encryption (read from
+        DuckDB's plain main header; no passphrase needed)."""
+        return _ei.is_encrypted_file(path)
 
     def _load_meta(self) -> None:
         row = self._con.execute(
@@ -407,7 +484,8 @@ class Vault:
             model_sha256=self.model_sha256, model_name=name, K=self.K, C=self.C,
             class_names=list(self.class_names), tau=self.tau, recordings=int(n_rec),
             windows=int(n_win), size_bytes=int(size), read_only=self.read_only,
-            unlocked=self.unlocked, category_counts=counts, unclustered_windows=int(uncl))
+            unlocked=self.unlocked, category_counts=counts, unclustered_windows=int(uncl),
+            index_encrypted=self.index_encrypted)
 
     @staticmethod
     def _row(r) -> RecordingRow:
@@ -909,7 +987,9 @@ class Vault:
 
     def change_passphrase(self, old: str, new: str) -> None:
         """Re-wrap the master key under ``new`` (``WrongPassphraseError`` if ``old`` is wrong).
-        The blobs are unchanged: they are sealed with the master key, not the passphrase."""
+        The blobs are unchanged: they are sealed with the master key, not the passphrase. A vault
+        whose index is encrypted is also re-encrypted under the new passphrase's DuckDB key
+        (``_reencrypt``): the DuckDB key is derived from the passphrase."""
         from store import keys
 
         self._require_writable("change_passphrase")
@@ -919,6 +999,11 @@ class Vault:
         master = keys.unwrap_master_key(wrap, old)  # WrongPassphraseError via the key check
         new_wrap = keys.wrap_master_key(master, new, log2_n=wrap.log2_n)  # = keys.rewrap, 1 scrypt less
         d = new_wrap.to_dict()
+        if self.index_encrypted:
+            self._reencrypt(new, json.dumps(d))
+            self._key_wrap = d
+            self._master = master
+            return
         with self._lock:
             con = self._db()
             con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
@@ -926,6 +1011,52 @@ class Vault:
         _chmod_private(self.path)
         self._key_wrap = d
         self._master = master
+
+    def _reencrypt(self, new: str, key_wrap_json: str) -> None:
+        """Copy the whole database into ``<vault>.rekey`` encrypted under ``new``'s DuckDB key
+        (with the new key wrap), then atomically rename it over the vault and reopen it. A crash
+        before the rename leaves the old vault intact (the stale copy is removed next time)."""
+        tmp = self.path.with_name(self.path.name + ".rekey")
+        _unlink_db(tmp)
+        key = _ei.derive_index_key(new)
+        with self._lock:
+            con = self._db()
+            con.execute("CHECKPOINT")
+            self._copy_encrypted(con, tmp, key, key_wrap_json)
+            self._con = None
+            con.close()
+            if Path(str(self.path) + ".wal").exists():  # would be replayed against the new file
+                _unlink_db(tmp)
+                raise StorageError(f"{self.path}: the write-ahead log was not folded in; the "
+                                   "passphrase is unchanged -- open the vault again and retry")
+            os.replace(tmp, self.path)
+            _ei.fsync_dir(self.path)
+            self._con = _connect_encrypted(str(self.path), key, read_only=False)
+            del key
+        _chmod_private(self.path)
+
+    @staticmethod
+    def _copy_encrypted(con: duckdb.DuckDBPyConnection, tmp: Path, key: str,
+                        key_wrap_json: str) -> None:
+        """``COPY FROM DATABASE`` the open vault into a new encrypted file ``tmp`` (mode 0600),
+        store the new key wrap in it, checkpoint and detach it."""
+        alias = _ei.ALIAS + "_new"
+        old_umask = os.umask(0o077)
+        try:
+            con.execute(_ei.attach_sql(tmp, key, alias=alias, create=True))
+        finally:
+            os.umask(old_umask)
+        try:
+            con.execute(f"COPY FROM DATABASE {_ei.ALIAS} TO {alias}")
+            con.execute(f"UPDATE {alias}.main.vault_meta SET key_wrap = ?", [key_wrap_json])
+            con.execute(f"CHECKPOINT {alias}")
+            con.execute(f"DETACH {alias}")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DETACH {alias}")
+            _unlink_db(tmp)
+            raise
+        _chmod_private(tmp)
 
 
 def _named_buffer(data: bytes, path: Path) -> io.BytesIO:

@@ -236,7 +236,8 @@ class SpeechVaultApp(App[None]):
     @work(thread=True, exit_on_error=False, group="open", exclusive=True)
     def open_vault(self) -> None:
         try:
-            vault = self.vault_cls.open(self.vault_path, read_only=self.read_only)
+            vault = self.vault_cls.open(self.vault_path, read_only=self.read_only,
+                                        **self._index_kwargs())
         except SpeechVaultError as exc:
             self.call_from_thread(self._set_vault, None, exc.message)
             raise
@@ -244,6 +245,15 @@ class SpeechVaultApp(App[None]):
             vault.close()
             return
         self.call_from_thread(self._set_vault, vault)
+
+    def _index_kwargs(self) -> dict[str, Any]:
+        """``index_passphrase`` for a vault whose index is encrypted (``init --encrypt-index``):
+        such a vault cannot even be browsed without the passphrase."""
+        from store.encrypted_index import is_encrypted_file
+
+        if is_encrypted_file(self.vault_path):
+            return {"index_passphrase": self.passphrase}
+        return {}
 
     def _require_vault(self):
         vault = self.vault
@@ -426,7 +436,8 @@ class SpeechVaultApp(App[None]):
             vault, error = None, None
             if reopen_ro:
                 try:
-                    vault = self.vault_cls.open(self.vault_path, read_only=True)
+                    vault = self.vault_cls.open(self.vault_path, read_only=True,
+                                                **self._index_kwargs())
                 except SpeechVaultError as exc:
                     error = exc.message
             try:
@@ -506,17 +517,21 @@ def _load(target):
     return target
 
 
-def run(vault_path: str, *, key_file: str | None = None, read_only: bool = True) -> None:
+def run(vault_path: str, *, key_file: str | None = None, read_only: bool = True,
+        passphrase: str | None = None) -> None:
     """Run the TUI on ``vault_path`` (blocks until the user quits).
 
     The passphrase comes from ``key_file``, else ``$SPEECHVAULT_PASSPHRASE``, else a modal when
     an operation needs it. Raises ``NotFoundError`` before starting when the vault file is
     missing, and the key file's errors (``speechvault.passphrase.read_key_file``).
+    ``passphrase`` (already read by the CLI) is needed up front by a vault whose index is
+    encrypted.
     """
     from speechvault.errors import NotFoundError
 
     p = Path(vault_path)
     if not p.exists():
         raise NotFoundError(f"vault {vault_path}: no such file")
-    app = SpeechVaultApp(p, key_file=key_file, read_only=read_only)
+    app = SpeechVaultApp(p, key_file=None if passphrase else key_file, read_only=read_only,
+                         passphrase=passphrase)
     app.run()
