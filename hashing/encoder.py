@@ -28,9 +28,16 @@ from hashing import codes
 from hashing.model_meta import ModelMeta
 from speechvault.errors import InvalidInputError, ModelError, NotFoundError, RuntimeMissingError
 
-__all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "DEFAULT_MODEL_NAME"]
+__all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "shipped_models", "DEFAULT_MODEL_NAME"]
 
 DEFAULT_MODEL_NAME = "default"
+
+
+def shipped_models() -> list[str]:
+    """Stems of the models in ``hashing/models/`` that have both a ``.tflite`` and a ``.json``."""
+    pkg = resources.files("hashing.models")
+    names = {p.name[: -len(".tflite")] for p in pkg.iterdir() if p.name.endswith(".tflite")}
+    return sorted(n for n in names if pkg.joinpath(n + ".json").is_file())
 
 
 def load_interpreter_class():
@@ -146,12 +153,16 @@ class Encoder:
     @classmethod
     def default(cls, num_threads: int | None = None) -> "Encoder":
         """The model shipped in ``hashing/models/default.tflite`` + ``default.json``."""
+        return cls.shipped(DEFAULT_MODEL_NAME, num_threads=num_threads)
+
+    @classmethod
+    def shipped(cls, name: str, num_threads: int | None = None) -> "Encoder":
+        """A model shipped in ``hashing/models/`` by file stem (``speechvault init --model NAME``)."""
         pkg = resources.files("hashing.models")
-        t = pkg.joinpath(DEFAULT_MODEL_NAME + ".tflite")
-        j = pkg.joinpath(DEFAULT_MODEL_NAME + ".json")
-        if not t.is_file() or not j.is_file():
-            raise ModelError("the default model (hashing/models/default.tflite + default.json) "
-                             "is not installed")
+        t, j = pkg.joinpath(name + ".tflite"), pkg.joinpath(name + ".json")
+        if name not in shipped_models() or not t.is_file() or not j.is_file():
+            known = ", ".join(shipped_models()) or "none"
+            raise NotFoundError(f"no shipped model named {name!r} (shipped: {known})")
         return cls(t.read_bytes(), ModelMeta.from_json(j.read_bytes()), num_threads=num_threads)
 
     def _check_io(self) -> None:

@@ -254,7 +254,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
           command: str | None = None, data_name: str | None = None, license: str | None = None,
           export: bool = True, report_dir: str | Path | None = None,
           cpo_factory=None, speed_perturb: tuple[float, float] | None = None,
-          spec_augment: bool = False, verbose: int = 0) -> TrainResult:
+          spec_augment: bool = False, reduce_lr: int | None = None, verbose: int = 0) -> TrainResult:
     """Train, evaluate on the held-out split, export (TFLite + JSON) and write curves.
 
     ``val_split``: validation for early stopping (a split spec of ``model_export.dataset``;
@@ -266,6 +266,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
     recipe "paper+aug" in the metadata; the architecture is unchanged): ``speed_perturb=(lo, hi)``
     puts a random speed change before each augmented copy's CPO (speaker variation), and
     ``spec_augment`` masks one Mel band and one frame span per training window per step.
+    ``reduce_lr=N`` halves the learning rate after N epochs without a better validation loss
+    (the paper gives no schedule; None: constant).
     """
     t_start = time.perf_counter()
     if arch not in ARCHS:
@@ -347,11 +349,15 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
     hooks = _EpochHooks(test_data, progress, history)
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(patience),
                                             restore_best_weights=True)
+    callbacks = [hooks, stopper]
+    if reduce_lr:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                           patience=int(reduce_lr), min_lr=1e-5))
     fn = getattr(progress, "on_train_begin", None)
     if fn is not None:
         fn(int(epochs), len(train_data))
     t_fit = time.perf_counter()
-    clf.fit(train_data, validation_data=val_data, epochs=int(epochs), callbacks=[hooks, stopper],
+    clf.fit(train_data, validation_data=val_data, epochs=int(epochs), callbacks=callbacks,
             verbose=verbose)
     fit_seconds = time.perf_counter() - t_fit
     best_epoch = int(np.argmin([h.get("val_loss", np.inf) for h in history])) + 1 if history else 0
@@ -409,6 +415,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "cnn",
         "n_train_windows": int(len(Xtr)),
         "epochs": len(history), "max_epochs": int(epochs), "best_epoch": best_epoch,
         "batch_size": int(batch_size), "optimizer": f"Adam(lr={learning_rate})",
+        "lr_schedule": (f"ReduceLROnPlateau(val_loss, factor=0.5, patience={int(reduce_lr)})"
+                        if reduce_lr else "constant"),
         "early_stopping": {"monitor": "val_loss", "patience": int(patience), "restore_best_weights": True},
         "augment": bool(augment), "n_aug": int(n_aug) if augment else 0,
         "augmentation": (("speed change %g-%g, then " % tuple(speed_perturb) if speed_perturb else "")
@@ -473,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random speed change before each augmented copy's CPO (ours, e.g. 0.85 1.15)")
     p.add_argument("--spec-augment", action="store_true", help="mask a Mel band and a frame span "
                    "per training window (ours)")
+    p.add_argument("--reduce-lr", type=int, default=None, metavar="N",
+                   help="halve the learning rate after N epochs without a better val loss")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=6)
@@ -512,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name=args.name, progress=_PrintProgress(), command=command,
                     data_name=args.data_name, license=args.license, report_dir=args.report_dir,
                     speed_perturb=tuple(args.speed_perturb) if args.speed_perturb else None,
-                    spec_augment=args.spec_augment)
+                    spec_augment=args.spec_augment, reduce_lr=args.reduce_lr)
     except SpeechVaultError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

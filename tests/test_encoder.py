@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("tensorflow", "keras", "textual", "typer")
 
 
+def _tone(seconds: float, sr: int = 16_000) -> np.ndarray:
+    """A gliding, amplitude-modulated tone with a little noise (deterministic)."""
+    rng = np.random.default_rng(1)
+    t = np.arange(int(sr * seconds)) / sr
+    f = 250 + 120 * np.sin(2 * np.pi * 0.9 * t)
+    y = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    return (y + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
+
+
 def _default_present() -> bool:
     pkg = resources.files("hashing.models")
     return pkg.joinpath("default.tflite").is_file() and pkg.joinpath("default.json").is_file()
@@ -154,3 +163,41 @@ def test_model_mismatch_and_bad_files(tmp_path):
         Encoder.from_files(tmp_path / "m.tflite")
     with pytest.raises(Exception):
         Encoder.from_bytes(blob, meta, num_threads=0)
+
+
+@needs_default
+def test_shipped_models_load_by_name_and_code_alike():
+    """Every shipped model loads by name, declares K = 384, and gives the same code twice."""
+    from hashing.encoder import Encoder, shipped_models
+
+    names = shipped_models()
+    assert "default" in names and len(names) >= 2  # default + the other architecture
+    archs = set()
+    for name in names:
+        enc = Encoder.shipped(name, num_threads=1)
+        archs.add(enc.meta.arch)
+        y = _tone(1.5)
+        a, b = enc.encode_audio(y), enc.encode_audio(y)
+        assert a.bits.shape[1] == enc.meta.K == 384
+        assert np.array_equal(a.words, b.words)
+    assert {"cnn", "crnn"} <= archs  # issue 3: both architectures are exported
+    with pytest.raises(NotFoundError, match="no shipped model"):
+        Encoder.shipped("../default")
+
+
+@needs_default
+def test_ship_checks_sha_and_copies(tmp_path):
+    """model_export.ship refuses bytes that do not match the metadata and copies what does."""
+    from model_export.ship import ship
+
+    pkg = resources.files("hashing.models")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "m.tflite").write_bytes(pkg.joinpath("default.tflite").read_bytes())
+    (src / "m.json").write_bytes(pkg.joinpath("default.json").read_bytes())
+    t, j = ship(src / "m.tflite", "x", dest_dir=tmp_path / "out")
+    assert t.read_bytes() == (src / "m.tflite").read_bytes() and j.is_file()
+    (src / "m.tflite").write_bytes(pkg.joinpath("default.tflite").read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="does not match"):
+        ship(src / "m.tflite", "y", dest_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "y.tflite").exists()
