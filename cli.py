@@ -317,8 +317,9 @@ def init(
     vault: VaultArg,
     cipher: Annotated[Cipher, typer.Option(help="Cipher for the audio blobs.")] = Cipher.rossler,
     model: Annotated[
-        Optional[Path],
-        typer.Option(help="A .tflite model (its .json sidecar next to it); default: the shipped model.",
+        Optional[str],
+        typer.Option(help="A shipped model's name (see `speechvault models`) or a .tflite file "
+                          "(its .json sidecar next to it); default: the shipped default.",
                      show_default=False),
     ] = None,
     kdf_log2n: Annotated[
@@ -345,17 +346,11 @@ def init(
     """Create a new, empty vault (asks for the passphrase twice)."""
     if vault.exists():
         raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
-    if model is not None and not model.is_file():
-        raise NotFoundError(f"{model}: no such model file")
+    encoder = _model_encoder(model) if model is not None else None
     passphrase = _passphrase(key_file, confirm=True)
 
     from store.vault import Vault
 
-    encoder = None
-    if model is not None:
-        from hashing.encoder import Encoder
-
-        encoder = Encoder.from_files(model)
     with Vault.create(vault, passphrase, encoder=encoder, cipher=cipher.value,
                       kdf_log2_n=kdf_log2n, tau=tau, encrypt_index=encrypt_index) as v:
         info = v.info()
@@ -364,6 +359,49 @@ def init(
     else:
         _stdout().print(f"created [bold]{vault}[/bold]")
         _print_info_table(info, {})
+
+
+def _model_encoder(model: str):
+    """``--model``: a file path if one exists there, else the name of a shipped model."""
+    from hashing.encoder import Encoder, shipped_models
+
+    path = Path(model)
+    if path.is_file():
+        return Encoder.from_files(path)
+    if model in shipped_models():
+        return Encoder.shipped(model)
+    raise NotFoundError(f"{model}: no such model file or shipped model "
+                        f"(shipped: {', '.join(shipped_models())})")
+
+
+# --------------------------------------------------------------------------- models
+@_command()
+def models(as_json: JsonOpt = False) -> None:
+    """The shipped coding models: architecture, K, held-out figures, size (no vault needed)."""
+    from hashing.encoder import model_summaries
+
+    rows = model_summaries()
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    from rich import box
+
+    t = Table(title="shipped models (init VAULT --model NAME)", box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True, padding=(0, 1))
+    t.add_column("name", no_wrap=True)
+    for col in ("arch", "K", "recipe", "acc", "mAP", "tau", "size"):
+        t.add_column(col, no_wrap=True)
+    for r in rows:
+        t.add_row(r["name"], r["arch"], str(r["K"]), r["recipe"], _fmt_num(r["accuracy"]),
+                  _fmt_num(r["mAP"]), f"{r['tau']:.3g}", _fmt_size(r["tflite_bytes"]))
+    t.caption = "acc, mAP: FSDD speaker never seen in training (docs/models.md)"
+    _stdout().print(t)
+
+
+def _fmt_num(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 # --------------------------------------------------------------------------- ingest

@@ -28,7 +28,8 @@ from hashing import codes
 from hashing.model_meta import ModelMeta
 from speechvault.errors import InvalidInputError, ModelError, NotFoundError, RuntimeMissingError
 
-__all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "shipped_models", "DEFAULT_MODEL_NAME"]
+__all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "shipped_models", "model_summaries",
+           "DEFAULT_MODEL_NAME"]
 
 DEFAULT_MODEL_NAME = "default"
 
@@ -39,6 +40,24 @@ def shipped_models() -> list[str]:
     names = {p.name[: -len(".tflite")] for p in pkg.iterdir() if p.name.endswith(".tflite")}
     return sorted(n for n in names if pkg.joinpath(n + ".json").is_file())
 
+
+
+def model_summaries() -> list[dict[str, Any]]:
+    """One row per shipped model from its metadata alone (no interpreter): what
+    ``speechvault models`` shows. Accuracy and mAP are the held-out figures the model's
+    evaluation stored (``metrics.evaluation``, else ``metrics.test``); None when not measured."""
+    pkg = resources.files("hashing.models")
+    rows = []
+    for name in shipped_models():
+        meta = ModelMeta.from_json(pkg.joinpath(name + ".json").read_bytes())
+        ev = meta.metrics.get("evaluation") or {}
+        acc = ev.get("clip_accuracy", (meta.metrics.get("test") or {}).get("clip_accuracy"))
+        rows.append({"name": name, "model": meta.name, "arch": meta.arch, "recipe": meta.recipe,
+                     "K": meta.K, "input_mode": meta.features.get("input_mode"),
+                     "accuracy": acc, "mAP": ev.get("mAP_h2"), "tau": float(meta.tau),
+                     "tflite_bytes": pkg.joinpath(name + ".tflite").stat().st_size,
+                     "sha256": meta.tflite_sha256})
+    return rows
 
 def load_interpreter_class():
     """The TFLite ``Interpreter`` class: LiteRT first, then tflite-runtime."""

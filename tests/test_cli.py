@@ -25,7 +25,7 @@ HEAVY = ("tensorflow", "textual", "ai_edge_litert", "tflite_runtime", "keras")
 # silence it (open point), until then the one-line-error checks ignore exactly this line.
 TFLITE_NOISE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 COMMANDS = ["init", "ingest", "search", "export", "list", "info", "delete", "verify", "passwd",
-            "demo", "train", "tui"]
+            "demo", "train", "tui", "models"]
 
 
 def _have_store() -> bool:
@@ -633,3 +633,22 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert m, "TEST_CMD not found in .ci/run"
     readme_blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert m.group(1) in [b.strip() for b in readme_blocks]
+
+
+# --------------------------------------------------------------------------- shipped models
+@needs_model
+def test_models_lists_both_architectures_and_init_takes_a_name(tmp_path):
+    """`models` lists the shipped models; `init --model NAME` uses one; an unknown name is one line."""
+    r = run_cli("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert "default" in rows and {row["arch"] for row in rows.values()} >= {"cnn", "crnn"}
+    assert all(row["K"] == 384 for row in rows.values())
+    other = next(n for n, row in rows.items() if n != "default" and row["arch"] != rows["default"]["arch"])
+    path = tmp_path / "v.duckdb"
+    r = run_cli("init", path, "--model", other, "--kdf-log2n", "10", "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_sha256"] == rows[other]["sha256"]
+    assert_user_error(run_cli("init", tmp_path / "w.duckdb", "--model", "no-such-model",
+                              "--kdf-log2n", "10", passphrase=PASS), contains="no such model")
+    assert not (tmp_path / "w.duckdb").exists()
