@@ -606,7 +606,7 @@ def _print_search(result: Any, written: list[str]) -> None:
             con.print(f"[green]{n} match{'es' if n != 1 else ''}[/green]")
     timings = dict(result.timings or {})
     if timings:
-        order = ["decode", "features", "inference", "category_stage", "hamming_stage", "total"]
+        order = ["model_load", "decode", "features", "inference", "category_stage", "hamming_stage", "total"]
         keys = [k for k in order if k in timings] + [k for k in timings if k not in order]
         con.print("timings: " + "  ".join(f"{k} {_fmt_ms(timings[k])}" for k in keys))
     for w in written:

@@ -272,3 +272,18 @@ def test_clustering_prunes_row_groups(tmp_path):
     assert v._con.execute("SELECT codes_unclustered FROM vault_meta").fetchone()[0] == 0
     assert v._con.execute("SELECT count(*) FROM codes").fetchone()[0] == n
     v.close()
+
+
+def test_total_timing_is_the_wall_clock_of_the_call(lib):
+    """`total` covers every stage once: at least their sum, at most the caller's own clock."""
+    import time
+
+    v, signals, _ = lib
+    stages = ("decode", "features", "inference", "category_stage", "hamming_stage")
+    t0 = time.perf_counter()
+    res = v.search(signals[3])
+    wall = time.perf_counter() - t0
+    assert sum(res.timings[k] for k in stages) <= res.timings["total"] <= wall
+    q = v.encode_query(signals[3])  # a code made beforehand: its coding stages are added
+    res = v.search(q)
+    assert res.timings["total"] >= q.timings["features"] + q.timings["inference"]
