@@ -48,7 +48,6 @@ from hashing.audio import load_audio
 from hashing.cpo import PAPER_TEST_CPOS
 from hashing.encoder import Encoder
 from model_export import dataset as ds
-from speechvault import paper
 
 __all__ = ["EncodedSet", "encode_items", "average_precision", "evaluate", "main"]
 

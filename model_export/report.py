@@ -37,7 +37,6 @@ TensorFlow is imported only when a model has to be trained.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -57,7 +56,7 @@ from hashing.audio import load_audio, write_wav
 from hashing.cpo import ALL_TEST_CPOS, PAPER_TEST_CPOS
 from hashing.encoder import Encoder
 from model_export import dataset as ds
-from model_export.evaluate import (EncodedSet, _subset, encode_items, match_stats, mean_ap,
+from model_export.evaluate import (_subset, encode_items, match_stats, mean_ap,
                                    recording_distances)
 from speechvault import paper
 from store.bench import machine_info, peak_rss_mb

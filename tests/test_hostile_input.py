@@ -15,16 +15,14 @@ newlines, SQL fragments and any Unicode (stored verbatim, never interpreted as S
 from __future__ import annotations
 
 import io
-import math
 import struct
 import tracemalloc
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hashing.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, read_info

@@ -28,7 +28,6 @@ WORDS = {"low": (300.0, 500.0), "mid": (900.0, 700.0), "high": (1800.0, 2400.0)}
 def _word(f0: float, f1: float, speaker: int, take: int) -> np.ndarray:
     rng = np.random.default_rng(1000 * speaker + take)
     n = int(SR * (0.14 + 0.02 * (take % 3)))  # < clip_seconds (0.25) with trim margins
-    t = np.arange(n) / SR
     scale = 1.0 + 0.06 * (speaker - 1)
     f = np.linspace(f0, f1, n) * scale
     phase = 2 * np.pi * np.cumsum(f) / SR
