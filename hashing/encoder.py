@@ -179,7 +179,7 @@ class Encoder:
         """A model shipped in ``hashing/models/`` by file stem (``speechvault init --model NAME``)."""
         pkg = resources.files("hashing.models")
         t, j = pkg.joinpath(name + ".tflite"), pkg.joinpath(name + ".json")
-        if name not in shipped_models() or not t.is_file() or not j.is_file():
+        if name not in shipped_models():  # both files present; also refuses paths
             known = ", ".join(shipped_models()) or "none"
             raise NotFoundError(f"no shipped model named {name!r} (shipped: {known})")
         return cls(t.read_bytes(), ModelMeta.from_json(j.read_bytes()), num_threads=num_threads)

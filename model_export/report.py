@@ -59,7 +59,7 @@ from model_export import dataset as ds
 from model_export.evaluate import (_subset, encode_items, match_stats, mean_ap,
                                    recording_distances)
 from speechvault import paper
-from store.bench import machine_info, peak_rss_mb
+from store.bench import json_default, machine_info, peak_rss_mb
 
 __all__ = ["EvalReport", "run_eval", "PAPER", "default_model_cache"]
 
@@ -112,20 +112,10 @@ class EvalReport:
     md_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self), default=_json_default))
+        return json.loads(json.dumps(dataclasses.asdict(self), default=json_default))
 
     def to_markdown(self) -> str:
         return _markdown(self)
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 # ----------------------------------------------------------------------------- data

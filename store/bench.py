@@ -54,7 +54,7 @@ import numpy as np
 
 from speechvault import paper
 
-__all__ = ["BenchReport", "run_bench", "bulk_insert_codes", "machine_info", "PAPER_TABLE4",
+__all__ = ["BenchReport", "run_bench", "bulk_insert_codes", "machine_info", "json_default", "PAPER_TABLE4",
            "DEFAULT_SIZES", "QUICK_SIZES"]
 
 #: Table 4 of the paper: K -> (traversal s/query, two-stage s/query); 10,000 files, 10 categories.
@@ -131,7 +131,7 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        return json.loads(json.dumps(d, default=_json_default))
+        return json.loads(json.dumps(d, default=json_default))
 
     def to_markdown(self) -> str:
         return _markdown(self)
@@ -151,15 +151,14 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
+def json_default(o):
+    """``json.dumps(default=...)`` for numpy scalars and arrays; anything else as its string."""
+    if isinstance(o, np.integer):
         return int(o)
-    if isinstance(o, (np.floating,)):
+    if isinstance(o, np.floating):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
     return str(o)
 
 

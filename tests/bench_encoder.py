@@ -9,20 +9,12 @@ hashing/models/.
 
 from __future__ import annotations
 
-from importlib import resources
-
 import numpy as np
 import pytest
 
-from hashing.encoder import Encoder
+from hashing.encoder import Encoder, shipped_models
 
 SR = 16_000
-
-
-def _models():
-    pkg = resources.files("hashing.models")
-    names = sorted(p.name[: -len(".tflite")] for p in pkg.iterdir() if p.name.endswith(".tflite"))
-    return [n for n in names if pkg.joinpath(n + ".json").is_file()]
 
 
 def _signal(seconds: float) -> np.ndarray:
@@ -33,13 +25,11 @@ def _signal(seconds: float) -> np.ndarray:
     return (y + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-@pytest.fixture(scope="module", params=_models() or ["(none)"])
+@pytest.fixture(scope="module", params=shipped_models() or ["(none)"])
 def encoder(request):
     if request.param == "(none)":
         pytest.skip("no model in hashing/models")
-    pkg = resources.files("hashing.models")
-    with resources.as_file(pkg.joinpath(request.param + ".tflite")) as p:
-        return Encoder.from_files(p, num_threads=1)
+    return Encoder.shipped(request.param, num_threads=1)
 
 
 @pytest.mark.parametrize("seconds", [1.0, 10.0], ids=["1s", "10s"])
