@@ -704,8 +704,7 @@ def test_snapshot_error_modal(snap_compare, snap_env, size):
     async def run_before(pilot):
         await settle(pilot)
         pilot.app.show_error(AudioDecodeError("notes.wav: not an audio file (unknown format)"))
-        await pilot.wait_for_scheduled_animations()  # the modal fully drawn, also on a slow machine
-        await settle(pilot)
+        await pilot.pause()
 
     assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
 
@@ -718,7 +717,6 @@ def test_snapshot_busy_modal(snap_compare, snap_env, size):
         await settle(pilot)
         pilot.app.show_error(VaultBusyError(
             "the vault is locked by another process (a writer); try again when it is done"))
-        await pilot.wait_for_scheduled_animations()  # the modal fully drawn, also on a slow machine
-        await settle(pilot)
+        await pilot.pause()
 
     assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
