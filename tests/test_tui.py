@@ -310,6 +310,39 @@ async def test_open_vault_and_filter_by_category(fake_vault, fake_encoder, no_en
 
 
 @async_test
+async def test_library_column_widths_set_with_the_rows(fake_vault, fake_encoder,
+                                                       no_env_passphrase):
+    """The recordings table's columns get their widths when the rows are added, not on the
+    table's next idle (DataTable's auto-width): a modal pushed right after a load showed the
+    library behind it with the columns cut to their header widths (flaky error/busy snapshots)."""
+    import dataclasses
+    from collections import Counter
+
+    from tui.messages import LibraryLoaded
+
+    app = make_app(fake_vault, vault_cls_for(fake_encoder))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#recordings")
+        # a load with longer names than the table has shown, handled synchronously: the table
+        # gets no idle before the widths are read
+        rows = [dataclasses.replace(r, name=f"longer-name-{r.name}") for r in screen.rows]
+        screen.on_library_loaded(LibraryLoaded(rows, dict(Counter(r.category for r in rows)),
+                                               None, None, None))
+        widths = [c.get_render_width(table) - 2 * table.cell_padding
+                  for c in table.ordered_columns]
+        # name: the longest; category and duration: their headers; "17.4 KiB"; "YYYY-MM-DD"
+        assert widths == [max(len(r.name) for r in rows), 8, 8, 8, 10]
+        assert table.row_count == len(CORPUS)
+        # a name that looks like markup is shown as it is, not parsed (nor a MarkupError)
+        odd = [dataclasses.replace(rows[0], name="x[/b][bold]y.wav")]
+        screen.on_library_loaded(LibraryLoaded(odd, {odd[0].category: 1}, None, None, None))
+        assert str(table.get_row_at(0)[0]) == "x[/b][bold]y.wav"
+        assert table.ordered_columns[0].get_render_width(table) - 2 * table.cell_padding == 16
+
+
+@async_test
 async def test_search_cpo_copy_finds_original_then_export_matches_bytes(
         any_vault, tmp_path, monkeypatch, no_env_passphrase):
     vault, cls = any_vault

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +20,7 @@ from textual.widgets.option_list import Option
 from tui.messages import Exported, LibraryLoaded
 
 ALL = "\x00all"
+COLUMNS = ("name", "category", "duration", "size", "added")
 
 
 class LibraryScreen(Screen):
@@ -51,11 +54,7 @@ class LibraryScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#recordings", DataTable)
-        table.add_column("name", key="name")
-        table.add_column("category", key="category")
-        table.add_column("duration", key="duration")
-        table.add_column("size", key="size")
-        table.add_column("added", key="added")
+        self._set_columns(table, [])
         table.focus()
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
@@ -77,11 +76,13 @@ class LibraryScreen(Screen):
     def on_library_loaded(self, message: LibraryLoaded) -> None:
         fmt = self.app.fmt
         self.rows = list(message.rows)
+        cells = [(Text(r.name), Text(r.category), fmt.duration(r.duration), fmt.size(r.size),
+                  fmt.added(r.added, date_only=True)) for r in self.rows]
         table = self.query_one("#recordings", DataTable)
-        table.clear()
-        for r in self.rows:
-            table.add_row(r.name, r.category, fmt.duration(r.duration), fmt.size(r.size),
-                          fmt.added(r.added, date_only=True), key=str(r.id))
+        table.clear(columns=True)
+        self._set_columns(table, cells)
+        for r, row in zip(self.rows, cells):
+            table.add_row(*row, key=str(r.id))
         self._show_counts(message.counts)
         self._show_info(message.info)
         total = sum(message.counts.values())
@@ -90,6 +91,26 @@ class LibraryScreen(Screen):
             where += f", name ~ {message.name_like!r}"
         self.query_one("#library-status", Static).update(
             f"{len(self.rows)} of {total} recordings · {where}")
+
+    @staticmethod
+    def _set_columns(table: DataTable, cells: list[tuple]) -> None:
+        """Add the columns with explicit widths fitted to the header and ``cells``.
+
+        Not DataTable's auto-width: that is computed when the table is next idle, so a frame
+        drawn before then (e.g. the library behind a modal pushed right after a load) shows
+        the columns cut to their header widths. The width of a cell is measured as DataTable
+        renders it (a str is markup; names and categories are passed as Text, so a file named
+        ``x[/b].wav`` is shown as is rather than parsed as markup)."""
+        def cell_width(value) -> int:
+            if isinstance(value, Text):
+                return value.cell_len
+            if isinstance(value, str):
+                return Text.from_markup(value).cell_len
+            return cell_len(str(value))
+
+        for i, label in enumerate(COLUMNS):
+            width = max([cell_width(label)] + [cell_width(row[i]) for row in cells])
+            table.add_column(label, width=width, key=label)
 
     def _show_counts(self, counts: dict[str, int]) -> None:
         ol = self.query_one("#categories", OptionList)
