@@ -176,6 +176,7 @@ class Cipher(str, Enum):
 
 
 class Mode(str, Enum):
+    auto = "auto"
     two_stage = "two-stage"
     traversal = "traversal"
     multi_probe = "multi-probe"
@@ -391,12 +392,15 @@ def models(as_json: JsonOpt = False) -> None:
     t = Table(title="shipped models (init VAULT --model NAME)", box=box.SIMPLE_HEAD, pad_edge=False,
               collapse_padding=True, padding=(0, 1))
     t.add_column("name", no_wrap=True)
-    for col in ("arch", "K", "recipe", "acc", "mAP", "tau", "size"):
+    for col in ("arch", "K", "searched code", "recipe", "acc", "mAP", "tau", "size"):
         t.add_column(col, no_wrap=True)
     for r in rows:
-        t.add_row(r["name"], r["arch"], str(r["K"]), r["recipe"], _fmt_num(r["accuracy"]),
-                  _fmt_num(r["mAP"]), f"{r['tau']:.3g}", _fmt_size(r["tflite_bytes"]))
-    t.caption = "acc, mAP: FSDD speaker never seen in training (docs/models.md)"
+        code = "h2" if r["code"] == "h2" else f"fingerprint {r['code_bits']}"
+        t.add_row(r["name"], r["arch"], str(r["K"]), code, r["recipe"], _fmt_num(r["accuracy"]),
+                  _fmt_num(r["mAP"]), f"{r['tau']:.3g}",
+                  _fmt_size(r["tflite_bytes"] + r["fingerprint_bytes"]))
+    t.caption = ("acc, mAP (of h2): FSDD speaker never seen in training; tau: of the searched "
+                 "code (docs/models.md)")
     _stdout().print(t)
 
 
@@ -529,8 +533,9 @@ def search(
                      help="Match if BER < this (default: the vault's tau, 0.26 in the paper).",
                      show_default=False),
     ] = None,
-    mode: Annotated[Mode, typer.Option(help="two-stage (paper), traversal (every row) or "
-                                            "multi-probe (the top --probe categories).")] = Mode.two_stage,
+    mode: Annotated[Mode, typer.Option(help="auto (two-stage, then every row if nothing in the "
+                                            "category matched), two-stage (paper), traversal (every "
+                                            "row) or multi-probe (the top --probe categories).")] = Mode.auto,
     probe: Annotated[int, typer.Option(min=1, help="Categories probed in multi-probe mode.")] = 2,
     top: Annotated[int, typer.Option(min=1, help="Hits shown.")] = 10,
     decrypt_to: Annotated[
@@ -575,7 +580,8 @@ def _print_search(result: Any, written: list[str]) -> None:
 
     con = _stdout()
     tau = float(result.tau)
-    con.print(f"mode [bold]{result.mode}[/bold]   tau {tau:.3f}   "
+    fb = " (nothing in the category: every row searched)" if getattr(result, "fell_back", False) else ""
+    con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
               f"query category [bold]{result.query_category}[/bold]")
     hits = list(result.hits)
     if not hits:

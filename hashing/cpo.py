@@ -44,6 +44,7 @@ __all__ = [
     "EXTRA_TEST_CPOS",
     "ALL_TEST_CPOS",
     "random_cpo",
+    "hard_cpo",
     "PAPER_MP3_KBPS",
 ]
 
@@ -245,3 +246,31 @@ def random_cpo(rng=None, *, include_mp3: bool = True, kinds: tuple[str, ...] | N
         kbps = int(g.choice([32, 48, 64, 96, 128]))
         return CPO(f"mp3_{kbps}k", lambda y, sr: mp3_roundtrip(y, sr, kbps))
     raise InvalidInputError(f"unknown CPO kind {kind!r}")
+
+
+def hard_cpo(rng) -> CPO:
+    """One random training CPO of the identify recipe (ours): weighted towards what breaks
+    identification (added noise), plus compositions of two operations.
+
+    40 % noise (12-35 dB SNR), 15 % MP3, 15 % resampling round trip, 10 % requantisation,
+    10 % resampling then noise, 10 % MP3 then noise; each drawn by ``hashing.cpo.random_cpo``.
+    """
+    g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    r = float(g.random())
+
+    def noise():
+        snr = float(g.uniform(12.0, 35.0))
+        seed = int(g.integers(2**31))
+        return CPO(f"noise{snr:.0f}dB", lambda y, sr: add_noise_snr(y, snr, np.random.default_rng(seed)))
+
+    if r < 0.40:
+        return noise()
+    if r < 0.55:
+        return random_cpo(g, kinds=("mp3",))
+    if r < 0.70:
+        return random_cpo(g, kinds=("resample",))
+    if r < 0.80:
+        return random_cpo(g, kinds=("requantize",))
+    if r < 0.90:
+        return compose(random_cpo(g, kinds=("resample",)), noise())
+    return compose(random_cpo(g, kinds=("mp3",)), noise())

@@ -5,7 +5,10 @@ No TensorFlow on this path. The TFLite interpreter comes from ``ai_edge_litert``
 
 Per window (``hashing.features.model_windows``) the model gives the tanh hash layer output
 (K values) and the softmax probabilities (C values). h1 = argmax(probs) (eq. 13-15), h2 = tanh
-output >= its own mean (eq. 11-12), packed to uint64 words (``hashing.codes``).
+output >= its own mean (eq. 11-12), packed to uint64 words (``hashing.codes``). A model with a
+fingerprint (``hashing.fingerprint``, ``NAME.fingerprint.npz``) also codes each window for
+identification; ``WindowCodes.words`` is then the fingerprint (the code a vault indexes) and
+``WindowCodes.hash_words`` h2.
 
 An ``Encoder`` owns one interpreter of batch size 1 and serialises calls with a lock: share one
 encoder between threads freely (calls run one at a time), or make one per thread for parallelism.
@@ -25,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from hashing import codes
-from hashing.model_meta import ModelMeta
+from hashing.fingerprint import FINGERPRINT_SUFFIX, Fingerprint
+from hashing.model_meta import ModelMeta, sha256_hex
 from speechvault.errors import InvalidInputError, ModelError, NotFoundError, RuntimeMissingError
 
 __all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "shipped_models", "model_summaries",
@@ -53,10 +57,12 @@ def model_summaries() -> list[dict[str, Any]]:
         ev = meta.metrics.get("evaluation") or {}
         acc = ev.get("clip_accuracy", (meta.metrics.get("test") or {}).get("clip_accuracy"))
         rows.append({"name": name, "model": meta.name, "arch": meta.arch, "recipe": meta.recipe,
-                     "K": meta.K, "input_mode": meta.features.get("input_mode"),
+                     "K": meta.K, "code": meta.code_name, "code_bits": meta.code_bits, "input_mode": meta.features.get("input_mode"),
                      "accuracy": acc, "mAP": ev.get("mAP_h2"), "tau": float(meta.tau),
                      "tflite_bytes": pkg.joinpath(name + ".tflite").stat().st_size,
-                     "sha256": meta.tflite_sha256})
+                     "fingerprint_bytes": (pkg.joinpath(name + FINGERPRINT_SUFFIX).stat().st_size
+                                           if meta.fingerprint is not None else 0),
+                     "sha256": meta.model_id(meta.tflite_sha256)})
     return rows
 
 def load_interpreter_class():
@@ -83,9 +89,11 @@ class WindowCodes:
 
     category (n,) int64 - h1 as a class index (argmax of probs)
     probs    (n, C) float32 - softmax output
-    bits     (n, K) uint8 - h2 bits
-    words    (n, W) uint64 - h2 packed (bit i -> word i//64, bit i%64), W = ceil(K/64)
-    K        code length
+    bits     (n, K) uint8 - the indexed code's bits: h2, or the fingerprint if the model has one
+    words    (n, W) uint64 - ``bits`` packed (bit i -> word i//64, bit i%64), W = ceil(K/64)
+    K        length of the indexed code
+    hash_words (n, ceil(K_h2/64)) uint64 - h2 packed (the same as ``words`` without fingerprint)
+    code     "h2" or "fingerprint": what ``bits``/``words`` are
     starts   (n,) float64 - start of each window in the recording, seconds
     timings  seconds spent in decode / features / inference
     """
@@ -97,6 +105,8 @@ class WindowCodes:
     K: int
     starts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float64))
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    hash_words: np.ndarray | None = None
+    code: str = "h2"
 
     @property
     def n_windows(self) -> int:
@@ -116,6 +126,7 @@ class WindowCodes:
             "n_windows": self.n_windows,
             "category": [int(c) for c in self.category],
             "probs": [[float(p) for p in row] for row in self.probs],
+            "code": self.code,
             "words": [[int(w) for w in row] for row in self.words],
             "starts": [float(s) for s in self.starts],
             "timings": {k: float(v) for k, v in self.timings.items()},
@@ -125,15 +136,18 @@ class WindowCodes:
 class Encoder:
     """A deep hashing coding model (TFLite bytes + ``ModelMeta``) ready to encode audio."""
 
-    def __init__(self, tflite_bytes: bytes, meta: ModelMeta, num_threads: int | None = None) -> None:
+    def __init__(self, tflite_bytes: bytes, meta: ModelMeta, num_threads: int | None = None,
+                 fingerprint: bytes | None = None) -> None:
         if not isinstance(meta, ModelMeta):
             raise InvalidInputError("meta must be a ModelMeta")
         meta.validate()
         if not isinstance(tflite_bytes, (bytes, bytearray, memoryview)) or len(tflite_bytes) == 0:
             raise ModelError("model file is empty")
         self._bytes = bytes(tflite_bytes)
-        self._sha256 = meta.check_sha256(self._bytes)
+        self._tflite_sha256 = meta.check_sha256(self._bytes)
         self._meta = meta
+        self._fp_bytes, self._fp = self._load_fingerprint(meta, fingerprint)
+        self._sha256 = meta.model_id(self._tflite_sha256)
         self._spec = meta.feature_spec()
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise InvalidInputError(f"num_threads must be a positive integer, got {num_threads!r}")
@@ -152,22 +166,49 @@ class Encoder:
         self._lock = threading.Lock()
         self._check_io()
 
+    @staticmethod
+    def _load_fingerprint(meta: ModelMeta, data: bytes | None):
+        if meta.fingerprint is None:
+            if data is not None:
+                raise ModelError(f"model {meta.name!r} has no fingerprint in its metadata, "
+                                 "but a fingerprint file was given")
+            return None, None
+        if data is None:
+            raise ModelError(f"model {meta.name!r} needs its fingerprint file "
+                             f"({meta.name}{FINGERPRINT_SUFFIX})")
+        data = bytes(data)
+        digest = sha256_hex(data)
+        if digest != meta.fingerprint["sha256"]:
+            raise ModelError(f"fingerprint file does not match its metadata (sha256 {digest[:12]}... "
+                             f"!= {meta.fingerprint['sha256'][:12]}...)")
+        fp = Fingerprint.from_bytes(data)
+        size = int(np.prod(meta.input_shape))
+        if fp.K != int(meta.fingerprint["K"]) or fp.dim != size:
+            raise ModelError(f"model {meta.name!r}: fingerprint of {fp.K} bits over {fp.dim} "
+                             f"values, the metadata says {meta.fingerprint['K']} bits over {size}")
+        return data, fp
+
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_bytes(cls, tflite_bytes: bytes, meta: ModelMeta, num_threads: int | None = None) -> "Encoder":
-        return cls(tflite_bytes, meta, num_threads=num_threads)
+    def from_bytes(cls, tflite_bytes: bytes, meta: ModelMeta, num_threads: int | None = None,
+                   fingerprint: bytes | None = None) -> "Encoder":
+        return cls(tflite_bytes, meta, num_threads=num_threads, fingerprint=fingerprint)
 
     @classmethod
     def from_files(cls, tflite_path: str | Path, meta_path: str | Path | None = None,
                    num_threads: int | None = None) -> "Encoder":
-        """Load ``model.tflite`` and its sidecar (default: the same path with ``.json``)."""
+        """Load ``model.tflite``, its sidecar (default: the same path with ``.json``) and, when the
+        metadata names one, its fingerprint (``model.fingerprint.npz``)."""
         p = Path(tflite_path)
         mp = Path(meta_path) if meta_path is not None else p.with_suffix(".json")
         if not p.is_file():
             raise NotFoundError(f"model file not found: {p}")
         if not mp.is_file():
             raise ModelError(f"model metadata not found: {mp}")
-        return cls(p.read_bytes(), ModelMeta.load(mp), num_threads=num_threads)
+        meta = ModelMeta.load(mp)
+        fp = p.with_name(p.stem + FINGERPRINT_SUFFIX)
+        data = fp.read_bytes() if meta.fingerprint is not None and fp.is_file() else None
+        return cls(p.read_bytes(), meta, num_threads=num_threads, fingerprint=data)
 
     @classmethod
     def default(cls, num_threads: int | None = None) -> "Encoder":
@@ -182,7 +223,10 @@ class Encoder:
         if name not in shipped_models():  # both files present; also refuses paths
             known = ", ".join(shipped_models()) or "none"
             raise NotFoundError(f"no shipped model named {name!r} (shipped: {known})")
-        return cls(t.read_bytes(), ModelMeta.from_json(j.read_bytes()), num_threads=num_threads)
+        meta = ModelMeta.from_json(j.read_bytes())
+        f = pkg.joinpath(name + FINGERPRINT_SUFFIX)
+        data = f.read_bytes() if meta.fingerprint is not None and f.is_file() else None
+        return cls(t.read_bytes(), meta, num_threads=num_threads, fingerprint=data)
 
     def _check_io(self) -> None:
         ins = self._it.get_input_details()
@@ -201,7 +245,7 @@ class Encoder:
             self._probs_out = outs[m.outputs["probs"]["index"]]
         except IndexError:
             raise ModelError(f"model {m.name!r} has {len(outs)} outputs; metadata names others") from None
-        if [int(d) for d in self._hash_out["shape"]] != [1, m.K]:
+        if [int(d) for d in self._hash_out["shape"]] != [1, m.K]:  # h2
             raise ModelError(f"model {m.name!r} hash output shape {list(self._hash_out['shape'])} "
                              f"!= [1, {m.K}]")
         if [int(d) for d in self._probs_out["shape"]] != [1, m.C]:
@@ -222,7 +266,21 @@ class Encoder:
 
     @property
     def sha256(self) -> str:
+        """The model's identity (``ModelMeta.model_id``): what a vault records and checks."""
         return self._sha256
+
+    @property
+    def tflite_sha256(self) -> str:
+        return self._tflite_sha256
+
+    @property
+    def fingerprint_bytes(self) -> bytes | None:
+        """The fingerprint file's bytes (None: the model indexes h2)."""
+        return self._fp_bytes
+
+    @property
+    def code_name(self) -> str:
+        return self._meta.code_name
 
     @property
     def tflite_bytes(self) -> bytes:
@@ -230,7 +288,8 @@ class Encoder:
 
     @property
     def K(self) -> int:
-        return self._meta.K
+        """Bits of the indexed code (h2, or the fingerprint when the model has one)."""
+        return self._meta.code_bits
 
     @property
     def C(self) -> int:
@@ -264,7 +323,7 @@ class Encoder:
             raise InvalidInputError(f"windows must have shape (n, {', '.join(map(str, self._meta.input_shape))}), "
                                     f"got {x.shape}")
         n = x.shape[0]
-        h = np.empty((n, self.K), dtype=np.float32)
+        h = np.empty((n, self._meta.K), dtype=np.float32)
         p = np.empty((n, self.C), dtype=np.float32)
         it = self._it
         with self._lock:
@@ -279,21 +338,24 @@ class Encoder:
                        timings: dict[str, float] | None = None) -> WindowCodes:
         t0 = time.perf_counter()
         h, p = self.run_windows(windows)
-        t1 = time.perf_counter()
         if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
             raise ModelError(f"model {self._meta.name!r} produced NaN/inf outputs")
-        bits = codes.hash_bits(h)
+        h2_bits = codes.hash_bits(h)
+        h2_words = codes.pack_words(h2_bits)
+        bits = h2_bits if self._fp is None else self._fp.bits(windows)
         tm = dict(timings or {})
-        tm["inference"] = tm.get("inference", 0.0) + (t1 - t0)
+        tm["inference"] = tm.get("inference", 0.0) + (time.perf_counter() - t0)
         n = bits.shape[0]
         return WindowCodes(
             category=np.argmax(p, axis=1).astype(np.int64),
             probs=p,
             bits=bits,
-            words=codes.pack_words(bits),
+            words=h2_words if self._fp is None else codes.pack_words(bits),
             K=self.K,
             starts=np.zeros(n, np.float64) if starts is None else np.asarray(starts, np.float64),
             timings=tm,
+            hash_words=h2_words,
+            code=self.code_name,
         )
 
     def windows(self, y: np.ndarray):

@@ -20,8 +20,15 @@ Format ``speechvault-model/1``::
       "training": {"data": ..., "license": ..., "command": ..., "held_out_speakers": [...],
                    "epochs": ..., ...},
       "metrics": {...},
-      "tflite_sha256": "<hex>"
+      "tflite_sha256": "<hex>",
+      "fingerprint": null | {"method": "dda", "K": 384, "sha256": "<hex of NAME.fingerprint.npz>",
+                             "training": {...}}
     }
+
+With a ``fingerprint`` (``hashing.fingerprint``, issue 7) the model has two codes: h2 (K bits,
+the paper's hash, still the "hash" output) and the identification fingerprint (fingerprint.K
+bits). The vault indexes and searches the fingerprint (``code_bits``, ``code_name``) and ``tau``
+is the fingerprint's threshold; without one it indexes h2 as the paper does.
 
 numpy-free and TensorFlow-free.
 """
@@ -72,6 +79,7 @@ class ModelMeta:
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     tflite_sha256: str = ""
     format: str = FORMAT
+    fingerprint: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "ModelMeta":
@@ -120,6 +128,13 @@ class ModelMeta:
             raise ModelError("model metadata: 'training' and 'metrics' must be objects")
         if self.tflite_sha256 and not _HEX64.match(self.tflite_sha256):
             raise ModelError("model metadata: 'tflite_sha256' must be 64 lowercase hex digits")
+        if self.fingerprint is not None:
+            fp = self.fingerprint
+            if (not isinstance(fp, dict) or not isinstance(fp.get("method"), str)
+                    or isinstance(fp.get("K"), bool) or not isinstance(fp.get("K"), int)
+                    or fp["K"] <= 0 or not _HEX64.match(str(fp.get("sha256", "")))):
+                raise ModelError("model metadata: 'fingerprint' needs a 'method', a positive 'K' "
+                                 "and the 'sha256' of its file")
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -127,6 +142,8 @@ class ModelMeta:
         d = dataclasses.asdict(self)
         order = ["format", "name", "arch", "recipe", "K", "C", "class_names", "features",
                  "input_shape", "outputs", "tau", "training", "metrics", "tflite_sha256"]
+        if self.fingerprint is not None:
+            order.append("fingerprint")
         return {k: copy.deepcopy(d[k]) for k in order}
 
     def to_json(self) -> str:
@@ -196,6 +213,24 @@ class ModelMeta:
     @property
     def n_words(self) -> int:
         return (self.K + 63) // 64
+
+    @property
+    def code_name(self) -> str:
+        """The code the vault indexes: "fingerprint" when the model has one, else "h2"."""
+        return "h2" if self.fingerprint is None else "fingerprint"
+
+    @property
+    def code_bits(self) -> int:
+        """Bits of the indexed code (``code_name``)."""
+        return self.K if self.fingerprint is None else int(self.fingerprint["K"])
+
+    def model_id(self, tflite_sha256: str) -> str:
+        """The identity of the whole model: the TFLite sha256, or with a fingerprint the sha256
+        of "tflite_sha256+fingerprint_sha256" (the same TFLite with and without a fingerprint
+        codes differently, so they must not pass for one model)."""
+        if self.fingerprint is None:
+            return tflite_sha256
+        return sha256_hex(f"{tflite_sha256}+{self.fingerprint['sha256']}".encode())
 
     def check_sha256(self, tflite_bytes: bytes) -> str:
         """Return the SHA-256 of ``tflite_bytes``; ModelError if the metadata names another one."""

@@ -56,12 +56,19 @@ __all__ = ["EncodedSet", "encode_items", "average_precision", "evaluate", "main"
 class EncodedSet:
     """Codes of many recordings: all windows stacked, with the owner of each window."""
 
-    words: np.ndarray       # (total_windows, W) uint64
+    words: np.ndarray       # (total_windows, W) uint64: the indexed code (h2 or fingerprint)
     owner: np.ndarray       # (total_windows,) int64, non-decreasing
     category: np.ndarray    # (n_recordings,) int64: argmax of the mean probs
     win_category: np.ndarray  # (total_windows,)
     seconds: np.ndarray     # (n_recordings,) features + inference time
     n: int
+    hash_words: np.ndarray | None = None  # (total_windows, W_h2) uint64: h2 (eq. 11-12)
+
+    def h2(self) -> "EncodedSet":
+        """The same recordings with h2 as the code (for mAP, eq. 17-18)."""
+        if self.hash_words is None:
+            return self
+        return dataclasses.replace(self, words=self.hash_words)
 
     @property
     def starts(self) -> np.ndarray:
@@ -69,16 +76,17 @@ class EncodedSet:
 
 
 def encode_items(enc: Encoder, signals: Sequence[np.ndarray]) -> EncodedSet:
-    words, owner, cats, wcat, secs = [], [], [], [], []
+    words, owner, cats, wcat, secs, hw = [], [], [], [], [], []
     for i, y in enumerate(signals):
         c = enc.encode_audio(y)
         words.append(c.words)
+        hw.append(c.words if c.hash_words is None else c.hash_words)
         owner.append(np.full(c.n_windows, i, np.int64))
         cats.append(int(np.argmax(c.probs.mean(axis=0))))
         wcat.append(c.category)
         secs.append(c.timings.get("features", 0.0) + c.timings.get("inference", 0.0))
     return EncodedSet(np.concatenate(words), np.concatenate(owner), np.array(cats, np.int64),
-                      np.concatenate(wcat), np.array(secs), len(signals))
+                      np.concatenate(wcat), np.array(secs), len(signals), np.concatenate(hw))
 
 
 def recording_distances(q: EncodedSet, lib: EncodedSet, K: int, chunk: int = 256) -> np.ndarray:
@@ -125,12 +133,16 @@ def mean_ap(D: np.ndarray, q_labels: np.ndarray, lib_labels: np.ndarray,
 
 def match_stats(D: np.ndarray, truth: np.ndarray, tau: float, q_cat: np.ndarray,
                 lib_cat: np.ndarray) -> dict[str, Any]:
-    """Recall, precision, F1 (eq. 19-21) at tau for two-stage and traversal retrieval."""
+    """Recall, precision, F1 (eq. 19-21) at tau for two-stage, traversal and "auto" retrieval
+    (two-stage, falling back to traversal when no recording of the category is within tau)."""
     out: dict[str, Any] = {}
     rows = np.arange(D.shape[0])
     d_true = D[rows, truth]
     same_cat = lib_cat[None, :] == q_cat[:, None]
-    for mode, allowed in (("two_stage", same_cat), ("traversal", np.ones_like(same_cat))):
+    trav = np.ones_like(same_cat)
+    # "auto" (store.vault): two-stage, and traversal for queries with no two-stage match
+    auto = np.where(((D < tau) & same_cat).any(axis=1, keepdims=True), same_cat, trav)
+    for mode, allowed in (("two_stage", same_cat), ("traversal", trav), ("auto", auto)):
         hit = (D < tau) & allowed
         tp = hit[rows, truth]
         fp = hit.sum(axis=1) - tp
@@ -204,7 +216,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, *, query_speakers: Se
     enc = Encoder.from_files(model_path, num_threads=num_threads)
     meta = enc.meta
     tau = float(meta.tau if tau is None else tau)
-    K = meta.K
+    K = enc.K  # bits of the indexed code: h2, or the fingerprint (retrieval at tau)
     items, classes = ds.list_items(data_dir)
     if classes != meta.class_names:
         raise SystemExit(f"dataset classes {classes} != model classes {meta.class_names}")
@@ -229,7 +241,8 @@ def evaluate(model_path: str | Path, data_dir: str | Path, *, query_speakers: Se
     # --- classification of held-out clips
     win_in_q = np.isin(lib.owner, q_idx)
     res: dict[str, Any] = {
-        "model": {"name": meta.name, "arch": meta.arch, "K": K, "C": meta.C, "tau": tau,
+        "model": {"name": meta.name, "arch": meta.arch, "K": meta.K, "code": meta.code_name,
+                  "code_bits": K, "C": meta.C, "tau": tau,
                   "input_mode": meta.features.get("input_mode"), "sha256": enc.sha256,
                   "tflite_bytes": len(enc.tflite_bytes)},
         "data": {"dir": str(data_dir), "n_clips": len(items), "query_speakers": qs,
@@ -249,7 +262,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, *, query_speakers: Se
         m_idx = np.array([i for i, it in enumerate(items) if it.speaker in unused])
     sub = _subset(lib, m_idx)
     qset = _subset(lib, q_idx)
-    D = recording_distances(qset, sub, K)
+    D = recording_distances(qset.h2(), sub.h2(), meta.K)  # mAP is a property of h2
     pos = {int(g): j for j, g in enumerate(m_idx)}
     excl = np.array([pos.get(int(g), -1) for g in q_idx])
     res["map"] = {
@@ -271,7 +284,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, *, query_speakers: Se
         stats = match_stats(Dq, q_idx, tau, qc.category, lib.category)
         stats["clip_accuracy"] = float(np.mean(qc.category == labels[q_idx]))
         stats["category_same_as_original"] = float(np.mean(qc.category == lib.category[q_idx]))
-        Dm = recording_distances(qc, sub, K)
+        Dm = recording_distances(qc.h2(), sub.h2(), meta.K)
         stats["mAP_h2"] = mean_ap(Dm, labels[q_idx], labels[m_idx])
         map_cpo.append(stats["mAP_h2"])
         res["cpo"][name] = stats
@@ -339,7 +352,8 @@ def _subset(s: EncodedSet, idx: np.ndarray) -> EncodedSet:
     order = np.argsort(remap[s.owner], kind="stable")
     keep = order[remap[s.owner][order] >= 0]
     return EncodedSet(s.words[keep], remap[s.owner[keep]], s.category[idx], s.win_category[keep],
-                      s.seconds[idx], len(idx))
+                      s.seconds[idx], len(idx),
+                      None if s.hash_words is None else s.hash_words[keep])
 
 
 def to_markdown(res: dict[str, Any], command: str) -> str:

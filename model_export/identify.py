@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover
     raise RuntimeMissingError("training needs TensorFlow: pip install 'speechvault[train]'") from exc
 
 from hashing import codes
-from hashing.cpo import CPO, compose, random_cpo
+from hashing.cpo import CPO, compose, hard_cpo as identify_cpo, random_cpo
 from hashing.features import FeatureSpec, input_shape as feature_input_shape
 from hashing.model_meta import FSDD_LICENSE, ModelMeta
 from model_export import dataset as ds
@@ -98,36 +98,6 @@ class IdentifyConfig:
 
 
 # --------------------------------------------------------------------------- augmentation
-
-
-def identify_cpo(rng) -> CPO:
-    """One random training CPO of the identify recipe (ours): weighted towards what breaks
-    identification (added noise), plus compositions of two operations.
-
-    40 % noise (12-35 dB SNR), 15 % MP3, 15 % resampling round trip, 10 % requantisation,
-    10 % resampling then noise, 10 % MP3 then noise; each drawn by ``hashing.cpo.random_cpo``.
-    """
-    g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    r = float(g.random())
-
-    def noise():
-        snr = float(g.uniform(12.0, 35.0))
-        seed = int(g.integers(2**31))
-        from hashing.cpo import add_noise_snr
-
-        return CPO(f"noise{snr:.0f}dB", lambda y, sr: add_noise_snr(y, snr, np.random.default_rng(seed)))
-
-    if r < 0.40:
-        return noise()
-    if r < 0.55:
-        return random_cpo(g, kinds=("mp3",))
-    if r < 0.70:
-        return random_cpo(g, kinds=("resample",))
-    if r < 0.80:
-        return random_cpo(g, kinds=("requantize",))
-    if r < 0.90:
-        return compose(random_cpo(g, kinds=("resample",)), noise())
-    return compose(random_cpo(g, kinds=("mp3",)), noise())
 
 
 # --------------------------------------------------------------------------- views

@@ -90,7 +90,7 @@ def calibrate_tau(enc: Encoder, items: Sequence[ds.Item], *, cpos: Sequence[str]
     and not queried in the test): true = each CPO copy (``cpos``) vs its original; impostors =
     each CPO copy vs every other original, and every original vs every other original (traversal:
     no category stage, the harder case). Rule: :func:`tau_from_distances`."""
-    K = enc.meta.K
+    K = enc.K  # the indexed code (h2, or the fingerprint)
     sig = [load_audio(it.path, enc.sample_rate) for it in items]
     lib = encode_items(enc, sig)
     Dll = recording_distances(lib, lib, K)
@@ -129,7 +129,7 @@ def evaluate_identification(model_path: str | Path, data_dir: str | Path, *,
                             extra_speakers: Sequence[str] = (), examples_dir: str | Path | None = None,
                             num_threads: int | None = 1, log=print) -> dict[str, Any]:
     enc = Encoder.from_files(model_path, num_threads=num_threads)
-    meta, K = enc.meta, enc.meta.K
+    meta, K = enc.meta, enc.K  # K: bits of the indexed code; mAP uses h2 (meta.K bits)
     items, classes = ds.list_items(data_dir)
     if classes != meta.class_names:
         raise SystemExit(f"dataset classes {classes} != model classes {meta.class_names}")
@@ -142,7 +142,7 @@ def evaluate_identification(model_path: str | Path, data_dir: str | Path, *,
     lib = encode_items(enc, signals)
     res: dict[str, Any] = {
         "model": {"path": str(model_path), "name": meta.name, "recipe": meta.recipe, "arch": meta.arch,
-                  "K": K, "C": meta.C, "tau_meta": float(meta.tau), "sha256": enc.sha256,
+                  "K": meta.K, "code": meta.code_name, "code_bits": K, "C": meta.C, "tau_meta": float(meta.tau), "sha256": enc.sha256,
                   "tflite_bytes": len(enc.tflite_bytes), "fmax": meta.features.get("fmax"),
                   "training_command": meta.training.get("command"),
                   "train_speakers": meta.training.get("train_speakers"),
@@ -168,7 +168,7 @@ def evaluate_identification(model_path: str | Path, data_dir: str | Path, *,
     # mAP, same category relevant (as model_export.evaluate: library = speakers not trained on)
     m_idx = np.array([i for i, it in enumerate(items) if it.speaker in unused])
     sub, qset = _subset(lib, m_idx), _subset(lib, q_idx)
-    Dm = recording_distances(qset, sub, K)
+    Dm = recording_distances(qset.h2(), sub.h2(), meta.K)
     pos = {int(g): j for j, g in enumerate(m_idx)}
     excl = np.array([pos.get(int(g), -1) for g in q_idx])
     res["map"] = {"relevant": "same category", "library_size": int(len(m_idx)),
@@ -225,7 +225,9 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
          f"Command: `{command}`", ""]
     for r in results:
         m = r["model"]
-        L += [f"- **{m['name']}** (recipe `{m['recipe']}`, {m['arch']}, K={m['K']}, fmax={m['fmax']}, "
+        code = ("h2" if m.get("code", "h2") == "h2"
+                else f"DDA fingerprint of {m.get('code_bits')} bits (h2 kept for mAP)")
+        L += [f"- **{m['name']}** (recipe `{m['recipe']}`, {m['arch']}, K={m['K']}, searched code: {code}, fmax={m['fmax']}, "
               f"{m['tflite_bytes'] / 1e6:.2f} MB, sha256 `{m['sha256'][:12]}`): trained with "
               f"`{m['training_command']}`; train speakers {m['train_speakers']}, validation "
               f"{m['validation_speakers']}, held out {m['held_out_speakers']}; evaluated with "
@@ -255,7 +257,7 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
     row("mAP K=384, h2 ranking (eq. 17-18)", lambda r: _f(r["map"]["mAP_h2"]))
     row("mAP K=384, two-stage ranking", lambda r: _f(r["map"]["mAP_two_stage"]))
     for tk in ("calibrated", "meta", "paper_0.26"):
-        for mode in ("traversal", "two_stage"):
+        for mode in ("traversal", "two_stage", "auto"):
             row(f"identification R / P, all CPOs, {mode}, tau={tk}",
                 lambda r, tk=tk, mode=mode: f"{r['all_cpos'][tk][mode]['recall']:.4f} / "
                                             f"{r['all_cpos'][tk][mode]['precision']:.4f}")
@@ -267,8 +269,9 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
     row("speechvault/examples: h1 kept under CPOs", lambda r: _f(r["examples"]["category_same_as_original_mean"]))
     for tk in ("calibrated", "meta"):
         L += ["", f"## Identification per CPO at tau = {tk}", "",
-              "| CPO | model | tau | R trav. | P trav. | R two-stage | P two-stage | top-1 | h1 kept | "
-              "queries with false matches (trav.) |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| CPO | model | tau | R trav. | P trav. | R two-stage | P two-stage | R auto | P auto | "
+              "top-1 | h1 kept | queries with false matches (trav.) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in r0["cpo"]:
             for r in results:
                 if tk not in r["taus"]:
@@ -276,7 +279,9 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
                 s = r["cpo"][name]["at_tau"][tk]
                 L.append(f"| {name} | {r['model']['name']} | {r['taus'][tk]:.4f} | {s['traversal']['recall']:.4f} | "
                          f"{s['traversal']['precision']:.4f} | {s['two_stage']['recall']:.4f} | "
-                         f"{s['two_stage']['precision']:.4f} | {s['traversal']['top1']:.4f} | "
+                         f"{s['two_stage']['precision']:.4f} | "
+                         f"{s.get('auto', {}).get('recall', float('nan')):.4f} | "
+                         f"{s.get('auto', {}).get('precision', float('nan')):.4f} | {s['traversal']['top1']:.4f} | "
                          f"{r['cpo'][name]['category_same_as_original']:.4f} | "
                          f"{s['traversal']['queries_with_false_matches']} |")
     L += ["", "## Distances (all CPO queries, against the full library)", ""]

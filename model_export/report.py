@@ -288,7 +288,7 @@ def _far_frr(d_true: np.ndarray, d_imp: np.ndarray, K: int) -> dict[str, Any]:
 def _evaluate_model(info: dict[str, Any], items, labels, q_idx, m_idx, v_idx, full_lib: bool,
                     signals_cache: dict, max_queries: int | None, log) -> dict[str, Any]:
     enc = Encoder.from_files(info["tflite"], num_threads=1)
-    K = enc.meta.K
+    K = enc.K  # the indexed code; mAP below is on h2
     sr = enc.sample_rate
 
     def sig(i):
@@ -306,7 +306,7 @@ def _evaluate_model(info: dict[str, Any], items, labels, q_idx, m_idx, v_idx, fu
     out: dict[str, Any] = {"K": K, "sha256": enc.sha256, "tau": enc.meta.tau,
                            "clip_accuracy": float(np.mean(lib.category[qj] == labels[qs]))}
     qset, mset = _subset(lib, qj), _subset(lib, mj)
-    D = recording_distances(qset, mset, K)
+    D = recording_distances(qset.h2(), mset.h2(), enc.meta.K)
     excl = np.array([list(m_idx).index(i) if i in set(m_idx) else -1 for i in qs])
     out["mAP"] = mean_ap(D, labels[qs], labels[m_idx], excl)
     out["mAP_two_stage"] = mean_ap(D, labels[qs], labels[m_idx], excl, qset.category, mset.category)

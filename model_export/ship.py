@@ -4,7 +4,8 @@
     python -m model_export.ship /work/cache/sv_models/cnn/fsdd-cnn-k384.tflite
 
 Checks before copying: the metadata validates, the sha256 matches the bytes, the file is at most
-10 MB, and the runtime encoder loads it and encodes a test signal. ``--as NAME`` ships it as
+10 MB, and the runtime encoder loads it and encodes a test signal. A model with a fingerprint
+(``NAME.fingerprint.npz``, ``hashing.fingerprint``) is shipped with it. ``--as NAME`` ships it as
 ``NAME.tflite``/``NAME.json`` (``default`` is what ``Encoder.default()`` loads); the model's own
 ``name`` inside the metadata is kept. Runtime only (no TensorFlow).
 """
@@ -19,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from hashing.encoder import Encoder
+from hashing.fingerprint import FINGERPRINT_SUFFIX
 from hashing.model_meta import ModelMeta
 from speechvault.errors import ModelError
 
@@ -43,10 +45,15 @@ def ship(src: str | Path, as_name: str | None = None, dest_dir: str | Path = MOD
         data_description = FSDD_DESCRIPTION
     if data_description:
         meta.training["data_description"] = data_description
-    enc = Encoder.from_bytes(blob, meta, num_threads=1)
+    fp_path = src.with_name(src.stem + FINGERPRINT_SUFFIX)
+    fp = fp_path.read_bytes() if meta.fingerprint is not None else None
+    if fp is not None and len(blob) + len(fp) > MAX_BYTES:
+        raise ModelError(f"{src.name} with its fingerprint is {(len(blob) + len(fp)) / 1e6:.1f} MB; "
+                         "a shipped model is at most 10 MB")
+    enc = Encoder.from_bytes(blob, meta, num_threads=1, fingerprint=fp)
     t = np.arange(enc.sample_rate) / enc.sample_rate
     codes = enc.encode_audio((0.3 * np.sin(2 * np.pi * 220 * t) * np.hanning(len(t))).astype(np.float32))
-    if codes.bits.shape != (1, meta.K):
+    if codes.bits.shape != (1, meta.code_bits) or codes.hash_words.shape != (1, meta.n_words):
         raise ModelError(f"{src.name}: unexpected code shape {codes.bits.shape}")
     name = as_name or src.stem
     dest = Path(dest_dir)
@@ -55,6 +62,11 @@ def ship(src: str | Path, as_name: str | None = None, dest_dir: str | Path = MOD
     tmp = t_path.with_name(t_path.name + ".tmp")
     tmp.write_bytes(blob)
     tmp.replace(t_path)
+    f_path = dest / f"{name}{FINGERPRINT_SUFFIX}"
+    if fp is not None:
+        f_path.write_bytes(fp)
+    elif f_path.exists():
+        f_path.unlink()  # a stale fingerprint of a model shipped earlier under this name
     meta.save(j_path)
     return t_path, j_path
 

@@ -251,6 +251,8 @@ class _CodesOnlyModel:
         self.meta = meta
         self.tflite_bytes = f"speechvault-bench codes-only placeholder K={meta.K}".encode()
         self.sha256 = hashlib.sha256(self.tflite_bytes).hexdigest()
+        self.K = int(meta.K)
+        self.fingerprint_bytes = None
 
 
 def _placeholder_model(K: int, C: int, class_names: Sequence[str]):
@@ -526,7 +528,7 @@ def run_bench(out_dir: str | Path | None, quick: bool = False, *,
     machine = machine_info()
     notes: list[str] = []
     enc = Encoder.default(num_threads=1)
-    K0, C = enc.meta.K, enc.meta.C
+    K0, C = enc.K, enc.meta.C  # K0: bits of the indexed code
     files, labels, data_desc = _find_data(data_dir)
     log(f"bench: data {data_desc} ({len(files)} files), model {enc.meta.name} K={K0}, sizes {sizes}")
     faiss = _faiss_mod() if use_faiss else None

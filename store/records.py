@@ -174,6 +174,7 @@ class SearchResult:
     probed_categories: list[str] = field(default_factory=list)  # union searched (empty = all)
     candidates: int = 0  # index rows (windows) the Hamming stage compared, summed over windows
     total_rows: int = 0  # index rows in the vault
+    fell_back: bool = False  # mode "auto": nothing matched in the category, every row was searched
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +186,7 @@ class SearchResult:
             "probed_categories": list(self.probed_categories),
             "candidates": self.candidates,
             "total_rows": self.total_rows,
+            "fell_back": self.fell_back,
             "hits": [h.to_dict() for h in self.hits],
             "nearest": [h.to_dict() for h in self.nearest],
             "timings": dict(self.timings),

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 MAGIC = "speechvault-vault"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: DuckDB's row group size (rows); zone maps (min/max per column) are kept per row group, so the
 #: category filter can only skip whole row groups.
@@ -105,7 +105,8 @@ _DDL_V1 = [
     """CREATE TABLE model (
     sha256 VARCHAR PRIMARY KEY,
     meta_json VARCHAR NOT NULL,
-    tflite BLOB NOT NULL
+    tflite BLOB NOT NULL,
+    fingerprint BLOB
 )""",
     "CREATE SEQUENCE recordings_id_seq START 1",
     """CREATE TABLE recordings (
@@ -129,11 +130,15 @@ def create_ddl(K: int) -> list[str]:
     return [*_DDL_V1, codes_ddl(K)]
 
 
+def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 2: the model may carry an identification fingerprint (``hashing.fingerprint``),
+    stored next to its TFLite bytes. A version-1 vault's model has none (NULL)."""
+    con.execute("ALTER TABLE model ADD COLUMN fingerprint BLOB")
+
+
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).
-#: Version 1 is the first published format, so there is nothing to upgrade yet. Add e.g.
-#: ``MIGRATIONS[1] = _v1_to_v2`` with ``def _v1_to_v2(con): con.execute("ALTER TABLE ...")``.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
-MIGRATION_DESCRIPTIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
+MIGRATION_DESCRIPTIONS: dict[int, str] = {1: "model.fingerprint column (identification code)"}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -438,7 +438,7 @@ def test_search_exact_needs_no_passphrase(vault):
 
 
 @needs_vault
-@pytest.mark.parametrize("mode", ["two-stage", "traversal", "multi-probe"])
+@pytest.mark.parametrize("mode", ["auto", "two-stage", "traversal", "multi-probe"])
 def test_search_degraded_copy(vault, tmp_path, mode):
     from hashing import cpo
     from hashing.audio import load_audio, write_wav

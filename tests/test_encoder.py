@@ -97,7 +97,8 @@ def test_default_model_gives_K_bits_and_a_valid_category():
     assert meta.training["held_out_speakers"]
     assert "CC BY-SA 4.0" in meta.training["license"]
     assert meta.training["command"].startswith("python -m model_export.train")
-    assert enc.sha256 == meta.tflite_sha256 and len(enc.tflite_bytes) <= 10 * 1024 * 1024
+    assert enc.tflite_sha256 == meta.tflite_sha256 and enc.sha256 == meta.model_id(meta.tflite_sha256)
+    assert len(enc.tflite_bytes) + len(enc.fingerprint_bytes or b"") <= 10 * 1024 * 1024
     rng = np.random.default_rng(0)
     t = np.arange(12000) / 16000.0
     y = (0.4 * np.sin(2 * np.pi * 300 * t) * np.hanning(len(t)) + 0.01 * rng.standard_normal(len(t)))
@@ -144,11 +145,13 @@ def test_model_mismatch_and_bad_files(tmp_path):
         Encoder.from_bytes(blob + b"\0", meta)
     # metadata claiming another K than the model has
     d = meta.to_dict()
+    d.pop("fingerprint", None)  # the TFLite checks alone
     d["K"], d["tflite_sha256"] = 128, ""
     with pytest.raises(ModelError, match="hash output shape"):
         Encoder.from_bytes(blob, ModelMeta.from_dict(d))
     # garbage model bytes
     d = meta.to_dict()
+    d.pop("fingerprint", None)
     d["tflite_sha256"] = ""
     with pytest.raises(ModelError):
         Encoder.from_bytes(b"not a flatbuffer" * 10, ModelMeta.from_dict(d))
@@ -195,8 +198,13 @@ def test_ship_checks_sha_and_copies(tmp_path):
     src.mkdir()
     (src / "m.tflite").write_bytes(pkg.joinpath("default.tflite").read_bytes())
     (src / "m.json").write_bytes(pkg.joinpath("default.json").read_bytes())
+    fp = pkg.joinpath("default.fingerprint.npz")
+    if fp.is_file():
+        (src / "m.fingerprint.npz").write_bytes(fp.read_bytes())
     t, j = ship(src / "m.tflite", "x", dest_dir=tmp_path / "out")
     assert t.read_bytes() == (src / "m.tflite").read_bytes() and j.is_file()
+    if fp.is_file():  # the fingerprint travels with the model
+        assert (tmp_path / "out" / "x.fingerprint.npz").read_bytes() == fp.read_bytes()
     (src / "m.tflite").write_bytes(pkg.joinpath("default.tflite").read_bytes() + b"\0")
     with pytest.raises(ModelError, match="does not match"):
         ship(src / "m.tflite", "y", dest_dir=tmp_path / "out")

@@ -60,7 +60,7 @@ def test_changed_copy_finds_original(lib, enc):
             assert res.matched
             assert res.hits[0].recording_id == added[i].id
             assert res.hits[0].ber < res.tau and res.hits[0].is_match
-            assert res.mode == "two-stage"
+            assert res.mode == "auto" and not res.fell_back  # matched in its category
             assert set(res.timings) >= {"decode", "features", "inference", "category_stage",
                                         "hamming_stage", "total"}
 
@@ -109,6 +109,24 @@ def test_two_stage_subset_of_multi_probe_subset_of_traversal(lib, enc):
         # multi-probe with probe=1 is two-stage
         one = v.search(q, mode="multi-probe", probe=1, **kw)
         assert [(h.recording_id, h.ber) for h in one.nearest] == [(h.recording_id, h.ber) for h in two.nearest]
+
+
+def test_auto_falls_back_to_traversal_when_the_category_has_no_match(lib, enc):
+    """Mode "auto" (the default): a query whose category h1 is wrong (a CPO can change it) finds
+    nothing in that category, so every row is searched and the original is found after all."""
+    v, signals, added = lib
+    q = v.encode_query(signals[5])
+    wrong = (int(q.category[0]) + 1) % v.C
+    q2 = QueryCode(category=np.full(q.n_windows, wrong), words=q.words, K=q.K, probs=q.probs)
+    two = v.search(q2, mode="two-stage")
+    assert not two.matched
+    auto = v.search(q2)
+    assert auto.mode == "auto" and auto.fell_back and auto.matched
+    assert auto.hits[0].recording_id == added[5].id and auto.hits[0].ber == 0.0
+    assert auto.candidates == two.candidates + auto.total_rows
+    assert auto.to_dict()["fell_back"] is True
+    ok = v.search(q)
+    assert ok.matched and not ok.fell_back and ok.candidates < ok.total_rows
 
 
 def test_no_match_reports_nearest(lib):

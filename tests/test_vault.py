@@ -449,19 +449,43 @@ def test_newer_format_version_refused(tmp_path, enc):
 
 
 def test_upgrade_path_runs_migrations(tmp_path, enc, monkeypatch):
-    """The migrations table is keyed by version: a version-1 vault meets a pretend version 2."""
+    """The migrations table is keyed by version: a current vault meets a pretend next version."""
     _new(tmp_path, enc).close()
     path = tmp_path / "v.duckdb"
-    monkeypatch.setattr(schema, "FORMAT_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1,
+    cur = schema.FORMAT_VERSION
+    monkeypatch.setattr(schema, "FORMAT_VERSION", cur + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, cur,
                         lambda con: con.execute("ALTER TABLE recordings ADD COLUMN note VARCHAR"))
     with pytest.raises(VaultFormatError, match="read-write"):
         Vault.open(path)  # read-only: no upgrade in place
     Vault.open(path, read_only=False).close()
     con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT format_version FROM vault_meta").fetchone()[0] == 2
-    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [1, 2]
+    assert con.execute("SELECT format_version FROM vault_meta").fetchone()[0] == cur + 1
+    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [cur, cur + 1]
     assert "note" in [r[0] for r in con.execute("DESCRIBE recordings").fetchall()]
+    con.close()
+
+
+def test_version_1_vault_is_upgraded_and_keeps_its_recordings(tmp_path, enc):
+    """A format-1 vault (no model.fingerprint column) opened read-write becomes version 2 and
+    still searches and exports what it held."""
+    v = _new(tmp_path, enc)
+    src = tmp_path / "a.wav"
+    write_wav(src, tone_mix(7))
+    rid = v.ingest([src]).added[0].id
+    v.close()
+    path = tmp_path / "v.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE model DROP COLUMN fingerprint")
+    con.execute("UPDATE vault_meta SET format_version = 1")
+    con.execute("DELETE FROM schema_migrations WHERE version > 1")
+    con.close()
+    with Vault.open(path, read_only=False, passphrase=PW, encoder=enc) as v2:
+        assert v2.info().format_version == 2
+        assert v2.search(src).hits[0].recording_id == rid
+        assert v2.export(rid) == src.read_bytes()
+    con = duckdb.connect(str(path), read_only=True)
+    assert "fingerprint" in [r[0] for r in con.execute("DESCRIBE model").fetchall()]
     con.close()
 
 

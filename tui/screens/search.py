@@ -16,7 +16,7 @@ from tui.messages import SearchDone
 from tui.suggest import PathSuggester
 from tui.widgets import Field, Bar, BerChart, OpenTable
 
-MODES = ("two-stage", "traversal", "multi-probe")
+MODES = ("auto", "two-stage", "traversal", "multi-probe")
 TIMING_KEYS = (("decode", "decode"), ("features", "features"), ("inference", "inference"),
                ("category_stage", "category"), ("hamming_stage", "hamming"), ("total", "total"))
 
@@ -47,7 +47,7 @@ class SearchScreen(Screen):
                 yield Field(placeholder="vault τ", id="tau", compact=True,
                             restrict=r"[0-9.]*", max_length=6)
                 yield Label("mode", classes="field-label")
-                yield Select([(m, m) for m in MODES], value="two-stage", allow_blank=False,
+                yield Select([(m, m) for m in MODES], value="auto", allow_blank=False,
                              id="mode", compact=True)
                 yield Label("top", classes="field-label")
                 yield Field(value=str(getattr(self.app, "search_top", 10)), id="top",
@@ -160,8 +160,12 @@ class SearchScreen(Screen):
         cand = getattr(res, "candidates", None)
         total_rows = getattr(res, "total_rows", None)
         scope = f" · compared {cand}/{total_rows} rows" if total_rows else ""
+        mode = res.mode
+        if getattr(res, "fell_back", False):
+            mode = f"{res.mode}, nothing in the category: all rows"
+            scope = f" · compared {cand} rows (category, then all {total_rows})"
         self.query_one("#timings", Static).update(
-            f"{res.mode} · query category {_esc(qcat)}{scope}\n" + " · ".join(parts))
+            f"{mode} · query category {_esc(qcat)}{scope}\n" + " · ".join(parts))
         if rows:
             table.focus()
 
