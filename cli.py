@@ -392,15 +392,15 @@ def models(as_json: JsonOpt = False) -> None:
     t = Table(title="shipped models (init VAULT --model NAME)", box=box.SIMPLE_HEAD, pad_edge=False,
               collapse_padding=True, padding=(0, 1))
     t.add_column("name", no_wrap=True)
-    for col in ("arch", "K", "searched code", "recipe", "acc", "mAP", "tau", "size"):
+    for col in ("arch", "K", "code", "recipe", "acc", "mAP", "tau", "size"):
         t.add_column(col, no_wrap=True)
     for r in rows:
-        code = "h2" if r["code"] == "h2" else f"fingerprint {r['code_bits']}"
+        code = "h2" if r["code"] == "h2" else "fp"
         t.add_row(r["name"], r["arch"], str(r["K"]), code, r["recipe"], _fmt_num(r["accuracy"]),
                   _fmt_num(r["mAP"]), f"{r['tau']:.3g}",
                   _fmt_size(r["tflite_bytes"] + r["fingerprint_bytes"]))
-    t.caption = ("acc, mAP (of h2): FSDD speaker never seen in training; tau: of the searched "
-                 "code (docs/models.md)")
+    t.caption = ("code: what a vault searches (h2: the paper's hash; fp: the identification "
+                 "fingerprint). acc, mAP (of h2): FSDD speaker never seen in training (docs/models.md)")
     _stdout().print(t)
 
 

@@ -56,7 +56,7 @@ def main() -> int:
     assert enc.meta.fingerprint is None, "give the paper-recipe model (h2 only)"
     items, _ = ds.list_items(a.data_dir)
     spk = np.array([it.speaker for it in items])
-    lab = np.array([int(it.category) for it in items])
+    lab = ds.labels_of(items, enc.meta.class_names)
     sig = [load_audio(it.path, enc.sample_rate) for it in items]
     W = np.concatenate([_first_window(enc, y) for y in sig])
     H, _ = enc.run_windows(W)
