@@ -46,6 +46,10 @@ class Fingerprint:
     mean: np.ndarray         # (D,) float32: mean clean window (flattened)
     projection: np.ndarray   # (D, K) float16: DDA directions, largest signal/distortion first
 
+    def __post_init__(self) -> None:
+        # the float32 copy used at run time, made once (converting per call costs ~5 ms)
+        object.__setattr__(self, "_p32", np.ascontiguousarray(self.projection, dtype=np.float32))
+
     @property
     def K(self) -> int:
         return int(self.projection.shape[1])
@@ -59,7 +63,7 @@ class Fingerprint:
         x = np.asarray(windows, dtype=np.float32).reshape(len(windows), -1)
         if x.shape[1] != self.dim:
             raise ModelError(f"fingerprint expects windows of {self.dim} values, got {x.shape[1]}")
-        return ((x - self.mean) @ self.projection.astype(np.float32) > 0).astype(np.uint8)
+        return ((x - self.mean) @ self._p32 > 0).astype(np.uint8)
 
     def words(self, windows: np.ndarray) -> np.ndarray:
         return codes.pack_words(self.bits(windows))
