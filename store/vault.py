@@ -402,9 +402,9 @@ class Vault:
                     raise VaultFormatError(f"{self.path}: the vault's model is missing")
                 from hashing.model_meta import ModelMeta
 
-                fp = None if row[2] is None else bytes(row[2])
+                kw = {} if row[2] is None else {"fingerprint": bytes(row[2])}
                 enc = _load_encoder_class().from_bytes(bytes(row[0]), ModelMeta.from_json(row[1]),
-                                                       fingerprint=fp)
+                                                       **kw)
                 self._check_encoder(enc)
                 self._encoder = enc
             return self._encoder

@@ -49,7 +49,7 @@ import store.vault as _sv
 _fake = FakeEncoder()
 class _FakeEncoderClass:
     @classmethod
-    def from_bytes(cls, tflite_bytes, meta, num_threads=None):
+    def from_bytes(cls, tflite_bytes, meta, num_threads=None, fingerprint=None):
         return _fake
     @classmethod
     def default(cls, num_threads=None):

@@ -40,7 +40,7 @@ class _FakeEncoderClass:
     """Stands in for ``hashing.encoder.Encoder`` inside ``store.vault`` (no TFLite needed)."""
 
     @classmethod
-    def from_bytes(cls, tflite_bytes, meta, num_threads=None):
+    def from_bytes(cls, tflite_bytes, meta, num_threads=None, fingerprint=None):
         return _FAKE
 
     @classmethod
