@@ -389,7 +389,7 @@ def _table5(encoders: list[tuple[str, str, Encoder]], lib_files: Sequence[Path],
         v = Vault.create(p, "speechvault-eval", encoder=enc, kdf_log2_n=10, cipher="rossler")
         try:
             rep = v.ingest(list(lib_files))
-            v.search(query)
+            v.search(query, mode="two-stage")
             keys = ("decode", "features", "inference", "category_stage", "hamming_stage", "total")
             acc = {k: [] for k in keys}
             wall = []
