@@ -249,8 +249,8 @@ def random_cpo(rng=None, *, include_mp3: bool = True, kinds: tuple[str, ...] | N
 
 
 def hard_cpo(rng) -> CPO:
-    """One random training CPO of the identify recipe (ours): weighted towards what breaks
-    identification (added noise), plus compositions of two operations.
+    """One random training CPO weighted towards what breaks identification (ours): the views of
+    the NT-Xent identify recipe and the distortions the DDA fingerprint is fitted to ignore.
 
     40 % noise (12-35 dB SNR), 15 % MP3, 15 % resampling round trip, 10 % requantisation,
     10 % resampling then noise, 10 % MP3 then noise; each drawn by ``hashing.cpo.random_cpo``.

@@ -57,13 +57,21 @@ def model_summaries() -> list[dict[str, Any]]:
         ev = meta.metrics.get("evaluation") or {}
         acc = ev.get("clip_accuracy", (meta.metrics.get("test") or {}).get("clip_accuracy"))
         rows.append({"name": name, "model": meta.name, "arch": meta.arch, "recipe": meta.recipe,
-                     "K": meta.K, "code": meta.code_name, "code_bits": meta.code_bits, "input_mode": meta.features.get("input_mode"),
+                     "K": meta.K, "code": meta.code_name, "code_bits": meta.code_bits,
+                     "input_mode": meta.features.get("input_mode"),
                      "accuracy": acc, "mAP": ev.get("mAP_h2"), "tau": float(meta.tau),
                      "tflite_bytes": pkg.joinpath(name + ".tflite").stat().st_size,
                      "fingerprint_bytes": (pkg.joinpath(name + FINGERPRINT_SUFFIX).stat().st_size
                                            if meta.fingerprint is not None else 0),
                      "sha256": meta.model_id(meta.tflite_sha256)})
     return rows
+
+def _sidecar_fingerprint(meta: ModelMeta, path) -> bytes | None:
+    """The bytes of a model's ``NAME.fingerprint.npz`` (a Path or package resource) when its
+    metadata names one and the file is there; None otherwise (the Encoder then says what is
+    missing)."""
+    return path.read_bytes() if meta.fingerprint is not None and path.is_file() else None
+
 
 def load_interpreter_class():
     """The TFLite ``Interpreter`` class: LiteRT first, then tflite-runtime."""
@@ -206,9 +214,8 @@ class Encoder:
         if not mp.is_file():
             raise ModelError(f"model metadata not found: {mp}")
         meta = ModelMeta.load(mp)
-        fp = p.with_name(p.stem + FINGERPRINT_SUFFIX)
-        data = fp.read_bytes() if meta.fingerprint is not None and fp.is_file() else None
-        return cls(p.read_bytes(), meta, num_threads=num_threads, fingerprint=data)
+        fp = _sidecar_fingerprint(meta, p.with_name(p.stem + FINGERPRINT_SUFFIX))
+        return cls(p.read_bytes(), meta, num_threads=num_threads, fingerprint=fp)
 
     @classmethod
     def default(cls, num_threads: int | None = None) -> "Encoder":
@@ -224,9 +231,8 @@ class Encoder:
             known = ", ".join(shipped_models()) or "none"
             raise NotFoundError(f"no shipped model named {name!r} (shipped: {known})")
         meta = ModelMeta.from_json(j.read_bytes())
-        f = pkg.joinpath(name + FINGERPRINT_SUFFIX)
-        data = f.read_bytes() if meta.fingerprint is not None and f.is_file() else None
-        return cls(t.read_bytes(), meta, num_threads=num_threads, fingerprint=data)
+        fp = _sidecar_fingerprint(meta, pkg.joinpath(name + FINGERPRINT_SUFFIX))
+        return cls(t.read_bytes(), meta, num_threads=num_threads, fingerprint=fp)
 
     def _check_io(self) -> None:
         ins = self._it.get_input_details()

@@ -839,8 +839,6 @@ class Vault:
         "auto" (default): two-stage, then traversal if nothing in the category is within tau."""
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if mode == "auto":
-            return self._search_auto(query, tau=tau, top=top)
         t_total = time.perf_counter()
         tau = self.tau if tau is None else float(tau)
         if not (0.0 < tau <= 1.0) or tau != tau:
@@ -859,6 +857,28 @@ class Vault:
         if coded_here and not model_loaded:
             # the first query of a session also loads the model from the vault: its own stage
             timings["model_load"] = max(0.0, t_code - sum(timings.values()))
+        if mode == "auto":
+            res = self._search_coded(q, tau, "two-stage", probe, top)
+            if not res.matched:  # nothing in the category: every row, the same code
+                again = self._search_coded(q, tau, "traversal", probe, top)
+                res = dataclasses.replace(
+                    again, fell_back=True, query_categories=res.query_categories,
+                    probed_categories=res.probed_categories,
+                    candidates=res.candidates + again.candidates,
+                    timings={k: res.timings[k] + again.timings[k] for k in res.timings})
+            res.mode = "auto"
+        else:
+            res = self._search_coded(q, tau, mode, probe, top)
+        timings.update(res.timings)
+        # wall clock of this call; a code made elsewhere adds the stages it reports
+        timings["total"] = time.perf_counter() - t_total
+        if not coded_here:
+            timings["total"] += timings["decode"] + timings["features"] + timings["inference"]
+        res.timings = timings
+        return res
+
+    def _search_coded(self, q: QueryCode, tau: float, mode: str, probe: int, top: int) -> SearchResult:
+        """One SQL search of a coded query in ``mode`` (not "auto"); timings: the two stages."""
         t_cat = t_ham = 0.0
         candidates = 0
         best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
@@ -898,47 +918,14 @@ class Vault:
                        window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
                        distance=v[0]) for rid, v in ranked]
         matches = [h for h in nearest if h.is_match]
-        timings["category_stage"] = t_cat
-        timings["hamming_stage"] = t_ham
-        # wall clock of this call; a code made elsewhere adds the stages it reports
-        timings["total"] = time.perf_counter() - t_total
-        if not coded_here:
-            timings["total"] += timings["decode"] + timings["features"] + timings["inference"]
         qcats = [self.class_names[int(c)] for c in q.category]
         return SearchResult(
             hits=matches if matches else list(nearest), matched=bool(matches), tau=tau, mode=mode,
-            query_category=qcats[0] if qcats else None, timings=timings, nearest=nearest,
+            query_category=qcats[0] if qcats else None,
+            timings={"category_stage": t_cat, "hamming_stage": t_ham}, nearest=nearest,
             query_categories=qcats,
             probed_categories=[self.class_names[c] for c in sorted(probed)],
             candidates=candidates, total_rows=total_rows)
-
-    def _search_auto(self, query, *, tau: float | None, top: int) -> SearchResult:
-        """Mode "auto": the query is coded once; two-stage, then traversal if nothing matched."""
-        t0 = time.perf_counter()
-        coded_here = not isinstance(query, QueryCode) and not hasattr(query, "words")
-        model_loaded = self._encoder is not None
-        q = self._as_query(query)
-        t_code = time.perf_counter() - t0
-        res = self.search(q, tau=tau, mode="two-stage", top=top)
-        fell_back = not res.matched
-        if fell_back:
-            second = self.search(q, tau=tau, mode="traversal", top=top)
-            timings = dict(second.timings)
-            for k in ("category_stage", "hamming_stage"):
-                timings[k] = res.timings.get(k, 0.0) + second.timings.get(k, 0.0)
-            res = dataclasses.replace(second, timings=timings, query_categories=res.query_categories,
-                                      probed_categories=res.probed_categories,
-                                      candidates=res.candidates + second.candidates)
-        timings = dict(res.timings)
-        if coded_here:
-            if not model_loaded:
-                timings["model_load"] = max(0.0, t_code - sum(
-                    timings.get(k, 0.0) for k in ("decode", "features", "inference")))
-            timings["total"] = time.perf_counter() - t0
-        else:
-            timings["total"] = time.perf_counter() - t0 + sum(
-                timings.get(k, 0.0) for k in ("decode", "features", "inference"))
-        return dataclasses.replace(res, mode="auto", timings=timings, fell_back=fell_back)
 
     # ------------------------------------------------------------------ export / verify
     def _open_blob(self, master: bytes, blob: bytes, sha: str, rid: int) -> bytes:
