@@ -103,6 +103,7 @@ class WindowCodes:
     hash_words (n, ceil(K_h2/64)) uint64 - h2 packed (the same as ``words`` without fingerprint)
     code     "h2" or "fingerprint": what ``bits``/``words`` are
     starts   (n,) float64 - start of each window in the recording, seconds
+    frames   (n,) int64 or None - identification windows: start frame on the windowing's grid
     timings  seconds spent in decode / features / inference
     """
 
@@ -115,6 +116,10 @@ class WindowCodes:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     hash_words: np.ndarray | None = None
     code: str = "h2"
+    #: identification windows only: start frame of each window on the windowing's frame grid
+    #: (``starts`` = frames * hop / rate) and its fraction of active frames
+    frames: np.ndarray | None = None
+    activity: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -155,6 +160,14 @@ class Encoder:
         self._tflite_sha256 = meta.check_sha256(self._bytes)
         self._meta = meta
         self._fp_bytes, self._fp = self._load_fingerprint(meta, fingerprint)
+        self._windowing = None
+        if self._fp is not None and self._fp.windowing is not None:
+            from hashing.windowing import WindowingSpec
+
+            self._windowing = WindowingSpec.from_dict(self._fp.windowing)
+            if self._windowing.sample_rate != meta.feature_spec().sample_rate:
+                raise ModelError(f"model {meta.name!r}: its identification windows are at "
+                                 f"{self._windowing.sample_rate} Hz, its model at another rate")
         self._sha256 = meta.model_id(self._tflite_sha256)
         self._spec = meta.feature_spec()
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
@@ -191,6 +204,10 @@ class Encoder:
                              f"!= {meta.fingerprint['sha256'][:12]}...)")
         fp = Fingerprint.from_bytes(data)
         size = int(np.prod(meta.input_shape))
+        if fp.windowing is not None:
+            from hashing.windowing import WindowingSpec
+
+            size = WindowingSpec.from_dict(fp.windowing).dim
         if fp.K != int(meta.fingerprint["K"]) or fp.dim != size:
             raise ModelError(f"model {meta.name!r}: fingerprint of {fp.K} bits over {fp.dim} "
                              f"values, the metadata says {meta.fingerprint['K']} bits over {size}")
@@ -289,6 +306,17 @@ class Encoder:
         return self._meta.code_name
 
     @property
+    def windowing(self):
+        """``hashing.windowing.WindowingSpec`` of the identification windows, or None when the
+        indexed code is made per model window (formats before issue 12)."""
+        return self._windowing
+
+    @property
+    def excerpt_rule(self) -> dict | None:
+        """The calibrated excerpt decision rule stored with the fingerprint (None: no windows)."""
+        return None if self._windowing is None else dict(self._fp.rule or {})
+
+    @property
     def tflite_bytes(self) -> bytes:
         return self._bytes
 
@@ -370,26 +398,70 @@ class Encoder:
 
         return model_windows(np.asarray(y, dtype=np.float32), self._spec, return_starts=True)
 
-    def encode_audio(self, y: np.ndarray, *, _timings: dict[str, float] | None = None) -> WindowCodes:
-        """Codes of a decoded mono float signal at ``self.sample_rate`` Hz."""
+    def encode_audio(self, y: np.ndarray, *, purpose: str = "store",
+                     _timings: dict[str, float] | None = None) -> WindowCodes:
+        """Codes of a decoded mono float signal at ``self.sample_rate`` Hz. ``purpose``: "store"
+        (the windows a vault keeps) or "query" (the windows a search tries); the two differ only
+        for a model with identification windows (``hashing.windowing``)."""
         a = np.asarray(y)
         if a.ndim != 1 or a.size == 0:
             raise InvalidInputError(f"expected a non-empty 1-D mono signal, got shape {a.shape}")
+        if purpose not in ("store", "query"):
+            raise InvalidInputError(f"purpose must be 'store' or 'query', not {purpose!r}")
         tm = dict(_timings or {})
         tm.setdefault("decode", 0.0)
+        if self._windowing is not None:
+            return self._encode_windowed(a, purpose, tm)
         t0 = time.perf_counter()
         win, starts = self.windows(a)
         tm["features"] = time.perf_counter() - t0
         tm["inference"] = 0.0
         return self.encode_windows(win, starts, tm)
 
-    def encode_file(self, source) -> WindowCodes:
+    def _encode_windowed(self, a: np.ndarray, purpose: str, tm: dict[str, float]) -> WindowCodes:
+        """Identification windows (``hashing.windowing``): the fingerprint of each, and h1/h2 of
+        the model window at the same place. The model runs on windows at least one window
+        apart (a query tries a window every 16 ms: running the CNN on each would cost ~60x);
+        every identification window takes the category of the nearest one it ran on."""
+        from hashing.features import model_windows_at
+        from hashing.windowing import query_windows, stored_windows
+
+        spec = self._windowing
+        t0 = time.perf_counter()
+        w = (stored_windows if purpose == "store" else query_windows)(a, spec)
+        picked = _spread(w.starts, spec.window_frames)
+        model_in = model_windows_at(a, w.starts[picked] * spec.hop_length, self._spec)
+        tm["features"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        h, p = self.run_windows(model_in)
+        if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
+            raise ModelError(f"model {self._meta.name!r} produced NaN/inf outputs")
+        nearest = np.abs(w.starts[:, None] - w.starts[picked][None, :]).argmin(axis=1)
+        bits = self._fp.bits(w.x)
+        tm["inference"] = time.perf_counter() - t1
+        return WindowCodes(
+            category=np.argmax(p, axis=1).astype(np.int64)[nearest], probs=p[nearest], bits=bits,
+            words=codes.pack_words(bits), K=self.K, starts=w.start_seconds, timings=tm,
+            hash_words=codes.pack_words(codes.hash_bits(h))[nearest], code=self.code_name,
+            frames=w.starts, activity=w.activity)
+
+    def encode_file(self, source, *, purpose: str = "store") -> WindowCodes:
         """Codes of an audio file (path, bytes or binary file object)."""
         from hashing.audio import load_audio
 
         t0 = time.perf_counter()
         y = load_audio(source, self.sample_rate)
-        return self.encode_audio(y, _timings={"decode": time.perf_counter() - t0})
+        return self.encode_audio(y, purpose=purpose, _timings={"decode": time.perf_counter() - t0})
+
+
+def _spread(starts: np.ndarray, gap: int) -> np.ndarray:
+    """Indices of a subset of sorted ``starts`` at least ``gap`` apart, the first included."""
+    keep, last = [], None
+    for i, s in enumerate(starts.tolist()):
+        if last is None or s - last >= gap:
+            keep.append(i)
+            last = s
+    return np.asarray(keep, dtype=np.int64)
 
 
 @contextlib.contextmanager

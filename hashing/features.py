@@ -433,21 +433,47 @@ def model_windows(
     seg = np.concatenate([np.zeros(lead), a[t0:t1]]) if lead else a[t0:t1]
     starts = _segment_starts(seg.shape[0], s)
     clip = s.clip_samples
-    n_fr = frames_per_clip(s)
-    shape = input_shape(s)
-    out = np.empty((len(starts), *shape), dtype=np.float32)
+    out = np.empty((len(starts), *input_shape(s)), dtype=np.float32)
     for i, st in enumerate(starts):
-        piece = seg[st : st + clip]
-        logm = _log_with_floor(_mel_power(piece, s), s)[:, :n_fr]
         # frames centred in the neutral lead-in are padding, not signal
-        n_lead = 0 if st >= lead else min(logm.shape[1] - 1, -(-(lead - st) // s.hop_length))
-        win = np.full((s.n_mels, n_fr), s.pad_value, dtype=np.float64)
-        win[:, n_lead : logm.shape[1]] = _normalise(logm[:, n_lead:], s)
-        if s.input_mode == "paper":
-            img = resize_bilinear(win, shape[0], shape[1])
-            out[i] = np.repeat(img[:, :, None], shape[2], axis=2)
-        else:
-            out[i, :, :, 0] = win
+        n_lead = 0 if st >= lead else -(-(lead - st) // s.hop_length)
+        out[i] = _window_input(seg[st : st + clip], n_lead, s)
     if return_starts:
         return out, _starts_seconds(t0, lead, starts, s)
+    return out
+
+
+def _window_input(piece: np.ndarray, n_lead: int, s: FeatureSpec) -> np.ndarray:
+    """One model input (steps 3-5 of :func:`model_windows`) of at most one window of samples,
+    whose first ``n_lead`` frames are padding."""
+    shape = input_shape(s)
+    n_fr = frames_per_clip(s)
+    logm = _log_with_floor(_mel_power(piece, s), s)[:, :n_fr]
+    n_lead = min(logm.shape[1] - 1, n_lead)
+    win = np.full((s.n_mels, n_fr), s.pad_value, dtype=np.float64)
+    win[:, n_lead : logm.shape[1]] = _normalise(logm[:, n_lead:], s)
+    if s.input_mode == "paper":
+        img = resize_bilinear(win, shape[0], shape[1])
+        return np.repeat(img[:, :, None], shape[2], axis=2).astype(np.float32)
+    return win[:, :, None].astype(np.float32)
+
+
+def model_windows_at(y: np.ndarray, start_samples, spec: FeatureSpec | None = None) -> np.ndarray:
+    """Model inputs of the windows of ``clip_seconds`` starting at the given samples, without
+    trimming (the identification windows of ``hashing.windowing`` choose where windows lie and
+    ask the model for the category of the speech there). A start before 0 is padded."""
+    s = spec or FeatureSpec()
+    a = _as_signal(y)
+    if a.shape[0] == 0:
+        raise InvalidInputError("cannot compute model input of an empty signal")
+    clip = s.clip_samples
+    out = np.empty((len(start_samples), *input_shape(s)), dtype=np.float32)
+    for i, st in enumerate(int(x) for x in start_samples):
+        lead = min(max(0, -st), clip - 1)
+        piece = a[max(0, st): st + clip]
+        if piece.size == 0:  # past the end: the last window's worth of signal
+            piece = a[-min(a.size, clip):]
+        if lead:
+            piece = np.concatenate([np.zeros(lead), piece[: clip - lead]])
+        out[i] = _window_input(piece, -(-lead // s.hop_length), s)
     return out

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +36,10 @@ from speechvault.errors import ModelError
 __all__ = ["Fingerprint", "fit_dda", "FINGERPRINT_SUFFIX", "FORMAT"]
 
 FORMAT = "speechvault-fingerprint/1"
+#: format 2: the fingerprint of identification windows (``hashing.windowing``, issue 12); the
+#: file also holds the windowing settings and the excerpt decision rule (``store.excerpt``), so
+#: the fingerprint's SHA-256 (part of the model identity) covers every setting a search uses.
+FORMAT_WINDOWED = "speechvault-fingerprint/2"
 #: file name of a model's fingerprint next to its ``NAME.tflite``: ``NAME.fingerprint.npz``.
 FINGERPRINT_SUFFIX = ".fingerprint.npz"
 
@@ -45,6 +50,10 @@ class Fingerprint:
 
     mean: np.ndarray         # (D,) float32: mean clean window (flattened)
     projection: np.ndarray   # (D, K) float16: DDA directions, largest signal/distortion first
+    #: ``hashing.windowing.WindowingSpec`` as a dict: None = the model window (format 1)
+    windowing: dict | None = None
+    #: the excerpt decision rule (``store.excerpt.ExcerptRule`` as a dict), calibrated on impostors
+    rule: dict | None = field(default=None)
 
     def __post_init__(self) -> None:
         # the float32 copy used at run time, made once (converting per call costs ~5 ms)
@@ -71,8 +80,13 @@ class Fingerprint:
     # ------------------------------------------------------------------ (de)serialisation
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, format=np.array(FORMAT), mean=self.mean.astype(np.float32),
-                 projection=self.projection.astype(np.float16))
+        extra = {}
+        if self.windowing is not None:
+            extra["settings"] = np.array(json.dumps({"windowing": self.windowing,
+                                                     "rule": self.rule}, sort_keys=True))
+        np.savez(buf, format=np.array(FORMAT if self.windowing is None else FORMAT_WINDOWED),
+                 mean=self.mean.astype(np.float32), projection=self.projection.astype(np.float16),
+                 **extra)
         return buf.getvalue()
 
     @property
@@ -85,15 +99,20 @@ class Fingerprint:
         try:
             with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
                 fmt, mean, proj = str(z["format"]), z["mean"], z["projection"]
+                settings = json.loads(str(z["settings"])) if fmt == FORMAT_WINDOWED else {}
         except Exception:  # noqa: BLE001 - any parse failure is "not a fingerprint file"
             raise ModelError("the model's fingerprint file is damaged or not a fingerprint") from None
-        if fmt != FORMAT:
-            raise ModelError(f"fingerprint format {fmt!r} is not {FORMAT!r}")
+        if fmt not in (FORMAT, FORMAT_WINDOWED):
+            raise ModelError(f"fingerprint format {fmt!r} is not {FORMAT!r} or {FORMAT_WINDOWED!r}")
+        if fmt == FORMAT_WINDOWED and not (isinstance(settings, dict)
+                                           and isinstance(settings.get("windowing"), dict)):
+            raise ModelError("the model's fingerprint has no windowing settings")
         if (mean.ndim != 1 or proj.ndim != 2 or proj.shape[0] != mean.shape[0] or proj.shape[1] < 1
                 or mean.dtype != np.float32 or proj.dtype != np.float16
                 or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(proj)))):
             raise ModelError("the model's fingerprint has inconsistent or non-finite arrays")
-        return cls(mean=mean, projection=proj)
+        return cls(mean=mean, projection=proj, windowing=settings.get("windowing"),
+                   rule=settings.get("rule"))
 
 
 def _cov(x: np.ndarray) -> np.ndarray:

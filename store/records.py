@@ -109,9 +109,13 @@ class QueryCode:
     probs: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     name: str | None = None
+    #: identification windows (``hashing.windowing``): start frame of each query window
+    frames: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.category = np.atleast_1d(np.asarray(self.category, dtype=np.int64))
+        if self.frames is not None:
+            self.frames = np.atleast_1d(np.asarray(self.frames, dtype=np.int64))
         w = np.asarray(self.words)
         if w.ndim == 1:
             w = w[None, :]
@@ -129,7 +133,8 @@ class QueryCode:
     def from_window_codes(cls, wc: Any, *, name: str | None = None) -> "QueryCode":
         t = getattr(wc, "timings", None) or {}
         return cls(category=wc.category, words=wc.words, K=int(wc.K),
-                   probs=getattr(wc, "probs", None), timings=dict(t), name=name)
+                   probs=getattr(wc, "probs", None), timings=dict(t), name=name,
+                   frames=getattr(wc, "frames", None))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +157,11 @@ class Hit:
     is_match: bool         # ber < tau
     query_window: int = 0  # the query window that matched best
     distance: int = 0      # Hamming distance in bits (ber * K)
+    #: excerpt search (identification windows): where the query starts in the recording
+    #: (seconds), the evidence that decided, and how many stored windows it covered
+    offset: float | None = None
+    evidence: float | None = None
+    windows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,6 +1,6 @@
 """The vault's on-disk format: one DuckDB file, its DDL, its format version, its upgrades.
 
-Format ``speechvault-vault``, version 1 (``FORMAT_VERSION``)::
+Format ``speechvault-vault``, version 3 (``FORMAT_VERSION``)::
 
     vault_meta   one row: magic, format version, created, app version, cipher, the key wrap
                  (JSON of ``store.keys.KeyWrap.to_dict()``: KDF name and parameters, salt,
@@ -16,7 +16,9 @@ Format ``speechvault-vault``, version 1 (``FORMAT_VERSION``)::
     codes        the index: one row per (recording, window): ``category`` = h1 (the model's class
                  id for that window), h2 as W = ceil(K/64) UBIGINT words ``w0 .. w{W-1}`` (bit i
                  of the code in word i // 64 at bit i % 64, ``hashing.codes.pack_words``).
-                 Kept clustered by ``category`` (see ``store.search.compact``).
+                 Kept clustered by ``category`` (see ``store.search.compact``). ``start``
+                 (version 3): the window's start frame on the identification grid of the
+                 model's windowing (``hashing.windowing``), NULL for a model without one.
     schema_migrations  one row per format version applied (version, applied, description).
 
 Upgrades: ``MIGRATIONS[v]`` turns a version-``v`` vault into version ``v + 1`` inside one
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 MAGIC = "speechvault-vault"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: DuckDB's row group size (rows); zone maps (min/max per column) are kept per row group, so the
 #: category filter can only skip whole row groups.
@@ -76,6 +78,7 @@ def codes_ddl(K: int, table: str = "codes") -> str:
         "    recording_id BIGINT NOT NULL,\n"
         "    win INTEGER NOT NULL,\n"
         "    category SMALLINT NOT NULL,\n"
+        "    start INTEGER,\n"
         f"    {words}\n"
         ")"
     )
@@ -136,9 +139,18 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE model ADD COLUMN fingerprint BLOB")
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 3 (issue 12): ``codes.start``, the start frame of an identification window
+    (``hashing.windowing``) for excerpt search. A version-2 vault's rows were coded per model
+    window and keep NULL: they search as before until ``speechvault reindex`` re-codes them."""
+    con.execute("ALTER TABLE codes ADD COLUMN start INTEGER")
+
+
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
-MIGRATION_DESCRIPTIONS: dict[int, str] = {1: "model.fingerprint column (identification code)"}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATION_DESCRIPTIONS: dict[int, str] = {
+    1: "model.fingerprint column (identification code)",
+    2: "codes.start column (identification windows, excerpt search)"}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -694,7 +694,7 @@ class Vault:
             "sample_rate": int(info.sample_rate), "channels": int(info.channels),
             "duration": float(info.duration), "size": len(data),
             "words": words.astype(np.uint64, copy=False), "cats": cats, "blob": blob,
-            "path": str(src),
+            "path": str(src), "frames": getattr(codes, "frames", None),
         }
 
     def _insert_recording(self, con: duckdb.DuckDBPyConnection, item: dict[str, Any]) -> RecordingRow:
@@ -723,10 +723,16 @@ class Vault:
         words = np.concatenate([it["words"] for it in items], axis=0).astype(np.uint64, copy=False)
         for i, c in enumerate(wcols):
             frame[c] = np.ascontiguousarray(words[:, i])
-        cols = ", ".join(["recording_id", "win", "category", *wcols])
+        cols = ["recording_id", "win", "category", *wcols]
+        values = list(cols)
+        if all(it.get("frames") is not None for it in items):  # identification windows
+            frame["start"] = np.concatenate([it["frames"] for it in items]).astype(np.int32)
+            cols.append("start")
+            values.append("start")
         con.register("_sv_new_codes", frame)
         try:
-            con.execute(f"INSERT INTO codes ({cols}) SELECT {cols} FROM _sv_new_codes")
+            con.execute(f"INSERT INTO codes ({', '.join(cols)}) "
+                        f"SELECT {', '.join(values)} FROM _sv_new_codes")
         finally:
             con.unregister("_sv_new_codes")
         con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?",
@@ -787,14 +793,15 @@ class Vault:
         if isinstance(source, QueryCode):
             return source
         enc = self.encoder
+        kw = {"purpose": "query"} if getattr(enc, "windowing", None) is not None else {}
         if isinstance(source, np.ndarray):
-            wc = enc.encode_audio(source)
+            wc = enc.encode_audio(source, **kw)
             name = None
         elif isinstance(source, (bytes, bytearray, memoryview)):
-            wc = enc.encode_file(bytes(source))
+            wc = enc.encode_file(bytes(source), **kw)
             name = None
         elif isinstance(source, (str, os.PathLike)):
-            wc = enc.encode_file(source)
+            wc = enc.encode_file(source, **kw)
             name = Path(source).name
         else:
             raise InvalidInputError(
@@ -879,6 +886,8 @@ class Vault:
 
     def _search_coded(self, q: QueryCode, tau: float, mode: str, probe: int, top: int) -> SearchResult:
         """One SQL search of a coded query in ``mode`` (not "auto"); timings: the two stages."""
+        if q.frames is not None and self._excerpt_rule() is not None:
+            return self._search_excerpt(q, tau, mode, probe, top)
         t_cat = t_ham = 0.0
         candidates = 0
         best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
@@ -926,6 +935,61 @@ class Vault:
             query_categories=qcats,
             probed_categories=[self.class_names[c] for c in sorted(probed)],
             candidates=candidates, total_rows=total_rows)
+
+    def _excerpt_rule(self):
+        """The excerpt decision rule of the vault's model, or None when its codes are per model
+        window (a format-2 vault, or a model without identification windows)."""
+        if getattr(self.encoder, "windowing", None) is None:
+            return None
+        from store.excerpt import ExcerptRule
+
+        return ExcerptRule.from_dict(self.encoder.excerpt_rule)
+
+    def _search_excerpt(self, q: QueryCode, tau: float, mode: str, probe: int,
+                        top: int) -> SearchResult:
+        """Excerpt search (``store.excerpt``): one statement, offset voting, evidence. ``tau``
+        is the per-window threshold of the evidence (default: the model's calibrated one)."""
+        from store import excerpt as _ex
+
+        rule = self._excerpt_rule()
+        if tau != self.tau:  # the caller chose another per-window threshold
+            rule = dataclasses.replace(rule, tau_window=float(tau) + rule.min_evidence)
+        cats = None
+        probed: set[int] = set()
+        if mode != "traversal":
+            cats = np.array([self._probes(q, w, "two-stage", probe)[0] for w in range(q.n_windows)])
+            probed.update(int(c) for c in cats)
+        sql = _ex.excerpt_sql(self.K, cats is not None)
+        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule)
+        with self._lock:
+            con = self._db()
+            t0 = time.perf_counter()
+            rows = con.execute(sql, params).fetchall()
+            t_ham = time.perf_counter() - t0
+            found = _ex.decide(rows, self.K, rule)[:top]
+            labels = {}
+            if found:
+                labels = {r[0]: (r[1], r[2]) for r in con.execute(
+                    "SELECT id, name, category FROM recordings "
+                    "WHERE id IN (SELECT unnest(?::BIGINT[]))", [[h.recording_id for h in found]]
+                ).fetchall()}
+        frame_s = self.encoder.windowing.frame_seconds
+        nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
+                       category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,
+                       window=h.best_window, is_match=h.evidence >= rule.min_evidence,
+                       query_window=h.best_query_window, distance=round(h.best_ber * self.K),
+                       offset=max(0.0, h.offset_frames * frame_s), evidence=h.evidence,
+                       windows=h.windows) for h in found]
+        matches = [h for h in nearest if h.is_match]
+        qcats = [self.class_names[int(c)] for c in q.category]
+        return SearchResult(
+            hits=matches if matches else list(nearest), matched=bool(matches),
+            tau=rule.tau_window - rule.min_evidence, mode=mode,
+            query_category=qcats[0] if qcats else None,
+            timings={"category_stage": 0.0, "hamming_stage": t_ham}, nearest=nearest,
+            query_categories=sorted(set(qcats), key=qcats.index),
+            probed_categories=[self.class_names[c] for c in sorted(probed)],
+            candidates=len({(r[0], r[1]) for r in rows}), total_rows=0)
 
     # ------------------------------------------------------------------ export / verify
     def _open_blob(self, master: bytes, blob: bytes, sha: str, rid: int) -> bytes:

@@ -1,0 +1,214 @@
+"""Where the identification windows of a recording lie, and what each one sees (issue 12).
+
+Why: the vault must find a recording from *any few seconds* of it, cut anywhere, and from copies
+that went through a phone line. Model windows (``hashing.features.model_windows``) are 1 s,
+non-overlapping and anchored on the detected speech onset, so an excerpt cut elsewhere never
+lines up with a stored window, and a fingerprint of the full 0-8 kHz band changes when a copy
+loses everything above 4 kHz. So identification has its own windows, the way landmark and
+neural audio fingerprints do it (Wang 2003; Chang et al., ICASSP 2021, 1 s segments at a
+0.5 s hop; see ../shared/notes/excerpt-retrieval.md):
+
+* one band-limited Log-Mel spectrogram of the whole signal (eq. 1-7 with ``fmin`` 300 Hz and
+  ``fmax`` 3,400 Hz: the telephone band, which every copy keeps), on a fine frame grid
+  (``hop_length`` 256 samples = 16 ms at 16 kHz);
+* **stored** windows of ``window_frames`` frames every ``store_hop_frames`` frames (1.024 s
+  every 0.512 s), from the first active frame on;
+* **query** windows at *every* frame (16 ms), so that one of them starts within half a frame
+  (8 ms) of any stored window the excerpt covers, whatever the offset of the cut; a query
+  shorter than a window is tried at every start within ``query_slack_frames`` of its onset,
+  so no single detected onset decides the alignment;
+* per window: log power clamped at ``top_db`` below the window's loudest cell, then mean and
+  std removed over its real frames (gain invariant, as the model input); frames outside the
+  signal are padding at the window's mean level (0);
+* **activity**: a frame is active when its band energy is within ``active_db`` dB of the
+  signal's loud level (its 95th-percentile frame). A window with less than
+  ``min_active_fraction`` active frames is a pause: it is neither stored nor searched (pauses
+  look alike across unrelated recordings and caused most false matches), except that a signal
+  with no active window keeps its most active one.
+
+All frame positions are integers (frames of ``hop_length`` samples); seconds are
+``frame * hop_length / sample_rate``. numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from hashing.features import FeatureSpec, _as_signal, _mel_power
+from speechvault.errors import InvalidInputError
+
+__all__ = ["WindowingSpec", "Windows", "band_log_mel", "stored_windows", "query_windows",
+           "frame_activity"]
+
+_DB_TO_NEPER = np.log(10.0) / 10.0
+
+
+@dataclass(frozen=True)
+class WindowingSpec:
+    """Every setting of the identification windows. Stored with the model's fingerprint, so a
+    vault always cuts windows the way its codes were made."""
+
+    sample_rate: int = 16_000
+    n_fft: int = 512
+    #: the frame grid (samples): every window start, stored or query, is a multiple of it.
+    hop_length: int = 256
+    n_mels: int = 32
+    #: the telephone band (ITU-T G.712: 300-3,400 Hz): kept by every copy a user may query with.
+    fmin: float = 300.0
+    fmax: float = 3_400.0
+    #: dynamic range kept inside a window (dB below its loudest cell).
+    top_db: float = 30.0
+    window_frames: int = 64
+    store_hop_frames: int = 16
+    query_hop_frames: int = 1
+    #: a query shorter than a window is tried at every start within this many frames of its onset.
+    query_slack_frames: int = 16
+    #: frames kept before the first / after the last active frame of a signal.
+    margin_frames: int = 6
+    active_db: float = 30.0
+    min_active_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        ints = ("sample_rate", "n_fft", "hop_length", "n_mels", "window_frames",
+                "store_hop_frames", "query_hop_frames")
+        if any(int(getattr(self, k)) <= 0 for k in ints):
+            raise InvalidInputError(f"windowing: {', '.join(ints)} must be positive")
+        if not (0.0 <= self.fmin < self.fmax <= self.sample_rate / 2.0):
+            raise InvalidInputError("windowing: need 0 <= fmin < fmax <= sample_rate / 2")
+        if not 0.0 <= self.min_active_fraction <= 1.0:
+            raise InvalidInputError("windowing: min_active_fraction must be in [0, 1]")
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop_length / self.sample_rate
+
+    @property
+    def dim(self) -> int:
+        """Values per window (the fingerprint's input size)."""
+        return self.n_mels * self.window_frames
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WindowingSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InvalidInputError(f"unknown windowing fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def mel_spec(self) -> FeatureSpec:
+        """The Log-Mel settings (eq. 1-7) of the band this windowing sees."""
+        return FeatureSpec(sample_rate=self.sample_rate, n_fft=self.n_fft,
+                           hop_length=self.hop_length, n_mels=self.n_mels, fmin=self.fmin,
+                           fmax=self.fmax, top_db=None, trim_top_db=None)
+
+
+@dataclass
+class Windows:
+    """Windows cut from one signal: ``x`` (n, dim) float32 normalised inputs, ``starts`` (n,)
+    start frames (may be negative for a short query's padded tries), ``activity`` (n,) the
+    fraction of active frames."""
+
+    x: np.ndarray
+    starts: np.ndarray
+    activity: np.ndarray
+    spec: WindowingSpec
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def start_seconds(self) -> np.ndarray:
+        return self.starts.astype(np.float64) * self.spec.frame_seconds
+
+
+def band_log_mel(y: np.ndarray, spec: WindowingSpec) -> np.ndarray:
+    """Natural-log band Mel power of the whole signal, (n_frames, n_mels) float32 (eq. 1-7;
+    frame t centred on sample ``t * hop_length``)."""
+    a = _as_signal(y)
+    if a.shape[0] == 0:
+        raise InvalidInputError("cannot cut windows of an empty signal")
+    mel = _mel_power(a, spec.mel_spec())  # (n_mels, n_frames)
+    return np.log(np.maximum(mel, 1e-10)).T.astype(np.float32)
+
+
+def frame_activity(logmel: np.ndarray, spec: WindowingSpec) -> np.ndarray:
+    """Boolean (n_frames,): the frame's band energy is within ``active_db`` dB of the signal's
+    loud level (95th-percentile frame). Digital silence is never active."""
+    energy_db = 10.0 * np.log10(np.maximum(np.exp(logmel.astype(np.float64)).sum(axis=1), 1e-10))
+    loud = float(np.percentile(energy_db, 95))
+    return (energy_db >= loud - spec.active_db) & (energy_db > -90.0)
+
+
+def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: WindowingSpec) -> Windows:
+    """Normalised windows at ``starts`` (frames; parts outside the signal are padding)."""
+    n_frames, W = logmel.shape[0], spec.window_frames
+    idx = starts[:, None] + np.arange(W)[None, :]                  # (n, W)
+    real = (idx >= 0) & (idx < n_frames)
+    safe = np.clip(idx, 0, n_frames - 1)
+    win = logmel[safe]                                             # (n, W, n_mels)
+    floor = win.max(axis=(1, 2), where=real[:, :, None], initial=-np.inf) - spec.top_db * _DB_TO_NEPER
+    win = np.maximum(win, floor[:, None, None])
+    count = np.maximum(real.sum(axis=1) * spec.n_mels, 1)[:, None, None]
+    mu = np.sum(np.where(real[:, :, None], win, 0.0), axis=(1, 2), keepdims=True) / count
+    dev = np.where(real[:, :, None], win - mu, 0.0)
+    sd = np.sqrt(np.sum(dev * dev, axis=(1, 2), keepdims=True) / count)
+    x = dev / np.where(sd > 1e-6, sd, 1.0)
+    activity = np.where(real, active[safe], False).sum(axis=1) / W
+    # (n, n_mels, W): the same layout as a model window (mel rows, time columns)
+    x = np.ascontiguousarray(np.transpose(x, (0, 2, 1))).reshape(len(starts), -1)
+    return Windows(x=x.astype(np.float32), starts=starts.astype(np.int64),
+                   activity=activity.astype(np.float32), spec=spec)
+
+
+def _active_span(active: np.ndarray, spec: WindowingSpec) -> tuple[int, int]:
+    """[first, end) frames from ``margin_frames`` before the first active frame to as many after
+    the last; the whole signal when nothing is active."""
+    on = np.flatnonzero(active)
+    n = active.shape[0]
+    if on.size == 0:
+        return 0, n
+    return max(0, int(on[0]) - spec.margin_frames), min(n, int(on[-1]) + 1 + spec.margin_frames)
+
+
+def _keep_active(w: Windows, spec: WindowingSpec) -> Windows:
+    keep = w.activity >= spec.min_active_fraction
+    if not keep.any():
+        keep = w.activity == w.activity.max()
+        keep &= np.cumsum(keep) == 1                               # the first most active one
+    return Windows(x=w.x[keep], starts=w.starts[keep], activity=w.activity[keep], spec=spec)
+
+
+def _prepare(y: np.ndarray, spec: WindowingSpec):
+    logmel = band_log_mel(y, spec)
+    active = frame_activity(logmel, spec)
+    return logmel, active, *_active_span(active, spec)
+
+
+def stored_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
+    """The windows a vault stores for a recording: every ``store_hop_frames`` from the first
+    active frame, plus one aligned to the end of the active span when a rest of at least half a
+    window is left; a span shorter than a window gives one (padded) window. Pauses dropped."""
+    logmel, active, a0, a1 = _prepare(y, spec)
+    W, H = spec.window_frames, spec.store_hop_frames
+    starts = list(range(a0, max(a0, a1 - W) + 1, H))
+    if a1 - (starts[-1] + W) >= W // 2:
+        starts.append(a1 - W)
+    return _keep_active(_cut(logmel, active, np.asarray(starts, np.int64), spec), spec)
+
+
+def query_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
+    """The windows a query is searched with: every ``query_hop_frames`` over the active span,
+    and ``query_slack_frames`` beyond its ends (a short query is tried around its onset, a long
+    one at every alignment of a stored grid). Pauses dropped."""
+    logmel, active, a0, a1 = _prepare(y, spec)
+    W, S = spec.window_frames, spec.query_slack_frames
+    last = max(a0, a1 - W)
+    starts = np.arange(a0 - S, last + S + 1, spec.query_hop_frames, dtype=np.int64)
+    starts = starts[(starts + W > 0) & (starts < logmel.shape[0])]
+    return _keep_active(_cut(logmel, active, starts, spec), spec)

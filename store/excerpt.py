@@ -1,0 +1,167 @@
+"""Find a recording from an excerpt: offset voting and sequence evidence in one SQL statement.
+
+Why (issue 12): one query window matching one stored window proves little (pauses and common
+words match by chance among millions of windows), and an excerpt cut anywhere only lines up
+with stored windows at one time offset. So, as landmark fingerprints (Wang 2003) and neural
+audio fingerprints (Chang et al. 2021) decide, a recording matches when *many* windows agree
+on *one* offset. The query's windows (``hashing.windowing.query_windows``: one every 16 ms) go
+to DuckDB at once, as parallel lists unnested into a table, in one statement:
+
+1. **candidates**: every (query window, stored window) pair within ``cand_ber`` (normalized
+   Hamming distance, eq. 16, ``bit_count(xor(...))`` on the 64-bit words), in the query's
+   categories when the search is two-stage (the paper's first stage, per window), else
+   everywhere; the pairs vote for (recording, offset bin) with offset = stored start - query
+   start; the ``n_candidates`` (recording, offset) with most distinct stored windows survive;
+2. **verification**: every stored window of a candidate that the query covers at that offset
+   (within ``tol_frames``, which absorbs +-3 % speed drift) gets the distance of its best
+   aligned query window, also above the threshold: a chance match in one window is outvoted
+   by the windows around it that do not match.
+
+The few rows of step 2 come back (one per candidate window) and ``decide`` sums the evidence:
+each covered window adds ``tau_window - BER`` (negative when it does not match), a query window
+that several candidate recordings match equally (a shared prompt or jingle) counts once,
+shared between them, and a recording matches when its evidence reaches ``min_evidence``. For a
+query of one window this is the per-window rule ``BER <= tau_window - min_evidence``. The rule's
+numbers are calibrated on impostor excerpts (``model_export.excerpt_fingerprint``) and stored
+inside the model's fingerprint file, so its SHA-256 (part of the model identity) covers them.
+
+Only integers derived from K are formatted into the SQL text; everything else is bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from store.schema import word_columns
+
+__all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "decide"]
+
+
+@dataclass(frozen=True)
+class ExcerptRule:
+    """The excerpt decision rule (defaults are placeholders until calibrated; a model stores
+    its own)."""
+
+    #: a pair of windows within this BER votes for its (recording, offset)
+    cand_ber: float = 0.25
+    #: offset bins of the vote, frames (8 x 16 ms)
+    bin_frames: int = 8
+    #: (recording, offset) candidates verified
+    n_candidates: int = 8
+    #: a covered stored window takes its best query window within this many frames
+    tol_frames: int = 6
+    #: each covered window adds (tau_window - BER)
+    tau_window: float = 0.30
+    #: a recording matches when its evidence reaches this
+    min_evidence: float = 0.15
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ExcerptRule":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+
+
+@dataclass(frozen=True)
+class ExcerptHit:
+    """A recording found by an excerpt: where (offset of the query's start in the recording, in
+    frames), how well (evidence, windows covered, their mean and best BER)."""
+
+    recording_id: int
+    offset_frames: int
+    evidence: float
+    windows: int
+    mean_ber: float
+    best_ber: float
+    best_window: int       # stored start frame of the best window
+    best_query_window: int  # its query window's start frame
+
+
+def _dist(K: int, first_param: int) -> str:
+    """Hamming distance of codes row ``c`` to query row ``q`` (eq. 16 numerator)."""
+    return " + ".join(f"bit_count(xor(c.{col}, q.q{i}))::INTEGER"
+                      for i, col in enumerate(word_columns(K)))
+
+
+def excerpt_sql(K: int, two_stage: bool) -> str:
+    """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
+    only) the query categories per window, then cand bits, bin, n_candidates, tol."""
+    W = len(word_columns(K))
+    words = ",\n       ".join(f"unnest(${2 + i}::UBIGINT[]) AS q{i}" for i in range(W))
+    p = 2 + W
+    cat_col, cat_where = "", ""
+    if two_stage:
+        cat_col = f",\n       unnest(${p}::SMALLINT[]) AS qcat"
+        cat_where = "WHERE c.category = q.qcat\n"
+        p += 1
+    cand, binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}", f"${p + 3}")
+    dist = _dist(K, 2)
+    return (
+        "WITH q AS (\n"
+        f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}{cat_col}\n),\n"
+        "pairs AS (\n"
+        f"SELECT c.recording_id AS rid, c.start AS s, q.qs, {dist} AS d\n"
+        f"FROM codes AS c, q\n{cat_where}),\n"
+        "votes AS (\n"
+        f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
+        f"FROM pairs WHERE d <= {cand}::INTEGER GROUP BY rid, ob\n),\n"
+        "cand AS (\n"
+        f"SELECT rid, ob FROM votes ORDER BY n DESC, rid, ob LIMIT {ncand}::INTEGER\n),\n"
+        "cover AS (\n"
+        f"SELECT cand.rid, cand.ob, c.start AS s, q.qs, {dist} AS d\n"
+        "FROM cand JOIN codes AS c ON c.recording_id = cand.rid\n"
+        f"JOIN q ON abs(c.start - q.qs - cand.ob * {binp}::INTEGER) <= {tol}::INTEGER\n"
+        ")\n"
+        "SELECT rid, ob, s, arg_min(qs, d::BIGINT * 1000000 + abs(s - qs - ob * "
+        f"{binp}::INTEGER)) AS qs, min(d) AS d\n"
+        "FROM cover GROUP BY rid, ob, s ORDER BY rid, ob, s"
+    )
+
+
+def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray | None,
+                   K: int, rule: ExcerptRule) -> list:
+    """The bound values of ``excerpt_sql`` for a coded query."""
+    params: list = [[int(x) for x in frames]]
+    params += [[int(x) for x in words[:, i]] for i in range(words.shape[1])]
+    if categories is not None:
+        params.append([int(x) for x in categories])
+    params += [int(np.floor(rule.cand_ber * K)), int(rule.bin_frames), int(rule.n_candidates),
+               int(rule.tol_frames)]
+    return params
+
+
+def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
+    """Evidence per candidate from the verification rows ``(rid, ob, s, qs, d)``, best first,
+    one hit per recording (its best offset)."""
+    if not rows:
+        return []
+    tau = rule.tau_window
+    # how many candidate recordings each query window supports (a shared prompt is shared)
+    support: dict[int, set[int]] = {}
+    for rid, _ob, _s, qs, d in rows:
+        if d / K < tau:
+            support.setdefault(int(qs), set()).add(int(rid))
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for rid, ob, s, qs, d in rows:
+        groups.setdefault((int(rid), int(ob)), []).append((int(s), int(qs), int(d)))
+    best: dict[int, ExcerptHit] = {}
+    for (rid, _ob), win in groups.items():
+        ev = 0.0
+        for _s, qs, d in win:
+            gain = tau - d / K
+            ev += gain / len(support.get(qs, ())) if gain > 0 else gain
+        ds = np.array([d for _, _, d in win], dtype=np.float64) / K
+        i = int(np.argmin(ds))
+        offs = np.array([s - qs for s, qs, _ in win])
+        hit = ExcerptHit(recording_id=rid, offset_frames=int(np.median(offs[ds < tau]))
+                         if np.any(ds < tau) else int(offs[i]), evidence=float(ev),
+                         windows=len(win), mean_ber=float(ds.mean()), best_ber=float(ds[i]),
+                         best_window=win[i][0], best_query_window=win[i][1])
+        if rid not in best or hit.evidence > best[rid].evidence:
+            best[rid] = hit
+    return sorted(best.values(), key=lambda h: (-h.evidence, h.mean_ber, h.recording_id))
