@@ -136,6 +136,14 @@ def _fmt_secs(x: Any) -> str:
         return "-"
 
 
+def _fmt_clock(seconds: Any) -> str:
+    """12.5 -> "0:12.5", 3725.25 -> "1:02:05.2": where in a recording an excerpt starts."""
+    s = float(seconds or 0.0)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{int(h)}:{int(m):02d}:{sec:04.1f}" if h else f"{int(m)}:{sec:04.1f}"
+
+
 def _fmt_ms(x: Any) -> str:
     try:
         return f"{float(x) * 1000:.1f} ms"
@@ -593,7 +601,12 @@ def _print_search(result: Any, written: list[str]) -> None:
         t.add_column("name")
         t.add_column("category")
         t.add_column("BER", justify="right")
-        t.add_column("window", justify="right")
+        located = any(getattr(h, "offset", None) is not None for h in hits)
+        if located:  # excerpt search: where the query was found, and on how much evidence
+            t.add_column("found at", justify="right")
+            t.add_column("evidence", justify="right")
+        else:
+            t.add_column("window", justify="right")
         t.add_column("match")
         matches_done = False
         for i, h in enumerate(hits, 1):
@@ -602,8 +615,10 @@ def _print_search(result: Any, written: list[str]) -> None:
                 if i > 1:
                     t.add_section()
             style = "bold green" if h.is_match else "dim"
+            where = ([_fmt_clock(h.offset), f"{h.evidence:.2f} ({h.windows} win)"] if located
+                     else [str(h.window)])
             t.add_row(str(i), str(h.recording_id), str(h.name), str(h.category),
-                      f"{float(h.ber):.4f}", str(h.window), "MATCH" if h.is_match else "", style=style)
+                      f"{float(h.ber):.4f}", *where, "MATCH" if h.is_match else "", style=style)
         con.print(t)
         if not result.matched:
             con.print(f"no match (nearest shown; none under tau {tau:.3f})")
@@ -789,6 +804,37 @@ def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = Fals
             con.print(t)
     if not report.ok:
         raise IntegrityError(f"{len(report.failures)} of {report.checked} recordings failed verification")
+
+
+# --------------------------------------------------------------------------- reindex
+@_command()
+def reindex(
+    vault: VaultArg,
+    model: Annotated[str, typer.Option(help="Model to re-code with: a shipped model's name or a "
+                                            ".tflite path (default: the shipped default).")]
+    = "default",
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-code every recording with a model (e.g. a format-2 vault with the excerpt-searchable
+    default). Decrypts each blob, so it asks for the passphrase; crash-safe."""
+    _existing_vault(vault)
+    passphrase = _passphrase(key_file)
+    enc = _model_encoder(model)
+    with _open(vault, write=True, passphrase=passphrase) as v:
+        progress = _progress("reindex", enabled=not as_json)
+        if progress is None:
+            report = v.reindex(enc)
+        else:
+            with progress:
+                task = progress.add_task("", total=None)
+                report = v.reindex(
+                    enc, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if as_json:
+        _print_json(report)
+    else:
+        _stdout().print(f"reindexed {report.recordings} recordings ({report.windows} windows): "
+                        f"{report.old_model} (K={report.old_k}) -> {report.new_model} (K={report.new_k})")
 
 
 # --------------------------------------------------------------------------- passwd

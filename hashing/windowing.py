@@ -43,6 +43,8 @@ __all__ = ["WindowingSpec", "Windows", "band_log_mel", "stored_windows", "query_
            "frame_activity"]
 
 _DB_TO_NEPER = np.log(10.0) / 10.0
+#: absolute floor on the band Mel power before the log (digital silence)
+_LOG_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
@@ -134,15 +136,16 @@ def band_log_mel(y: np.ndarray, spec: WindowingSpec) -> np.ndarray:
     if a.shape[0] == 0:
         raise InvalidInputError("cannot cut windows of an empty signal")
     mel = _mel_power(a, spec.mel_spec())  # (n_mels, n_frames)
-    return np.log(np.maximum(mel, 1e-10)).T.astype(np.float32)
+    return np.log(np.maximum(mel, _LOG_FLOOR)).T.astype(np.float32)
 
 
 def frame_activity(logmel: np.ndarray, spec: WindowingSpec) -> np.ndarray:
     """Boolean (n_frames,): the frame's band energy is within ``active_db`` dB of the signal's
     loud level (95th-percentile frame). Digital silence is never active."""
-    energy_db = 10.0 * np.log10(np.maximum(np.exp(logmel.astype(np.float64)).sum(axis=1), 1e-10))
+    energy_db = 10.0 * np.log10(np.exp(logmel.astype(np.float64)).sum(axis=1))
+    floor_db = 10.0 * np.log10(spec.n_mels * _LOG_FLOOR)  # every band at the log floor
     loud = float(np.percentile(energy_db, 95))
-    return (energy_db >= loud - spec.active_db) & (energy_db > -90.0)
+    return (energy_db >= loud - spec.active_db) & (energy_db > floor_db + 10.0)
 
 
 def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: WindowingSpec) -> Windows:

@@ -19,101 +19,65 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import soxr
 
 from hashing import cpo
-from hashing.audio import load_audio
-from hashing.fingerprint import Fingerprint, fit_dda
-from hashing.windowing import WindowingSpec, band_log_mel, frame_activity, stored_windows, _cut
-from model_export import dataset as ds
+from hashing.encoder import Encoder
+from hashing.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, fit_dda
+from hashing.model_meta import ModelMeta, sha256_hex
+from hashing.windowing import WindowingSpec, _cut, band_log_mel, frame_activity, stored_windows
+from model_export import long_speech as ls
+from store.excerpt import ExcerptRule
 
-__all__ = ["join_takes", "fit_distortion", "distortion_pairs", "fit_excerpt_fingerprint"]
-
-FIT_SPEAKERS = ("george", "jackson", "lucas", "yweweler")
-
-
-def join_takes(signals: Sequence[np.ndarray], sr: int, rng: np.random.Generator,
-               seconds: float = 40.0) -> list[np.ndarray]:
-    """Long recordings made of the given takes in order, separated by 0.15-0.8 s pauses at a
-    low noise floor (-60 dBFS), each take at a random gain of +-3 dB."""
-    out, cur, n = [], [], 0
-    for y in signals:
-        pause = (rng.standard_normal(int(rng.uniform(0.15, 0.8) * sr)) * 1e-3).astype(np.float32)
-        cur += [pause, (y * 10 ** (rng.uniform(-3, 3) / 20)).astype(np.float32)]
-        n += pause.size + y.size
-        if n >= seconds * sr:
-            out.append(np.concatenate(cur))
-            cur, n = [], 0
-    if n >= 0.5 * seconds * sr:
-        out.append(np.concatenate(cur))
-    return out
-
-
-def _telephone(y: np.ndarray, sr: int) -> np.ndarray:
-    """Through 8 kHz and a 300-3,400 Hz band (FFT mask): a phone line's band."""
-    z = soxr.resample(y, sr, 8000, quality="HQ")
-    f = np.fft.rfft(z)
-    hz = np.fft.rfftfreq(z.size, 1 / 8000)
-    f[(hz < 300) | (hz > 3400)] = 0
-    return soxr.resample(np.fft.irfft(f, z.size).astype(np.float32), 8000, sr, quality="HQ")
+__all__ = ["fit_distortion", "distortion_pairs", "fit_excerpt_fingerprint", "fit_recordings",
+           "calibrate_rule", "build_model"]
 
 
 def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray]) -> tuple[Callable, float]:
-    """A random copy operation and its speed factor (1.0 = none): band limits, MP3 32-128 kbit/s,
-    white or babble noise at 8-25 dB SNR, gain, speed +-4 %, alone or two at a time."""
-    sr_ops: list[tuple[Callable, float]] = []
+    """A random copy operation and its speed factor (1.0 = none), one or two of: telephone band,
+    through 8 kHz, MP3 32-128 kbit/s, white or babble noise at 8-25 dB SNR, gain, speed +-4 %,
+    pitch +-4 % (``hashing.cpo``). The fit sees the same kinds of copies the evaluation tests,
+    at other strengths and on other voices."""
 
     def one() -> tuple[Callable, float]:
-        k = rng.integers(7)
+        k = int(rng.integers(8))
+        seed = int(rng.integers(1 << 30))
         if k == 0:
-            return (lambda y, sr: _telephone(y, sr)), 1.0
+            return cpo.telephone_band, 1.0
         if k == 1:
             return (lambda y, sr: cpo.resample_roundtrip(y, sr, 8000)), 1.0
         if k == 2:
             kb = float(rng.choice([32, 48, 64, 128]))
             return (lambda y, sr: cpo.mp3_roundtrip(y, sr, kb)), 1.0
+        snr = float(rng.uniform(8, 25))
         if k == 3:
-            snr, seed = float(rng.uniform(8, 25)), int(rng.integers(1 << 30))
             return (lambda y, sr: cpo.add_noise_snr(y, snr, seed)), 1.0
-        if k == 4 and len(babble):
-            snr, seed = float(rng.uniform(8, 25)), int(rng.integers(1 << 30))
-            return (lambda y, sr: _babble(y, babble, snr, seed)), 1.0
+        if k == 4 and len(babble) >= 3:
+            talkers = [babble[int(i)] for i in rng.choice(len(babble), 3, replace=False)]
+            return (lambda y, sr: cpo.babble_noise(y, sr, snr, seed, talkers)), 1.0
+        f = float(rng.uniform(0.96, 1.04))
         if k == 5:
-            f = float(rng.uniform(0.96, 1.04))
-            return (lambda y, sr: soxr.resample(y, sr, sr / f, quality="HQ").astype(np.float32)), f
+            return (lambda y, sr: cpo.speed_change(y, sr, f)), f
+        if k == 6:
+            return (lambda y, sr: cpo.pitch_shift(y, sr, f)), 1.0
         db = float(rng.uniform(-10, 6))
         return (lambda y, sr: cpo.gain_db(y, db)), 1.0
 
-    sr_ops.append(one())
-    if rng.random() < 0.4:
-        sr_ops.append(one())
-    speed = float(np.prod([f for _, f in sr_ops]))
+    ops = [one()] + ([one()] if rng.random() < 0.4 else [])
+    speed = float(np.prod([f for _, f in ops]))
 
     def run(y: np.ndarray, sr: int) -> np.ndarray:
-        for op, _ in sr_ops:
+        for op, _ in ops:
             y = op(y, sr)
         return np.asarray(y, np.float32)
     return run, speed
-
-
-def _babble(y: np.ndarray, talkers: Sequence[np.ndarray], snr_db: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    mix = np.zeros_like(y)
-    for i in rng.choice(len(talkers), size=min(4, len(talkers)), replace=False):
-        t = talkers[int(i)]
-        reps = int(np.ceil(y.size / t.size)) + 1
-        t = np.tile(t, reps)
-        off = int(rng.integers(t.size - y.size))
-        mix += t[off: off + y.size]
-    p_sig, p_mix = float(np.mean(y * y)), float(np.mean(mix * mix))
-    if p_sig <= 0 or p_mix <= 0:
-        return y.copy()
-    return np.clip(y + mix * np.sqrt(p_sig / p_mix / 10 ** (snr_db / 10)), -1, 1).astype(np.float32)
 
 
 def distortion_pairs(signals: Sequence[np.ndarray], spec: WindowingSpec, views: int,
@@ -156,32 +120,165 @@ def fit_excerpt_fingerprint(signals: Sequence[np.ndarray], spec: WindowingSpec, 
     return fit_dda(clean, orig, dist, bits, reg=reg, pca_dims=min(1024, spec.dim))
 
 
-def load_speakers(data_dir: str | Path, speakers: Sequence[str], sr: int) -> list[np.ndarray]:
-    items, _ = ds.list_items(data_dir)
-    items = sorted((it for it in items if it.speaker in set(speakers)),
-                   key=lambda it: (it.speaker, it.take, it.label))
-    return [load_audio(it.path, sr) for it in items]
+def fit_recordings(fsdd_dir: str | Path | None, *, seed: int = 1, n_fsdd: int = 28,
+                   n_espeak: int = 27, log=print) -> list[np.ndarray]:
+    """The fit data: FSDD fit speakers' takes joined into 30-60 s recordings, and espeak-ng fit
+    voices reading random sentences (``model_export.long_speech``: never a calibration or test
+    speaker or voice)."""
+    out = []
+    if fsdd_dir is not None:
+        out += [r.samples for r in ls.fsdd_recordings(fsdd_dir, ls.FSDD_FIT_SPEAKERS, n_fsdd,
+                                                      seed=seed, prefix="fit")]
+    if n_espeak and ls.espeak_available():
+        out += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_FIT_VOICES, n_espeak,
+                                                        seed=seed, prefix="fit")]
+    log(f"  fit data: {len(out)} recordings, {sum(len(y) for y in out) / 16000 / 60:.0f} min")
+    return out
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _calibration_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray],
+                         babble: Sequence[np.ndarray], n: int, rng: np.random.Generator):
+    """(samples, index of the true recording or -1) of ``n`` excerpts of 1-6 s at random offsets,
+    half from recordings in the vault, half from recordings that are not, each clean or through
+    a random ``fit_distortion``."""
+    sr = ls.SAMPLE_RATE
+    for i in range(n):
+        pool, truth = (inside, i // 2 % len(inside)) if i % 2 == 0 else (outside, -1)
+        y = pool[truth if truth >= 0 else (i // 2) % len(outside)]
+        length = int(float(rng.choice([1.0, 2.0, 3.0, 5.0, 6.0])) * sr)
+        off = int(rng.integers(max(1, y.shape[0] - length)))
+        ex = y[off: off + length]
+        if rng.random() < 0.8:
+            ex = fit_distortion(rng, babble)[0](ex, sr)
+        yield ex, truth
+
+
+def calibrate_rule(encoder, inside: Sequence[np.ndarray], outside: Sequence[np.ndarray], *,
+                   n_queries: int = 600, seed: int = 3, margin: float = 0.02,
+                   log=print) -> tuple[ExcerptRule, dict]:
+    """The evidence thresholds, from impostors: a vault of the ``inside`` recordings is searched
+    with excerpts of them and of ``outside`` ones through the real search path with no
+    threshold; for each number of covered windows the threshold is the largest evidence any
+    impostor reached with at most that many windows, plus ``margin``. Calibration voices are
+    neither fitted on nor tested on (``model_export.long_speech``)."""
+    import tempfile
+
+    from store.vault import Vault
+
+    rng = np.random.default_rng(seed)
+    base = ExcerptRule.from_dict(encoder.excerpt_rule)
+    impostor, genuine = [], []
+    with tempfile.TemporaryDirectory(prefix="sv-calib-") as tmp:
+        paths = []
+        for i, y in enumerate(inside):
+            p = Path(tmp) / f"in{i:03d}.wav"
+            write_wav(p, y, ls.SAMPLE_RATE)
+            paths.append(p)
+        with Vault.create(Path(tmp) / "calib.duckdb", "calibration", encoder=encoder,
+                          kdf_log2_n=10) as v:
+            v.ingest(paths)
+            ids = {r.name: r.id for r in v.list(limit=None)}
+            for ex, truth in _calibration_queries(inside, outside, outside, n_queries, rng):
+                res = v.search(ex, mode="traversal", top=5)
+                for h in res.nearest:
+                    row = (h.windows, h.evidence)
+                    if truth >= 0 and h.recording_id == ids[f"in{truth:03d}.wav"]:
+                        genuine.append(row)
+                    else:
+                        impostor.append(row)
+    edges = [1, 2, 4, 8, 16, 32]
+    thresholds, worst = [], -1.0
+    for e in edges:
+        worst = max([worst] + [ev for w, ev in impostor if w <= e])
+        thresholds.append([e, round(worst + margin, 4)])
+    rule = dataclasses.replace(base, evidence_by_windows=tuple(tuple(t) for t in thresholds),
+                               min_evidence=thresholds[0][1])
+    found = sum(1 for w, ev in genuine if ev >= rule.threshold(w))
+    report = {"n_queries": n_queries, "impostor_candidates": len(impostor),
+              "genuine_found": found, "genuine_total": n_queries // 2,
+              "recall_calibration": found / max(1, n_queries // 2),
+              "thresholds": thresholds, "margin": margin}
+    log(f"  calibration: thresholds {thresholds}; calibration recall {report['recall_calibration']:.3f}")
+    return rule, report
+
+
+def write_wav(path: Path, y: np.ndarray, sr: int) -> None:
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(y, -1, 1), sr, subtype="PCM_16")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *, name: str,
+                bits: int = 256, views: int = 4, seed: int = 1, command: str = "",
+                log=print) -> dict:
+    """Fit, calibrate and write ``NAME.tflite`` (the base model's bytes), ``NAME.json`` and
+    ``NAME.fingerprint.npz`` (projection, windowing, calibrated rule)."""
+    t0 = time.perf_counter()
+    base = Encoder.from_files(base_model)
+    spec = WindowingSpec()
+    fit = fit_recordings(fsdd_dir, seed=seed, log=log)
+    fp = fit_excerpt_fingerprint(fit, spec, bits=bits, views=views, seed=seed, babble=fit, log=log)
+    fp = dataclasses.replace(fp, windowing=spec.to_dict(), rule=ExcerptRule().to_dict())
+    calib = [r.samples for r in ls.fsdd_recordings(fsdd_dir, ls.FSDD_CALIB_SPEAKERS, 8, seed=seed,
+                                                   min_s=20, max_s=40, prefix="cal")]
+    if ls.espeak_available():
+        calib += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_CALIB_VOICES, 16, seed=seed,
+                                                          min_s=20, max_s=40, prefix="cal")]
+    inside, outside = calib[0::2], calib[1::2]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = ModelMeta.from_dict(base.meta.to_dict())
+    meta.name, meta.recipe = name, "paper+dda-windows"
+
+    def write(fingerprint: Fingerprint, tau: float) -> Encoder:
+        data = fingerprint.to_bytes()
+        (out / f"{name}{FINGERPRINT_SUFFIX}").write_bytes(data)
+        meta.tau = tau
+        meta.fingerprint = {
+            "method": "dda-windows", "K": int(bits), "sha256": sha256_hex(data),
+            "reference": "Burges, Platt & Jana, Distortion discriminant analysis for audio "
+                         "fingerprinting, IEEE TSAP 11(3), 2003; offset voting: Wang 2003",
+            "training": {"base_model_sha256": base.tflite_sha256, "views": views, "seed": seed,
+                         "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
+                         "espeak_voices": list(ls.ESPEAK_FIT_VOICES), "command": command}}
+        meta.save(out / f"{name}.json")
+        shutil.copyfile(base_model, out / f"{name}.tflite")
+        return Encoder.from_files(out / f"{name}.tflite")
+
+    enc = write(fp, 0.15)
+    rule, report = calibrate_rule(enc, inside, outside, log=log)
+    tau = rule.tau_window - rule.min_evidence
+    if not 0.0 < tau < 0.5:
+        raise SystemExit(f"calibration gave a one-window threshold {tau:.3f} outside (0, 0.5)")
+    fp = dataclasses.replace(fp, rule=rule.to_dict())
+    write(fp, tau)
+    meta.metrics["excerpt_calibration"] = report
+    meta.save(out / f"{name}.json")
+    log(f"wrote {out / name}.* ({time.perf_counter() - t0:.0f} s)")
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model_export.excerpt_fingerprint")
-    p.add_argument("data_dir")
+    p = argparse.ArgumentParser(prog="python -m model_export.excerpt_fingerprint",
+                                description="Fit and calibrate the excerpt fingerprint (issue 12).")
+    p.add_argument("base_model", help="a model .tflite with its .json (the CRNN of the paper)")
+    p.add_argument("data_dir", help="FSDD")
     p.add_argument("--out", required=True)
+    p.add_argument("--name", default="fsdd-crnn-k384-excerpt")
     p.add_argument("--bits", type=int, default=256)
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args(argv)
-    spec = WindowingSpec()
-    rng = np.random.default_rng(a.seed)
-    takes = load_speakers(a.data_dir, FIT_SPEAKERS, spec.sample_rate)
-    rng.shuffle(takes)
-    longs = join_takes(takes, spec.sample_rate, rng)
-    fp = fit_excerpt_fingerprint(longs, spec, bits=a.bits, views=a.views, seed=a.seed,
-                                 babble=longs)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "excerpt.fingerprint.npz").write_bytes(fp.to_bytes())
-    print(f"wrote {out / 'excerpt.fingerprint.npz'}")
+    cmd = "python -m model_export.excerpt_fingerprint " + " ".join(
+        shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    build_model(a.base_model, a.data_dir, a.out, name=a.name, bits=a.bits, views=a.views,
+                seed=a.seed, command=cmd)
     return 0
 
 

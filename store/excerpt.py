@@ -55,16 +55,33 @@ class ExcerptRule:
     tol_frames: int = 6
     #: each covered window adds (tau_window - BER)
     tau_window: float = 0.30
-    #: a recording matches when its evidence reaches this
+    #: a recording matches when its evidence reaches this (queries of one window)
     min_evidence: float = 0.15
+    #: ((windows, threshold), ...): the evidence needed when the query covers at most that many
+    #: stored windows of the recording (more windows give impostors more chances); the last
+    #: entry holds beyond. Empty: ``min_evidence`` for all.
+    evidence_by_windows: tuple = ()
+
+    def threshold(self, windows: int) -> float:
+        """The evidence a candidate covering ``windows`` stored windows needs to match."""
+        for upto, value in self.evidence_by_windows:
+            if windows <= upto:
+                return float(value)
+        return float(self.evidence_by_windows[-1][1]) if self.evidence_by_windows \
+            else float(self.min_evidence)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["evidence_by_windows"] = [list(x) for x in self.evidence_by_windows]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ExcerptRule":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+        kw = {k: v for k, v in (d or {}).items() if k in known}
+        kw["evidence_by_windows"] = tuple((int(a), float(b))
+                                          for a, b in kw.get("evidence_by_windows") or ())
+        return cls(**kw)
 
 
 @dataclass(frozen=True)

@@ -976,7 +976,7 @@ class Vault:
         frame_s = self.encoder.windowing.frame_seconds
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,
-                       window=h.best_window, is_match=h.evidence >= rule.min_evidence,
+                       window=h.best_window, is_match=h.evidence >= rule.threshold(h.windows),
                        query_window=h.best_query_window, distance=round(h.best_ber * self.K),
                        offset=max(0.0, h.offset_frames * frame_s), evidence=h.evidence,
                        windows=h.windows) for h in found]
@@ -990,6 +990,21 @@ class Vault:
             query_categories=sorted(set(qcats), key=qcats.index),
             probed_categories=[self.class_names[c] for c in sorted(probed)],
             candidates=len({(r[0], r[1]) for r in rows}), total_rows=0)
+
+    def reindex(self, encoder: Any | None = None,
+                progress: Callable[[int, int], None] | None = None):
+        """Re-code every recording with ``encoder`` (default: the shipped default model) and make
+        it the vault's model (``store.reindex``: crash-safe, one final swap). Passphrase needed."""
+        from store.reindex import reindex as _reindex
+
+        self._require_writable("reindex")
+        self._require_key("reindex")
+        enc = encoder if encoder is not None else _load_encoder_class().default()
+        with self._lock:
+            report = _reindex(self, enc, progress=progress, open_blob=self.export)
+            self._encoder = enc
+            self._load_meta()
+        return report
 
     # ------------------------------------------------------------------ export / verify
     def _open_blob(self, master: bytes, blob: bytes, sha: str, rid: int) -> bytes:

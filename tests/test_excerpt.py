@@ -1,0 +1,155 @@
+"""Excerpt search (issue 12): identification windows, the decision rule, and the real path:
+a vault of long recordings, the shipped model, DuckDB, searched with a few seconds of one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashing.windowing import WindowingSpec, query_windows, stored_windows
+from store.excerpt import ExcerptRule, decide
+from tests.conftest import make_speech_like
+
+SR = 16_000
+
+
+def long_recording(seed: int, seconds: float = 20.0) -> np.ndarray:
+    """Speech-like phrases of 0.6-1.4 s with 0.1-0.5 s pauses (a quiet noise floor), each
+    phrase its own random voice: no two recordings share content."""
+    rng = np.random.default_rng(seed)
+    parts, n = [], 0
+    while n < seconds * SR:
+        phrase = make_speech_like(SR, float(rng.uniform(0.6, 1.4)), seed=int(rng.integers(1 << 30)),
+                                  f0=float(rng.uniform(90, 220)), syllables=int(rng.integers(2, 5)),
+                                  lead_silence=0.0, trail_silence=0.0)
+        pause = (rng.standard_normal(int(rng.uniform(0.1, 0.5) * SR)) * 1e-4).astype(np.float32)
+        parts += [phrase, pause]
+        n += phrase.size + pause.size
+    return np.concatenate(parts)[: int(seconds * SR)]
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_stored_windows_on_a_grid_query_windows_every_frame():
+    spec = WindowingSpec()
+    y = long_recording(1, 8.0)
+    st, q = stored_windows(y, spec), query_windows(y, spec)
+    assert set(np.diff(st.starts[:-1])) <= {spec.store_hop_frames} or len(st.starts) < 3
+    assert np.all(np.diff(q.starts) >= spec.query_hop_frames)
+    assert q.n > 5 * st.n  # a query tries every frame, a vault keeps every 16th
+    assert st.x.shape[1] == q.x.shape[1] == spec.dim
+    # the same speech at the same place gives the same window, whoever cut it
+    both = np.intersect1d(st.starts, q.starts)
+    assert both.size > 0
+    i, j = np.flatnonzero(st.starts == both[0])[0], np.flatnonzero(q.starts == both[0])[0]
+    assert np.allclose(st.x[i], q.x[j], atol=1e-4)
+
+
+def test_pauses_are_not_windows_but_silence_keeps_one():
+    spec = WindowingSpec()
+    speech = long_recording(2, 3.0)
+    gap = np.zeros(5 * SR, np.float32)
+    w = stored_windows(np.concatenate([speech, gap, speech]), spec)
+    gap_frames = (3 * SR // spec.hop_length + spec.window_frames, 8 * SR // spec.hop_length)
+    inside_gap = (w.starts >= gap_frames[0]) & (w.starts + spec.window_frames <= gap_frames[1])
+    assert not inside_gap.any()
+    assert stored_windows(np.zeros(2 * SR, np.float32), spec).n == 1
+
+
+def test_gain_does_not_change_windows():
+    spec = WindowingSpec()
+    y = long_recording(3, 4.0)
+    a, b = stored_windows(y, spec), stored_windows(y * 0.1, spec)
+    assert np.array_equal(a.starts, b.starts)
+    assert np.allclose(a.x, b.x, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def test_rule_thresholds_grow_with_windows_and_round_trip():
+    rule = ExcerptRule(evidence_by_windows=((1, 0.1), (4, 0.3), (16, 0.5)))
+    assert [rule.threshold(n) for n in (1, 2, 4, 5, 16, 99)] == [0.1, 0.3, 0.3, 0.5, 0.5, 0.5]
+    assert ExcerptRule.from_dict(rule.to_dict()) == rule
+
+
+def test_decide_consistent_offsets_beat_a_chance_window_and_prompts_are_shared():
+    K, rule = 256, ExcerptRule(tau_window=0.3)
+    d = lambda ber: int(ber * K)  # noqa: E731
+    rows = []
+    # recording 1: five windows at offset 100 all close; one window far off
+    rows += [(1, 12, 100 + 16 * k, 16 * k, d(0.08)) for k in range(5)] + [(1, 12, 180, 80, d(0.45))]
+    # recording 2: one chance window, the others not matching
+    rows += [(2, 3, 30, 6, d(0.12))] + [(2, 3, 30 + 16 * k, 6 + 16 * k, d(0.42)) for k in (1, 2)]
+    hits = decide(rows, K, rule)
+    assert [h.recording_id for h in hits] == [1, 2]
+    assert hits[0].evidence > 0.8 and hits[1].evidence < 0.1
+    assert hits[0].offset_frames == 100 and hits[0].windows == 6
+    # a shared prompt: both recordings match the same query windows equally -> evidence halves
+    prompt = [(r, 0, 16 * k, 16 * k, d(0.05)) for r in (5, 6) for k in range(3)]
+    specific = [(5, 0, 48 + 16 * k, 48 + 16 * k, d(0.05)) for k in range(3)]
+    specific += [(6, 0, 48 + 16 * k, 48 + 16 * k, d(0.40)) for k in range(3)]
+    h5, h6 = decide(prompt + specific, K, rule)
+    assert h5.recording_id == 5
+    assert h6.evidence == pytest.approx(3 * 0.25 / 2 - 3 * 0.10, abs=0.02)
+    assert h5.evidence > h6.evidence + 0.5
+
+
+# --------------------------------------------------------------------------- the real path
+
+
+@pytest.fixture(scope="module")
+def excerpt_vault(tmp_path_factory):
+    from hashing.audio import write_wav
+    from store.vault import Vault
+
+    d = tmp_path_factory.mktemp("excerpt")
+    recs = {f"rec{i}.wav": long_recording(100 + i, 20.0) for i in range(4)}
+    for name, y in recs.items():
+        write_wav(d / name, y, SR)
+    path = d / "v.duckdb"
+    with Vault.create(path, "pw", kdf_log2_n=10) as v:
+        if v.encoder.windowing is None:
+            pytest.skip("the default model has no identification windows")
+        rep = v.ingest([d / f"rec{i}.wav" for i in range(3)])  # rec3 stays outside
+        assert len(rep.added) == 3
+    return path, recs
+
+
+@pytest.mark.parametrize("name,start,length", [("rec1.wav", 7.3, 4.0), ("rec2.wav", 12.05, 3.0),
+                                               ("rec0.wav", 0.0, 5.0)])
+def test_excerpt_found_alone_with_its_offset_in_a_reopened_vault(excerpt_vault, name, start, length):
+    from store.vault import Vault
+
+    path, recs = excerpt_vault
+    y = recs[name]
+    ex = y[int(start * SR): int((start + length) * SR)]
+    with Vault.open(path) as v:  # read-only, model loaded from the file
+        res = v.search(ex)
+    assert res.matched, [(h.name, h.evidence, h.windows) for h in res.nearest]
+    assert [h.name for h in res.hits] == [name]
+    assert res.hits[0].offset == pytest.approx(start, abs=0.05)
+
+
+def test_degraded_excerpt_found(excerpt_vault):
+    from hashing import cpo
+    from store.vault import Vault
+
+    path, recs = excerpt_vault
+    ex = recs["rec2.wav"][5 * SR: 9 * SR]
+    ex = cpo.add_noise_snr(cpo.telephone_band(cpo.gain_db(ex, -6.0), SR), 20.0, 0)
+    with Vault.open(path) as v:
+        res = v.search(ex)
+    assert res.matched and res.hits[0].name == "rec2.wav"
+    assert res.hits[0].offset == pytest.approx(5.0, abs=0.1)
+
+
+def test_excerpt_of_an_outside_recording_matches_nothing(excerpt_vault):
+    from store.vault import Vault
+
+    path, recs = excerpt_vault
+    with Vault.open(path) as v:
+        for start in (2.0, 9.5, 15.0):
+            res = v.search(recs["rec3.wav"][int(start * SR): int((start + 4) * SR)])
+            assert not res.matched, [(h.name, h.evidence, h.windows) for h in res.nearest]
