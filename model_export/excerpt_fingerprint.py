@@ -139,15 +139,15 @@ def fit_recordings(fsdd_dir: str | Path | None, *, seed: int = 1, n_fsdd: int = 
 # --------------------------------------------------------------------------- calibration
 
 
-def _calibration_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray],
-                         babble: Sequence[np.ndarray], n: int, rng: np.random.Generator):
+def _excerpt_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray],
+                     babble: Sequence[np.ndarray], n: int, rng: np.random.Generator):
     """(samples, index of the true recording or -1) of ``n`` excerpts of 1-6 s at random offsets,
     half from recordings in the vault, half from recordings that are not, each clean or through
     a random ``fit_distortion``."""
     sr = ls.SAMPLE_RATE
     for i in range(n):
-        pool, truth = (inside, i // 2 % len(inside)) if i % 2 == 0 else (outside, -1)
-        y = pool[truth if truth >= 0 else (i // 2) % len(outside)]
+        truth = i // 2 % len(inside) if i % 2 == 0 else -1
+        y = inside[truth] if truth >= 0 else outside[(i // 2) % len(outside)]
         length = int(float(rng.choice([1.0, 2.0, 3.0, 5.0, 6.0])) * sr)
         off = int(rng.integers(max(1, y.shape[0] - length)))
         ex = y[off: off + length]
@@ -156,52 +156,70 @@ def _calibration_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndar
         yield ex, truth
 
 
-def calibrate_rule(encoder, inside: Sequence[np.ndarray], outside: Sequence[np.ndarray], *,
-                   n_queries: int = 600, seed: int = 3, margin: float = 0.02,
-                   log=print) -> tuple[ExcerptRule, dict]:
-    """The evidence thresholds, from impostors: a vault of the ``inside`` recordings is searched
-    with excerpts of them and of ``outside`` ones through the real search path with no
-    threshold; for each number of covered windows the threshold is the largest evidence any
-    impostor reached with at most that many windows, plus ``margin``. Calibration voices are
-    neither fitted on nor tested on (``model_export.long_speech``)."""
-    import tempfile
+def _clip_queries(clips: Sequence[np.ndarray], babble: Sequence[np.ndarray],
+                  rng: np.random.Generator):
+    """Every whole short clip of the vault, clean or through a random ``fit_distortion``: the
+    one-window case, where the nearest impostors are other takes of the same word."""
+    for i, y in enumerate(clips):
+        yield (fit_distortion(rng, babble)[0](y, ls.SAMPLE_RATE) if rng.random() < 0.8 else y), i
 
+
+def _collect(encoder, stored: Sequence[np.ndarray], queries, tmp: Path, tag: str):
+    """Search a vault of ``stored`` with every query through the real path, with no threshold:
+    (genuine, impostor) lists of (covered windows, evidence) of the nearest candidates."""
     from store.vault import Vault
 
+    paths = []
+    for i, y in enumerate(stored):
+        p = tmp / f"{tag}{i:04d}.wav"
+        write_wav(p, y, ls.SAMPLE_RATE)
+        paths.append(p)
+    genuine, impostor = [], []
+    with Vault.create(tmp / f"{tag}.duckdb", "calibration", encoder=encoder, kdf_log2_n=10) as v:
+        v.ingest(paths)
+        ids = {r.name: r.id for r in v.list(limit=None)}
+        for ex, truth in queries:
+            true_id = ids.get(f"{tag}{truth:04d}.wav") if truth >= 0 else None
+            for h in v.search(ex, mode="traversal", top=5).nearest:
+                (genuine if h.recording_id == true_id else impostor).append((h.windows, h.evidence))
+    return genuine, impostor
+
+
+def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndarray], *,
+                   n_queries: int = 600, seed: int = 3, margin: float = 0.02,
+                   log=print) -> tuple[ExcerptRule, dict]:
+    """The evidence thresholds, from impostors, through the real search path with no threshold:
+    (a) a vault of half the long ``longs`` searched with 1-6 s excerpts of them and of the other
+    half; (b) a vault of short whole ``clips`` searched with a copy of each (the one-window case,
+    where other takes of the same word are the nearest impostors). For each number of covered
+    windows the threshold is the largest evidence any impostor reached with at most that many
+    windows, plus ``margin``. Calibration voices are neither fitted on nor tested on
+    (``model_export.long_speech``)."""
+    import tempfile
+
     rng = np.random.default_rng(seed)
-    base = ExcerptRule.from_dict(encoder.excerpt_rule)
-    impostor, genuine = [], []
+    inside, outside = list(longs[0::2]), list(longs[1::2])
     with tempfile.TemporaryDirectory(prefix="sv-calib-") as tmp:
-        paths = []
-        for i, y in enumerate(inside):
-            p = Path(tmp) / f"in{i:03d}.wav"
-            write_wav(p, y, ls.SAMPLE_RATE)
-            paths.append(p)
-        with Vault.create(Path(tmp) / "calib.duckdb", "calibration", encoder=encoder,
-                          kdf_log2_n=10) as v:
-            v.ingest(paths)
-            ids = {r.name: r.id for r in v.list(limit=None)}
-            for ex, truth in _calibration_queries(inside, outside, outside, n_queries, rng):
-                res = v.search(ex, mode="traversal", top=5)
-                for h in res.nearest:
-                    row = (h.windows, h.evidence)
-                    if truth >= 0 and h.recording_id == ids[f"in{truth:03d}.wav"]:
-                        genuine.append(row)
-                    else:
-                        impostor.append(row)
-    edges = [1, 2, 4, 8, 16, 32]
+        g1, i1 = _collect(encoder, inside, _excerpt_queries(inside, outside, outside, n_queries, rng),
+                          Path(tmp), "long")
+        g2, i2 = _collect(encoder, clips, _clip_queries(clips, outside, rng), Path(tmp), "clip")
+    genuine, impostor = g1 + g2, i1 + i2
+    base = ExcerptRule.from_dict(encoder.excerpt_rule)
     thresholds, worst = [], -1.0
-    for e in edges:
+    for e in (1, 2, 4, 8, 16, 32):
         worst = max([worst] + [ev for w, ev in impostor if w <= e])
         thresholds.append([e, round(worst + margin, 4)])
     rule = dataclasses.replace(base, evidence_by_windows=tuple(tuple(t) for t in thresholds),
                                min_evidence=thresholds[0][1])
-    found = sum(1 for w, ev in genuine if ev >= rule.threshold(w))
-    report = {"n_queries": n_queries, "impostor_candidates": len(impostor),
-              "genuine_found": found, "genuine_total": n_queries // 2,
-              "recall_calibration": found / max(1, n_queries // 2),
-              "thresholds": thresholds, "margin": margin}
-    log(f"  calibration: thresholds {thresholds}; calibration recall {report['recall_calibration']:.3f}")
+
+    def recall(g, n):
+        return sum(1 for w, ev in g if ev >= rule.threshold(w)) / max(1, n)
+
+    report = {"excerpt_queries": n_queries, "clip_queries": len(clips),
+              "impostor_candidates": len(impostor), "thresholds": thresholds, "margin": margin,
+              "recall_excerpts": recall(g1, n_queries // 2), "recall_clips": recall(g2, len(clips))}
+    log(f"  calibration: thresholds {thresholds}; recall excerpts {report['recall_excerpts']:.3f}"
+        f", clips {report['recall_clips']:.3f}")
     return rule, report
 
 
@@ -214,23 +232,44 @@ def write_wav(path: Path, y: np.ndarray, sr: int) -> None:
 # --------------------------------------------------------------------------- the model
 
 
+def calibration_data(fsdd_dir, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Long recordings and short whole clips of the calibration speaker and voices only."""
+    from hashing.audio import load_audio
+    from model_export import dataset as ds
+
+    half = ls.FSDD_CALIB_SPEAKERS
+    items = [it for it in ds.list_items(fsdd_dir)[0] if it.speaker in half]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(items))
+    clips = [load_audio(items[i].path, ls.SAMPLE_RATE) for i in order[:250]]
+    longs = [r.samples for r in ls.fsdd_recordings(fsdd_dir, half, 6, seed=seed, min_s=20,
+                                                   max_s=30, prefix="cal")]
+    if ls.espeak_available():
+        longs += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_CALIB_VOICES, 16, seed=seed,
+                                                          min_s=20, max_s=40, prefix="cal")]
+        clips += [r.samples for r in ls.espeak_word_clips(ls.ESPEAK_CALIB_VOICES, 250, seed=seed)]
+    return longs, clips
+
+
 def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *, name: str,
                 bits: int = 256, views: int = 4, seed: int = 1, command: str = "",
+                projection: str | Path | None = None, windowing: dict | None = None,
                 log=print) -> dict:
     """Fit, calibrate and write ``NAME.tflite`` (the base model's bytes), ``NAME.json`` and
     ``NAME.fingerprint.npz`` (projection, windowing, calibrated rule)."""
     t0 = time.perf_counter()
     base = Encoder.from_files(base_model)
-    spec = WindowingSpec()
-    fit = fit_recordings(fsdd_dir, seed=seed, log=log)
-    fp = fit_excerpt_fingerprint(fit, spec, bits=bits, views=views, seed=seed, babble=fit, log=log)
+    spec = WindowingSpec(**(windowing or {}))
+    if projection is not None:  # re-calibrate an earlier fit
+        fp = Fingerprint.from_bytes(Path(projection).read_bytes())
+        fp = Fingerprint(mean=fp.mean, projection=fp.projection)
+        bits = fp.K
+    else:
+        fit = fit_recordings(fsdd_dir, seed=seed, log=log)
+        fp = fit_excerpt_fingerprint(fit, spec, bits=bits, views=views, seed=seed, babble=fit,
+                                     log=log)
     fp = dataclasses.replace(fp, windowing=spec.to_dict(), rule=ExcerptRule().to_dict())
-    calib = [r.samples for r in ls.fsdd_recordings(fsdd_dir, ls.FSDD_CALIB_SPEAKERS, 8, seed=seed,
-                                                   min_s=20, max_s=40, prefix="cal")]
-    if ls.espeak_available():
-        calib += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_CALIB_VOICES, 16, seed=seed,
-                                                          min_s=20, max_s=40, prefix="cal")]
-    inside, outside = calib[0::2], calib[1::2]
+    longs, clips = calibration_data(fsdd_dir, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = ModelMeta.from_dict(base.meta.to_dict())
@@ -252,7 +291,7 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
         return Encoder.from_files(out / f"{name}.tflite")
 
     enc = write(fp, 0.15)
-    rule, report = calibrate_rule(enc, inside, outside, log=log)
+    rule, report = calibrate_rule(enc, longs, clips, log=log)
     tau = rule.tau_window - rule.min_evidence
     if not 0.0 < tau < 0.5:
         raise SystemExit(f"calibration gave a one-window threshold {tau:.3f} outside (0, 0.5)")
@@ -274,11 +313,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bits", type=int, default=256)
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
+    p.add_argument("--fmin", type=float, default=WindowingSpec.fmin)
+    p.add_argument("--fmax", type=float, default=WindowingSpec.fmax)
+    p.add_argument("--projection", help="an earlier NAME.fingerprint.npz: keep its projection, "
+                                        "calibrate again")
     a = p.parse_args(argv)
     cmd = "python -m model_export.excerpt_fingerprint " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     build_model(a.base_model, a.data_dir, a.out, name=a.name, bits=a.bits, views=a.views,
-                seed=a.seed, command=cmd)
+                seed=a.seed, command=cmd, projection=a.projection,
+                windowing={"n_mels": a.n_mels, "fmin": a.fmin, "fmax": a.fmax})
     return 0
 
 

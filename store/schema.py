@@ -143,7 +143,11 @@ def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     """Version 3 (issue 12): ``codes.start``, the start frame of an identification window
     (``hashing.windowing``) for excerpt search. A version-2 vault's rows were coded per model
     window and keep NULL: they search as before until ``speechvault reindex`` re-codes them."""
-    con.execute("ALTER TABLE codes ADD COLUMN start INTEGER")
+    cols = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'codes' "
+        "AND table_schema = 'main' AND table_catalog = current_database()").fetchall()}
+    if "start" not in cols:
+        con.execute("ALTER TABLE codes ADD COLUMN start INTEGER")
 
 
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).

@@ -153,3 +153,81 @@ def test_excerpt_of_an_outside_recording_matches_nothing(excerpt_vault):
         for start in (2.0, 9.5, 15.0):
             res = v.search(recs["rec3.wav"][int(start * SR): int((start + 4) * SR)])
             assert not res.matched, [(h.name, h.evidence, h.windows) for h in res.nearest]
+
+
+# --------------------------------------------------------------------------- format 2 -> 3
+
+
+def _format2_vault(tmp_path, recs):
+    """A vault as speechvault made it before excerpt search: the issue-7 model (codes per model
+    window) and format 2 (no ``codes.start``)."""
+    import duckdb
+
+    from hashing.audio import write_wav
+    from hashing.encoder import Encoder
+    from store.vault import Vault
+
+    paths = []
+    for name, y in recs.items():
+        write_wav(tmp_path / name, y, SR)
+        paths.append(tmp_path / name)
+    path = tmp_path / "old.duckdb"
+    with Vault.create(path, "pw", encoder=Encoder.shipped("fsdd-crnn-k384-dda"), kdf_log2_n=10) as v:
+        v.ingest(paths)
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE codes DROP COLUMN start")
+    con.execute("UPDATE vault_meta SET format_version = 2")
+    con.execute("DELETE FROM schema_migrations WHERE version > 2")
+    con.close()
+    return path
+
+
+def test_format2_vault_upgrades_keeps_searching_then_reindex_finds_excerpts(tmp_path):
+    from hashing.encoder import Encoder
+    from store.vault import Vault
+
+    recs = {f"r{i}.wav": long_recording(200 + i, 12.0) for i in range(3)}
+    path = _format2_vault(tmp_path, recs)
+    with Vault.open(path, read_only=False) as v:  # upgrade in place
+        assert v.info().format_version == 3
+        old = v.search(tmp_path / "r1.wav")  # a whole copy, searched the issue-7 way
+        assert old.hits[0].name == "r1.wav" and old.hits[0].offset is None
+    ex = recs["r2.wav"][int(6.2 * SR): int(9.2 * SR)]
+    with Vault.open(path, read_only=False, passphrase="pw") as v:
+        rep = v.reindex(Encoder.default())
+        assert rep.recordings == 3 and rep.new_k == v.K == Encoder.default().K
+        res = v.search(ex)
+        assert v.verify().ok
+    assert [h.name for h in res.hits] == ["r2.wav"] and res.hits[0].offset == pytest.approx(6.2, abs=0.05)
+    with Vault.open(path) as v:  # reopened: the stored model is the new one
+        assert v.encoder.windowing is not None
+        assert sum(r.n_windows for r in v.list()) == v.info().windows
+        assert v.search(ex).hits[0].name == "r2.wav"
+
+
+def test_reindex_interrupted_leaves_the_old_vault_whole(tmp_path, monkeypatch):
+    from hashing.encoder import Encoder
+    from store.vault import Vault
+
+    recs = {f"r{i}.wav": long_recording(300 + i, 6.0) for i in range(3)}
+    path = _format2_vault(tmp_path, recs)
+    enc = Encoder.default()
+    calls = {"n": 0}
+    real = enc.encode_audio
+
+    def dying(y, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as a Ctrl-C or a kill between two recordings
+        return real(y, **kw)
+
+    monkeypatch.setattr(enc, "encode_audio", dying)
+    with Vault.open(path, read_only=False, passphrase="pw") as v:
+        with pytest.raises(KeyboardInterrupt):
+            v.reindex(enc)
+    with Vault.open(path, read_only=False, passphrase="pw") as v:
+        assert v.encoder.windowing is None  # still the old model and its codes
+        assert v.verify().ok and v.search(tmp_path / "r0.wav").hits[0].name == "r0.wav"
+        monkeypatch.setattr(enc, "encode_audio", real)
+        assert v.reindex(enc).recordings == 3
+        assert v.encoder.windowing is not None
