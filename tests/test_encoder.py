@@ -103,8 +103,8 @@ def test_default_model_gives_K_bits_and_a_valid_category():
     t = np.arange(12000) / 16000.0
     y = (0.4 * np.sin(2 * np.pi * 300 * t) * np.hanning(len(t)) + 0.01 * rng.standard_normal(len(t)))
     c = enc.encode_audio(y.astype(np.float32))
-    assert c.bits.shape == (1, 384) and c.bits.dtype == np.uint8
-    assert c.words.shape == (1, 6) and c.words.dtype == np.uint64
+    assert c.bits.shape == (1, enc.K) and c.bits.dtype == np.uint8
+    assert c.words.shape == (1, (enc.K + 63) // 64) and c.words.dtype == np.uint64
     assert c.probs.shape == (1, 10)
     assert abs(float(c.probs.sum()) - 1.0) < 1e-4
     assert 0 <= int(c.category[0]) < 10 and int(c.category[0]) == int(np.argmax(c.probs[0]))
@@ -114,7 +114,7 @@ def test_default_model_gives_K_bits_and_a_valid_category():
     c3 = enc.encode_audio((y * 10 ** (3 / 20)).astype(np.float32))
     from hashing.codes import ber
 
-    assert ber(c.words[0], c3.words[0], 384) < 0.02
+    assert ber(c.words[0], c3.words[0], enc.K) < 0.02
 
 
 @needs_default
@@ -125,10 +125,16 @@ def test_default_model_on_a_long_recording_gives_consecutive_windows():
     rng = np.random.default_rng(1)
     y = (0.2 * rng.standard_normal(16000 * 10)).astype(np.float32)
     c = enc.encode_audio(y)
-    assert c.n_windows == 10
-    assert c.bits.shape == (10, 384)
-    steps = np.diff(c.starts)  # consecutive 1 s windows (the last one may be end-aligned)
-    assert np.all(steps > 0.5) and np.all(steps <= 1.0 + 1e-9)
+    if enc.windowing is None:  # 1 s model windows, consecutive (the last may be end-aligned)
+        hop, n = 1.0, 10
+    else:  # identification windows every store hop (hashing.windowing)
+        w = enc.windowing
+        hop = w.store_hop_frames * w.frame_seconds
+        n = int((10.0 - w.window_frames * w.frame_seconds) // hop) + 1
+    assert abs(c.n_windows - n) <= 1
+    assert c.bits.shape == (c.n_windows, enc.K)
+    steps = np.diff(c.starts)
+    assert np.all(steps > 0.5 * hop) and np.all(steps <= hop + 1e-9)
     assert c.starts[0] >= 0.0 and c.starts[-1] <= 9.0 + 1e-9
     assert c.timings["inference"] > 0
 
@@ -181,7 +187,7 @@ def test_shipped_models_load_by_name_and_code_alike():
         archs.add(enc.meta.arch)
         y = _tone(1.5)
         a, b = enc.encode_audio(y), enc.encode_audio(y)
-        assert a.bits.shape[1] == enc.meta.K == 384
+        assert a.bits.shape[1] == enc.K and enc.meta.K == 384
         assert np.array_equal(a.words, b.words)
     assert {"cnn", "crnn"} <= archs  # issue 3: both architectures are exported
     with pytest.raises(NotFoundError, match="no shipped model"):

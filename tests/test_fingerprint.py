@@ -89,13 +89,16 @@ def test_meta_fingerprint_field_is_validated():
 
 
 # --------------------------------------------------------------------------- shipped default
+#: the issue-7 model: a DDA fingerprint of the model window (the default now has identification
+#: windows, tested in tests/test_excerpt.py)
+DDA_MODEL = "fsdd-crnn-k384-dda"
+
+
 def _default_parts():
     pkg = resources.files("hashing.models")
-    meta = ModelMeta.from_json(pkg.joinpath("default.json").read_bytes())
-    if meta.fingerprint is None:
-        pytest.skip("the shipped default model has no fingerprint")
-    return (pkg.joinpath("default.tflite").read_bytes(), meta,
-            pkg.joinpath("default" + FINGERPRINT_SUFFIX).read_bytes())
+    meta = ModelMeta.from_json(pkg.joinpath(DDA_MODEL + ".json").read_bytes())
+    return (pkg.joinpath(DDA_MODEL + ".tflite").read_bytes(), meta,
+            pkg.joinpath(DDA_MODEL + FINGERPRINT_SUFFIX).read_bytes())
 
 
 def _speech(name="3_en_2.wav"):
@@ -137,9 +140,7 @@ def test_default_fingerprint_separates_a_noisy_copy_from_other_takes():
     from hashing.cpo import add_noise_snr
     from hashing.encoder import Encoder
 
-    enc = Encoder.default(num_threads=1)
-    if enc.code_name != "fingerprint":
-        pytest.skip("the shipped default model has no fingerprint")
+    enc = Encoder.shipped(DDA_MODEL, num_threads=1)
     y, _ = _speech()
     a = enc.encode_audio(y).words[0]
     b = enc.encode_audio(add_noise_snr(y, 20.0, np.random.default_rng(0))).words[0]
@@ -159,9 +160,7 @@ def test_vault_stores_the_fingerprint_and_reopens_with_it(tmp_path):
     from hashing.encoder import Encoder
     from store.vault import Vault
 
-    enc = Encoder.default(num_threads=1)
-    if enc.code_name != "fingerprint":
-        pytest.skip("the shipped default model has no fingerprint")
+    enc = Encoder.shipped(DDA_MODEL, num_threads=1)
     ex = resources.files("speechvault").joinpath("examples")
     paths = sorted(tmp_path / p.name for p in ex.iterdir() if p.name[0].isdigit())
     for p in paths:

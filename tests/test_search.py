@@ -272,7 +272,7 @@ def test_clustering_prunes_row_groups(tmp_path):
     v = Vault.create(tmp_path / "big.duckdb", PW, encoder=enc, kdf_log2_n=10)
     n = 4 * schema.ROW_GROUP_ROWS
     words = ", ".join(f"hash(i * 7 + {k}) AS w{k}" for k in range(6))
-    v._con.execute(f"INSERT INTO codes SELECT i AS recording_id, 0 AS win, "
+    v._con.execute(f"INSERT INTO codes BY NAME SELECT i AS recording_id, 0 AS win, "
                    f"(hash(i) % 4)::SMALLINT AS category, {words} FROM range({n}) t(i)")
     v._con.execute("CHECKPOINT")
     sql = search.rows_sql(384, 1)
