@@ -47,6 +47,9 @@ class ExcerptRule:
 
     #: a pair of windows within this BER votes for its (recording, offset)
     cand_ber: float = 0.25
+    #: how candidate pairs are found: "scan" (every pair's distance, exact) or "keys" (pairs
+    #: sharing a 16-bit slice of their codes: hash joins, for large vaults)
+    candidates: str = "scan"
     #: offset bins of the vote, frames (8 x 16 ms)
     bin_frames: int = 8
     #: (recording, offset) candidates verified
@@ -105,9 +108,27 @@ def _dist(K: int, first_param: int) -> str:
                       for i, col in enumerate(word_columns(K)))
 
 
-def excerpt_sql(K: int, two_stage: bool) -> str:
+def _band_key(alias: str, prefix: str, band: int) -> str:
+    """The ``band``-th 16-bit slice of a code (bits 16*band .. 16*band+15, eq. 11-12 packing)."""
+    word, shift = divmod(16 * band, 64)
+    return f"(({alias}.{prefix}{word} >> {shift}) & 65535)"
+
+
+def _keyed_pairs(K: int, two_stage: bool) -> str:
+    """Candidate pairs by exact 16-bit slices (locality-sensitive hashing by bit sampling, Indyk
+    & Motwani 1998): a window pair within BER b shares a given slice with probability
+    (1 - b)^16, so pairs of a copy share some of the K/16 slices and chance pairs rarely do.
+    One hash join per slice, on keys computed from the stored words (no extra storage)."""
+    cat = " AND c.category = q.qcat" if two_stage else ""
+    return "\nUNION ALL\n".join(
+        f"SELECT c.recording_id AS rid, c.start AS s, q.qs FROM codes AS c JOIN q "
+        f"ON {_band_key('c', 'w', b)} = {_band_key('q', 'q', b)}{cat}" for b in range(K // 16))
+
+
+def excerpt_sql(K: int, two_stage: bool, keyed: bool = False) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
-    only) the query categories per window, then cand bits, bin, n_candidates, tol."""
+    only) the query categories per window, then cand bits, bin, n_candidates, tol.
+    ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair."""
     W = len(word_columns(K))
     words = ",\n       ".join(f"unnest(${2 + i}::UBIGINT[]) AS q{i}" for i in range(W))
     p = 2 + W
@@ -116,17 +137,27 @@ def excerpt_sql(K: int, two_stage: bool) -> str:
         cat_col = f",\n       unnest(${p}::SMALLINT[]) AS qcat"
         cat_where = "WHERE c.category = q.qcat\n"
         p += 1
-    cand, binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}", f"${p + 3}")
+    if not keyed:
+        cand = f"${p}"
+        p += 1
+    binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}")
     dist = _dist(K, 2)
+    if keyed:
+        pairs = (f"pairs AS (\n{_keyed_pairs(K, two_stage)}\n),\n"
+                 "votes AS (\n"
+                 f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
+                 "FROM pairs GROUP BY rid, ob\n),\n")
+    else:
+        pairs = ("pairs AS (\n"
+                 f"SELECT c.recording_id AS rid, c.start AS s, q.qs, {dist} AS d\n"
+                 f"FROM codes AS c, q\n{cat_where}),\n"
+                 "votes AS (\n"
+                 f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
+                 f"FROM pairs WHERE d <= {cand}::INTEGER GROUP BY rid, ob\n),\n")
     return (
         "WITH q AS (\n"
         f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}{cat_col}\n),\n"
-        "pairs AS (\n"
-        f"SELECT c.recording_id AS rid, c.start AS s, q.qs, {dist} AS d\n"
-        f"FROM codes AS c, q\n{cat_where}),\n"
-        "votes AS (\n"
-        f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
-        f"FROM pairs WHERE d <= {cand}::INTEGER GROUP BY rid, ob\n),\n"
+        f"{pairs}"
         "cand AS (\n"
         f"SELECT rid, ob FROM votes ORDER BY n DESC, rid, ob LIMIT {ncand}::INTEGER\n),\n"
         "cover AS (\n"
@@ -141,14 +172,15 @@ def excerpt_sql(K: int, two_stage: bool) -> str:
 
 
 def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray | None,
-                   K: int, rule: ExcerptRule) -> list:
+                   K: int, rule: ExcerptRule, keyed: bool = False) -> list:
     """The bound values of ``excerpt_sql`` for a coded query."""
     params: list = [[int(x) for x in frames]]
     params += [[int(x) for x in words[:, i]] for i in range(words.shape[1])]
     if categories is not None:
         params.append([int(x) for x in categories])
-    params += [int(np.floor(rule.cand_ber * K)), int(rule.bin_frames), int(rule.n_candidates),
-               int(rule.tol_frames)]
+    if not keyed:
+        params.append(int(np.floor(rule.cand_ber * K)))
+    params += [int(rule.bin_frames), int(rule.n_candidates), int(rule.tol_frames)]
     return params
 
 

@@ -959,8 +959,9 @@ class Vault:
         if mode != "traversal":
             cats = np.array([self._probes(q, w, "two-stage", probe)[0] for w in range(q.n_windows)])
             probed.update(int(c) for c in cats)
-        sql = _ex.excerpt_sql(self.K, cats is not None)
-        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule)
+        keyed = rule.candidates == "keys"
+        sql = _ex.excerpt_sql(self.K, cats is not None, keyed)
+        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed)
         with self._lock:
             con = self._db()
             t0 = time.perf_counter()
