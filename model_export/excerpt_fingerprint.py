@@ -185,15 +185,40 @@ def _collect(encoder, stored: Sequence[np.ndarray], queries, tmp: Path, tag: str
     return genuine, impostor
 
 
+#: upper edges of the buckets of covered windows that get their own evidence threshold
+BUCKETS = (1, 2, 4, 8, 16, 32, 1 << 20)
+#: impostor candidates a bucket needs to be judged alone (else it keeps the stricter threshold
+#: of the bucket below)
+MIN_BUCKET_SAMPLES = 50
+
+
+def _bucket_thresholds(impostor: Sequence[tuple[int, float]], margin: float) -> list[list]:
+    """Per bucket of covered windows: the largest impostor evidence in it plus ``margin``. An
+    impostor covering more windows has more of them to fail on (each non-matching window
+    subtracts), so long excerpts need less evidence than a threshold set by short ones would
+    ask; a bucket with too few impostors keeps the previous threshold if that is higher."""
+    out, lo, prev = [], 0, None
+    for e in BUCKETS:
+        ev = [x for w, x in impostor if lo < w <= e]
+        t = max(ev) + margin if ev else None
+        if prev is not None and (t is None or len(ev) < MIN_BUCKET_SAMPLES):
+            t = prev if t is None else max(t, prev)
+        if t is None:
+            t = margin
+        out.append([e, round(float(t), 4)])
+        prev, lo = t, e
+    return out
+
+
 def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndarray], *,
-                   n_queries: int = 600, seed: int = 3, margin: float = 0.02,
+                   n_queries: int = 800, seed: int = 3, margin: float = 0.05,
                    log=print) -> tuple[ExcerptRule, dict]:
     """The evidence thresholds, from impostors, through the real search path with no threshold:
     (a) a vault of half the long ``longs`` searched with 1-6 s excerpts of them and of the other
     half; (b) a vault of short whole ``clips`` searched with a copy of each (the one-window case,
     where other takes of the same word are the nearest impostors). For each number of covered
-    windows the threshold is the largest evidence any impostor reached with at most that many
-    windows, plus ``margin``. Calibration voices are neither fitted on nor tested on
+    windows the threshold is the largest evidence any impostor reached with as many covered
+    windows in its bucket, plus ``margin`` (``_bucket_thresholds``). Calibration voices are neither fitted on nor tested on
     (``model_export.long_speech``)."""
     import tempfile
 
@@ -205,10 +230,7 @@ def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndar
         g2, i2 = _collect(encoder, clips, _clip_queries(clips, outside, rng), Path(tmp), "clip")
     genuine, impostor = g1 + g2, i1 + i2
     base = ExcerptRule.from_dict(encoder.excerpt_rule)
-    thresholds, worst = [], -1.0
-    for e in (1, 2, 4, 8, 16, 32):
-        worst = max([worst] + [ev for w, ev in impostor if w <= e])
-        thresholds.append([e, round(worst + margin, 4)])
+    thresholds = _bucket_thresholds(impostor, margin)
     rule = dataclasses.replace(base, evidence_by_windows=tuple(tuple(t) for t in thresholds),
                                min_evidence=thresholds[0][1])
 
