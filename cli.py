@@ -592,7 +592,9 @@ def _print_search(result: Any, written: list[str]) -> None:
     con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
               f"query category [bold]{result.query_category}[/bold]")
     hits = list(result.hits)
-    if not hits:
+    if not hits and getattr(result, "total_rows", 1) == 0 and not getattr(result, "candidates", 0):
+        con.print("no match (nearest shown: none; no window of the vault is near the query)")
+    elif not hits:
         con.print("no match (no candidates in the vault)")
     else:
         t = Table()

@@ -429,7 +429,7 @@ class Encoder:
         spec = self._windowing
         t0 = time.perf_counter()
         w = (stored_windows if purpose == "store" else query_windows)(a, spec)
-        picked = _spread(w.starts, spec.window_frames)
+        picked = _spread(w.starts, spec.window_frames, w.anchor)
         model_in = model_windows_at(a, w.starts[picked] * spec.hop_length, self._spec)
         tm["features"] = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -454,14 +454,15 @@ class Encoder:
         return self.encode_audio(y, purpose=purpose, _timings={"decode": time.perf_counter() - t0})
 
 
-def _spread(starts: np.ndarray, gap: int) -> np.ndarray:
-    """Indices of a subset of sorted ``starts`` at least ``gap`` apart, the first included."""
-    keep, last = [], None
-    for i, s in enumerate(starts.tolist()):
-        if last is None or s - last >= gap:
-            keep.append(i)
-            last = s
-    return np.asarray(keep, dtype=np.int64)
+def _spread(starts: np.ndarray, gap: int, anchor: int) -> np.ndarray:
+    """Indices of the ``starts`` nearest to ``anchor + k * gap`` (k = 0, 1, ...): one window a
+    ``gap`` apart from where the speech begins, as a stored recording's grid places them, so
+    that a copy asks the model about the same stretch of speech as its original did."""
+    s = np.asarray(starts, dtype=np.int64)
+    last = max(int(s[-1]), anchor)
+    targets = np.arange(anchor, last + 1, gap)
+    picked = np.abs(s[None, :] - targets[:, None]).argmin(axis=1)
+    return np.unique(picked)
 
 
 @contextlib.contextmanager

@@ -119,6 +119,8 @@ class Windows:
     starts: np.ndarray
     activity: np.ndarray
     spec: WindowingSpec
+    #: first frame of the active span (where a stored recording's grid starts)
+    anchor: int = 0
 
     @property
     def n(self) -> int:
@@ -184,7 +186,8 @@ def _keep_active(w: Windows, spec: WindowingSpec) -> Windows:
     if not keep.any():
         keep = w.activity == w.activity.max()
         keep &= np.cumsum(keep) == 1                               # the first most active one
-    return Windows(x=w.x[keep], starts=w.starts[keep], activity=w.activity[keep], spec=spec)
+    return Windows(x=w.x[keep], starts=w.starts[keep], activity=w.activity[keep], spec=spec,
+                   anchor=w.anchor)
 
 
 def _prepare(y: np.ndarray, spec: WindowingSpec):
@@ -202,7 +205,9 @@ def stored_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
     starts = list(range(a0, max(a0, a1 - W) + 1, H))
     if a1 - (starts[-1] + W) >= W // 2:
         starts.append(a1 - W)
-    return _keep_active(_cut(logmel, active, np.asarray(starts, np.int64), spec), spec)
+    w = _cut(logmel, active, np.asarray(starts, np.int64), spec)
+    w.anchor = a0
+    return _keep_active(w, spec)
 
 
 def query_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
@@ -214,4 +219,6 @@ def query_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
     last = max(a0, a1 - W)
     starts = np.arange(a0 - S, last + S + 1, spec.query_hop_frames, dtype=np.int64)
     starts = starts[(starts + W > 0) & (starts < logmel.shape[0])]
-    return _keep_active(_cut(logmel, active, starts, spec), spec)
+    w = _cut(logmel, active, starts, spec)
+    w.anchor = a0
+    return _keep_active(w, spec)

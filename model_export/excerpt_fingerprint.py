@@ -218,8 +218,8 @@ def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndar
     half; (b) a vault of short whole ``clips`` searched with a copy of each (the one-window case,
     where other takes of the same word are the nearest impostors). For each number of covered
     windows the threshold is the largest evidence any impostor reached with as many covered
-    windows in its bucket, plus ``margin`` (``_bucket_thresholds``). Calibration voices are neither fitted on nor tested on
-    (``model_export.long_speech``)."""
+    windows (its bucket), plus ``margin`` (``_bucket_thresholds``). Calibration voices are
+    neither fitted on nor tested on (``model_export.long_speech``)."""
     import tempfile
 
     rng = np.random.default_rng(seed)

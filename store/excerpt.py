@@ -8,9 +8,9 @@ on *one* offset. The query's windows (``hashing.windowing.query_windows``: one e
 to DuckDB at once, as parallel lists unnested into a table, in one statement:
 
 1. **candidates**: every (query window, stored window) pair within ``cand_ber`` (normalized
-   Hamming distance, eq. 16, ``bit_count(xor(...))`` on the 64-bit words), in the query's
-   categories when the search is two-stage (the paper's first stage, per window), else
-   everywhere; the pairs vote for (recording, offset bin) with offset = stored start - query
+   Hamming distance, eq. 16, ``bit_count(xor(...))`` on the 64-bit words), among the stored
+   windows whose category h1 is one of the query's when the search is two-stage (the paper's
+   first stage), else everywhere; the pairs vote for (recording, offset bin) with offset = stored start - query
    start; the ``n_candidates`` (recording, offset) with most distinct stored windows survive;
 2. **verification**: every stored window of a candidate that the query covers at that offset
    (within ``tol_frames``, which absorbs +-3 % speed drift) gets the distance of its best
@@ -119,7 +119,7 @@ def _keyed_pairs(K: int, two_stage: bool) -> str:
     & Motwani 1998): a window pair within BER b shares a given slice with probability
     (1 - b)^16, so pairs of a copy share some of the K/16 slices and chance pairs rarely do.
     One hash join per slice, on keys computed from the stored words (no extra storage)."""
-    cat = " AND c.category = q.qcat" if two_stage else ""
+    cat = " AND list_contains($CATS::SMALLINT[], c.category)" if two_stage else ""
     return "\nUNION ALL\n".join(
         f"SELECT c.recording_id AS rid, c.start AS s, q.qs FROM codes AS c JOIN q "
         f"ON {_band_key('c', 'w', b)} = {_band_key('q', 'q', b)}{cat}" for b in range(K // 16))
@@ -127,15 +127,15 @@ def _keyed_pairs(K: int, two_stage: bool) -> str:
 
 def excerpt_sql(K: int, two_stage: bool, keyed: bool = False) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
-    only) the query categories per window, then cand bits, bin, n_candidates, tol.
+    only) the list of categories searched, then (scan only) cand bits, bin, n_candidates, tol.
     ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair."""
     W = len(word_columns(K))
     words = ",\n       ".join(f"unnest(${2 + i}::UBIGINT[]) AS q{i}" for i in range(W))
     p = 2 + W
-    cat_col, cat_where = "", ""
-    if two_stage:
-        cat_col = f",\n       unnest(${p}::SMALLINT[]) AS qcat"
-        cat_where = "WHERE c.category = q.qcat\n"
+    cat_where = ""
+    if two_stage:  # stage 1 of the paper: only windows of the query's categories
+        cat_where = f"WHERE list_contains(${p}::SMALLINT[], c.category)\n"
+        cats_param = p
         p += 1
     if not keyed:
         cand = f"${p}"
@@ -143,7 +143,10 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False) -> str:
     binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}")
     dist = _dist(K, 2)
     if keyed:
-        pairs = (f"pairs AS (\n{_keyed_pairs(K, two_stage)}\n),\n"
+        keyed_sql = _keyed_pairs(K, two_stage)
+        if two_stage:
+            keyed_sql = keyed_sql.replace("$CATS", f"${cats_param}")
+        pairs = (f"pairs AS (\n{keyed_sql}\n),\n"
                  "votes AS (\n"
                  f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
                  "FROM pairs GROUP BY rid, ob\n),\n")
@@ -156,7 +159,7 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False) -> str:
                  f"FROM pairs WHERE d <= {cand}::INTEGER GROUP BY rid, ob\n),\n")
     return (
         "WITH q AS (\n"
-        f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}{cat_col}\n),\n"
+        f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}\n),\n"
         f"{pairs}"
         "cand AS (\n"
         f"SELECT rid, ob FROM votes ORDER BY n DESC, rid, ob LIMIT {ncand}::INTEGER\n),\n"
@@ -177,7 +180,7 @@ def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray
     params: list = [[int(x) for x in frames]]
     params += [[int(x) for x in words[:, i]] for i in range(words.shape[1])]
     if categories is not None:
-        params.append([int(x) for x in categories])
+        params.append(sorted({int(x) for x in categories}))
     if not keyed:
         params.append(int(np.floor(rule.cand_ber * K)))
     params += [int(rule.bin_frames), int(rule.n_candidates), int(rule.tol_frames)]

@@ -843,7 +843,8 @@ class Vault:
 
         ``mode``: "two-stage" (the paper: the query's category h1 first, then Hamming distance),
         "traversal" (every row), "multi-probe" (the ``probe`` most probable categories), or
-        "auto" (default): two-stage, then traversal if nothing in the category is within tau."""
+        "auto" (default): two-stage, then traversal if nothing in the category is within tau;
+        an excerpt longer than one window (identification windows) searches every row at once."""
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         t_total = time.perf_counter()
@@ -864,7 +865,11 @@ class Vault:
         if coded_here and not model_loaded:
             # the first query of a session also loads the model from the vault: its own stage
             timings["model_load"] = max(0.0, t_code - sum(timings.values()))
-        if mode == "auto":
+        if mode == "auto" and self._is_long_excerpt(q):
+            # the category of a window of arbitrary speech says little: every row at once
+            res = self._search_coded(q, tau, "traversal", probe, top)
+            res.mode = "auto"
+        elif mode == "auto":
             res = self._search_coded(q, tau, "two-stage", probe, top)
             if not res.matched:  # nothing in the category: every row, the same code
                 again = self._search_coded(q, tau, "traversal", probe, top)
@@ -936,6 +941,13 @@ class Vault:
             probed_categories=[self.class_names[c] for c in sorted(probed)],
             candidates=candidates, total_rows=total_rows)
 
+    def _is_long_excerpt(self, q: QueryCode) -> bool:
+        """A query coded with identification windows that spans more than one stored window
+        (a short clip is tried at most ``2 * query_slack_frames + 1`` starts)."""
+        w = getattr(self.encoder, "windowing", None)
+        return (w is not None and q.frames is not None
+                and q.n_windows > 2 * w.query_slack_frames + 1)
+
     def _excerpt_rule(self):
         """The excerpt decision rule of the vault's model, or None when its codes are per model
         window (a format-2 vault, or a model without identification windows)."""
@@ -952,13 +964,13 @@ class Vault:
         from store import excerpt as _ex
 
         rule = self._excerpt_rule()
-        if tau != self.tau:  # the caller chose another per-window threshold
-            rule = dataclasses.replace(rule, tau_window=float(tau) + rule.min_evidence)
+        # an explicit threshold also bounds the best window's BER of a match (what is shown)
+        max_ber = None if tau == self.tau else float(tau)
         cats = None
         probed: set[int] = set()
         if mode != "traversal":
-            cats = np.array([self._probes(q, w, "two-stage", probe)[0] for w in range(q.n_windows)])
-            probed.update(int(c) for c in cats)
+            probed = {c for w in range(q.n_windows) for c in self._probes(q, w, mode, probe)}
+            cats = np.array(sorted(probed))
         keyed = rule.candidates == "keys"
         sql = _ex.excerpt_sql(self.K, cats is not None, keyed)
         params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed)
@@ -977,7 +989,9 @@ class Vault:
         frame_s = self.encoder.windowing.frame_seconds
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,
-                       window=h.best_window, is_match=h.evidence >= rule.threshold(h.windows),
+                       window=h.best_window,
+                       is_match=(h.evidence >= rule.threshold(h.windows)
+                                 and (max_ber is None or h.best_ber < max_ber)),
                        query_window=h.best_query_window, distance=round(h.best_ber * self.K),
                        offset=max(0.0, h.offset_frames * frame_s), evidence=h.evidence,
                        windows=h.windows) for h in found]
@@ -985,7 +999,7 @@ class Vault:
         qcats = [self.class_names[int(c)] for c in q.category]
         return SearchResult(
             hits=matches if matches else list(nearest), matched=bool(matches),
-            tau=rule.tau_window - rule.min_evidence, mode=mode,
+            tau=self.tau if max_ber is None else max_ber, mode=mode,
             query_category=qcats[0] if qcats else None,
             timings={"category_stage": 0.0, "hamming_stage": t_ham}, nearest=nearest,
             query_categories=sorted(set(qcats), key=qcats.index),
