@@ -359,6 +359,7 @@ class Vault:
         return _ei.is_encrypted_file(path)
 
     def _load_meta(self) -> None:
+        self._rows_cache = None
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
             "class_names, tau FROM vault_meta").fetchone()
@@ -742,6 +743,7 @@ class Vault:
     def _insert_batch(self, items: list[dict[str, Any]], report: IngestReport) -> list[RecordingRow]:
         """All items in one transaction; if that fails, each item in its own transaction so one
         bad row costs only itself (never partial rows: recording + codes commit together)."""
+        self._rows_cache = None
         with self._lock:
             con = self._db()
             try:
@@ -941,6 +943,14 @@ class Vault:
             probed_categories=[self.class_names[c] for c in sorted(probed)],
             candidates=candidates, total_rows=total_rows)
 
+    def _index_rows(self) -> int:
+        """Rows of the index, read once per session and after this process writes (it only
+        chooses how candidates are found, so another process's ingest may leave it stale)."""
+        if getattr(self, "_rows_cache", None) is None:
+            with self._lock:
+                self._rows_cache = int(self._db().execute("SELECT count(*) FROM codes").fetchone()[0])
+        return self._rows_cache
+
     def _is_long_excerpt(self, q: QueryCode) -> bool:
         """A query coded with identification windows that spans more than one stored window
         (a short clip is tried at most ``2 * query_slack_frames + 1`` starts)."""
@@ -971,7 +981,7 @@ class Vault:
         if mode != "traversal":
             probed = {c for w in range(q.n_windows) for c in self._probes(q, w, mode, probe)}
             cats = np.array(sorted(probed))
-        keyed = rule.candidates == "keys"
+        keyed = rule.keyed(self._index_rows())
         sql = _ex.excerpt_sql(self.K, cats is not None, keyed)
         params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed)
         with self._lock:
@@ -1102,6 +1112,7 @@ class Vault:
     # ------------------------------------------------------------------ write side
     def delete(self, recording_id: int) -> None:
         """Delete a recording and its index rows (one transaction)."""
+        self._rows_cache = None
         self._require_writable("delete")
         with self._lock:
             self.get(recording_id)

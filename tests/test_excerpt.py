@@ -231,3 +231,20 @@ def test_reindex_interrupted_leaves_the_old_vault_whole(tmp_path, monkeypatch):
         monkeypatch.setattr(enc, "encode_audio", real)
         assert v.reindex(enc).recordings == 3
         assert v.encoder.windowing is not None
+
+
+def test_large_vault_strategy_keys_finds_the_same(excerpt_vault):
+    """Above ``scan_below_rows`` index rows candidates come from shared 16-bit slices (hash
+    joins) instead of a scan of every pair: same recording, same offset, outside still nothing."""
+    from store.vault import Vault
+
+    path, recs = excerpt_vault
+    ex = recs["rec1.wav"][int(3.3 * SR): int(7.3 * SR)]
+    with Vault.open(path) as v:
+        scan = v.search(ex)
+        v._rows_cache = 10**9  # as if the vault were huge
+        keys = v.search(ex)
+        outside = v.search(recs["rec3.wav"][2 * SR: 6 * SR])
+    assert [h.name for h in keys.hits] == [h.name for h in scan.hits] == ["rec1.wav"]
+    assert keys.hits[0].offset == pytest.approx(scan.hits[0].offset, abs=0.02)
+    assert not outside.matched
