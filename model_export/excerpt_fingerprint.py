@@ -314,7 +314,7 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
 
     enc = write(fp, 0.15)
     rule, report = calibrate_rule(enc, longs, clips, log=log)
-    tau = rule.tau_window - rule.min_evidence
+    tau = round(rule.tau_window - rule.min_evidence, 4)
     if not 0.0 < tau < 0.5:
         raise SystemExit(f"calibration gave a one-window threshold {tau:.3f} outside (0, 0.5)")
     fp = dataclasses.replace(fp, rule=rule.to_dict())
