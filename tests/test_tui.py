@@ -753,3 +753,33 @@ def test_snapshot_busy_modal(snap_compare, snap_env, size):
         await pilot.pause()
 
     assert snap_compare(make_app(vault, cls), terminal_size=size, run_before=run_before)
+
+
+@async_test
+async def test_search_excerpt_says_where_it_was_found(tmp_path, no_env_passphrase):
+    """The real default model: a 4 s excerpt of a stored 20 s recording is found, and the
+    verdict and the table say where it starts (issue 12)."""
+    from hashing.audio import write_wav as write_samples
+    from tests.test_excerpt import SR, long_recording
+
+    rec, ex = tmp_path / "meeting.wav", tmp_path / "excerpt.wav"
+    y = long_recording(900, 20.0)
+    write_samples(rec, y, SR)
+    write_samples(ex, y[int(12.5 * SR): int(16.5 * SR)], SR)
+    path = tmp_path / "v.duckdb"
+    with Vault.create(path, PW, kdf_log2_n=10) as v:
+        if v.encoder.windowing is None:
+            pytest.skip("the default model has no identification windows")
+        v.ingest([rec])
+    app = make_app(path, Vault, start_mode="search")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await set_field(pilot, "#query", str(ex))
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert screen.result is not None and screen.result.matched
+        verdict = str(screen.query_one("#verdict").render())
+        assert "meeting.wav" in verdict and "found at 0:12.5" in verdict
+        table = screen.query_one("#hits")
+        assert table.get_row_at(0)[4] == "0:12.5"

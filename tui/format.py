@@ -85,6 +85,15 @@ class Formatter:
         return "-" if value is None else f"{float(value):.3f}"
 
     @staticmethod
+    def clock(seconds: float | None) -> str:
+        """Where in a recording an excerpt was found: 12.5 -> "0:12.5"; None -> "-"."""
+        if seconds is None:
+            return "-"
+        h, rest = divmod(float(seconds), 3600)
+        m, sec = divmod(rest, 60)
+        return f"{int(h)}:{int(m):02d}:{sec:04.1f}" if h else f"{int(m)}:{sec:04.1f}"
+
+    @staticmethod
     def path(value: str | os.PathLike) -> str:
         """A path as shown: relative to ``~`` when under it."""
         p = Path(value)

@@ -61,7 +61,7 @@ class SearchScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#hits", DataTable)
-        for label in ("#", "name", "category", "BER", "match"):
+        for label in ("#", "name", "category", "BER", "at", "match"):
             table.add_column(label, key=label)
         self.query_one("#query", Input).focus()
 
@@ -127,7 +127,9 @@ class SearchScreen(Screen):
                 continue
             seen.add(h.recording_id)
             rows.append(h)
-        rows.sort(key=lambda h: (not h.is_match, h.ber, h.recording_id))
+        # excerpt hits rank by their evidence, whole-copy hits by BER (as the search did)
+        rows.sort(key=lambda h: (not h.is_match, -h.evidence if getattr(h, "evidence", None)
+                                 is not None else h.ber, h.recording_id))
         self.rows = rows
         table = self.query_one("#hits", DataTable)
         table.clear()
@@ -136,12 +138,12 @@ class SearchScreen(Screen):
         for i, h in enumerate(rows, 1):
             if not h.is_match and not separator_done:
                 if n_match:
-                    table.add_row("", f"── τ = {res.tau:.2f} ──", "", "", "", key="sep")
+                    table.add_row("", f"── τ = {res.tau:.2f} ──", "", "", "", "", key="sep")
                 separator_done = True
             mark = "✓ < τ" if h.is_match else "✗"
             name = f"[b]{_esc(h.name)}[/b]" if h.is_match else _esc(h.name)
-            table.add_row(str(i), name, _esc(h.category), fmt.ber(h.ber), mark,
-                          key=str(h.recording_id))
+            table.add_row(str(i), name, _esc(h.category), fmt.ber(h.ber),
+                          fmt.clock(getattr(h, "offset", None)), mark, key=str(h.recording_id))
         self.query_one("#chart", BerChart).set_data(
             [Bar(h.name, float(h.ber), bool(h.is_match)) for h in rows], float(res.tau))
 
@@ -149,8 +151,10 @@ class SearchScreen(Screen):
         if res.matched and n_match:
             best = rows[0]
             extra = f" (+{n_match - 1} more)" if n_match > 1 else ""
-            verdict.update(f"[b]MATCH[/b] {_esc(best.name)} · category {_esc(best.category)} · "
-                           f"BER {fmt.ber(best.ber)} < τ {res.tau:.2f}{extra}")
+            where = (f" · found at {fmt.clock(best.offset)}"
+                     if getattr(best, "offset", None) is not None else "")
+            verdict.update(f"[b]MATCH[/b] {_esc(best.name)}{where} · category "
+                           f"{_esc(best.category)} · BER {fmt.ber(best.ber)} < τ {res.tau:.2f}{extra}")
         else:
             near = f" · nearest {_esc(rows[0].name)} BER {fmt.ber(rows[0].ber)}" if rows else ""
             verdict.update(f"[b]no match[/b]: nothing under τ {res.tau:.2f}{near}")
