@@ -1096,7 +1096,7 @@ def bench_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
-    from store.bench import run_bench
+    from model_export.bench import run_bench
 
     command = _cmdline("bench", None, [("--quick", quick), ("--sizes", sizes), ("--queries", queries),
                                        ("--data", data_dir), ("--out", out)])

@@ -7,7 +7,7 @@ this module never imports TensorFlow (a test checks it).
 
 Library use::
 
-    from store.bench import run_bench
+    from model_export.bench import run_bench
     report = run_bench("docs/results", quick=False)   # -> BenchReport; writes bench.json + bench.md
 
 What is measured (and how it differs from the paper):
@@ -640,7 +640,7 @@ def run_bench(out_dir: str | Path | None, quick: bool = False, *,
         f"Queries: {nq} stored codes per row with {int(FLIP_FRACTION * 100)} % of their bits flipped, "
         "given as codes (QueryCode): the time is Vault.search alone (SQL category stage + SQL "
         "Hamming stage + label lookup), top 10. 3 warm-up queries are not counted.",
-        "Rows beyond the first size: synthetic codes bulk-inserted into a real vault (store.bench."
+        "Rows beyond the first size: synthetic codes bulk-inserted into a real vault (model_export.bench."
         "bulk_insert_codes: placeholder recordings rows, sha256 'synthetic:<id>', empty blobs); "
         "same schema, same SQL (store.search).",
         "The paper's times are for 10 s files on an unspecified 2.5 GHz CPU (Table 5) with their "
@@ -744,11 +744,11 @@ def _markdown(r: BenchReport) -> str:
     return "\n".join(L)
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # python -m store.bench
+def main(argv: Sequence[str] | None = None) -> int:  # python -m model_export.bench
     import argparse
     import shlex
 
-    p = argparse.ArgumentParser(prog="python -m store.bench")
+    p = argparse.ArgumentParser(prog="python -m model_export.bench")
     p.add_argument("--out", default="docs/results")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sizes", default=None, help="comma-separated vault sizes")
@@ -758,7 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # python -m store.bench
     argv_l = list(sys.argv[1:] if argv is None else argv)
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
     rep = run_bench(args.out, args.quick, sizes=sizes, data_dir=args.data, n_queries=args.queries,
-                    command="python -m store.bench " + " ".join(shlex.quote(a) for a in argv_l))
+                    command="python -m model_export.bench " + " ".join(shlex.quote(a) for a in argv_l))
     print(rep.table())
     print(f"wrote {rep.json_path} and {rep.md_path}")
     return 0
