@@ -1093,16 +1093,18 @@ def bench_cmd(
     data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
                                                      help="Audio for the real codes (default: FSDD, "
                                                           "else the bundled examples).")] = None,
+    busy: Annotated[bool, typer.Option("--busy", help="Measure the target figures again with one "
+                                       "core taken by a spinning process.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
     from model_export.bench import run_bench
 
-    command = _cmdline("bench", None, [("--quick", quick), ("--sizes", sizes), ("--queries", queries),
-                                       ("--data", data_dir), ("--out", out)])
+    command = _cmdline("bench", None, [("--quick", quick), ("--busy", busy), ("--sizes", sizes),
+                                       ("--queries", queries), ("--data", data_dir), ("--out", out)])
     err = _stderr()
     rep = run_bench(out, quick, sizes=[int(s) for s in sizes.split(",")] if sizes else None,
-                    n_queries=queries, data_dir=data_dir, command=command,
+                    n_queries=queries, data_dir=data_dir, command=command, busy=busy,
                     log=lambda s: err.print(s, markup=False, highlight=False))
     if as_json:
         _print_json(rep.to_dict())
