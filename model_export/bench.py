@@ -714,7 +714,13 @@ def _targets_markdown(r: BenchReport) -> list[str]:
     from model_export.bench_targets import markdown
 
     sizes = r.targets.get("sizes") or r.config["sizes"]
-    return markdown(r.targets, sizes[0], max(sizes[1:]) if len(sizes) > 1 else None)
+    L = markdown(r.targets, sizes[0], max(sizes[1:]) if len(sizes) > 1 else None)
+    load, cores = r.machine.get("load_avg_1_5_15"), r.machine.get("cores") or 1
+    if load and load[0] > cores:
+        L += [f"Other processes kept the machine loaded during this run (1-min load {load[0]} on "
+              f"{cores} cores): \"idle\" means without our spinner, not an idle machine, and "
+              "the busy / idle ratios are within the noise of that load.", ""]
+    return L
 
 
 def _markdown(r: BenchReport) -> str:

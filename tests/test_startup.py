@@ -32,7 +32,8 @@ def test_import_cli_loads_no_heavy_module():
 
 
 def test_import_cli_loads_no_rich_progress_or_table():
-    code = "import cli, sys\nassert not {'rich.progress', 'rich.table'} & set(sys.modules), sorted(sys.modules)"
+    code = ("import cli, sys\n"
+            "assert not {'rich.progress', 'rich.table'} & set(sys.modules), sorted(sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
