@@ -82,18 +82,21 @@ def plan_queries(args: list[str], recursive: bool) -> tuple[list[str], list[tupl
     as the user wrote it (or as the folder/pattern produced it); ``-`` may appear once."""
     queries: list[str] = []
     problems: list[tuple[str, str]] = []
-    seen_stdin = False
+    seen: set[Path] = set()  # a file named twice (or by a folder and a pattern) is one query
     for raw in args:
         if raw == STDIN:
-            if seen_stdin:
+            if STDIN in queries:
                 problems.append((raw, "stdin can be read only once"))
             else:
-                seen_stdin = True
                 queries.append(STDIN)
             continue
         files, bad = expand_sources([raw], recursive)
         problems += bad
-        queries += [str(f) for f in files if str(f) not in queries]
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                queries.append(str(f))
     return queries, problems
 
 
