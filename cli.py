@@ -35,7 +35,6 @@ from speechvault.errors import (
     SpeechVaultError,
 )
 from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
-from speechvault.sources import AUDIO_SUFFIXES, GLOB_CHARS  # noqa: F401 - re-exported
 from speechvault.sources import expand_sources as _expand_sources
 
 __all__ = ["app", "main"]

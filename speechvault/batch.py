@@ -30,12 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from speechvault.errors import (
-    AudioDecodeError,
-    InvalidInputError,
-    NotFoundError,
-    SpeechVaultError,
-)
+from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
 from speechvault.sources import GLOB_CHARS, expand_sources
 
 __all__ = ["STDIN", "QueryOutcome", "is_batch", "plan_queries", "search_queries",
