@@ -17,7 +17,6 @@ Conventions (see README.md, "Command line"):
 """
 
 import functools
-import glob
 import json
 import os
 import sys
@@ -36,14 +35,10 @@ from speechvault.errors import (
     SpeechVaultError,
 )
 from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
+from speechvault.sources import expand_sources as _expand_sources
 
 __all__ = ["app", "main"]
 
-AUDIO_SUFFIXES = {
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
-    ".snd", ".caf", ".w64", ".rf64",
-}
-GLOB_CHARS = set("*?[")
 MAX_ROWS_SHOWN = 50  # ingest summary: rows listed before "... and N more"
 
 app = typer.Typer(
@@ -417,42 +412,6 @@ def _fmt_num(x: Any) -> str:
 
 
 # --------------------------------------------------------------------------- ingest
-def _expand_sources(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (audio files inside; sub-folders with --recursive) and globs -> files."""
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
-
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            walker = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(q for q in walker if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                problems.append((raw, "no audio files in this folder"
-                                 + ("" if recursive else " (use --recursive for sub-folders)")))
-            for q in found:
-                add(q)
-        elif p.exists():
-            add(p)
-        elif GLOB_CHARS & set(raw):
-            matches = sorted(glob.glob(raw, recursive=recursive))
-            found = [Path(m) for m in matches if Path(m).is_file()]
-            if not found:
-                problems.append((raw, "pattern matches no files"))
-            for q in found:
-                add(q)
-        else:
-            problems.append((raw, "no such file or folder"))
-    return files, problems
-
-
 @_command()
 def ingest(
     vault: VaultArg,
@@ -533,8 +492,10 @@ def _print_ingest(report: Any, n_errors: int) -> None:
 @_command()
 def search(
     vault: VaultArg,
-    query: Annotated[Path, typer.Argument(metavar="QUERY", help="An audio file to look for.",
-                                          show_default=False)],
+    queries: Annotated[list[str], typer.Argument(
+        metavar="QUERY...", show_default=False,
+        help="Audio files to look for, folders of them, glob patterns, or - for audio on stdin. "
+             "Several: one model load, JSON Lines with --json.")],
     threshold: Annotated[
         Optional[float],
         typer.Option("--threshold", "--tau", min=0.0, max=1.0,
@@ -551,21 +512,35 @@ def search(
         typer.Option("--decrypt-to", help="Decrypt the matches into this folder (needs the passphrase).",
                      show_default=False),
     ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r",
+                                            help="Descend into sub-folders (and ** in globs).")] = False,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find a recording by its sound. No passphrase needed unless --decrypt-to (or the vault's
+    """Find recordings by their sound. No passphrase needed unless --decrypt-to (or the vault's
     index is encrypted).
 
-    Exit status 0 whether or not something matched (see "matched" in --json); 1 on errors.
+    Exit status 0 whether or not something matched (see "matched" in --json); 1 on errors (with
+    several queries: after answering all the others).
     """
-    if not query.exists():
+    from speechvault import batch
+
+    if batch.is_batch(queries):
+        _existing_vault(vault)
+        passphrase = _passphrase(key_file) if decrypt_to is not None else None
+        raise typer.Exit(batch.run_batch_search(
+            queries, lambda: _open(vault, have=passphrase, key_file=key_file), tau=threshold,
+            mode=mode.value, probe=probe, top=top, recursive=recursive, decrypt_to=decrypt_to,
+            passphrase=passphrase, as_json=as_json))
+    query = queries[0]
+    if query != batch.STDIN and not Path(query).exists():
         raise NotFoundError(f"{query}: no such file")
     _existing_vault(vault)
     passphrase = _passphrase(key_file) if decrypt_to is not None else None
     written: list[str] = []
+    source = batch.read_stdin_audio() if query == batch.STDIN else Path(query)
     with _open(vault, have=passphrase, key_file=key_file) as v:
-        result = v.search(query, tau=threshold, mode=mode.value, probe=probe, top=top)
+        result = v.search(source, tau=threshold, mode=mode.value, probe=probe, top=top)
         if decrypt_to is not None:
             matches = [h for h in result.hits if h.is_match]
             if matches:
@@ -1165,16 +1140,18 @@ def bench_cmd(
     data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
                                                      help="Audio for the real codes (default: FSDD, "
                                                           "else the bundled examples).")] = None,
+    busy: Annotated[bool, typer.Option("--busy", help="Measure the target figures again with one "
+                                       "core taken by a spinning process.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
-    from store.bench import run_bench
+    from model_export.bench import run_bench
 
-    command = _cmdline("bench", None, [("--quick", quick), ("--sizes", sizes), ("--queries", queries),
-                                       ("--data", data_dir), ("--out", out)])
+    command = _cmdline("bench", None, [("--quick", quick), ("--busy", busy), ("--sizes", sizes),
+                                       ("--queries", queries), ("--data", data_dir), ("--out", out)])
     err = _stderr()
     rep = run_bench(out, quick, sizes=[int(s) for s in sizes.split(",")] if sizes else None,
-                    n_queries=queries, data_dir=data_dir, command=command,
+                    n_queries=queries, data_dir=data_dir, command=command, busy=busy,
                     log=lambda s: err.print(s, markup=False, highlight=False))
     if as_json:
         _print_json(rep.to_dict())

@@ -12,6 +12,8 @@ identification; ``WindowCodes.words`` is then the fingerprint (the code a vault 
 
 An ``Encoder`` owns one interpreter of batch size 1 and serialises calls with a lock: share one
 encoder between threads freely (calls run one at a time), or make one per thread for parallelism.
+Encoding runs numpy's BLAS on one thread and LiteRT on ``LITERT_THREADS`` (``hashing.threads``:
+more threads are many times slower when another process holds a core).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from hashing import codes
 from hashing.fingerprint import FINGERPRINT_SUFFIX, Fingerprint
 from hashing.model_meta import ModelMeta, sha256_hex
+from hashing.threads import LITERT_THREADS, blas_pinned
 from speechvault.errors import InvalidInputError, ModelError, NotFoundError, RuntimeMissingError
 
 __all__ = ["Encoder", "WindowCodes", "load_interpreter_class", "shipped_models", "model_summaries",
@@ -174,9 +177,9 @@ class Encoder:
             raise InvalidInputError(f"num_threads must be a positive integer, got {num_threads!r}")
         self._num_threads = num_threads
         Interpreter = load_interpreter_class()
-        kw: dict[str, Any] = {"model_content": self._bytes}
-        if num_threads is not None:
-            kw["num_threads"] = int(num_threads)
+        # explicit, so every runtime version uses the measured count (hashing/threads.py)
+        kw: dict[str, Any] = {"model_content": self._bytes,
+                              "num_threads": int(num_threads or LITERT_THREADS)}
         try:
             with _native_stderr_silenced():
                 self._it = Interpreter(**kw)
@@ -368,6 +371,7 @@ class Encoder:
                 p[i] = it.get_tensor(self._probs_out["index"])[0]
         return h, p
 
+    @blas_pinned
     def encode_windows(self, windows: np.ndarray, starts: np.ndarray | None = None,
                        timings: dict[str, float] | None = None) -> WindowCodes:
         t0 = time.perf_counter()
@@ -398,6 +402,7 @@ class Encoder:
 
         return model_windows(np.asarray(y, dtype=np.float32), self._spec, return_starts=True)
 
+    @blas_pinned
     def encode_audio(self, y: np.ndarray, *, purpose: str = "store",
                      _timings: dict[str, float] | None = None) -> WindowCodes:
         """Codes of a decoded mono float signal at ``self.sample_rate`` Hz. ``purpose``: "store"
@@ -445,6 +450,7 @@ class Encoder:
             hash_words=codes.pack_words(codes.hash_bits(h))[nearest], code=self.code_name,
             frames=w.starts, activity=w.activity)
 
+    @blas_pinned
     def encode_file(self, source, *, purpose: str = "store") -> WindowCodes:
         """Codes of an audio file (path, bytes or binary file object)."""
         from hashing.audio import load_audio

@@ -34,6 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hashing.threads import blas_pinned
 from speechvault import paper
 from speechvault.errors import InvalidInputError
 
@@ -270,6 +271,7 @@ def _log_with_floor(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return logm
 
 
+@blas_pinned  # one BLAS thread: the Mel product is small (hashing/threads.py)
 def log_mel_spectrogram(y: np.ndarray, spec: FeatureSpec | None = None) -> np.ndarray:
     """Log-Mel spectrogram (eq. 1-7) of a mono signal at ``spec.sample_rate``.
 
@@ -395,6 +397,7 @@ def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return top * (1 - fr)[:, None] + bot * fr[:, None]
 
 
+@blas_pinned
 def model_windows(
     y: np.ndarray, spec: FeatureSpec | None = None, *, return_starts: bool = False
 ):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hashing import codes
+from hashing.threads import blas_pinned
 from speechvault.errors import ModelError
 
 __all__ = ["Fingerprint", "fit_dda", "FINGERPRINT_SUFFIX", "FORMAT"]
@@ -67,6 +68,7 @@ class Fingerprint:
     def dim(self) -> int:
         return int(self.projection.shape[0])
 
+    @blas_pinned  # one BLAS thread: 2 are 60-100x slower on a busy core (hashing/threads.py)
     def bits(self, windows: np.ndarray) -> np.ndarray:
         """Sign bits of the DDA projections of model windows (n, *input_shape) -> (n, K) uint8."""
         x = np.asarray(windows, dtype=np.float32).reshape(len(windows), -1)

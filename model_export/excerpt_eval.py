@@ -357,7 +357,7 @@ def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str 
     if not cp.fpcalc_available():
         raise RuntimeMissingError("eval-identify needs fpcalc (Debian package libchromaprint-tools)")
     from hashing.encoder import Encoder
-    from store.bench import machine_info
+    from model_export.bench import machine_info
 
     t0 = time.perf_counter()
     cfg = config or (EvalConfig.quick() if quick else EvalConfig.full())

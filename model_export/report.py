@@ -59,7 +59,7 @@ from model_export import dataset as ds
 from model_export.evaluate import (_subset, encode_items, match_stats, mean_ap,
                                    recording_distances)
 from speechvault import paper
-from store.bench import json_default, machine_info, peak_rss_mb
+from model_export.bench import json_default, machine_info, peak_rss_mb
 
 __all__ = ["EvalReport", "run_eval", "PAPER", "default_model_cache"]
 

@@ -33,8 +33,8 @@ def test_bench_quick_report_is_complete(tmp_path):
         "import sys, json\n"
         "from typer.testing import CliRunner\n"
         "import cli\n"
-        f"r = CliRunner().invoke(cli.app, ['bench', '--quick', '--sizes', '500,2000', '--queries', '5',"
-        f" '--data', 'examples', '--out', {str(out)!r}])\n"
+        f"r = CliRunner().invoke(cli.app, ['bench', '--quick', '--busy', '--sizes', '500,2000',"
+        f" '--queries', '5', '--data', 'examples', '--out', {str(out)!r}])\n"
         "print(r.output)\n"
         "assert r.exit_code == 0, (r.exit_code, r.output, r.exception)\n"
         "assert 'tensorflow' not in sys.modules, 'bench imported tensorflow'\n"
@@ -67,6 +67,19 @@ def test_bench_quick_report_is_complete(tmp_path):
     for k in ("clip", "10s_recording"):
         assert rep["end_to_end"][k]["p50"] > 0 and rep["end_to_end"][k]["inference_p50"] > 0
     assert rep["memory"]["peak_rss_mb"] > 0
+    # issue 13: every target figure idle and busy; the spinner stopped after each busy pass
+    from model_export.bench_targets import TARGETS
+    from model_export.busy import spinner_alive
+
+    tg = rep["targets"]
+    want_keys = {t.key for t in TARGETS} - ({"faiss_large_p50", "two_stage_large_over_faiss",
+                                             "traversal_large_over_faiss"}
+                                            if not rep["faiss"]["available"] else set())
+    for state in ("idle", "busy"):
+        assert set(tg[state]) == want_keys, (state, sorted(tg[state]))
+        assert all(_finite(v) and v > 0 for v in tg[state].values()), tg[state]
+    assert tg["spinner"] and not any(spinner_alive(s["pid"]) for s in tg["spinner"])
+    assert "## Targets of issue 13" in md and "| busy / idle |" in md
     for heading in ("Command: `speechvault bench --quick", "Machine:", "## Table 4", "| paper ms |",
                     "## Throughput", "## End-to-end query latency", "## Memory", "## FAISS"):
         assert heading in md, heading
