@@ -992,8 +992,11 @@ def tui(
                                         help="Open read-write (ingest, delete); default read-only.")] = False,
     key_file: KeyFileOpt = None,
 ) -> None:
-    """Open the vault in the terminal user interface."""
+    """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""
+    from tui.terminal import require_terminal
+
     _existing_vault(vault)
+    require_terminal()
     try:
         from tui import app as tui_app
     except ModuleNotFoundError as exc:
@@ -1006,8 +1009,10 @@ def tui(
 
     if Vault.index_is_encrypted(vault):  # the TUI cannot even list it without the passphrase
         passphrase = _index_passphrase(key_file)
-    tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
-                read_only=not write, passphrase=passphrase)
+    status = tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
+                         read_only=not write, passphrase=passphrase)
+    if status:
+        raise typer.Exit(status)
 
 
 def main() -> None:

@@ -576,6 +576,77 @@ def test_delete_and_passwd(tmp_path):
     assert_user_error(r, contains="not a terminal")
 
 
+# --------------------------------------------------------------------------- the TUI needs a terminal
+@needs_vault
+def test_tui_refuses_without_a_terminal(vault):
+    """`ssh host ls /` into a TUI-only account, scp, `tui v.duckdb </dev/null >out`: no terminal,
+    so a one-line error and exit 1 (it used to start and never end). The timeout only bounds
+    the failure; it is no speed target."""
+    r = run_cli("tui", vault["path"], timeout=120)  # stdin /dev/null, stdout a pipe
+    assert_user_error(r, contains="needs a terminal")
+    assert "ssh -t" in r.stderr
+    import pty
+
+    master, slave = pty.openpty()  # stdin a terminal, stdout still a pipe
+    try:
+        cmd = [sys.executable, "-c", FAKE_SHIM] if FAKE else [sys.executable, "-m", "cli"]
+        r = subprocess.run([*cmd, "tui", str(vault["path"])], env=_env(), cwd=ROOT, stdin=slave,
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert_user_error(r, contains="stdout is not one")
+
+
+def _spawn_tui(path: Path, **kw):
+    """The TUI in a pseudo-terminal, once it shows the library."""
+    pexpect = pytest.importorskip("pexpect")
+    cmd = ["-c", FAKE_SHIM] if FAKE else ["-m", "cli"]
+    child = pexpect.spawn(sys.executable, [*cmd, "tui", str(path)], env=_env({"TERM": "xterm"}),
+                          cwd=str(ROOT), encoding="utf-8", timeout=120, dimensions=(24, 80), **kw)
+    child.expect("recordings")
+    return child
+
+
+def _wait_exit(pid: int, timeout: float = 120.0) -> int:
+    """The exit status of ``pid`` (-N: killed by signal N); fails if it is still running
+    after ``timeout`` (generous: only a process that never ends should fail here)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the TUI was still running {timeout:.0f} s after its terminal went")
+
+
+@needs_vault
+def test_tui_exits_on_sighup(vault):
+    """A closed SSH connection: SIGHUP ends the TUI through its own handler (vault closed,
+    status 129), not by the signal's default action."""
+    import signal
+
+    child = _spawn_tui(vault["path"])
+    child.kill(signal.SIGHUP)
+    assert _wait_exit(child.pid) == 129
+
+
+@needs_vault
+def test_tui_exits_when_its_terminal_hangs_up_with_sighup_ignored(vault):
+    """Under nohup (SIGHUP ignored) the terminal's hang-up is seen on stdin: the TUI exits
+    instead of spinning on end of file for ever."""
+    import signal
+
+    child = _spawn_tui(vault["path"],
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    os.close(child.child_fd)  # the terminal goes
+    assert _wait_exit(child.pid) == 129
+
+
 @needs_vault
 def test_ingest_folder_recursive_and_glob(tmp_path):
     path = tmp_path / "v.duckdb"

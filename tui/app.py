@@ -106,6 +106,9 @@ class SpeechVaultApp(App[None]):
         self._unlocked_handle: Any = None
         self.ingesting = False
         self._ingest_cancel: threading.Event | None = None
+        #: clear while a worker holds a read-write handle (set again once it is closed)
+        self.writes_idle = threading.Event()
+        self.writes_idle.set()
         self._retry: dict[Worker, Callable[[], None]] = {}
         self._on_error: dict[Worker, Callable[[BaseException], None]] = {}
 
@@ -120,7 +123,43 @@ class SpeechVaultApp(App[None]):
     def on_mount(self) -> None:
         self.sub_title = self._status_line()
         self.switch_mode(self.start_mode)
+        if not self.is_headless:
+            self._watch_for_hangup()
         self.open_vault()
+
+    def _watch_for_hangup(self) -> None:
+        """End the session when its terminal goes (a closed SSH connection): on SIGHUP, unless
+        it was ignored when we started (``nohup``), and when stdin reports a hang-up, which
+        Textual's input thread would otherwise spin on for ever (tui/terminal.py)."""
+        import asyncio
+        import signal
+
+        from tui.terminal import stdin_hung_up
+
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
+
+        def check() -> None:
+            if stdin_hung_up():
+                self.hang_up()
+
+        self.set_interval(1.0, check)
+
+    def hang_up(self) -> None:
+        """The terminal has gone: close the vault and exit with status 129 (128 + SIGHUP)."""
+        from tui.terminal import HANGUP_EXIT_STATUS, detach_from_terminal, exit_after
+
+        if self._ingest_cancel is not None:
+            self._ingest_cancel.set()
+        detach_from_terminal()
+        exit_after(self._release_after_hangup)
+        self.exit(return_code=HANGUP_EXIT_STATUS)
+
+    def _release_after_hangup(self) -> None:
+        """(a thread) Let a cancelled ingest finish its batch and close its read-write handle,
+        then close ours: Textual's own shutdown may never get to it (tui/terminal.py)."""
+        self.writes_idle.wait(timeout=60)
+        self._close_vault(timeout=5.0)
 
     def _status_line(self) -> str:
         name = self.vault_path.name
@@ -410,6 +449,7 @@ class SpeechVaultApp(App[None]):
         self._ingest_cancel = cancel
         reopen_ro = self.read_only
         rw = None
+        self.writes_idle.clear()
         try:
             if reopen_ro:
                 self.call_from_thread(self._begin_ingest)
@@ -433,6 +473,7 @@ class SpeechVaultApp(App[None]):
                     rw.close()
                 except Exception:
                     pass
+            self.writes_idle.set()
             vault, error = None, None
             if reopen_ro:
                 try:
@@ -518,20 +559,25 @@ def _load(target):
 
 
 def run(vault_path: str, *, key_file: str | None = None, read_only: bool = True,
-        passphrase: str | None = None) -> None:
-    """Run the TUI on ``vault_path`` (blocks until the user quits).
+        passphrase: str | None = None, **app_options: Any) -> int:
+    """Run the TUI on ``vault_path`` (blocks until the user quits); return the exit status (0,
+    or 129 after a hang-up).
 
     The passphrase comes from ``key_file``, else ``$SPEECHVAULT_PASSPHRASE``, else a modal when
     an operation needs it. Raises ``NotFoundError`` before starting when the vault file is
     missing, and the key file's errors (``speechvault.passphrase.read_key_file``).
     ``passphrase`` (already read by the CLI) is needed up front by a vault whose index is
-    encrypted.
+    encrypted. Raises ``NotATerminalError`` when stdin or stdout is not a terminal.
+    ``app_options`` go to ``SpeechVaultApp`` (tests: ``vault_cls``).
     """
     from speechvault.errors import NotFoundError
+    from tui.terminal import require_terminal
 
     p = Path(vault_path)
     if not p.exists():
         raise NotFoundError(f"vault {vault_path}: no such file")
+    require_terminal()
     app = SpeechVaultApp(p, key_file=None if passphrase else key_file, read_only=read_only,
-                         passphrase=passphrase)
+                         passphrase=passphrase, **app_options)
     app.run()
+    return int(app.return_code or 0)
