@@ -1092,7 +1092,11 @@ def eval_cmd(
                                                       "$SPEECHVAULT_MODEL_CACHE).", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reproduce the paper's experiments (Tables 1-3, 5, Fig. 8-10, FAR/FRR) into OUT."""
+    """Reproduce the paper's experiments (Tables 1-3, 5, Fig. 8-10, FAR/FRR) into OUT (needs:
+    pip install 'speechvault\\[train]')."""
+    from speechvault.extras import require
+
+    require("eval", "train")  # TensorFlow trains the models, matplotlib draws the figures
     from model_export.report import run_eval
 
     command = _cmdline("eval", data_dir, [
@@ -1125,6 +1129,11 @@ def bench_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
+    from speechvault.extras import note_if_missing
+
+    note = note_if_missing("bench", "the FAISS columns stay empty")
+    if note:
+        sys.stderr.write(note + "\n")
     from store.bench import run_bench
 
     command = _cmdline("bench", None, [("--quick", quick), ("--sizes", sizes), ("--queries", queries),

@@ -308,6 +308,68 @@ def test_train_without_tensorflow_is_one_line(monkeypatch, tmp_path):
     assert "error: training needs TensorFlow" in out and "Traceback" not in out
 
 
+BLOCKER = """
+import sys
+
+class _NotInstalled:
+    # makes this interpreter behave as a plain install without some packages
+    blocked = {blocked!r}
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.blocked:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+def _env_without(tmp_path: Path, *modules: str) -> dict[str, str]:
+    """Environment for run_cli in which ``modules`` cannot be imported (a sitecustomize)."""
+    site = tmp_path / "site-block"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(modules)))
+    return {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+
+
+@pytest.mark.parametrize("blocked", [("matplotlib",), ("tensorflow",), ("tensorflow", "matplotlib")])
+def test_eval_without_the_train_extra_says_so_before_doing_anything(tmp_path, blocked):
+    """A plain install (no TensorFlow, no matplotlib): one line naming what is missing and the
+    pip line, exit 1, nothing written (it used to train, print "cannot train" lines and end in
+    a matplotlib traceback)."""
+    out = tmp_path / "out"
+    r = run_cli("eval", "--quick", "--out", out, env=_env_without(tmp_path, *blocked))
+    assert_user_error(r, contains="pip install 'speechvault[train]'")
+    assert all(name in r.stderr for name in blocked)
+    assert not out.exists()
+
+
+def test_bench_without_faiss_notes_it_first(tmp_path, monkeypatch):
+    """bench can run without FAISS (its columns stay empty), and says so before it starts."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    import cli
+    import store.bench
+
+    seen: list[str] = []
+
+    def fake_run_bench(out, quick, **kw):
+        seen.append("run")
+        raise KeyboardInterrupt  # stop here: only the order matters
+
+    monkeypatch.setattr(store.bench, "run_bench", fake_run_bench)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "faiss" else real(name, *a, **k))
+    r = CliRunner().invoke(cli.app, ["bench", "--quick", "--out", str(tmp_path)])
+    assert seen == ["run"]
+    err = r.output
+    assert "pip install 'speechvault[bench]'" in err
+    assert err.index("note: faiss not installed") < err.index("interrupted")
+
+
 def test_train_maps_options_to_library_call(monkeypatch, tmp_path):
     """`speechvault train` is one call of model_export.train.train (faked here: no TensorFlow)."""
     import importlib.util
