@@ -989,7 +989,8 @@ def train(
 def tui(
     vault: VaultArg,
     write: Annotated[bool, typer.Option("--write", "-w",
-                                        help="Open read-write (ingest, delete); default read-only.")] = False,
+                                        help="Allow ingest and delete (the file is opened read-write only "
+                                             "while they run); default: browse and search only.")] = False,
     key_file: KeyFileOpt = None,
 ) -> None:
     """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""

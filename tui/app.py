@@ -1,13 +1,15 @@
 """``speechvault tui VAULT``: a Textual front end that is thin over ``store.vault.Vault``.
 
 Every operation here is one library call (``Vault.list / category_counts / info / search /
-get / codes_of / export / export_to / ingest / unlock / open``), made in a thread worker
-(``@work(thread=True)``) defined on the app. Workers post messages to the screen that asked;
+get / codes_of / export / export_to / ingest / delete / unlock / open``), made in a thread
+worker (``@work(thread=True)``) defined on the app (writes: tui/writes.py). Workers post
+messages to the screen that asked;
 failures are handled once, in :meth:`SpeechVaultApp.on_worker_state_changed`, which shows the
 ``SpeechVaultError`` one-line message in a modal (``VaultBusyError`` with a retry), never a
 crash. Browsing and searching use a read-only open (many sessions may search at once); the
-passphrase is asked for only to decrypt, export or ingest; ingest reopens the vault read-write
-for its duration and goes back to read-only after.
+passphrase is asked for only to decrypt, export or ingest. Ingest and delete exist only in a
+session started with ``--write``; they reopen the vault read-write for their duration and go
+back to read-only after.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from textual import work
 from textual.app import App
@@ -24,13 +26,13 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from speechvault.errors import (
-    PassphraseRequiredError,
     SpeechVaultError,
     VaultBusyError,
     WrongPassphraseError,
 )
 from tui import messages as m
 from tui.format import Formatter
+from tui.writes import READ_ONLY_HINT, VaultWrites
 
 PASSPHRASE_ENV = "SPEECHVAULT_PASSPHRASE"
 
@@ -56,8 +58,12 @@ def resolve_passphrase(key_file: str | os.PathLike | None = None,
     return None, None
 
 
-class SpeechVaultApp(App[None]):
-    """The speechvault TUI. ``vault_cls`` (tests only) replaces ``store.vault.Vault``."""
+class SpeechVaultApp(VaultWrites, App[None]):
+    """The speechvault TUI. ``vault_cls`` (tests only) replaces ``store.vault.Vault``.
+
+    ``read_only`` is the session's permission: without ``--write`` nothing is ingested or
+    deleted. The handle itself is read-only in every session; writes reopen it (tui/writes.py).
+    """
 
     CSS_PATH = "speechvault.tcss"
     TITLE = "speechvault"
@@ -104,7 +110,8 @@ class SpeechVaultApp(App[None]):
         self.vault_error: str | None = None
         self.vault_lock = threading.RLock()
         self._unlocked_handle: Any = None
-        self.ingesting = False
+        self.ingesting = False  # any write (ingest, delete) holds the file read-write
+        self.write_label = "ingesting"
         self._ingest_cancel: threading.Event | None = None
         #: clear while a worker holds a read-write handle (set again once it is closed)
         self.writes_idle = threading.Event()
@@ -164,7 +171,7 @@ class SpeechVaultApp(App[None]):
     def _status_line(self) -> str:
         name = self.vault_path.name
         if self.ingesting:
-            state = "ingesting (read-write)"
+            state = f"{self.write_label} (read-write)"
         elif self.vault is None:
             state = "closed" if self.vault_error else "opening…"
         else:
@@ -208,6 +215,9 @@ class SpeechVaultApp(App[None]):
 
     def action_show_mode(self, mode: str) -> None:
         # pop modals/record screens of the current mode? keep them: each mode has its stack
+        if mode == "ingest" and self.read_only:
+            self.notify(READ_ONLY_HINT.format(what="ingest"), severity="warning")
+            return
         self.switch_mode(mode)
 
     def check_action(self, action: str, parameters) -> bool | None:
@@ -275,7 +285,7 @@ class SpeechVaultApp(App[None]):
     @work(thread=True, exit_on_error=False, group="open", exclusive=True)
     def open_vault(self) -> None:
         try:
-            vault = self.vault_cls.open(self.vault_path, read_only=self.read_only,
+            vault = self.vault_cls.open(self.vault_path, read_only=True,
                                         **self._index_kwargs())
         except SpeechVaultError as exc:
             self.call_from_thread(self._set_vault, None, exc.message)
@@ -430,103 +440,6 @@ class SpeechVaultApp(App[None]):
             vault = self._require_vault()
             out = vault.export_to(recording_id, path)
         screen.post_message(m.Exported(recording_id, str(out)))
-
-    # ---------------------------------------------------------------------------------------
-    # ingest: reopen read-write, ingest, back to read-only
-    @work(thread=True, exit_on_error=False, group="ingest", exclusive=True)
-    def run_ingest(self, screen, sources: list[str], category: str | None,
-                   cancel: threading.Event) -> None:
-        passphrase = self.passphrase
-        if not passphrase:
-            raise PassphraseRequiredError("ingest needs the passphrase")
-
-        def progress(event) -> None:
-            try:
-                self.call_from_thread(screen.post_message, m.IngestProgress(event))
-            except RuntimeError:  # the app is closing: the cancel event is set, go on quietly
-                pass
-
-        self._ingest_cancel = cancel
-        reopen_ro = self.read_only
-        rw = None
-        self.writes_idle.clear()
-        try:
-            if reopen_ro:
-                self.call_from_thread(self._begin_ingest)
-                with self.vault_lock:
-                    self._close_vault_locked()
-                rw = self.vault_cls.open(self.vault_path, read_only=False, passphrase=passphrase)
-                handle = rw
-            else:
-                self.call_from_thread(self._begin_ingest)
-                handle = self._require_vault()
-            paths = _expand_sources(sources)
-            screen.post_message(m.IngestStarted(len(paths)))
-            # no app lock here: the Vault serialises its own calls, and the progress callback
-            # waits for the main thread, which may itself want the lock (on quit)
-            report = handle.ingest(paths, category=category or None, progress=progress,
-                                   cancel=cancel)
-            screen.post_message(m.IngestDone(report))
-        finally:
-            if rw is not None:
-                try:
-                    rw.close()
-                except Exception:
-                    pass
-            self.writes_idle.set()
-            vault, error = None, None
-            if reopen_ro:
-                try:
-                    vault = self.vault_cls.open(self.vault_path, read_only=True,
-                                                **self._index_kwargs())
-                except SpeechVaultError as exc:
-                    error = exc.message
-            try:
-                self.call_from_thread(self._end_ingest, vault, error, reopen_ro)
-            except RuntimeError:  # the app has gone: do not leak the handle
-                if vault is not None:
-                    vault.close()
-            screen.post_message(m.IngestFinished())
-
-    def _close_vault_locked(self) -> None:
-        if self.vault is not None:
-            try:
-                self.vault.close()
-            finally:
-                self.vault = None
-
-    def _begin_ingest(self) -> None:
-        self.ingesting = True
-        self.refresh_status()
-
-    def _end_ingest(self, vault: Any, error: str | None, reopened: bool) -> None:
-        self.ingesting = False
-        self._ingest_cancel = None
-        if reopened:
-            self._set_vault(vault, error)
-            if error:
-                self.notify(f"could not reopen the vault read-only: {error} (ctrl+r to retry)",
-                            severity="error")
-        else:
-            self.refresh_status()
-            self.vault_generation += 1
-
-
-def _expand_sources(sources: Iterable[str]) -> list[str]:
-    """Files as given; folders as their files, recursively, sorted (hidden ones skipped)."""
-    from tui.suggest import AUDIO_SUFFIXES
-
-    out: list[str] = []
-    for s in sources:
-        p = Path(s).expanduser()
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts) \
-                        and f.suffix.lower() in AUDIO_SUFFIXES:
-                    out.append(str(f))
-        else:
-            out.append(str(p))
-    return out
 
 
 def _feature_spec_of(vault: Any):

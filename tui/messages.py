@@ -80,3 +80,10 @@ class PassphraseChecked(Message):
         super().__init__()
         self.passphrase = passphrase
         self.ok = ok
+
+
+class Deleted(Message):
+    def __init__(self, recording_id: int, name: str) -> None:
+        super().__init__()
+        self.recording_id = recording_id
+        self.name = name

@@ -147,6 +147,11 @@ class IngestScreen(Screen):
     def action_start(self) -> None:
         if self.running:
             return
+        if self.app.read_only:
+            from tui.writes import READ_ONLY_HINT
+
+            self.query_one("#ingest-status", Static).update(READ_ONLY_HINT.format(what="ingest"))
+            return
         if not self.sources:
             self.query_one("#ingest-status", Static).update("choose files or a folder first")
             return
