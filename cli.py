@@ -543,6 +543,8 @@ def search(
         typer.Option("--decrypt-to", help="Decrypt the matches into this folder (needs the passphrase).",
                      show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="With --decrypt-to: overwrite files "
+                                        "that differ (an identical file is kept as is).")] = False,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -555,24 +557,25 @@ def search(
         raise NotFoundError(f"{query}: no such file")
     _existing_vault(vault)
     passphrase = _passphrase(key_file) if decrypt_to is not None else None
-    written: list[str] = []
+    saved, failed = [], []
     with _open(vault, have=passphrase, key_file=key_file) as v:
         result = v.search(query, tau=threshold, mode=mode.value, probe=probe, top=top)
-        if decrypt_to is not None:
-            matches = [h for h in result.hits if h.is_match]
-            if matches:
-                v.unlock(passphrase)
-                decrypt_to.mkdir(parents=True, exist_ok=True)
-                for h in matches:
-                    dest = decrypt_to / f"{h.recording_id}_{Path(str(h.name)).name}"
-                    written.append(str(v.export_to(h.recording_id, dest)))
+        if decrypt_to is not None and result.matched:
+            from store.exports import save_matches
+
+            v.unlock(passphrase)
+            saved, failed = save_matches(v, result.hits, decrypt_to, force=force)
     if as_json:
         d = _jsonable(result)
         if decrypt_to is not None and isinstance(d, dict):
-            d["decrypted"] = written
+            d["decrypted"] = [str(s.path) for s in saved]
         _print_json(d)
     else:
-        _print_search(result, written)
+        _print_search(result, [s.describe() for s in saved])
+    for path, message in failed:  # after the results: a file in the way does not hide them
+        _err_line(message if message.startswith(path) else f"{path}: {message}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _print_search(result: Any, written: list[str]) -> None:

@@ -538,6 +538,32 @@ def test_search_decrypt_to(vault, tmp_path):
 
 
 @needs_vault
+def test_search_decrypt_to_again_prints_results_and_force_overwrites(vault, tmp_path):
+    """Run twice: the identical file already there is fine (exit 0, results shown). A different
+    file in the way: the results are printed first, then one error line, exit 1, the file
+    untouched; --force replaces it."""
+    clip = vault["clips"][3]
+    out = tmp_path / "dec"
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    (path,) = [Path(p) for p in json.loads(r.stdout)["decrypted"] if sha256(p) == sha256(clip)]
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert "MATCH" in r.stdout and f"{path} (already there, identical)" in r.stdout
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--json", passphrase=PASS)
+    assert r.returncode == 0 and str(path) in json.loads(r.stdout)["decrypted"]
+    path.write_bytes(b"someone else's file")
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, passphrase=PASS)
+    assert_user_error(r, contains="--force")
+    assert "MATCH" in r.stdout  # the results came first
+    assert path.read_bytes() == b"someone else's file"
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--force", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert sha256(path) == sha256(clip) and f"{path} (replaced)" in r.stdout
+    assert not list(out.glob("*.partial"))
+
+
+@needs_vault
 def test_export_byte_identical(vault, tmp_path):
     clip = vault["clips"][0]
     rid = vault["ids"][clip.name]
