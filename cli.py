@@ -19,7 +19,6 @@ Conventions (see README.md, "Command line"):
 import functools
 import glob
 import json
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -628,33 +627,32 @@ def export(
     vault: VaultArg,
     recording_id: Annotated[int, typer.Argument(metavar="ID", help="Recording id (see list).",
                                                 show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the decrypted "
-                                         "original file ('-' for stdout).", show_default=False)],
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the decrypted "
+                                        "original: a file, a folder (an existing one, or a path "
+                                        "ending in /: the recording's own name inside it), or "
+                                        "'-' for stdout.", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file; "
+                                        "with -o -, write to a terminal.")] = False,
     key_file: KeyFileOpt = None,
 ) -> None:
     """Decrypt one recording, byte-identical to the file that was ingested."""
-    to_stdout = str(output) == "-"
-    overwrite = not to_stdout and output.exists() and not output.is_dir()
-    if overwrite and not force:
+    from store.exports import is_folder_target, save_recording
+
+    to_stdout = output == "-"
+    if to_stdout and sys.stdout.isatty() and not force:
+        raise InvalidInputError("refusing to write audio to the terminal: redirect stdout "
+                                "(> memo.wav) or give --force")
+    if not to_stdout and not force and not is_folder_target(output) and Path(output).exists():
         raise InvalidInputError(f"{output}: already exists (use --force to overwrite)")
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
     with _open(vault, passphrase=passphrase) as v:
         if to_stdout:
-            data = v.export(recording_id)
-            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.write(v.export(recording_id))
             sys.stdout.buffer.flush()
             return
-        if overwrite:  # --force: decrypt first, then replace the file atomically
-            data = v.export(recording_id)
-            tmp = output.with_name(output.name + ".partial")
-            tmp.write_bytes(data)
-            os.replace(tmp, output)
-            dest = output
-        else:  # a new file, or a folder (the recording's own name inside it)
-            dest = v.export_to(recording_id, output)
-    _stderr().print(f"wrote {dest}")
+        saved = save_recording(v, recording_id, output, force=force)
+    _stderr().print(f"wrote {saved.describe()}", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- list / info

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import wave
 from pathlib import Path
 
@@ -582,6 +583,58 @@ def test_export_byte_identical(vault, tmp_path):
     r = run_cli("export", vault["path"], str(rid), "-o", tmp_path, passphrase=PASS)  # a folder
     assert r.returncode == 0, r.stderr
     assert sha256(tmp_path / clip.name) == sha256(clip)
+
+
+@needs_vault
+def test_export_into_folders_and_force(vault, tmp_path):
+    """-o newdir/ creates the folder and writes the recording's own name in it (it used to
+    write a file named newdir); -o DIR --force replaces the file inside DIR."""
+    clip = vault["clips"][1]
+    rid = vault["ids"][clip.name]
+    r = run_cli("export", vault["path"], str(rid), "-o", f"{tmp_path / 'newdir'}/", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "newdir").is_dir() and sha256(tmp_path / "newdir" / clip.name) == sha256(clip)
+    r = run_cli("export", vault["path"], str(rid), "-o", tmp_path / "newdir", passphrase=PASS)
+    assert_user_error(r, contains="already exists")
+    (tmp_path / "newdir" / clip.name).write_bytes(b"other")
+    r = run_cli("export", vault["path"], str(rid), "-o", tmp_path / "newdir", "--force",
+                passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert sha256(tmp_path / "newdir" / clip.name) == sha256(clip)
+    assert sorted(p.name for p in (tmp_path / "newdir").iterdir()) == [clip.name]
+
+
+def _read_until_closed(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # EIO: the other side of the pseudo-terminal is closed
+        pass
+
+
+@needs_vault
+def test_export_to_a_terminal_needs_force(vault):
+    """`export -o -` with stdout a terminal would dump binary on it: refused, unless --force."""
+    import pty
+
+    rid = vault["ids"][vault["clips"][0].name]
+    cmd = [sys.executable, "-c", FAKE_SHIM] if FAKE else [sys.executable, "-m", "cli"]
+    for extra, expect_rc in (([], 1), (["--force"], 0)):
+        master, slave = pty.openpty()
+        drain = threading.Thread(target=_read_until_closed, args=(master,), daemon=True)
+        drain.start()  # a terminal's buffer is small: read it, or the writer blocks
+        try:
+            r = subprocess.run([*cmd, "export", str(vault["path"]), str(rid), "-o", "-", *extra],
+                               env=_env({"SPEECHVAULT_PASSPHRASE": PASS}), cwd=ROOT,
+                               stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                               text=True, timeout=300)
+        finally:
+            os.close(slave)
+            drain.join(30)
+            os.close(master)
+        assert r.returncode == expect_rc, r.stderr
+        if expect_rc:
+            assert r.stderr.startswith("error: refusing to write audio to the terminal")
 
 
 @needs_vault
