@@ -521,6 +521,7 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         screen = app.screen
+        screen.query_one("#tree").focus()
         await pilot.press("a")  # the tree's cursor is on its root: the folder
         await set_field(pilot, "#category", "tones")
         await pilot.press("enter")  # enter in the category field starts
@@ -532,6 +533,21 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
         assert "broken.wav" in str(screen.query_one("#ingest-errors").render())
         assert app.vault.read_only
         assert app.vault.category_counts().get("tones") == 2
+
+
+@async_test
+async def test_ingest_starts_on_the_path_input(vault_copy, fake_encoder, tmp_path,
+                                              env_passphrase):
+    """Typing a path right away goes into the path input; it used to go to the directory
+    tree, whose `a` added the current folder."""
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest",
+                   browse_root=tmp_path, read_only=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert app.focused is screen.query_one("#source")
+        await type_text(pilot, "a.wav")
+        assert screen.query_one("#source").value == "a.wav" and screen.sources == []
 
 
 @async_test
@@ -784,6 +800,7 @@ def test_snapshot_ingest_done_with_errors(snap_compare, snap_env, size):
 
     async def run_before(pilot):
         await settle(pilot)
+        pilot.app.screen.query_one("#tree").focus()
         await pilot.press("a")
         await set_field(pilot, "#category", "tones")
         await pilot.press("enter")

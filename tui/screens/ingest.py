@@ -79,7 +79,8 @@ class IngestScreen(Screen):
 
     def on_mount(self) -> None:
         self.errors: list[tuple[str, str]] = []
-        self.query_one("#tree", DirectoryTree).focus()
+        # the path input, not the tree: typing a path must not fire the tree's `a` (add)
+        self.query_one("#source", Input).focus()
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
     def _vault_changed(self, _generation: int) -> None:
