@@ -17,7 +17,6 @@ Conventions (see README.md, "Command line"):
 """
 
 import functools
-import glob
 import json
 import sys
 from enum import Enum
@@ -38,11 +37,6 @@ from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
 
 __all__ = ["app", "main"]
 
-AUDIO_SUFFIXES = {
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
-    ".snd", ".caf", ".w64", ".rf64",
-}
-GLOB_CHARS = set("*?[")
 MAX_ROWS_SHOWN = 50  # ingest summary: rows listed before "... and N more"
 
 app = typer.Typer(
@@ -408,42 +402,6 @@ def _fmt_num(x: Any) -> str:
 
 
 # --------------------------------------------------------------------------- ingest
-def _expand_sources(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (audio files inside; sub-folders with --recursive) and globs -> files."""
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
-
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            walker = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(q for q in walker if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                problems.append((raw, "no audio files in this folder"
-                                 + ("" if recursive else " (use --recursive for sub-folders)")))
-            for q in found:
-                add(q)
-        elif p.exists():
-            add(p)
-        elif GLOB_CHARS & set(raw):
-            matches = sorted(glob.glob(raw, recursive=recursive))
-            found = [Path(m) for m in matches if Path(m).is_file()]
-            if not found:
-                problems.append((raw, "pattern matches no files"))
-            for q in found:
-                add(q)
-        else:
-            problems.append((raw, "no such file or folder"))
-    return files, problems
-
-
 @_command()
 def ingest(
     vault: VaultArg,
@@ -460,7 +418,10 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Encrypt and index audio files. Exit 1 if any file failed (after the summary)."""
-    files, problems = _expand_sources(paths, recursive)
+    from speechvault.sources import expand_sources
+
+    sources = expand_sources(paths, recursive)
+    files, problems = sources.files, sources.problems
     _existing_vault(vault)
     if not files:
         for raw, msg in problems:
@@ -483,9 +444,10 @@ def ingest(
         d = _jsonable(report)
         if isinstance(d, dict):
             d["errors"] = [{"path": p, "message": m} for p, m in errors]
+            d["skipped_unsupported"] = _skipped_rows(sources.skipped)
         _print_json(d)
     else:
-        _print_ingest(report, len(errors))
+        _print_ingest(report, len(errors), sources.skipped)
     for p, m in errors:
         _err_line(f"{p}: {m}" if not m.startswith(p) else m)
     if getattr(report, "cancelled", False):
@@ -495,7 +457,13 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _print_ingest(report: Any, n_errors: int) -> None:
+def _skipped_rows(skipped: list[Path]) -> list[dict[str, str]]:
+    from speechvault.sources import skip_reason
+
+    return [{"path": str(p), "reason": skip_reason(p)} for p in skipped]
+
+
+def _print_ingest(report: Any, n_errors: int, skipped: list[Path]) -> None:
     from rich.table import Table
 
     con = _stdout()
@@ -514,10 +482,18 @@ def _print_ingest(report: Any, n_errors: int) -> None:
     s.add_column("added", justify="right", style="green")
     s.add_column("duplicates", justify="right", style="yellow")
     s.add_column("errors", justify="right", style="red")
-    s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors))
+    s.add_column("skipped", justify="right", style="yellow")
+    s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors),
+              str(len(skipped)))
     con.print(s)
     for path, existing in report.skipped_duplicates[:MAX_ROWS_SHOWN]:
         con.print(f"[yellow]duplicate[/yellow] {path} (already stored as id {existing})")
+    from rich.markup import escape
+
+    for row in _skipped_rows(skipped[:MAX_ROWS_SHOWN]):
+        con.print(f"[yellow]skipped[/yellow] {escape(row['path'])} ({row['reason']})")
+    if len(skipped) > MAX_ROWS_SHOWN:
+        con.print(f"... and {len(skipped) - MAX_ROWS_SHOWN} more skipped (see --json)")
 
 
 # --------------------------------------------------------------------------- search

@@ -237,22 +237,30 @@ def test_init_prompt_mismatch_and_ctrl_c(tmp_path):
 
 # --------------------------------------------------------------------------- path expansion
 def test_expand_sources(tmp_path):
-    import cli
+    from speechvault.sources import expand_sources
 
     (tmp_path / "a.wav").write_bytes(b"x")
     (tmp_path / "b.txt").write_text("x")
+    (tmp_path / ".DS_Store").write_text("x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.flac").write_bytes(b"x")
-    files, problems = cli._expand_sources([str(tmp_path)], recursive=False)
-    assert [p.name for p in files] == ["a.wav"] and problems == []
-    files, _ = cli._expand_sources([str(tmp_path)], recursive=True)
-    assert sorted(p.name for p in files) == ["a.wav", "c.flac"]
-    files, _ = cli._expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
-    assert [p.name for p in files] == ["a.wav"]  # de-duplicated
-    files, _ = cli._expand_sources([str(tmp_path / "b.txt")], recursive=False)
-    assert [p.name for p in files] == ["b.txt"]  # an explicit file is passed on as is
-    files, problems = cli._expand_sources([str(tmp_path / "nope.wav"), str(tmp_path / "*.mp3")], False)
-    assert files == [] and [m for _, m in problems] == ["no such file or folder", "pattern matches no files"]
+    (tmp_path / "sub" / "memo.m4a").write_bytes(b"x")
+    src = expand_sources([str(tmp_path)], recursive=False)
+    assert [p.name for p in src.files] == ["a.wav"] and src.problems == []
+    assert [p.name for p in src.skipped] == ["b.txt"]  # hidden files are not reported
+    src = expand_sources([str(tmp_path)], recursive=True)
+    assert sorted(p.name for p in src.files) == ["a.wav", "c.flac"]
+    assert sorted(p.name for p in src.skipped) == ["b.txt", "memo.m4a"]
+    src = expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
+    assert [p.name for p in src.files] == ["a.wav"]  # de-duplicated
+    src = expand_sources([str(tmp_path / "b.txt")], recursive=False)
+    assert [p.name for p in src.files] == ["b.txt"]  # an explicit file is passed on as is
+    src = expand_sources([str(tmp_path / "nope.wav"), str(tmp_path / "*.mp3")], False)
+    assert src.files == [] and [m for _, m in src.problems] == ["no such file or folder",
+                                                                "pattern matches no files"]
+    (tmp_path / "a.wav").unlink()
+    src = expand_sources([str(tmp_path)], recursive=False)
+    assert src.files == [] and ".txt" in src.problems[0][1]  # says what the folder holds
 
 
 # --------------------------------------------------------------------------- errors without a vault
@@ -797,13 +805,24 @@ def test_ingest_folder_recursive_and_glob(tmp_path):
     a, b, c = digit_clips()[:3]
     (src / a.name).write_bytes(a.read_bytes())
     (src / "deep" / b.name).write_bytes(b.read_bytes())
-    (src / "readme.txt").write_text("not audio, ignored in folders")
+    (src / "readme.txt").write_text("not audio, reported as skipped")
+    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # a phone's voice memo
     r = run_cli("ingest", path, src, "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
-    assert [row["name"] for row in json.loads(r.stdout)["added"]] == [a.name]
+    rep = json.loads(r.stdout)
+    assert [row["name"] for row in rep["added"]] == [a.name]
+    assert sorted(Path(row["path"]).name for row in rep["skipped_unsupported"]) == [
+        "memo1.m4a", "readme.txt"]
+    assert ".m4a" in rep["skipped_unsupported"][0]["reason"]
     r = run_cli("ingest", path, src, "--recursive", "--json", passphrase=PASS)
     rep = json.loads(r.stdout)
     assert [row["name"] for row in rep["added"]] == [b.name] and len(rep["skipped_duplicates"]) == 1
+    r = run_cli("ingest", path, src, passphrase=PASS)  # the summary says it too
+    assert r.returncode == 0, r.stderr
+    assert f"skipped {src / 'memo1.m4a'} (not a format speechvault reads (.m4a))" in r.stdout
+    summary = r.stdout.splitlines()
+    header = next(i for i, ln in enumerate(summary) if "skipped" in ln and "errors" in ln)
+    assert summary[header + 2].replace("│", " ").split()[-1] == "2"  # added dup err skipped
     r = run_cli("ingest", path, str(EXAMPLES / (c.name[:3] + "*.wav")), "--category", "mine",
                 "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr

@@ -515,6 +515,7 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
     write_wav(src / "new_a.wav", tone_mix(7, 0.4))
     write_wav(src / "new_b.wav", tone_mix(8, 0.6))
     (src / "broken.wav").write_bytes(b"this is not audio at all")
+    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # not read: reported
     shutil.copy(EXAMPLES / TARGET, src / "dup.wav")
     app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", browse_root=src,
                    read_only=False)
@@ -531,6 +532,8 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
         assert len(r.added) == 2 and len(r.skipped_duplicates) == 1 and len(r.errors) == 1
         assert [Path(p).name for p, _ in screen.errors] == ["broken.wav"]
         assert "broken.wav" in str(screen.query_one("#ingest-errors").render())
+        assert [Path(p).name for p in screen.skipped] == ["memo1.m4a"]
+        assert "skipped 1 (not audio: .m4a)" in str(screen.query_one("#ingest-status").render())
         assert app.vault.read_only
         assert app.vault.category_counts().get("tones") == 2
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from textual import work
 
 from speechvault.errors import InvalidInputError, PassphraseRequiredError, SpeechVaultError
+from speechvault.sources import expand_sources
 from tui import messages as m
 
 READ_ONLY_HINT = "this session is read-only: start it with `speechvault tui --write` to {what}"
@@ -47,13 +48,14 @@ class VaultWrites:
                 pass
 
         def ingest(handle) -> None:
-            paths = expand_sources(sources)
-            screen.post_message(m.IngestStarted(len(paths)))
+            found = expand_sources([str(Path(s).expanduser()) for s in sources], recursive=True)
+            screen.post_message(m.IngestStarted(len(found.files)))
             # no app lock here: the Vault serialises its own calls, and the progress callback
             # waits for the main thread, which may itself want the lock (on quit)
-            report = handle.ingest(paths, category=category or None, progress=progress,
+            report = handle.ingest(found.files, category=category or None, progress=progress,
                                    cancel=cancel)
-            screen.post_message(m.IngestDone(report))
+            screen.post_message(m.IngestDone(report, skipped=found.skipped,
+                                             problems=found.problems))
 
         self._ingest_cancel = cancel
         try:
@@ -125,20 +127,3 @@ class VaultWrites:
         if error:
             self.notify(f"could not reopen the vault read-only: {error} (ctrl+r to retry)",
                         severity="error")
-
-
-def expand_sources(sources: Iterable[str]) -> list[str]:
-    """Files as given; folders as their files, recursively, sorted (hidden ones skipped)."""
-    from tui.suggest import AUDIO_SUFFIXES
-
-    out: list[str] = []
-    for s in sources:
-        p = Path(s).expanduser()
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts) \
-                        and f.suffix.lower() in AUDIO_SUFFIXES:
-                    out.append(str(f))
-        else:
-            out.append(str(p))
-    return out

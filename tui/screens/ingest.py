@@ -55,6 +55,7 @@ class IngestScreen(Screen):
         self.cancel_event: threading.Event | None = None
         self.running = False
         self.report = None
+        self.skipped: list = []
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
 
     def compose(self) -> ComposeResult:
@@ -164,6 +165,7 @@ class IngestScreen(Screen):
         self.cancel_event = threading.Event()
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
         self.report = None
+        self.skipped = []
         self.errors = []
         self.query_one("#ingest-errors", Static).update("")
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
@@ -216,12 +218,13 @@ class IngestScreen(Screen):
     def on_ingest_done(self, message: IngestDone) -> None:
         r = message.report
         self.report = r
-        for path, msg in r.errors:
+        self.skipped = message.skipped
+        for path, msg in [*message.problems, *r.errors]:
             self._add_error(path, msg)
         state = "cancelled" if r.cancelled else "done"
         self.query_one("#ingest-status", Static).update(
             f"{state}: added {len(r.added)} · duplicates {len(r.skipped_duplicates)} · "
-            f"errors {len(r.errors)}")
+            f"errors {len(r.errors) + len(message.problems)}" + _skipped_note(message.skipped))
         bar = self.query_one("#progress", ProgressBar)
         if not r.cancelled and bar.total:
             bar.update(progress=bar.total)
@@ -235,6 +238,14 @@ class IngestScreen(Screen):
         self.refresh_bindings()
         if self.report is None:
             self.query_one("#ingest-status", Static).update("ingest did not run")
+
+
+def _skipped_note(skipped: list) -> str:
+    """" · skipped 2 (not audio: .m4a, .txt)": files in the folders that were left out."""
+    if not skipped:
+        return ""
+    kinds = sorted({Path(p).suffix.lower() or "no suffix" for p in skipped})
+    return f" · skipped {len(skipped)} (not audio: {', '.join(kinds[:3])})"
 
 
 def _strip_source(message: str, path: str) -> str:
