@@ -787,7 +787,7 @@ def passwd(
     with _open(vault, write=True, have=old) as v:
         v.unlock(old)
         new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
-                             env_var=NEW_ENV_VAR)
+                             env_var=NEW_ENV_VAR, key_file_option="--new-key-file")
         if new == old:
             raise InvalidInputError("the new passphrase is the same as the old one")
         v.change_passphrase(old, new)

@@ -723,6 +723,7 @@ def test_delete_and_passwd(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["ok"]
     r = run_cli("passwd", path, passphrase="new pass")  # no new passphrase, no tty
     assert_user_error(r, contains="not a terminal")
+    assert "$SPEECHVAULT_NEW_PASSPHRASE or use --new-key-file" in r.stderr
 
 
 # --------------------------------------------------------------------------- the TUI needs a terminal
