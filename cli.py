@@ -356,14 +356,18 @@ def init(
 
 
 def _model_encoder(model: str):
-    """``--model``: a file path if one exists there, else the name of a shipped model."""
-    from hashing.encoder import Encoder, shipped_models
+    """``--model``: a file path if one exists there, else a shipped model by its file name
+    (``models``) or by the name in its metadata (what ``info`` shows, e.g. the default's)."""
+    from hashing.encoder import Encoder, model_summaries, shipped_models
 
     path = Path(model)
     if path.is_file():
         return Encoder.from_files(path)
     if model in shipped_models():
         return Encoder.shipped(model)
+    by_meta_name = {row["model"]: row["name"] for row in model_summaries()}
+    if model in by_meta_name:
+        return Encoder.shipped(by_meta_name[model])
     raise NotFoundError(f"{model}: no such model file or shipped model "
                         f"(shipped: {', '.join(shipped_models())})")
 

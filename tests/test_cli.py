@@ -881,6 +881,18 @@ def test_models_lists_both_architectures_and_init_takes_a_name(tmp_path):
     r = run_cli("init", path, "--model", other, "--kdf-log2n", "10", "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model_sha256"] == rows[other]["sha256"]
+    # the name `info` shows (the model's metadata name) works too
+    info = json.loads(run_cli("info", path, "--json").stdout)
+    r = run_cli("init", tmp_path / "again.duckdb", "--model", info["model_name"], "--kdf-log2n",
+                "10", "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_sha256"] == rows[other]["sha256"]
+    default_meta_name = rows["default"]["model"]
+    assert default_meta_name != "default"
+    r = run_cli("init", tmp_path / "d.duckdb", "--model", default_meta_name, "--kdf-log2n", "10",
+                "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_sha256"] == rows["default"]["sha256"]
     assert_user_error(run_cli("init", tmp_path / "w.duckdb", "--model", "no-such-model",
                               "--kdf-log2n", "10", passphrase=PASS), contains="no such model")
     assert not (tmp_path / "w.duckdb").exists()
