@@ -18,6 +18,7 @@ Conventions (see README.md, "Command line"):
 
 import functools
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -54,16 +55,28 @@ app = typer.Typer(
 
 
 # --------------------------------------------------------------------------- output helpers
-def _stdout():
+#: width of output that goes to a file or a pipe: wide enough never to wrap a table row, so
+#: `list | grep` sees whole names and `cipher-report > r.md` keeps its table intact
+PLAIN_WIDTH = 10_000
+
+
+def _console(stderr: bool = False):
+    """A rich console; to a terminal it fits the terminal, to a file or pipe it never wraps
+    (unless $COLUMNS says how wide to be)."""
     from rich.console import Console
 
-    return Console(soft_wrap=False, highlight=False)
+    con = Console(stderr=stderr, soft_wrap=False, highlight=False)
+    if con.is_terminal or (os.environ.get("COLUMNS") or "").isdigit():
+        return con
+    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=PLAIN_WIDTH)
+
+
+def _stdout():
+    return _console()
 
 
 def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=False, highlight=False)
+    return _console(stderr=True)
 
 
 def _one_line(text: str) -> str:

@@ -726,6 +726,24 @@ def test_delete_and_passwd(tmp_path):
     assert "$SPEECHVAULT_NEW_PASSPHRASE or use --new-key-file" in r.stderr
 
 
+@needs_vault
+def test_output_to_a_pipe_is_not_wrapped(tmp_path):
+    """`list | grep NAME` finds a long name whole: to a pipe the tables are not fitted to 80
+    columns (the tests' COLUMNS=200 is removed here: a pipe has no width)."""
+    path = tmp_path / "v.duckdb"
+    assert run_cli("init", path, "--kdf-log2n", "10", passphrase=PASS).returncode == 0
+    name = "voice memo " + "x" * 90 + " 2026-12-01 lecture part 1.wav"
+    (tmp_path / name).write_bytes(digit_clips()[0].read_bytes())
+    no_width = {"COLUMNS": ""}
+    r = run_cli("ingest", path, tmp_path / name, passphrase=PASS, env=no_width)
+    assert r.returncode == 0, r.stderr
+    assert any(name in line for line in r.stdout.splitlines())
+    r = run_cli("list", path, env=no_width)
+    assert r.returncode == 0, r.stderr
+    (row,) = [line for line in r.stdout.splitlines() if name in line]
+    assert "1 recording" in r.stdout and len(row) > 120
+
+
 # --------------------------------------------------------------------------- the TUI needs a terminal
 @needs_vault
 def test_tui_refuses_without_a_terminal(vault):
