@@ -847,6 +847,8 @@ def _print_demo(r: Any) -> None:
     t.add_column("v")
     t.add_row("model", f"{r.model_name} (sha256 {r.model_sha256[:12]})")
     t.add_row("vault", f"{r.vault_path}" + ("" if r.kept else " (temporary, removed)"))
+    if r.key_file:
+        t.add_row("key file", f"{r.key_file} (the passphrase, mode 0600: --key-file)")
     t.add_row("cipher / kdf", f"{r.cipher} / scrypt 2^{r.kdf_log2n}")
     t.add_row("ingested", f"{r.added} of {r.n_clips} clips ({r.duplicates} duplicates, {len(r.errors)} errors)")
     t.add_row("query", f"{r.query_source}, degraded: {r.degradation}")

@@ -864,6 +864,25 @@ def test_run_demo_library():
 
 
 @needs_model
+def test_demo_workdir_keeps_the_passphrase_in_a_private_key_file(tmp_path):
+    """A kept demo vault is usable afterwards: its random passphrase is in demo.key (0600),
+    which --key-file takes; a temporary demo leaves no key file behind."""
+    import stat
+
+    from speechvault.demo import run_demo
+
+    rep = run_demo(tmp_path / "d")
+    assert rep.ok and rep.kept
+    key = Path(rep.key_file)
+    assert key.parent == tmp_path / "d" and stat.S_IMODE(key.stat().st_mode) == 0o600
+    r = run_cli("export", rep.vault_path, str(rep.expected_id), "-o", tmp_path / "out.wav",
+                "--key-file", key)
+    assert r.returncode == 0, r.stderr
+    assert sha256(tmp_path / "out.wav") == rep.original_sha256
+    assert run_demo().key_file is None
+
+
+@needs_model
 @pytest.mark.slow
 def test_demo_cli_json(tmp_path):
     r = run_cli("demo", "--workdir", tmp_path / "d", "--json")
