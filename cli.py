@@ -1070,10 +1070,11 @@ def _cmdline(name: str, positional: Any, options: list[tuple[str, Any]]) -> str:
 @_command("eval")
 def eval_cmd(
     data_dir: Annotated[Optional[Path], typer.Argument(
-        metavar="[DATA_DIR]", help="Folder per category (default: ../shared/data/fsdd, else the "
-        "bundled examples); 'examples' forces the examples.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where eval.md, eval.json and the "
-                                      "PNG figures go.")] = Path("docs/results"),
+        metavar="[DATA_DIR]", help="Folder per category (default: $SPEECHVAULT_FSDD, else "
+        "../shared/data/fsdd next to a checkout; --quick falls back to the bundled examples); "
+        "'examples' forces the examples.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False, help="Where eval.md, "
+                                      "eval.json and the PNG figures go (required).")] = ...,
     quick: Annotated[bool, typer.Option("--quick", help="CI size: 1 epoch on a subset, K in "
                                         "{64, 384}.")] = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per model that has to be "
@@ -1094,7 +1095,13 @@ def eval_cmd(
     from speechvault.extras import require
 
     require("eval", "train")  # TensorFlow trains the models, matplotlib draws the figures
-    from model_export.report import run_eval
+    from model_export.report import find_fsdd, run_eval
+
+    if data_dir is None and not quick and find_fsdd() is None:
+        raise NotFoundError(
+            "no data to evaluate on: give DATA_DIR (one folder per category, e.g. FSDD sorted by "
+            "digit) or set $SPEECHVAULT_FSDD; the default ../shared/data/fsdd exists only next to "
+            "a checkout ('examples' runs on the 30 bundled clips, --quick falls back to them)")
 
     command = _cmdline("eval", data_dir, [
         ("--quick", quick), ("--epochs", epochs), ("--max-train-per-class", max_train_per_class),
@@ -1113,8 +1120,8 @@ def eval_cmd(
 
 @_command("bench")
 def bench_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where bench.md and bench.json go.")]
-    = Path("docs/results"),
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
+                                      help="Where bench.md and bench.json go (required).")],
     quick: Annotated[bool, typer.Option("--quick", help="CI size (1k and 10k rows).")] = False,
     sizes: Annotated[Optional[str], typer.Option(help="Vault sizes, comma-separated (the first "
                                                  "holds real codes).", show_default=False)] = None,

@@ -379,6 +379,44 @@ def test_bench_without_faiss_notes_it_first(tmp_path, monkeypatch):
     assert err.index("note: faiss not installed") < err.index("interrupted")
 
 
+@pytest.mark.parametrize("command", [["eval", "--quick"], ["bench", "--quick"]])
+def test_eval_and_bench_need_out(monkeypatch, command):
+    """No default --out: `docs/results` relative to wherever one stands is not a place to
+    write reports into (it only made sense inside a checkout)."""
+    from typer.testing import CliRunner
+
+    import cli
+    import model_export.report
+    import store.bench
+
+    def never(*a, **k):
+        raise AssertionError("ran without --out")
+
+    monkeypatch.setattr(model_export.report, "run_eval", never)
+    monkeypatch.setattr(store.bench, "run_bench", never)
+    r = CliRunner().invoke(cli.app, command)
+    assert r.exit_code == 2 and "Missing option '--out'" in r.output
+
+
+def test_eval_without_data_says_where_the_default_is(monkeypatch, tmp_path):
+    """A full eval with no DATA_DIR, no $SPEECHVAULT_FSDD and no checkout next to the package:
+    one line saying what to give, before anything runs."""
+    from typer.testing import CliRunner
+
+    import cli
+    import model_export.report
+
+    def never(*a, **k):
+        raise AssertionError("ran without data")
+
+    monkeypatch.setattr(model_export.report, "find_fsdd", lambda: None)
+    monkeypatch.setattr(model_export.report, "run_eval", never)
+    r = CliRunner().invoke(cli.app, ["eval", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1 and r.output.startswith("error: no data to evaluate on")
+    assert "$SPEECHVAULT_FSDD" in r.output and "only next to a checkout" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_train_maps_options_to_library_call(monkeypatch, tmp_path):
     """`speechvault train` is one call of model_export.train.train (faked here: no TensorFlow)."""
     import importlib.util
