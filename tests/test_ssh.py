@@ -272,7 +272,7 @@ def test_without_a_terminal_the_tui_refuses_and_the_session_ends(ssh_env):
     server). The timeout only bounds the failure."""
     cmd = ["ssh", "-T", "-p", str(ssh_env["port"]), *_client_options(ssh_env),
            f"{ssh_env['user']}@127.0.0.1", "ls", "/"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "needs a terminal" in lines[0]
@@ -286,7 +286,7 @@ def test_scp_gets_no_file_and_returns(ssh_env, tmp_path):
     dest = tmp_path / "copied"
     cmd = ["scp", "-P", str(ssh_env["port"]), *_client_options(ssh_env),
            f"{ssh_env['user']}@127.0.0.1:{ssh_env['vault']}", str(dest)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert r.returncode != 0
     assert not dest.exists()
     assert_no_session_left(ssh_env["launcher"])
