@@ -620,10 +620,10 @@ def export(
     vault: VaultArg,
     recording_id: Annotated[int, typer.Argument(metavar="ID", help="Recording id (see list).",
                                                 show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the decrypted "
-                                        "original: a file, a folder (an existing one, or a path "
-                                        "ending in /: the recording's own name inside it), or "
-                                        "'-' for stdout.", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH", show_default=False,
+                                        help="Where to write the decrypted original: a file, a "
+                                        "folder (an existing one, or a path ending in /: the "
+                                        "recording's own name inside it), or '-' for stdout.")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file; "
                                         "with -o -, write to a terminal.")] = False,
     key_file: KeyFileOpt = None,
@@ -984,9 +984,9 @@ def train(
 @_command()
 def tui(
     vault: VaultArg,
-    write: Annotated[bool, typer.Option("--write", "-w",
-                                        help="Allow ingest and delete (the file is opened read-write only "
-                                             "while they run); default: browse and search only.")] = False,
+    write: Annotated[bool, typer.Option(
+        "--write", "-w", help="Allow ingest and delete (the file is opened read-write only while "
+        "they run); default: browse and search only.")] = False,
     key_file: KeyFileOpt = None,
 ) -> None:
     """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""

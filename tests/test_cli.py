@@ -347,7 +347,8 @@ def _env_without(tmp_path: Path, *modules: str) -> dict[str, str]:
     return {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
 
 
-@pytest.mark.parametrize("blocked", [("matplotlib",), ("tensorflow",), ("tensorflow", "matplotlib")])
+@pytest.mark.parametrize("blocked", [("matplotlib",), ("tensorflow",),
+                                     ("tensorflow", "matplotlib")])
 def test_eval_without_the_train_extra_says_so_before_doing_anything(tmp_path, blocked):
     """A plain install (no TensorFlow, no matplotlib): one line naming what is missing and the
     pip line, exit 1, nothing written (it used to train, print "cannot train" lines and end in
@@ -645,7 +646,8 @@ def test_export_into_folders_and_force(vault, tmp_path):
     rid = vault["ids"][clip.name]
     r = run_cli("export", vault["path"], str(rid), "-o", f"{tmp_path / 'newdir'}/", passphrase=PASS)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "newdir").is_dir() and sha256(tmp_path / "newdir" / clip.name) == sha256(clip)
+    assert (tmp_path / "newdir").is_dir()
+    assert sha256(tmp_path / "newdir" / clip.name) == sha256(clip)
     r = run_cli("export", vault["path"], str(rid), "-o", tmp_path / "newdir", passphrase=PASS)
     assert_user_error(r, contains="already exists")
     (tmp_path / "newdir" / clip.name).write_bytes(b"other")
@@ -788,7 +790,7 @@ def test_output_to_a_pipe_is_not_wrapped(tmp_path):
     assert "1 recording" in r.stdout and len(row) > 120
 
 
-# --------------------------------------------------------------------------- the TUI needs a terminal
+# ------------------------------------------------------------------------ the TUI needs a terminal
 @needs_vault
 def test_tui_refuses_without_a_terminal(vault):
     """`ssh host ls /` into a TUI-only account, scp, `tui v.duckdb </dev/null >out`: no terminal,

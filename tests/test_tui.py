@@ -590,7 +590,8 @@ async def test_read_only_session_neither_ingests_nor_deletes(vault_copy, fake_en
 
 
 @async_test
-async def test_write_session_deletes_after_confirmation(vault_copy, fake_encoder, no_env_passphrase):
+async def test_write_session_deletes_after_confirmation(vault_copy, fake_encoder,
+                                                        no_env_passphrase):
     """--write: Delete asks first (n keeps the recording), y deletes it (Vault.delete) with no
     passphrase, from the library and from a record; the session goes back to read-only."""
     app = make_app(vault_copy, vault_cls_for(fake_encoder), read_only=False)

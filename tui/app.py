@@ -116,6 +116,7 @@ class SpeechVaultApp(VaultWrites, App[None]):
         #: clear while a worker holds a read-write handle (set again once it is closed)
         self.writes_idle = threading.Event()
         self.writes_idle.set()
+        self.hung_up = False
         self._retry: dict[Worker, Callable[[], None]] = {}
         self._on_error: dict[Worker, Callable[[BaseException], None]] = {}
 
@@ -143,8 +144,9 @@ class SpeechVaultApp(VaultWrites, App[None]):
 
         from tui.terminal import stdin_hung_up
 
-        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
+        hup = getattr(signal, "SIGHUP", None)  # absent on Windows
+        if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+            asyncio.get_running_loop().add_signal_handler(hup, self.hang_up)
 
         def check() -> None:
             if stdin_hung_up():
@@ -156,6 +158,9 @@ class SpeechVaultApp(VaultWrites, App[None]):
         """The terminal has gone: close the vault and exit with status 129 (128 + SIGHUP)."""
         from tui.terminal import HANGUP_EXIT_STATUS, detach_from_terminal, exit_after
 
+        if self.hung_up:  # SIGHUP and the stdin watch may both see it
+            return
+        self.hung_up = True
         if self._ingest_cancel is not None:
             self._ingest_cancel.set()
         detach_from_terminal()

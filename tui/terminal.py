@@ -47,6 +47,8 @@ def require_terminal(stdin: IO | None = None, stdout: IO | None = None) -> None:
 def stdin_hung_up(fd: int | None = None) -> bool:
     """True when stdin's terminal has hung up (or stdin is closed): what a closed SSH
     connection leaves behind when SIGHUP did not end the process."""
+    if not hasattr(select, "poll"):  # Windows: no poll(), and no SSH hang-up to watch for
+        return False
     if fd is None:
         try:
             fd = sys.__stdin__.fileno()
