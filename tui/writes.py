@@ -36,10 +36,7 @@ class VaultWrites:
     @work(thread=True, exit_on_error=False, group="ingest", exclusive=True)
     def run_ingest(self, screen, sources: list[str], category: str | None,
                    cancel: threading.Event) -> None:
-        self.require_writable("ingest")
         passphrase = self.passphrase
-        if not passphrase:
-            raise PassphraseRequiredError("ingest needs the passphrase")
 
         def progress(event) -> None:
             try:
@@ -58,7 +55,10 @@ class VaultWrites:
                                              problems=found.problems))
 
         self._ingest_cancel = cancel
-        try:
+        try:  # whatever happens, the screen leaves its running state (IngestFinished)
+            self.require_writable("ingest")
+            if not passphrase:
+                raise PassphraseRequiredError("ingest needs the passphrase")
             self._write_session("ingesting", ingest, passphrase=passphrase)
         finally:
             screen.post_message(m.IngestFinished())
