@@ -35,7 +35,6 @@ from speechvault.errors import (
     SpeechVaultError,
 )
 from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
-from speechvault.sources import expand_sources as _expand_sources
 
 __all__ = ["app", "main"]
 
@@ -56,16 +55,28 @@ app = typer.Typer(
 
 
 # --------------------------------------------------------------------------- output helpers
-def _stdout():
+#: width of output that goes to a file or a pipe: wide enough never to wrap a table row, so
+#: `list | grep` sees whole names and `cipher-report > r.md` keeps its table intact
+PLAIN_WIDTH = 10_000
+
+
+def _console(stderr: bool = False):
+    """A rich console; to a terminal it fits the terminal, to a file or pipe it never wraps
+    (unless $COLUMNS says how wide to be)."""
     from rich.console import Console
 
-    return Console(soft_wrap=False, highlight=False)
+    con = Console(stderr=stderr, soft_wrap=False, highlight=False)
+    if con.is_terminal or (os.environ.get("COLUMNS") or "").isdigit():
+        return con
+    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=PLAIN_WIDTH)
+
+
+def _stdout():
+    return _console()
 
 
 def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=False, highlight=False)
+    return _console(stderr=True)
 
 
 def _one_line(text: str) -> str:
@@ -366,14 +377,18 @@ def init(
 
 
 def _model_encoder(model: str):
-    """``--model``: a file path if one exists there, else the name of a shipped model."""
-    from hashing.encoder import Encoder, shipped_models
+    """``--model``: a file path if one exists there, else a shipped model by its file name
+    (``models``) or by the name in its metadata (what ``info`` shows, e.g. the default's)."""
+    from hashing.encoder import Encoder, model_summaries, shipped_models
 
     path = Path(model)
     if path.is_file():
         return Encoder.from_files(path)
     if model in shipped_models():
         return Encoder.shipped(model)
+    by_meta_name = {row["model"]: row["name"] for row in model_summaries()}
+    if model in by_meta_name:
+        return Encoder.shipped(by_meta_name[model])
     raise NotFoundError(f"{model}: no such model file or shipped model "
                         f"(shipped: {', '.join(shipped_models())})")
 
@@ -428,7 +443,10 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Encrypt and index audio files. Exit 1 if any file failed (after the summary)."""
-    files, problems = _expand_sources(paths, recursive)
+    from speechvault.sources import expand_sources
+
+    sources = expand_sources(paths, recursive)
+    files, problems = sources.files, sources.problems
     _existing_vault(vault)
     if not files:
         for raw, msg in problems:
@@ -451,9 +469,10 @@ def ingest(
         d = _jsonable(report)
         if isinstance(d, dict):
             d["errors"] = [{"path": p, "message": m} for p, m in errors]
+            d["skipped_unsupported"] = _skipped_rows(sources.skipped)
         _print_json(d)
     else:
-        _print_ingest(report, len(errors))
+        _print_ingest(report, len(errors), sources.skipped)
     for p, m in errors:
         _err_line(f"{p}: {m}" if not m.startswith(p) else m)
     if getattr(report, "cancelled", False):
@@ -463,7 +482,13 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _print_ingest(report: Any, n_errors: int) -> None:
+def _skipped_rows(skipped: list[Path]) -> list[dict[str, str]]:
+    from speechvault.sources import skip_reason
+
+    return [{"path": str(p), "reason": skip_reason(p)} for p in skipped]
+
+
+def _print_ingest(report: Any, n_errors: int, skipped: list[Path]) -> None:
     from rich.table import Table
 
     con = _stdout()
@@ -482,10 +507,18 @@ def _print_ingest(report: Any, n_errors: int) -> None:
     s.add_column("added", justify="right", style="green")
     s.add_column("duplicates", justify="right", style="yellow")
     s.add_column("errors", justify="right", style="red")
-    s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors))
+    s.add_column("skipped", justify="right", style="yellow")
+    s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors),
+              str(len(skipped)))
     con.print(s)
     for path, existing in report.skipped_duplicates[:MAX_ROWS_SHOWN]:
         con.print(f"[yellow]duplicate[/yellow] {path} (already stored as id {existing})")
+    from rich.markup import escape
+
+    for row in _skipped_rows(skipped[:MAX_ROWS_SHOWN]):
+        con.print(f"[yellow]skipped[/yellow] {escape(row['path'])} ({row['reason']})")
+    if len(skipped) > MAX_ROWS_SHOWN:
+        con.print(f"... and {len(skipped) - MAX_ROWS_SHOWN} more skipped (see --json)")
 
 
 # --------------------------------------------------------------------------- search
@@ -514,6 +547,8 @@ def search(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r",
                                             help="Descend into sub-folders (and ** in globs).")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="With --decrypt-to: overwrite files "
+                                        "that differ (an identical file is kept as is).")] = False,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -537,25 +572,26 @@ def search(
         raise NotFoundError(f"{query}: no such file")
     _existing_vault(vault)
     passphrase = _passphrase(key_file) if decrypt_to is not None else None
-    written: list[str] = []
+    saved, failed = [], []
     source = batch.read_stdin_audio() if query == batch.STDIN else Path(query)
     with _open(vault, have=passphrase, key_file=key_file) as v:
         result = v.search(source, tau=threshold, mode=mode.value, probe=probe, top=top)
-        if decrypt_to is not None:
-            matches = [h for h in result.hits if h.is_match]
-            if matches:
-                v.unlock(passphrase)
-                decrypt_to.mkdir(parents=True, exist_ok=True)
-                for h in matches:
-                    dest = decrypt_to / f"{h.recording_id}_{Path(str(h.name)).name}"
-                    written.append(str(v.export_to(h.recording_id, dest)))
+        if decrypt_to is not None and result.matched:
+            from store.exports import save_matches
+
+            v.unlock(passphrase)
+            saved, failed = save_matches(v, result.hits, decrypt_to, force=force)
     if as_json:
         d = _jsonable(result)
         if decrypt_to is not None and isinstance(d, dict):
-            d["decrypted"] = written
+            d["decrypted"] = [str(s.path) for s in saved]
         _print_json(d)
     else:
-        _print_search(result, written)
+        _print_search(result, [s.describe() for s in saved])
+    for path, message in failed:  # after the results: a file in the way does not hide them
+        _err_line(message if message.startswith(path) else f"{path}: {message}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _print_search(result: Any, written: list[str]) -> None:
@@ -617,33 +653,32 @@ def export(
     vault: VaultArg,
     recording_id: Annotated[int, typer.Argument(metavar="ID", help="Recording id (see list).",
                                                 show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the decrypted "
-                                         "original file ('-' for stdout).", show_default=False)],
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH", show_default=False,
+                                        help="Where to write the decrypted original: a file, a "
+                                        "folder (an existing one, or a path ending in /: the "
+                                        "recording's own name inside it), or '-' for stdout.")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file; "
+                                        "with -o -, write to a terminal.")] = False,
     key_file: KeyFileOpt = None,
 ) -> None:
     """Decrypt one recording, byte-identical to the file that was ingested."""
-    to_stdout = str(output) == "-"
-    overwrite = not to_stdout and output.exists() and not output.is_dir()
-    if overwrite and not force:
+    from store.exports import is_folder_target, save_recording
+
+    to_stdout = output == "-"
+    if to_stdout and sys.stdout.isatty() and not force:
+        raise InvalidInputError("refusing to write audio to the terminal: redirect stdout "
+                                "(> memo.wav) or give --force")
+    if not to_stdout and not force and not is_folder_target(output) and Path(output).exists():
         raise InvalidInputError(f"{output}: already exists (use --force to overwrite)")
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
     with _open(vault, passphrase=passphrase) as v:
         if to_stdout:
-            data = v.export(recording_id)
-            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.write(v.export(recording_id))
             sys.stdout.buffer.flush()
             return
-        if overwrite:  # --force: decrypt first, then replace the file atomically
-            data = v.export(recording_id)
-            tmp = output.with_name(output.name + ".partial")
-            tmp.write_bytes(data)
-            os.replace(tmp, output)
-            dest = output
-        else:  # a new file, or a folder (the recording's own name inside it)
-            dest = v.export_to(recording_id, output)
-    _stderr().print(f"wrote {dest}")
+        saved = save_recording(v, recording_id, output, force=force)
+    _stderr().print(f"wrote {saved.describe()}", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- list / info
@@ -833,7 +868,7 @@ def passwd(
     with _open(vault, write=True, have=old) as v:
         v.unlock(old)
         new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
-                             env_var=NEW_ENV_VAR)
+                             env_var=NEW_ENV_VAR, key_file_option="--new-key-file")
         if new == old:
             raise InvalidInputError("the new passphrase is the same as the old one")
         v.change_passphrase(old, new)
@@ -876,6 +911,8 @@ def _print_demo(r: Any) -> None:
     t.add_column("v")
     t.add_row("model", f"{r.model_name} (sha256 {r.model_sha256[:12]})")
     t.add_row("vault", f"{r.vault_path}" + ("" if r.kept else " (temporary, removed)"))
+    if r.key_file:
+        t.add_row("key file", f"{r.key_file} (the passphrase, mode 0600: --key-file)")
     t.add_row("cipher / kdf", f"{r.cipher} / scrypt 2^{r.kdf_log2n}")
     t.add_row("ingested", f"{r.added} of {r.n_clips} clips ({r.duplicates} duplicates, {len(r.errors)} errors)")
     t.add_row("query", f"{r.query_source}, degraded: {r.degradation}")
@@ -1011,12 +1048,16 @@ def train(
 @_command()
 def tui(
     vault: VaultArg,
-    write: Annotated[bool, typer.Option("--write", "-w",
-                                        help="Open read-write (ingest, delete); default read-only.")] = False,
+    write: Annotated[bool, typer.Option(
+        "--write", "-w", help="Allow ingest and delete (the file is opened read-write only while "
+        "they run); default: browse and search only.")] = False,
     key_file: KeyFileOpt = None,
 ) -> None:
-    """Open the vault in the terminal user interface."""
+    """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""
+    from tui.terminal import require_terminal
+
     _existing_vault(vault)
+    require_terminal()
     try:
         from tui import app as tui_app
     except ModuleNotFoundError as exc:
@@ -1029,8 +1070,10 @@ def tui(
 
     if Vault.index_is_encrypted(vault):  # the TUI cannot even list it without the passphrase
         passphrase = _index_passphrase(key_file)
-    tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
-                read_only=not write, passphrase=passphrase)
+    status = tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
+                         read_only=not write, passphrase=passphrase)
+    if status:
+        raise typer.Exit(status)
 
 
 def main() -> None:
@@ -1091,10 +1134,11 @@ def _cmdline(name: str, positional: Any, options: list[tuple[str, Any]]) -> str:
 @_command("eval")
 def eval_cmd(
     data_dir: Annotated[Optional[Path], typer.Argument(
-        metavar="[DATA_DIR]", help="Folder per category (default: ../shared/data/fsdd, else the "
-        "bundled examples); 'examples' forces the examples.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where eval.md, eval.json and the "
-                                      "PNG figures go.")] = Path("docs/results"),
+        metavar="[DATA_DIR]", help="Folder per category (default: $SPEECHVAULT_FSDD, else "
+        "../shared/data/fsdd next to a checkout; --quick falls back to the bundled examples); "
+        "'examples' forces the examples.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False, help="Where eval.md, "
+                                      "eval.json and the PNG figures go (required).")] = ...,
     quick: Annotated[bool, typer.Option("--quick", help="CI size: 1 epoch on a subset, K in "
                                         "{64, 384}.")] = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per model that has to be "
@@ -1110,8 +1154,18 @@ def eval_cmd(
                                                       "$SPEECHVAULT_MODEL_CACHE).", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reproduce the paper's experiments (Tables 1-3, 5, Fig. 8-10, FAR/FRR) into OUT."""
-    from model_export.report import run_eval
+    """Reproduce the paper's experiments (Tables 1-3, 5, Fig. 8-10, FAR/FRR) into OUT (needs:
+    pip install 'speechvault\\[train]')."""
+    from speechvault.extras import require
+
+    require("eval", "train")  # TensorFlow trains the models, matplotlib draws the figures
+    from model_export.report import find_fsdd, run_eval
+
+    if data_dir is None and not quick and find_fsdd() is None:
+        raise NotFoundError(
+            "no data to evaluate on: give DATA_DIR (one folder per category, e.g. FSDD sorted by "
+            "digit) or set $SPEECHVAULT_FSDD; the default ../shared/data/fsdd exists only next to "
+            "a checkout ('examples' runs on the 30 bundled clips, --quick falls back to them)")
 
     command = _cmdline("eval", data_dir, [
         ("--quick", quick), ("--epochs", epochs), ("--max-train-per-class", max_train_per_class),
@@ -1130,8 +1184,8 @@ def eval_cmd(
 
 @_command("bench")
 def bench_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where bench.md and bench.json go.")]
-    = Path("docs/results"),
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
+                                      help="Where bench.md and bench.json go (required).")],
     quick: Annotated[bool, typer.Option("--quick", help="CI size (1k and 10k rows).")] = False,
     sizes: Annotated[Optional[str], typer.Option(help="Vault sizes, comma-separated (the first "
                                                  "holds real codes).", show_default=False)] = None,
@@ -1145,6 +1199,11 @@ def bench_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
+    from speechvault.extras import note_if_missing
+
+    note = note_if_missing("bench", "the FAISS columns stay empty")
+    if note:
+        sys.stderr.write(note + "\n")
     from model_export.bench import run_bench
 
     command = _cmdline("bench", None, [("--quick", quick), ("--busy", busy), ("--sizes", sizes),

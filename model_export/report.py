@@ -119,7 +119,9 @@ class EvalReport:
 
 
 # ----------------------------------------------------------------------------- data
-def _find_fsdd() -> Path | None:
+def find_fsdd() -> Path | None:
+    """The default data: ``$SPEECHVAULT_FSDD``, else ``../shared/data/fsdd`` next to a
+    checkout (an installed package has none); None when neither holds ``*/*.wav``."""
     env = os.environ.get("SPEECHVAULT_FSDD")
     for cand in (env, Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"):
         if cand and Path(cand).is_dir() and any(Path(cand).glob("*/*.wav")):
@@ -151,7 +153,7 @@ def _link_tree(files: Sequence[tuple[str, Path]], dest: Path) -> Path:
 
 def _resolve_data(data_dir, quick: bool, cache: Path, quick_takes: int) -> tuple[Path, str]:
     if data_dir is None:
-        data_dir = _find_fsdd()
+        data_dir = find_fsdd()
     if data_dir is None or str(data_dir) == "examples":
         ex = _examples_dir()
         files = [(p.name.split("_")[0], p) for p in sorted(ex.glob("*.wav")) if p.name[0].isdigit()]

@@ -89,9 +89,9 @@ def plan_queries(args: list[str], recursive: bool) -> tuple[list[str], list[tupl
             else:
                 queries.append(STDIN)
             continue
-        files, bad = expand_sources([raw], recursive)
-        problems += bad
-        for f in files:
+        found = expand_sources([raw], recursive)
+        problems += found.problems
+        for f in found.files:
             key = f.resolve()
             if key not in seen:
                 seen.add(key)

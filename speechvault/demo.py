@@ -5,6 +5,8 @@ sentences, see ``tools/make_examples.sh``), with no network and no files outside
 
 1. creates a vault in a temporary directory (or ``workdir``) with a random passphrase generated
    in-process and the *default* scrypt cost (2**17: 0.5-1 s and 128 MiB, like a real vault);
+   a vault that is kept gets its passphrase in ``demo.key`` next to it (mode 0600), so it can
+   be opened afterwards (``--key-file``);
 2. ingests every example clip with ``Encoder.default()``;
 3. degrades one clip (MP3 round trip, then -3 dB, then white noise at 20 dB SNR, from
    ``hashing.cpo``), writes it as ``query.wav`` and searches the vault with it, two-stage, tau
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -35,6 +38,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MANIFEST = "manifest.json"
 DEMO_VAULT_NAME = "demo.duckdb"
 QUERY_NAME = "query.wav"
+KEY_FILE_NAME = "demo.key"
 DEFAULT_QUERY_CLIP = "7_en-us_3.wav"
 
 MP3_BITRATE_KBPS = 128
@@ -90,6 +94,7 @@ class DemoReport:
     workdir: str | None            # None when the temporary directory was removed
     vault_path: str
     kept: bool
+    key_file: str | None           # the passphrase of a kept vault (0600); None otherwise
     model_name: str
     model_sha256: str
     cipher: str
@@ -124,6 +129,14 @@ class DemoReport:
         d = _to_jsonable(asdict(self))
         d["ok"] = self.ok
         return d
+
+
+def write_key_file(path: Path, passphrase: str) -> None:
+    """The passphrase in a new file only its owner may read (created 0600, never replaced):
+    a kept demo vault whose random passphrase nobody knows could never be opened again."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(passphrase + "\n")
 
 
 def _degrade(y, sample_rate: int):
@@ -176,8 +189,11 @@ def run_demo(
             raise InvalidInputError(f"--workdir {wd}: exists and is not a directory")
         wd.mkdir(parents=True, exist_ok=True)
     vault_path = wd / DEMO_VAULT_NAME
-    if vault_path.exists() or Path(str(vault_path) + ".wal").exists():
-        raise InvalidInputError(f"{vault_path} already exists: choose another --workdir or remove it")
+    key_path = wd / KEY_FILE_NAME
+    for existing in (vault_path, Path(str(vault_path) + ".wal"), *([key_path] if keep else [])):
+        if existing.exists():
+            raise InvalidInputError(f"{existing} already exists: choose another --workdir or "
+                                    "remove it")
     query_file = wd / QUERY_NAME
 
     timings: dict[str, float] = {}
@@ -185,6 +201,9 @@ def run_demo(
         step(f"building a demo vault from {len(clips)} example clips in {wd} "
              "(the default key derivation takes about a second)")
         passphrase = generate_passphrase()
+        if keep:
+            write_key_file(key_path, passphrase)
+            step(f"passphrase written to {key_path} (mode 0600): --key-file {key_path}")
 
         t = time.perf_counter()
         encoder = Encoder.default()
@@ -245,6 +264,7 @@ def run_demo(
                 workdir=str(wd) if keep else None,
                 vault_path=str(vault_path),
                 kept=keep,
+                key_file=str(key_path) if keep else None,
                 model_name=str(meta.name),
                 model_sha256=str(encoder.sha256),
                 cipher=str(cipher),

@@ -52,7 +52,8 @@ class ModelError(SpeechVaultError):
 
 
 class RuntimeMissingError(SpeechVaultError):
-    """Neither ai-edge-litert nor tflite-runtime (or TensorFlow for training) is installed."""
+    """A package the operation needs is not installed: the TFLite runtime, or an optional
+    extra (TensorFlow and matplotlib for ``train``/``eval``, the ``encrypt-index`` modules)."""
 
 
 class NotFoundError(SpeechVaultError):
@@ -66,3 +67,7 @@ class StorageError(SpeechVaultError):
 
 class PassphraseRequiredError(SpeechVaultError):
     """An operation needs the passphrase (ingest, export, decrypt) and none was given."""
+
+
+class NotATerminalError(SpeechVaultError):
+    """An interactive program (the TUI) was started without a terminal on stdin or stdout."""

@@ -74,8 +74,10 @@ def get_passphrase(
     environ: Mapping[str, str] | None = None,
     stdin: TextIO | None = None,
     ask: Callable[[str], str] | None = None,
+    key_file_option: str = "--key-file",
 ) -> str:
     """Return the passphrase from ``key_file``, ``$env_var`` or a hidden prompt (in that order).
+    ``key_file_option`` is the option the error names (``passwd``'s new one: --new-key-file).
 
     ``environ``, ``stdin`` and ``ask`` exist for tests (defaults: ``os.environ``, ``sys.stdin``,
     ``getpass.getpass``).
@@ -90,7 +92,8 @@ def get_passphrase(
         return value
     if not _is_tty(sys.stdin if stdin is None else stdin):
         raise PassphraseRequiredError(
-            f"a passphrase is needed and stdin is not a terminal: set ${env_var} or use --key-file"
+            f"a passphrase is needed and stdin is not a terminal: set ${env_var} or use "
+            f"{key_file_option}"
         )
     ask = getpass.getpass if ask is None else ask
     try:

@@ -1,16 +1,19 @@
-"""Command-line arguments naming audio -> the files they mean: files, folders, glob patterns.
+"""What ``ingest PATHS`` means: files, folders and glob patterns turned into a list of files,
+with what was left out and why.
 
-One place for ``ingest`` and ``search`` (several queries at once), so both read a folder or a
-pattern the same way. Paths only: nothing here opens audio.
+Why the skipped list: a folder is read for the audio files speechvault decodes (by suffix);
+anything else in it used to vanish without a word ("added 1 · errors 0" for a folder holding a
+phone's ``.m4a`` memos too). Now those files are listed, so the summary can say so. Hidden
+files (``.DS_Store``, ``._memo.wav``) are left out silently: they are never recordings.
 """
 
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AUDIO_SUFFIXES", "GLOB_CHARS", "expand_sources"]
-
+#: suffixes of the formats soundfile (libsndfile) decodes
 AUDIO_SUFFIXES = {
     ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
     ".snd", ".caf", ".w64", ".rf64",
@@ -18,28 +21,60 @@ AUDIO_SUFFIXES = {
 GLOB_CHARS = set("*?[")
 
 
-def expand_sources(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (audio files inside; sub-folders with ``recursive``) and globs -> files,
-    each once, in the order given (a folder's and a pattern's files sorted), and the arguments
-    that named nothing with the reason: ``(files, [(argument, problem), ...])``."""
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
+@dataclass
+class Sources:
+    """``files`` to ingest; ``problems``: (argument, why it gave nothing), errors; ``skipped``:
+    files inside the folders given whose format speechvault does not read."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def is_audio_name(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def skip_reason(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return f"not a format speechvault reads ({suffix or 'no suffix'})"
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _why_none(others: list[Path], recursive: bool) -> str:
+    if others:
+        kinds = sorted({q.suffix.lower() or "no suffix" for q in others})
+        return (f" ({len(others)} other file(s), not formats speechvault reads: "
+                f"{', '.join(kinds[:5])})")
+    return "" if recursive else " (use --recursive for sub-folders)"
+
+
+def expand_sources(paths: list[str], recursive: bool) -> Sources:
+    """Files as given; folders as their audio files (sub-folders with ``recursive``); globs as
+    the files they match (``**`` with ``recursive``). Duplicates are listed once."""
+    out = Sources()
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
         key = p.resolve()
         if key not in seen:
             seen.add(key)
-            files.append(p)
+            out.files.append(p)
 
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             walker = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(q for q in walker if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            inside = sorted(q for q in walker if q.is_file() and not _hidden(q, p))
+            found = [q for q in inside if is_audio_name(q)]
+            others = [q for q in inside if not is_audio_name(q)]
+            out.skipped += others
             if not found:
-                problems.append((raw, "no audio files in this folder"
-                                 + ("" if recursive else " (use --recursive for sub-folders)")))
+                out.problems.append((raw, "no audio files in this folder" + _why_none(others,
+                                                                                     recursive)))
             for q in found:
                 add(q)
         elif p.exists():
@@ -48,9 +83,9 @@ def expand_sources(paths: list[str], recursive: bool) -> tuple[list[Path], list[
             matches = sorted(glob.glob(raw, recursive=recursive))
             found = [Path(m) for m in matches if Path(m).is_file()]
             if not found:
-                problems.append((raw, "pattern matches no files"))
+                out.problems.append((raw, "pattern matches no files"))
             for q in found:
                 add(q)
         else:
-            problems.append((raw, "no such file or folder"))
-    return files, problems
+            out.problems.append((raw, "no such file or folder"))
+    return out

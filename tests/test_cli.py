@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import wave
 from pathlib import Path
 
@@ -209,49 +210,63 @@ def test_passphrase_never_from_argv():
 
 
 def test_init_prompt_mismatch_and_ctrl_c(tmp_path):
+    """No wall-clock dependency: the timeout only bounds a hang (10 min; it was 60 s, which a
+    loaded machine once exceeded), and the exit status is waited for rather than taken by
+    `close()`, which kills a child still alive a fraction of a second after its output ends."""
     pexpect = pytest.importorskip("pexpect")
     env = _env()
-    child = pexpect.spawn(sys.executable, ["-m", "cli", "init", str(tmp_path / "v.duckdb")],
-                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60)
+
+    def spawn():
+        return pexpect.spawn(sys.executable, ["-m", "cli", "init", str(tmp_path / "v.duckdb")],
+                             env=env, cwd=str(ROOT), encoding="utf-8", timeout=600)
+
+    child = spawn()
     child.expect("Passphrase: ")
     child.sendline("first secret")
     child.expect("Repeat passphrase: ")
     child.sendline("other secret")
     child.expect(pexpect.EOF)
-    child.close()
+    child.wait()
     assert child.exitstatus == 1
     assert "error: the two passphrases do not match" in child.before
     assert "secret" not in child.before.replace("first secret", "").replace("other secret", "")
     assert not (tmp_path / "v.duckdb").exists()
 
-    child = pexpect.spawn(sys.executable, ["-m", "cli", "init", str(tmp_path / "v.duckdb")],
-                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60)
+    child = spawn()
     child.expect("Passphrase: ")
     child.sendintr()
     child.expect(pexpect.EOF)
-    child.close()
+    child.wait()
     assert child.exitstatus == 130
     assert "Traceback" not in child.before
 
 
 # --------------------------------------------------------------------------- path expansion
 def test_expand_sources(tmp_path):
-    import cli
+    from speechvault.sources import expand_sources
 
     (tmp_path / "a.wav").write_bytes(b"x")
     (tmp_path / "b.txt").write_text("x")
+    (tmp_path / ".DS_Store").write_text("x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.flac").write_bytes(b"x")
-    files, problems = cli._expand_sources([str(tmp_path)], recursive=False)
-    assert [p.name for p in files] == ["a.wav"] and problems == []
-    files, _ = cli._expand_sources([str(tmp_path)], recursive=True)
-    assert sorted(p.name for p in files) == ["a.wav", "c.flac"]
-    files, _ = cli._expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
-    assert [p.name for p in files] == ["a.wav"]  # de-duplicated
-    files, _ = cli._expand_sources([str(tmp_path / "b.txt")], recursive=False)
-    assert [p.name for p in files] == ["b.txt"]  # an explicit file is passed on as is
-    files, problems = cli._expand_sources([str(tmp_path / "nope.wav"), str(tmp_path / "*.mp3")], False)
-    assert files == [] and [m for _, m in problems] == ["no such file or folder", "pattern matches no files"]
+    (tmp_path / "sub" / "memo.m4a").write_bytes(b"x")
+    src = expand_sources([str(tmp_path)], recursive=False)
+    assert [p.name for p in src.files] == ["a.wav"] and src.problems == []
+    assert [p.name for p in src.skipped] == ["b.txt"]  # hidden files are not reported
+    src = expand_sources([str(tmp_path)], recursive=True)
+    assert sorted(p.name for p in src.files) == ["a.wav", "c.flac"]
+    assert sorted(p.name for p in src.skipped) == ["b.txt", "memo.m4a"]
+    src = expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
+    assert [p.name for p in src.files] == ["a.wav"]  # de-duplicated
+    src = expand_sources([str(tmp_path / "b.txt")], recursive=False)
+    assert [p.name for p in src.files] == ["b.txt"]  # an explicit file is passed on as is
+    src = expand_sources([str(tmp_path / "nope.wav"), str(tmp_path / "*.mp3")], False)
+    assert src.files == [] and [m for _, m in src.problems] == ["no such file or folder",
+                                                                "pattern matches no files"]
+    (tmp_path / "a.wav").unlink()
+    src = expand_sources([str(tmp_path)], recursive=False)
+    assert src.files == [] and ".txt" in src.problems[0][1]  # says what the folder holds
 
 
 # --------------------------------------------------------------------------- errors without a vault
@@ -306,6 +321,107 @@ def test_train_without_tensorflow_is_one_line(monkeypatch, tmp_path):
     assert r.exit_code == 1
     out = r.output
     assert "error: training needs TensorFlow" in out and "Traceback" not in out
+
+
+BLOCKER = """
+import sys
+
+class _NotInstalled:
+    # makes this interpreter behave as a plain install without some packages
+    blocked = {blocked!r}
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.blocked:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+def _env_without(tmp_path: Path, *modules: str) -> dict[str, str]:
+    """Environment for run_cli in which ``modules`` cannot be imported (a sitecustomize)."""
+    site = tmp_path / "site-block"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(modules)))
+    return {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+
+
+@pytest.mark.parametrize("blocked", [("matplotlib",), ("tensorflow",),
+                                     ("tensorflow", "matplotlib")])
+def test_eval_without_the_train_extra_says_so_before_doing_anything(tmp_path, blocked):
+    """A plain install (no TensorFlow, no matplotlib): one line naming what is missing and the
+    pip line, exit 1, nothing written (it used to train, print "cannot train" lines and end in
+    a matplotlib traceback)."""
+    out = tmp_path / "out"
+    r = run_cli("eval", "--quick", "--out", out, env=_env_without(tmp_path, *blocked))
+    assert_user_error(r, contains="pip install 'speechvault[train]'")
+    assert all(name in r.stderr for name in blocked)
+    assert not out.exists()
+
+
+def test_bench_without_faiss_notes_it_first(tmp_path, monkeypatch):
+    """bench can run without FAISS (its columns stay empty), and says so before it starts."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    import cli
+    import store.bench
+
+    seen: list[str] = []
+
+    def fake_run_bench(out, quick, **kw):
+        seen.append("run")
+        raise KeyboardInterrupt  # stop here: only the order matters
+
+    monkeypatch.setattr(store.bench, "run_bench", fake_run_bench)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "faiss" else real(name, *a, **k))
+    r = CliRunner().invoke(cli.app, ["bench", "--quick", "--out", str(tmp_path)])
+    assert seen == ["run"]
+    err = r.output
+    assert "pip install 'speechvault[bench]'" in err
+    assert err.index("note: faiss not installed") < err.index("interrupted")
+
+
+@pytest.mark.parametrize("command", [["eval", "--quick"], ["bench", "--quick"]])
+def test_eval_and_bench_need_out(monkeypatch, command):
+    """No default --out: `docs/results` relative to wherever one stands is not a place to
+    write reports into (it only made sense inside a checkout)."""
+    from typer.testing import CliRunner
+
+    import cli
+    import model_export.report
+    import store.bench
+
+    def never(*a, **k):
+        raise AssertionError("ran without --out")
+
+    monkeypatch.setattr(model_export.report, "run_eval", never)
+    monkeypatch.setattr(store.bench, "run_bench", never)
+    r = CliRunner().invoke(cli.app, command)
+    assert r.exit_code == 2 and "Missing option '--out'" in r.output
+
+
+def test_eval_without_data_says_where_the_default_is(monkeypatch, tmp_path):
+    """A full eval with no DATA_DIR, no $SPEECHVAULT_FSDD and no checkout next to the package:
+    one line saying what to give, before anything runs."""
+    from typer.testing import CliRunner
+
+    import cli
+    import model_export.report
+
+    def never(*a, **k):
+        raise AssertionError("ran without data")
+
+    monkeypatch.setattr(model_export.report, "find_fsdd", lambda: None)
+    monkeypatch.setattr(model_export.report, "run_eval", never)
+    r = CliRunner().invoke(cli.app, ["eval", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1 and r.output.startswith("error: no data to evaluate on")
+    assert "$SPEECHVAULT_FSDD" in r.output and "only next to a checkout" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_train_maps_options_to_library_call(monkeypatch, tmp_path):
@@ -476,6 +592,32 @@ def test_search_decrypt_to(vault, tmp_path):
 
 
 @needs_vault
+def test_search_decrypt_to_again_prints_results_and_force_overwrites(vault, tmp_path):
+    """Run twice: the identical file already there is fine (exit 0, results shown). A different
+    file in the way: the results are printed first, then one error line, exit 1, the file
+    untouched; --force replaces it."""
+    clip = vault["clips"][3]
+    out = tmp_path / "dec"
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    (path,) = [Path(p) for p in json.loads(r.stdout)["decrypted"] if sha256(p) == sha256(clip)]
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert "MATCH" in r.stdout and f"{path} (already there, identical)" in r.stdout
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--json", passphrase=PASS)
+    assert r.returncode == 0 and str(path) in json.loads(r.stdout)["decrypted"]
+    path.write_bytes(b"someone else's file")
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, passphrase=PASS)
+    assert_user_error(r, contains="--force")
+    assert "MATCH" in r.stdout  # the results came first
+    assert path.read_bytes() == b"someone else's file"
+    r = run_cli("search", vault["path"], clip, "--decrypt-to", out, "--force", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert sha256(path) == sha256(clip) and f"{path} (replaced)" in r.stdout
+    assert not list(out.glob("*.partial"))
+
+
+@needs_vault
 def test_export_byte_identical(vault, tmp_path):
     clip = vault["clips"][0]
     rid = vault["ids"][clip.name]
@@ -494,6 +636,59 @@ def test_export_byte_identical(vault, tmp_path):
     r = run_cli("export", vault["path"], str(rid), "-o", tmp_path, passphrase=PASS)  # a folder
     assert r.returncode == 0, r.stderr
     assert sha256(tmp_path / clip.name) == sha256(clip)
+
+
+@needs_vault
+def test_export_into_folders_and_force(vault, tmp_path):
+    """-o newdir/ creates the folder and writes the recording's own name in it (it used to
+    write a file named newdir); -o DIR --force replaces the file inside DIR."""
+    clip = vault["clips"][1]
+    rid = vault["ids"][clip.name]
+    r = run_cli("export", vault["path"], str(rid), "-o", f"{tmp_path / 'newdir'}/", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "newdir").is_dir()
+    assert sha256(tmp_path / "newdir" / clip.name) == sha256(clip)
+    r = run_cli("export", vault["path"], str(rid), "-o", tmp_path / "newdir", passphrase=PASS)
+    assert_user_error(r, contains="already exists")
+    (tmp_path / "newdir" / clip.name).write_bytes(b"other")
+    r = run_cli("export", vault["path"], str(rid), "-o", tmp_path / "newdir", "--force",
+                passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert sha256(tmp_path / "newdir" / clip.name) == sha256(clip)
+    assert sorted(p.name for p in (tmp_path / "newdir").iterdir()) == [clip.name]
+
+
+def _read_until_closed(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # EIO: the other side of the pseudo-terminal is closed
+        pass
+
+
+@needs_vault
+def test_export_to_a_terminal_needs_force(vault):
+    """`export -o -` with stdout a terminal would dump binary on it: refused, unless --force."""
+    import pty
+
+    rid = vault["ids"][vault["clips"][0].name]
+    cmd = [sys.executable, "-c", FAKE_SHIM] if FAKE else [sys.executable, "-m", "cli"]
+    for extra, expect_rc in (([], 1), (["--force"], 0)):
+        master, slave = pty.openpty()
+        drain = threading.Thread(target=_read_until_closed, args=(master,), daemon=True)
+        drain.start()  # a terminal's buffer is small: read it, or the writer blocks
+        try:
+            r = subprocess.run([*cmd, "export", str(vault["path"]), str(rid), "-o", "-", *extra],
+                               env=_env({"SPEECHVAULT_PASSPHRASE": PASS}), cwd=ROOT,
+                               stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                               text=True, timeout=300)
+        finally:
+            os.close(slave)
+            drain.join(30)
+            os.close(master)
+        assert r.returncode == expect_rc, r.stderr
+        if expect_rc:
+            assert r.stderr.startswith("error: refusing to write audio to the terminal")
 
 
 @needs_vault
@@ -574,6 +769,96 @@ def test_delete_and_passwd(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["ok"]
     r = run_cli("passwd", path, passphrase="new pass")  # no new passphrase, no tty
     assert_user_error(r, contains="not a terminal")
+    assert "$SPEECHVAULT_NEW_PASSPHRASE or use --new-key-file" in r.stderr
+
+
+@needs_vault
+def test_output_to_a_pipe_is_not_wrapped(tmp_path):
+    """`list | grep NAME` finds a long name whole: to a pipe the tables are not fitted to 80
+    columns (the tests' COLUMNS=200 is removed here: a pipe has no width)."""
+    path = tmp_path / "v.duckdb"
+    assert run_cli("init", path, "--kdf-log2n", "10", passphrase=PASS).returncode == 0
+    name = "voice memo " + "x" * 90 + " 2026-12-01 lecture part 1.wav"
+    (tmp_path / name).write_bytes(digit_clips()[0].read_bytes())
+    no_width = {"COLUMNS": ""}
+    r = run_cli("ingest", path, tmp_path / name, passphrase=PASS, env=no_width)
+    assert r.returncode == 0, r.stderr
+    assert any(name in line for line in r.stdout.splitlines())
+    r = run_cli("list", path, env=no_width)
+    assert r.returncode == 0, r.stderr
+    (row,) = [line for line in r.stdout.splitlines() if name in line]
+    assert "1 recording" in r.stdout and len(row) > 120
+
+
+# ------------------------------------------------------------------------ the TUI needs a terminal
+@needs_vault
+def test_tui_refuses_without_a_terminal(vault):
+    """`ssh host ls /` into a TUI-only account, scp, `tui v.duckdb </dev/null >out`: no terminal,
+    so a one-line error and exit 1 (it used to start and never end). The timeout only bounds
+    the failure; it is no speed target."""
+    r = run_cli("tui", vault["path"], timeout=120)  # stdin /dev/null, stdout a pipe
+    assert_user_error(r, contains="needs a terminal")
+    assert "ssh -t" in r.stderr
+    import pty
+
+    master, slave = pty.openpty()  # stdin a terminal, stdout still a pipe
+    try:
+        cmd = [sys.executable, "-c", FAKE_SHIM] if FAKE else [sys.executable, "-m", "cli"]
+        r = subprocess.run([*cmd, "tui", str(vault["path"])], env=_env(), cwd=ROOT, stdin=slave,
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert_user_error(r, contains="stdout is not one")
+
+
+def _spawn_tui(path: Path, **kw):
+    """The TUI in a pseudo-terminal, once it shows the library."""
+    pexpect = pytest.importorskip("pexpect")
+    cmd = ["-c", FAKE_SHIM] if FAKE else ["-m", "cli"]
+    child = pexpect.spawn(sys.executable, [*cmd, "tui", str(path)], env=_env({"TERM": "xterm"}),
+                          cwd=str(ROOT), encoding="utf-8", timeout=600, dimensions=(24, 80), **kw)
+    child.expect("recordings")
+    return child
+
+
+def _wait_exit(pid: int, timeout: float = 300.0) -> int:
+    """The exit status of ``pid`` (-N: killed by signal N); fails if it is still running
+    after ``timeout`` (generous: only a process that never ends should fail here)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the TUI was still running {timeout:.0f} s after its terminal went")
+
+
+@needs_vault
+def test_tui_exits_on_sighup(vault):
+    """A closed SSH connection: SIGHUP ends the TUI through its own handler (vault closed,
+    status 129), not by the signal's default action."""
+    import signal
+
+    child = _spawn_tui(vault["path"])
+    child.kill(signal.SIGHUP)
+    assert _wait_exit(child.pid) == 129
+
+
+@needs_vault
+def test_tui_exits_when_its_terminal_hangs_up_with_sighup_ignored(vault):
+    """Under nohup (SIGHUP ignored) the terminal's hang-up is seen on stdin: the TUI exits
+    instead of spinning on end of file for ever."""
+    import signal
+
+    child = _spawn_tui(vault["path"],
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    os.close(child.child_fd)  # the terminal goes
+    assert _wait_exit(child.pid) == 129
 
 
 @needs_vault
@@ -585,13 +870,24 @@ def test_ingest_folder_recursive_and_glob(tmp_path):
     a, b, c = digit_clips()[:3]
     (src / a.name).write_bytes(a.read_bytes())
     (src / "deep" / b.name).write_bytes(b.read_bytes())
-    (src / "readme.txt").write_text("not audio, ignored in folders")
+    (src / "readme.txt").write_text("not audio, reported as skipped")
+    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # a phone's voice memo
     r = run_cli("ingest", path, src, "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
-    assert [row["name"] for row in json.loads(r.stdout)["added"]] == [a.name]
+    rep = json.loads(r.stdout)
+    assert [row["name"] for row in rep["added"]] == [a.name]
+    assert sorted(Path(row["path"]).name for row in rep["skipped_unsupported"]) == [
+        "memo1.m4a", "readme.txt"]
+    assert ".m4a" in rep["skipped_unsupported"][0]["reason"]
     r = run_cli("ingest", path, src, "--recursive", "--json", passphrase=PASS)
     rep = json.loads(r.stdout)
     assert [row["name"] for row in rep["added"]] == [b.name] and len(rep["skipped_duplicates"]) == 1
+    r = run_cli("ingest", path, src, passphrase=PASS)  # the summary says it too
+    assert r.returncode == 0, r.stderr
+    assert f"skipped {src / 'memo1.m4a'} (not a format speechvault reads (.m4a))" in r.stdout
+    summary = r.stdout.splitlines()
+    header = next(i for i, ln in enumerate(summary) if "skipped" in ln and "errors" in ln)
+    assert summary[header + 2].replace("│", " ").split()[-1] == "2"  # added dup err skipped
     r = run_cli("ingest", path, str(EXAMPLES / (c.name[:3] + "*.wav")), "--category", "mine",
                 "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
@@ -611,6 +907,25 @@ def test_run_demo_library():
     assert rep.workdir is None and not Path(rep.vault_path).exists()  # temp dir removed
     assert steps
     json.dumps(rep.to_dict())
+
+
+@needs_model
+def test_demo_workdir_keeps_the_passphrase_in_a_private_key_file(tmp_path):
+    """A kept demo vault is usable afterwards: its random passphrase is in demo.key (0600),
+    which --key-file takes; a temporary demo leaves no key file behind."""
+    import stat
+
+    from speechvault.demo import run_demo
+
+    rep = run_demo(tmp_path / "d")
+    assert rep.ok and rep.kept
+    key = Path(rep.key_file)
+    assert key.parent == tmp_path / "d" and stat.S_IMODE(key.stat().st_mode) == 0o600
+    r = run_cli("export", rep.vault_path, str(rep.expected_id), "-o", tmp_path / "out.wav",
+                "--key-file", key)
+    assert r.returncode == 0, r.stderr
+    assert sha256(tmp_path / "out.wav") == rep.original_sha256
+    assert run_demo().key_file is None
 
 
 @needs_model
@@ -649,6 +964,18 @@ def test_models_lists_both_architectures_and_init_takes_a_name(tmp_path):
     r = run_cli("init", path, "--model", other, "--kdf-log2n", "10", "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model_sha256"] == rows[other]["sha256"]
+    # the name `info` shows (the model's metadata name) works too
+    info = json.loads(run_cli("info", path, "--json").stdout)
+    r = run_cli("init", tmp_path / "again.duckdb", "--model", info["model_name"], "--kdf-log2n",
+                "10", "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_sha256"] == rows[other]["sha256"]
+    default_meta_name = rows["default"]["model"]
+    assert default_meta_name != "default"
+    r = run_cli("init", tmp_path / "d.duckdb", "--model", default_meta_name, "--kdf-log2n", "10",
+                "--json", passphrase=PASS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_sha256"] == rows["default"]["sha256"]
     assert_user_error(run_cli("init", tmp_path / "w.duckdb", "--model", "no-such-model",
                               "--kdf-log2n", "10", passphrase=PASS), contains="no such model")
     assert not (tmp_path / "w.duckdb").exists()

@@ -3,7 +3,9 @@
 
 Checks: two sessions browse the same vault at once (read-only opens); a search over SSH finds
 the original of a -3 dB copy; while a writer holds the vault, a new session shows "Vault is
-busy" and its retry (r) opens the library once the writer is gone.
+busy" and its retry (r) opens the library once the writer is gone; without a terminal
+(`ssh host ls /`, scp) the forced TUI refuses in one line and no server process outlives the
+connection.
 
 Skips, with the reason, when sshd/ssh/ssh-keygen/tmux are missing or sshd cannot start here.
 The vault is coded by the tests' FakeEncoder (so this runs without the model): the forced
@@ -78,12 +80,22 @@ class Tmux:
         self.run("kill-server", check=False)
 
 
+#: the forced command: ``speechvault tui VAULT`` itself (the CLI, as docs/ssh.md sets it up),
+#: with the tests' FakeEncoder standing in for the model the vault was coded with
 LAUNCHER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from tests.test_tui import vault_cls_for, _fake_encoder
-    from tui.app import SpeechVaultApp
-    SpeechVaultApp({vault!r}, vault_cls=vault_cls_for(_fake_encoder()), freeze=True).run()
+    from tests.test_tui import _fake_encoder
+    import store.vault
+    _encoder = _fake_encoder()
+    class _Encoder:
+        @classmethod
+        def from_bytes(cls, *args, **kwargs):
+            return _encoder
+    store.vault._load_encoder_class = lambda: _Encoder
+    sys.argv = ["speechvault", "tui", {vault!r}]
+    import cli
+    cli.main()
 """)
 
 HOLDER = textwrap.dedent("""
@@ -159,7 +171,8 @@ def ssh_env(tmp_path):
                f"{user}@127.0.0.1")
     tmux = Tmux(tmp_path)
     try:
-        yield {"ssh": ssh_cmd, "tmux": tmux, "vault": vault, "query": query, "port": port}
+        yield {"ssh": ssh_cmd, "tmux": tmux, "vault": vault, "query": query, "port": port,
+               "user": user, "key": tmp_path / "client_key", "launcher": launcher}
     finally:
         tmux.kill()
         sshd.terminate()
@@ -219,3 +232,61 @@ def test_forwarding_is_refused(ssh_env):
                        stdin=subprocess.DEVNULL)
     # with forwarding disabled the server refuses the forward: ssh exits non-zero at once
     assert r.returncode != 0
+
+
+def _processes_running(script: Path) -> list[int]:
+    """Pids whose command line names ``script`` (the forced command's launcher)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(script).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def assert_no_session_left(script: Path, timeout: float = 60.0) -> None:
+    """No forced-command process outlives its connection (they used to spin for ever, holding
+    the vault). ``timeout`` bounds the wait for an exiting process; it is no speed target."""
+    deadline = time.monotonic() + timeout
+    while _processes_running(script) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _processes_running(script)
+    for pid in left:
+        os.kill(pid, 9)
+    assert not left, f"forced-command processes left running: {left}"
+
+
+def _client_options(env) -> list[str]:
+    return ["-i", str(env["key"]), "-o", "StrictHostKeyChecking=no", "-o",
+            "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]
+
+
+def test_without_a_terminal_the_tui_refuses_and_the_session_ends(ssh_env):
+    """`ssh host ls /` (the check docs/ssh.md suggests) gets no terminal: the forced TUI says
+    so in one line and exits 1, and the session ends (it used to hang, the TUI spinning on the
+    server). The timeout only bounds the failure."""
+    cmd = ["ssh", "-T", "-p", str(ssh_env["port"]), *_client_options(ssh_env),
+           f"{ssh_env['user']}@127.0.0.1", "ls", "/"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "needs a terminal" in lines[0]
+    assert "Traceback" not in r.stderr and "bin" not in r.stdout.split()  # no `ls /` ran
+    assert_no_session_left(ssh_env["launcher"])
+
+
+def test_scp_gets_no_file_and_returns(ssh_env, tmp_path):
+    """scp (sftp protocol or legacy) is forced into the TUI too: it fails promptly, nothing is
+    copied."""
+    dest = tmp_path / "copied"
+    cmd = ["scp", "-P", str(ssh_env["port"]), *_client_options(ssh_env),
+           f"{ssh_env['user']}@127.0.0.1:{ssh_env['vault']}", str(dest)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert not dest.exists()
+    assert_no_session_left(ssh_env["launcher"])

@@ -35,7 +35,8 @@ from tests.fakes import FakeEncoder, tone_mix, write_wav  # noqa: E402
 from tui.app import SpeechVaultApp  # noqa: E402
 from tui.screens.ingest import IngestScreen  # noqa: E402
 from tui.screens.library import LibraryScreen  # noqa: E402
-from tui.screens.modals import BusyModal, ErrorModal, ExportModal, PassphraseModal  # noqa: E402
+from tui.screens.modals import (BusyModal, ConfirmModal, ErrorModal, ExportModal,  # noqa: E402
+                                PassphraseModal)
 from tui.screens.record import RecordScreen  # noqa: E402
 from tui.screens.search import SearchScreen  # noqa: E402
 from tui.widgets import Bar, HEAT_RAMP, render_ber_chart, render_heatmap, render_hash_bits  # noqa: E402
@@ -476,7 +477,7 @@ async def test_cancel_an_ingest(vault_copy, fake_encoder, tmp_path, env_passphra
     for i in range(12):
         write_wav(src / f"tone_{i:02d}.wav", tone_mix(100 + i, 0.4))
     gated = _GatedVault(vault_cls_for(fake_encoder))
-    app = make_app(vault_copy, gated, start_mode="ingest", browse_root=src)
+    app = make_app(vault_copy, gated, start_mode="ingest", browse_root=src, read_only=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         screen = app.screen
@@ -514,11 +515,14 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
     write_wav(src / "new_a.wav", tone_mix(7, 0.4))
     write_wav(src / "new_b.wav", tone_mix(8, 0.6))
     (src / "broken.wav").write_bytes(b"this is not audio at all")
+    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # not read: reported
     shutil.copy(EXAMPLES / TARGET, src / "dup.wav")
-    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", browse_root=src)
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", browse_root=src,
+                   read_only=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         screen = app.screen
+        screen.query_one("#tree").focus()
         await pilot.press("a")  # the tree's cursor is on its root: the folder
         await set_field(pilot, "#category", "tones")
         await pilot.press("enter")  # enter in the category field starts
@@ -528,8 +532,103 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
         assert len(r.added) == 2 and len(r.skipped_duplicates) == 1 and len(r.errors) == 1
         assert [Path(p).name for p, _ in screen.errors] == ["broken.wav"]
         assert "broken.wav" in str(screen.query_one("#ingest-errors").render())
+        assert [Path(p).name for p in screen.skipped] == ["memo1.m4a"]
+        assert "skipped 1 (not audio: .m4a)" in str(screen.query_one("#ingest-status").render())
         assert app.vault.read_only
         assert app.vault.category_counts().get("tones") == 2
+
+
+@async_test
+async def test_ingest_starts_on_the_path_input(vault_copy, fake_encoder, tmp_path,
+                                              env_passphrase):
+    """Typing a path right away goes into the path input; it used to go to the directory
+    tree, whose `a` added the current folder."""
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest",
+                   browse_root=tmp_path, read_only=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert app.focused is screen.query_one("#source")
+        await type_text(pilot, "a.wav")
+        assert screen.query_one("#source").value == "a.wav" and screen.sources == []
+
+
+@async_test
+async def test_read_only_session_neither_ingests_nor_deletes(vault_copy, fake_encoder, tmp_path,
+                                                             env_passphrase):
+    """Without --write (the default, and what an SSH search account gets): no Delete binding,
+    F4 does not open the ingest screen, and the ingest screen refuses to start, saying why."""
+    src = tmp_path / "audio"
+    src.mkdir()
+    write_wav(src / "new.wav", tone_mix(5, 0.4))
+    app = make_app(vault_copy, vault_cls_for(fake_encoder))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "read-only" in app.sub_title
+        await pilot.press("delete")
+        await settle(pilot)
+        assert isinstance(app.screen, LibraryScreen)
+        assert "delete_selected" not in [b.binding.action
+                                         for b in app.screen.active_bindings.values()]
+        await pilot.press("f4")
+        await settle(pilot)
+        assert isinstance(app.screen, LibraryScreen)
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", browse_root=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await set_field(pilot, "#source", str(src))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+        assert screen.report is None and not screen.running
+        assert "--write" in str(screen.query_one("#ingest-status").render())
+    v = Vault.open(vault_copy, encoder=fake_encoder)
+    try:
+        assert len(v.list()) == len(CORPUS)
+    finally:
+        v.close()
+
+
+@async_test
+async def test_write_session_deletes_after_confirmation(vault_copy, fake_encoder,
+                                                        no_env_passphrase):
+    """--write: Delete asks first (n keeps the recording), y deletes it (Vault.delete) with no
+    passphrase, from the library and from a record; the session goes back to read-only."""
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), read_only=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        library = app.screen
+        first = library._selected_id()
+        await pilot.press("delete")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.screen is library and library.query_one("#recordings").row_count == len(CORPUS)
+        await pilot.press("delete")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is library
+        assert library.query_one("#recordings").row_count == len(CORPUS) - 1
+        assert first not in [r.id for r in library.rows]
+        assert app.vault is not None and app.vault.read_only and not app.ingesting
+        # from a record: back to the library, one fewer again
+        second = library._selected_id()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)
+        await pilot.press("delete")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is library
+        assert library.query_one("#recordings").row_count == len(CORPUS) - 2
+    v = Vault.open(vault_copy, encoder=fake_encoder)
+    try:
+        assert {first, second}.isdisjoint(r.id for r in v.list())
+    finally:
+        v.close()
 
 
 _HOLDER = textwrap.dedent("""
@@ -705,12 +804,13 @@ def test_snapshot_ingest_done_with_errors(snap_compare, snap_env, size):
 
     async def run_before(pilot):
         await settle(pilot)
+        pilot.app.screen.query_one("#tree").focus()
         await pilot.press("a")
         await set_field(pilot, "#category", "tones")
         await pilot.press("enter")
         await settle(pilot)
 
-    app = make_app(vault, cls, start_mode="ingest", browse_root=audio)
+    app = make_app(vault, cls, start_mode="ingest", browse_root=audio, read_only=False)
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 

@@ -105,9 +105,10 @@ async def shoot(out: Path, size: tuple[int, int], vault: Path, cls, work: Path,
         await settle(pilot)
         save(a, "search")
 
-    a = app(start_mode="ingest", browse_root=work / "audio")
+    a = app(start_mode="ingest", browse_root=work / "audio", read_only=False)  # --write
     async with a.run_test(size=size) as pilot:
         await settle(pilot)
+        a.screen.query_one("#tree").focus()
         await pilot.press("a")
         a.screen.query_one("#category").value = "tones"
         a.screen.query_one("#category").focus()

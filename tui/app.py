@@ -1,13 +1,15 @@
 """``speechvault tui VAULT``: a Textual front end that is thin over ``store.vault.Vault``.
 
 Every operation here is one library call (``Vault.list / category_counts / info / search /
-get / codes_of / export / export_to / ingest / unlock / open``), made in a thread worker
-(``@work(thread=True)``) defined on the app. Workers post messages to the screen that asked;
+get / codes_of / export / export_to / ingest / delete / unlock / open``), made in a thread
+worker (``@work(thread=True)``) defined on the app (writes: tui/writes.py). Workers post
+messages to the screen that asked;
 failures are handled once, in :meth:`SpeechVaultApp.on_worker_state_changed`, which shows the
 ``SpeechVaultError`` one-line message in a modal (``VaultBusyError`` with a retry), never a
 crash. Browsing and searching use a read-only open (many sessions may search at once); the
-passphrase is asked for only to decrypt, export or ingest; ingest reopens the vault read-write
-for its duration and goes back to read-only after.
+passphrase is asked for only to decrypt, export or ingest. Ingest and delete exist only in a
+session started with ``--write``; they reopen the vault read-write for their duration and go
+back to read-only after.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from textual import work
 from textual.app import App
@@ -24,13 +26,13 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from speechvault.errors import (
-    PassphraseRequiredError,
     SpeechVaultError,
     VaultBusyError,
     WrongPassphraseError,
 )
 from tui import messages as m
 from tui.format import Formatter
+from tui.writes import READ_ONLY_HINT, VaultWrites
 
 PASSPHRASE_ENV = "SPEECHVAULT_PASSPHRASE"
 
@@ -56,8 +58,12 @@ def resolve_passphrase(key_file: str | os.PathLike | None = None,
     return None, None
 
 
-class SpeechVaultApp(App[None]):
-    """The speechvault TUI. ``vault_cls`` (tests only) replaces ``store.vault.Vault``."""
+class SpeechVaultApp(VaultWrites, App[None]):
+    """The speechvault TUI. ``vault_cls`` (tests only) replaces ``store.vault.Vault``.
+
+    ``read_only`` is the session's permission: without ``--write`` nothing is ingested or
+    deleted. The handle itself is read-only in every session; writes reopen it (tui/writes.py).
+    """
 
     CSS_PATH = "speechvault.tcss"
     TITLE = "speechvault"
@@ -104,8 +110,13 @@ class SpeechVaultApp(App[None]):
         self.vault_error: str | None = None
         self.vault_lock = threading.RLock()
         self._unlocked_handle: Any = None
-        self.ingesting = False
+        self.ingesting = False  # any write (ingest, delete) holds the file read-write
+        self.write_label = "ingesting"
         self._ingest_cancel: threading.Event | None = None
+        #: clear while a worker holds a read-write handle (set again once it is closed)
+        self.writes_idle = threading.Event()
+        self.writes_idle.set()
+        self.hung_up = False
         self._retry: dict[Worker, Callable[[], None]] = {}
         self._on_error: dict[Worker, Callable[[BaseException], None]] = {}
 
@@ -120,12 +131,52 @@ class SpeechVaultApp(App[None]):
     def on_mount(self) -> None:
         self.sub_title = self._status_line()
         self.switch_mode(self.start_mode)
+        if not self.is_headless:
+            self._watch_for_hangup()
         self.open_vault()
+
+    def _watch_for_hangup(self) -> None:
+        """End the session when its terminal goes (a closed SSH connection): on SIGHUP, unless
+        it was ignored when we started (``nohup``), and when stdin reports a hang-up, which
+        Textual's input thread would otherwise spin on for ever (tui/terminal.py)."""
+        import asyncio
+        import signal
+
+        from tui.terminal import stdin_hung_up
+
+        hup = getattr(signal, "SIGHUP", None)  # absent on Windows
+        if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+            asyncio.get_running_loop().add_signal_handler(hup, self.hang_up)
+
+        def check() -> None:
+            if stdin_hung_up():
+                self.hang_up()
+
+        self.set_interval(1.0, check)
+
+    def hang_up(self) -> None:
+        """The terminal has gone: close the vault and exit with status 129 (128 + SIGHUP)."""
+        from tui.terminal import HANGUP_EXIT_STATUS, detach_from_terminal, exit_after
+
+        if self.hung_up:  # SIGHUP and the stdin watch may both see it
+            return
+        self.hung_up = True
+        if self._ingest_cancel is not None:
+            self._ingest_cancel.set()
+        detach_from_terminal()
+        exit_after(self._release_after_hangup)
+        self.exit(return_code=HANGUP_EXIT_STATUS)
+
+    def _release_after_hangup(self) -> None:
+        """(a thread) Let a cancelled ingest finish its batch and close its read-write handle,
+        then close ours: Textual's own shutdown may never get to it (tui/terminal.py)."""
+        self.writes_idle.wait(timeout=60)
+        self._close_vault(timeout=5.0)
 
     def _status_line(self) -> str:
         name = self.vault_path.name
         if self.ingesting:
-            state = "ingesting (read-write)"
+            state = f"{self.write_label} (read-write)"
         elif self.vault is None:
             state = "closed" if self.vault_error else "opening…"
         else:
@@ -169,6 +220,9 @@ class SpeechVaultApp(App[None]):
 
     def action_show_mode(self, mode: str) -> None:
         # pop modals/record screens of the current mode? keep them: each mode has its stack
+        if mode == "ingest" and self.read_only:
+            self.notify(READ_ONLY_HINT.format(what="ingest"), severity="warning")
+            return
         self.switch_mode(mode)
 
     def check_action(self, action: str, parameters) -> bool | None:
@@ -236,7 +290,7 @@ class SpeechVaultApp(App[None]):
     @work(thread=True, exit_on_error=False, group="open", exclusive=True)
     def open_vault(self) -> None:
         try:
-            vault = self.vault_cls.open(self.vault_path, read_only=self.read_only,
+            vault = self.vault_cls.open(self.vault_path, read_only=True,
                                         **self._index_kwargs())
         except SpeechVaultError as exc:
             self.call_from_thread(self._set_vault, None, exc.message)
@@ -392,101 +446,6 @@ class SpeechVaultApp(App[None]):
             out = vault.export_to(recording_id, path)
         screen.post_message(m.Exported(recording_id, str(out)))
 
-    # ---------------------------------------------------------------------------------------
-    # ingest: reopen read-write, ingest, back to read-only
-    @work(thread=True, exit_on_error=False, group="ingest", exclusive=True)
-    def run_ingest(self, screen, sources: list[str], category: str | None,
-                   cancel: threading.Event) -> None:
-        passphrase = self.passphrase
-        if not passphrase:
-            raise PassphraseRequiredError("ingest needs the passphrase")
-
-        def progress(event) -> None:
-            try:
-                self.call_from_thread(screen.post_message, m.IngestProgress(event))
-            except RuntimeError:  # the app is closing: the cancel event is set, go on quietly
-                pass
-
-        self._ingest_cancel = cancel
-        reopen_ro = self.read_only
-        rw = None
-        try:
-            if reopen_ro:
-                self.call_from_thread(self._begin_ingest)
-                with self.vault_lock:
-                    self._close_vault_locked()
-                rw = self.vault_cls.open(self.vault_path, read_only=False, passphrase=passphrase)
-                handle = rw
-            else:
-                self.call_from_thread(self._begin_ingest)
-                handle = self._require_vault()
-            paths = _expand_sources(sources)
-            screen.post_message(m.IngestStarted(len(paths)))
-            # no app lock here: the Vault serialises its own calls, and the progress callback
-            # waits for the main thread, which may itself want the lock (on quit)
-            report = handle.ingest(paths, category=category or None, progress=progress,
-                                   cancel=cancel)
-            screen.post_message(m.IngestDone(report))
-        finally:
-            if rw is not None:
-                try:
-                    rw.close()
-                except Exception:
-                    pass
-            vault, error = None, None
-            if reopen_ro:
-                try:
-                    vault = self.vault_cls.open(self.vault_path, read_only=True,
-                                                **self._index_kwargs())
-                except SpeechVaultError as exc:
-                    error = exc.message
-            try:
-                self.call_from_thread(self._end_ingest, vault, error, reopen_ro)
-            except RuntimeError:  # the app has gone: do not leak the handle
-                if vault is not None:
-                    vault.close()
-            screen.post_message(m.IngestFinished())
-
-    def _close_vault_locked(self) -> None:
-        if self.vault is not None:
-            try:
-                self.vault.close()
-            finally:
-                self.vault = None
-
-    def _begin_ingest(self) -> None:
-        self.ingesting = True
-        self.refresh_status()
-
-    def _end_ingest(self, vault: Any, error: str | None, reopened: bool) -> None:
-        self.ingesting = False
-        self._ingest_cancel = None
-        if reopened:
-            self._set_vault(vault, error)
-            if error:
-                self.notify(f"could not reopen the vault read-only: {error} (ctrl+r to retry)",
-                            severity="error")
-        else:
-            self.refresh_status()
-            self.vault_generation += 1
-
-
-def _expand_sources(sources: Iterable[str]) -> list[str]:
-    """Files as given; folders as their files, recursively, sorted (hidden ones skipped)."""
-    from tui.suggest import AUDIO_SUFFIXES
-
-    out: list[str] = []
-    for s in sources:
-        p = Path(s).expanduser()
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts) \
-                        and f.suffix.lower() in AUDIO_SUFFIXES:
-                    out.append(str(f))
-        else:
-            out.append(str(p))
-    return out
-
 
 def _feature_spec_of(vault: Any):
     enc = getattr(vault, "encoder", None)
@@ -518,20 +477,25 @@ def _load(target):
 
 
 def run(vault_path: str, *, key_file: str | None = None, read_only: bool = True,
-        passphrase: str | None = None) -> None:
-    """Run the TUI on ``vault_path`` (blocks until the user quits).
+        passphrase: str | None = None, **app_options: Any) -> int:
+    """Run the TUI on ``vault_path`` (blocks until the user quits); return the exit status (0,
+    or 129 after a hang-up).
 
     The passphrase comes from ``key_file``, else ``$SPEECHVAULT_PASSPHRASE``, else a modal when
     an operation needs it. Raises ``NotFoundError`` before starting when the vault file is
     missing, and the key file's errors (``speechvault.passphrase.read_key_file``).
     ``passphrase`` (already read by the CLI) is needed up front by a vault whose index is
-    encrypted.
+    encrypted. Raises ``NotATerminalError`` when stdin or stdout is not a terminal.
+    ``app_options`` go to ``SpeechVaultApp`` (tests: ``vault_cls``).
     """
     from speechvault.errors import NotFoundError
+    from tui.terminal import require_terminal
 
     p = Path(vault_path)
     if not p.exists():
         raise NotFoundError(f"vault {vault_path}: no such file")
+    require_terminal()
     app = SpeechVaultApp(p, key_file=None if passphrase else key_file, read_only=read_only,
-                         passphrase=passphrase)
+                         passphrase=passphrase, **app_options)
     app.run()
+    return int(app.return_code or 0)

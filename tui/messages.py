@@ -66,9 +66,15 @@ class IngestStarted(Message):
 
 
 class IngestDone(Message):
-    def __init__(self, report: Any) -> None:
+    """``skipped``: files in the chosen folders that are no audio format speechvault reads;
+    ``problems``: (source, why it gave no file)."""
+
+    def __init__(self, report: Any, skipped: list | None = None,
+                 problems: list | None = None) -> None:
         super().__init__()
         self.report = report
+        self.skipped = list(skipped or [])
+        self.problems = list(problems or [])
 
 
 class IngestFinished(Message):
@@ -80,3 +86,10 @@ class PassphraseChecked(Message):
         super().__init__()
         self.passphrase = passphrase
         self.ok = ok
+
+
+class Deleted(Message):
+    def __init__(self, recording_id: int, name: str) -> None:
+        super().__init__()
+        self.recording_id = recording_id
+        self.name = name

@@ -55,6 +55,7 @@ class IngestScreen(Screen):
         self.cancel_event: threading.Event | None = None
         self.running = False
         self.report = None
+        self.skipped: list = []
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
 
     def compose(self) -> ComposeResult:
@@ -79,7 +80,8 @@ class IngestScreen(Screen):
 
     def on_mount(self) -> None:
         self.errors: list[tuple[str, str]] = []
-        self.query_one("#tree", DirectoryTree).focus()
+        # the path input, not the tree: typing a path must not fire the tree's `a` (add)
+        self.query_one("#source", Input).focus()
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
     def _vault_changed(self, _generation: int) -> None:
@@ -147,6 +149,11 @@ class IngestScreen(Screen):
     def action_start(self) -> None:
         if self.running:
             return
+        if self.app.read_only:
+            from tui.writes import READ_ONLY_HINT
+
+            self.query_one("#ingest-status", Static).update(READ_ONLY_HINT.format(what="ingest"))
+            return
         if not self.sources:
             self.query_one("#ingest-status", Static).update("choose files or a folder first")
             return
@@ -158,6 +165,7 @@ class IngestScreen(Screen):
         self.cancel_event = threading.Event()
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
         self.report = None
+        self.skipped = []
         self.errors = []
         self.query_one("#ingest-errors", Static).update("")
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
@@ -210,12 +218,13 @@ class IngestScreen(Screen):
     def on_ingest_done(self, message: IngestDone) -> None:
         r = message.report
         self.report = r
-        for path, msg in r.errors:
+        self.skipped = message.skipped
+        for path, msg in [*message.problems, *r.errors]:
             self._add_error(path, msg)
         state = "cancelled" if r.cancelled else "done"
         self.query_one("#ingest-status", Static).update(
             f"{state}: added {len(r.added)} · duplicates {len(r.skipped_duplicates)} · "
-            f"errors {len(r.errors)}")
+            f"errors {len(r.errors) + len(message.problems)}" + _skipped_note(message.skipped))
         bar = self.query_one("#progress", ProgressBar)
         if not r.cancelled and bar.total:
             bar.update(progress=bar.total)
@@ -229,6 +238,14 @@ class IngestScreen(Screen):
         self.refresh_bindings()
         if self.report is None:
             self.query_one("#ingest-status", Static).update("ingest did not run")
+
+
+def _skipped_note(skipped: list) -> str:
+    """" · skipped 2 (not audio: .m4a, .txt)": files in the folders that were left out."""
+    if not skipped:
+        return ""
+    kinds = sorted({Path(p).suffix.lower() or "no suffix" for p in skipped})
+    return f" · skipped {len(skipped)} (not audio: {', '.join(kinds[:3])})"
 
 
 def _strip_source(message: str, path: str) -> str:

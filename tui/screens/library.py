@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList,
 from tui.widgets import Field, OpenTable
 from textual.widgets.option_list import Option
 
-from tui.messages import Exported, LibraryLoaded
+from tui.messages import Deleted, Exported, LibraryLoaded
 
 ALL = "\x00all"
 COLUMNS = ("name", "category", "duration", "size", "added")
@@ -28,6 +28,7 @@ class LibraryScreen(Screen):
         Binding("slash", "focus_filter", "Filter"),
         Binding("c", "focus_categories", "Cats"),
         Binding("e", "export_selected", "Export"),
+        Binding("delete", "delete_selected", "Delete"),
         Binding("escape", "focus_table", "Table", show=False),
     ]
 
@@ -210,6 +211,23 @@ class LibraryScreen(Screen):
         from tui.screens.record import ask_export
 
         ask_export(self, rid, row.name if row else f"recording-{rid}")
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "delete_selected":
+            return not self.app.read_only  # no Delete at all in a read-only session
+        return True
+
+    def action_delete_selected(self) -> None:
+        rid = self._selected_id()
+        if rid is None:
+            return
+        row = next((r for r in self.rows if r.id == rid), None)
+        from tui.screens.record import ask_delete
+
+        ask_delete(self, rid, row.name if row else f"recording-{rid}")
+
+    def on_deleted(self, message: Deleted) -> None:
+        self.notify(f"deleted {message.name} (id {message.recording_id})")
 
     def on_exported(self, message: Exported) -> None:
         self.notify(f"exported to {message.path}")

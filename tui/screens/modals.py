@@ -1,4 +1,5 @@
-"""Modal screens: passphrase (hidden input, retry on a wrong one), error, vault busy, export path."""
+"""Modal screens: passphrase (hidden input, retry on a wrong one), error, vault busy, export
+path, confirmation (delete)."""
 
 from __future__ import annotations
 
@@ -164,3 +165,30 @@ class ExportModal(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """A yes/no question for what cannot be undone (delete); no is the default (escape, n)."""
+
+    BINDINGS = [
+        Binding("y", "yes", "Yes"),
+        Binding("n,escape", "no", "No"),
+    ]
+
+    def __init__(self, title: str, question: str) -> None:
+        super().__init__(classes="modal")
+        self.title_text = title
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="error-dialog"):
+            yield Label(self.title_text, classes="title")
+            yield Static(self.question, id="confirm-question")
+            yield Static("y: yes · n/escape: no", classes="hint")
+        yield Footer()
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)

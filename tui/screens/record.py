@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
-from tui.messages import Exported, RecordLoaded, SpectrogramReady
+from tui.messages import Deleted, Exported, RecordLoaded, SpectrogramReady
 from tui.widgets import HashBitsView, SpectrogramHeatmap
 
 
@@ -33,12 +33,30 @@ def ask_export(screen: Screen, recording_id: int, name: str) -> None:
     app.with_passphrase("Export", then)
 
 
+def ask_delete(screen: Screen, recording_id: int, name: str) -> None:
+    """Confirmation modal -> ``vault.delete`` in a worker (``--write`` sessions only); the
+    screen gets ``Deleted``."""
+    app = screen.app
+    from rich.markup import escape
+
+    from tui.screens.modals import ConfirmModal
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            app.delete_recording(screen, recording_id, name)
+
+    app.push_screen(ConfirmModal(
+        "Delete recording", f"Delete [b]{escape(name)}[/b] (id {recording_id})? Its code and its "
+        "encrypted audio are removed from the vault; this cannot be undone."), answered)
+
+
 class RecordScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("d", "decrypt", "Decrypt"),
         Binding("e", "export", "Export"),
         Binding("w", "next_window", "Win"),
+        Binding("delete", "delete", "Delete"),
     ]
 
     def __init__(self, recording_id: int) -> None:
@@ -103,6 +121,19 @@ class RecordScreen(Screen):
     def action_export(self) -> None:
         name = self.row.name if self.row is not None else f"recording-{self.recording_id}"
         ask_export(self, self.recording_id, name)
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "delete":
+            return not self.app.read_only  # no Delete at all in a read-only session
+        return True
+
+    def action_delete(self) -> None:
+        name = self.row.name if self.row is not None else f"recording-{self.recording_id}"
+        ask_delete(self, self.recording_id, name)
+
+    def on_deleted(self, message: Deleted) -> None:
+        self.notify(f"deleted {message.name} (id {message.recording_id})")
+        self.app.pop_screen()
 
     def action_next_window(self) -> None:
         self.query_one("#bits", HashBitsView).next_window()
