@@ -248,3 +248,34 @@ def test_large_vault_strategy_keys_finds_the_same(excerpt_vault):
     assert [h.name for h in keys.hits] == [h.name for h in scan.hits] == ["rec1.wav"]
     assert keys.hits[0].offset == pytest.approx(scan.hits[0].offset, abs=0.02)
     assert not outside.matched
+
+
+def test_reindex_killed_mid_way_leaves_a_vault_that_opens_and_verifies(tmp_path):
+    """kill -9 of a reindex after its first batch of new codes was committed: the vault still
+    opens on its old model, verifies, and a second reindex completes."""
+    import os
+    import subprocess
+    import sys
+
+    from store.reindex import BATCH
+    from store.vault import Vault
+
+    n = BATCH + 6
+    recs = {f"r{i:02d}.wav": long_recording(700 + i, 2.0) for i in range(n)}
+    path = _format2_vault(tmp_path, recs)
+    code = (
+        "import os, signal, sys\n"
+        "from store.vault import Vault\n"
+        "def progress(done, total):\n"
+        f"    if done == {BATCH + 3}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"with Vault.open({str(path)!r}, read_only=False, passphrase='pw') as v:\n"
+        "    v.reindex(progress=progress)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=600)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]
+    with Vault.open(path, read_only=False, passphrase="pw") as v:
+        assert v.encoder.windowing is None and v.info().recordings == n
+        assert v.verify().ok
+        assert v.reindex().recordings == n
+        assert v.encoder.windowing is not None and v.verify().ok
