@@ -15,11 +15,19 @@ those values are ours and named here.
 * :data:`EXTRA_TEST_CPOS`: "noise20dB", "noise10dB" (white Gaussian noise at that SNR, fixed
   seeds so evaluations are reproducible).
 * :func:`random_cpo` draws one training CPO.
+
+Degradations real copies of a recording go through (issue 12, item 3): :func:`telephone_band`,
+:func:`resample_roundtrip` (through 8 kHz), :func:`mp3_roundtrip` (32-128 kbps),
+:func:`add_noise_snr` (white), :func:`babble_noise`, :func:`gain_db`, :func:`speed_change`,
+:func:`pitch_shift`, :func:`time_shift` and :func:`crop`. Two of them change the length on
+purpose: :func:`crop` (an excerpt) and :func:`speed_change` (a faster copy is shorter).
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,7 +36,7 @@ import soundfile as sf
 import soxr
 
 from speechvault import paper
-from speechvault.errors import InvalidInputError
+from speechvault.errors import InvalidInputError, RuntimeMissingError
 
 __all__ = [
     "CPO",
@@ -39,6 +47,11 @@ __all__ = [
     "mp3_roundtrip",
     "mp3_compression_level",
     "time_shift",
+    "crop",
+    "telephone_band",
+    "babble_noise",
+    "speed_change",
+    "pitch_shift",
     "compose",
     "PAPER_TEST_CPOS",
     "EXTRA_TEST_CPOS",
@@ -180,6 +193,147 @@ def time_shift(y: np.ndarray, sr: int = paper.SAMPLE_RATE, seconds: float = 0.05
     else:
         out[: max(0, a.shape[0] + k)] = a[-k:]
     return out
+
+
+def crop(y: np.ndarray, sr: int = paper.SAMPLE_RATE, start: float = 0.0,
+         duration: float | None = None) -> np.ndarray:
+    """The excerpt ``[start, start + duration)`` seconds (to the end when ``duration`` is None).
+
+    Unlike the other operations the result is *shorter*: it is what a user cuts out of a
+    recording (``sox rec.wav ex.wav trim START DUR``) to look the recording up by."""
+    a = _f32(y)
+    if start < 0 or (duration is not None and duration <= 0):
+        raise InvalidInputError("crop needs start >= 0 and duration > 0")
+    i = int(round(start * sr))
+    j = a.shape[0] if duration is None else min(a.shape[0], i + int(round(duration * sr)))
+    if i >= a.shape[0]:
+        raise InvalidInputError(f"crop starts at {start:.3f} s, after the end ({a.shape[0] / sr:.3f} s)")
+    return a[i:j].copy()
+
+
+#: Telephone pass band (ITU-T G.712 channel: 300-3400 Hz), carried at 8 kHz.
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+TELEPHONE_RATE = 8000
+#: Width of the raised-cosine edges of the telephone band, placed *inside* the band so nothing
+#: outside 300-3400 Hz passes (a real channel rolls off about this gently, not as a brick wall).
+TELEPHONE_EDGE_HZ = 100.0
+
+
+def telephone_band(y: np.ndarray, sr: int = paper.SAMPLE_RATE) -> np.ndarray:
+    """What a phone call keeps: resampled to 8 kHz, band-passed to 300-3400 Hz, back to ``sr``.
+
+    The band-pass is a zero-phase FFT mask over the whole signal (1 inside the band, raised-cosine
+    edges 100 Hz wide just inside 300 and 3400 Hz, 0 outside): no delay, so the result stays
+    time-aligned with the input, and no scipy. Length kept."""
+    a = _f32(y)
+    if a.size == 0:
+        return a.copy()
+    low = _resample(a, int(sr), TELEPHONE_RATE)
+    spec = np.fft.rfft(low.astype(np.float64))
+    freqs = np.fft.rfftfreq(low.shape[0], 1.0 / TELEPHONE_RATE)
+    spec *= _band_mask(freqs, *TELEPHONE_BAND_HZ, TELEPHONE_EDGE_HZ)
+    up = _resample(np.fft.irfft(spec, low.shape[0]).astype(np.float32), TELEPHONE_RATE, int(sr))
+    return np.clip(_fit_length(up, a.shape[0]), -1.0, 1.0)
+
+
+def _resample(a: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    if sr_in == sr_out:
+        return a
+    return np.asarray(soxr.resample(a, sr_in, sr_out, quality="HQ"), np.float32)
+
+
+def _band_mask(f: np.ndarray, lo: float, hi: float, edge: float) -> np.ndarray:
+    """1 on [lo + edge, hi - edge], raised-cosine ramps down to 0 at ``lo`` and ``hi``, 0 outside."""
+    m = np.zeros_like(f)
+    m[(f >= lo + edge) & (f <= hi - edge)] = 1.0
+    rise = (f > lo) & (f < lo + edge)
+    m[rise] = 0.5 - 0.5 * np.cos(np.pi * (f[rise] - lo) / edge)
+    fall = (f > hi - edge) & (f < hi)
+    m[fall] = 0.5 - 0.5 * np.cos(np.pi * (hi - f[fall]) / edge)
+    return m
+
+
+def babble_noise(
+    y: np.ndarray, sr: int = paper.SAMPLE_RATE, snr_db: float = 10.0, rng=None, talkers=(), *,
+    clip: bool = True,
+) -> np.ndarray:
+    """Add babble (other people talking) at ``snr_db`` relative to ``y``'s mean power.
+
+    ``talkers``: other speech signals at ``sr`` (1-D float arrays; the caller chooses them, so an
+    evaluation can keep the babble's voices apart from the voices under test). Each talker gives a
+    random segment of ``len(y)`` samples (looped when shorter), normalised to equal power; the sum
+    is scaled so that ``10*log10(P(y) / P(babble)) == snr_db``. Babble is harder than white noise
+    for a speech fingerprint because it has speech's own spectrum and rhythm."""
+    a = _f32(y)
+    voices = [np.asarray(t, np.float32) for t in talkers]
+    if not voices or any(v.ndim != 1 or v.size == 0 for v in voices):
+        raise InvalidInputError("babble_noise needs at least one non-empty 1-D talker signal")
+    p_sig = float(np.mean(np.square(a, dtype=np.float64))) if a.size else 0.0
+    if p_sig <= 0.0:
+        return a.copy()
+    g = _rng(rng)
+    mix = np.zeros(a.shape[0], np.float64)
+    for v in voices:
+        seg = _random_segment(v, a.shape[0], g).astype(np.float64)
+        p = float(np.mean(np.square(seg)))
+        if p > 0.0:
+            mix += seg / np.sqrt(p)
+    p_mix = float(np.mean(np.square(mix)))
+    if p_mix <= 0.0:
+        raise InvalidInputError("babble_noise: the talker signals are silent")
+    mix *= np.sqrt(p_sig / 10.0 ** (snr_db / 10.0) / p_mix)
+    z = (a + mix).astype(np.float32)
+    return np.clip(z, -1.0, 1.0) if clip else z
+
+
+def _random_segment(v: np.ndarray, n: int, g: np.random.Generator) -> np.ndarray:
+    """``n`` consecutive samples of ``v`` from a random start, looping ``v`` when it is short."""
+    reps = int(np.ceil((n + v.shape[0]) / v.shape[0]))
+    start = int(g.integers(v.shape[0]))
+    return np.tile(v, reps)[start : start + n]
+
+
+def speed_change(y: np.ndarray, sr: int = paper.SAMPLE_RATE, factor: float = 1.03) -> np.ndarray:
+    """Play ``factor`` times faster: tempo *and* pitch change together, as a tape or a resampler
+    with the wrong rate does (``sox speed``). Implemented as resampling from ``sr * factor`` to
+    ``sr`` (soxr HQ).
+
+    Unlike the other operations the length changes: ``round(len(y) / factor)`` samples, because
+    the recording really gets shorter (``factor > 1``) or longer."""
+    a = _f32(y)
+    if not 0.5 <= float(factor) <= 2.0:
+        raise InvalidInputError("speed factor must be in 0.5..2")
+    if float(factor) == 1.0:
+        return a.copy()
+    z = np.asarray(soxr.resample(a, float(sr) * float(factor), float(sr), quality="HQ"), np.float32)
+    return np.clip(_fit_length(z, int(round(a.shape[0] / float(factor)))), -1.0, 1.0)
+
+
+def pitch_shift(y: np.ndarray, sr: int = paper.SAMPLE_RATE, factor: float = 1.03) -> np.ndarray:
+    """Raise every frequency by ``factor`` (1.03 = +3 %, about half a semitone) at the same tempo:
+    what a voice changer or a pitch-corrected speed-up does. Length kept.
+
+    Uses SoX's ``pitch`` effect (WSOLA time stretch + resampling) in a subprocess, on raw float32
+    through pipes, so no file is written. Needs the ``sox`` program (Debian package sox)."""
+    a = _f32(y)
+    if not 0.5 <= float(factor) <= 2.0:
+        raise InvalidInputError("pitch factor must be in 0.5..2")
+    if float(factor) == 1.0 or a.size == 0:
+        return a.copy()
+    sox = shutil.which("sox")
+    if sox is None:
+        raise RuntimeMissingError("pitch_shift needs the sox program: install the Debian package sox")
+    raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(int(sr))]
+    cents = 1200.0 * np.log2(float(factor))
+    proc = subprocess.run(
+        [sox, "-V1", *raw, "-", *raw, "-", "pitch", f"{cents:.3f}"],
+        input=a.astype("<f4").tobytes(), capture_output=True, check=False,
+    )
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise InvalidInputError(f"sox pitch failed: {msg[-1] if msg else proc.returncode}")
+    z = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    return np.clip(_fit_length(z, a.shape[0]), -1.0, 1.0)
 
 
 def compose(*ops: Callable[[np.ndarray, int], np.ndarray]) -> CPO:

@@ -163,3 +163,103 @@ def test_paper_cpos_keep_model_input(y):
         for name, op in cpo.PAPER_TEST_CPOS.items():
             want = 0.97 if (name == "R.Q" and spec.fmax) else floor[name]
             assert cos(model_windows(op(y, SR), spec), ref) > want, (name, spec.fmax)
+
+
+# --------------------------------------------------------------------------- excerpt degradations
+
+
+def white(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def tone(freq: float, seconds: float = 2.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_freq(x: np.ndarray, sr: int = SR) -> float:
+    s = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[np.argmax(s)])
+
+
+def test_crop_cuts_the_excerpt():
+    x = np.arange(100, dtype=np.float32)
+    np.testing.assert_array_equal(cpo.crop(x, 10, 2.0, 0.5), [20, 21, 22, 23, 24])
+    np.testing.assert_array_equal(cpo.crop(x, 10, 9.5), np.arange(95, 100))
+    assert cpo.crop(x, 10, 9.0, 5.0).shape == (10,)  # clamped at the end
+    with pytest.raises(cpo.InvalidInputError):
+        cpo.crop(x, 10, 10.0, 1.0)
+
+
+def test_telephone_band_removes_energy_outside_300_3400():
+    x = white()
+    z = cpo.telephone_band(x, SR)
+    assert z.shape == x.shape and z.dtype == np.float32
+    outside_before = band_energy(x, 0, 300) + band_energy(x, 3400, 8000)
+    outside_after = band_energy(z, 0, 300) + band_energy(z, 3400, 8000)
+    assert db(outside_after / outside_before) < -20
+    assert db(band_energy(z, 0, 250) / band_energy(x, 0, 250)) < -40
+    assert db(band_energy(z, 3500, 8000) / band_energy(x, 3500, 8000)) < -40
+    assert abs(db(band_energy(z, 500, 3200) / band_energy(x, 500, 3200))) < 0.2  # pass band kept
+
+
+def test_telephone_band_keeps_time_alignment():
+    s = tone(1000.0)
+    z = cpo.telephone_band(s, SR)
+    assert np.corrcoef(s, z)[0, 1] > 0.999  # no delay, 1 kHz passes
+    assert power(cpo.telephone_band(tone(150.0), SR)) < 1e-4 * power(tone(150.0))
+
+
+@pytest.mark.parametrize("snr", [20.0, 10.0, 0.0])
+def test_babble_noise_snr_measured(y, snr, speech_like):
+    talkers = [speech_like(sr=SR, seconds=s, seed=10 + i) for i, s in enumerate((0.7, 2.0, 1.3))]
+    z = cpo.babble_noise(y, SR, snr, np.random.default_rng(3), talkers, clip=False)
+    assert z.shape == y.shape and z.dtype == np.float32
+    assert db(power(y) / power(z - y)) == pytest.approx(snr, abs=0.1)
+
+
+def test_babble_noise_is_the_talkers(y, speech_like):
+    one = speech_like(sr=SR, seconds=3.0, seed=42)
+    z = cpo.babble_noise(y, SR, 0.0, 5, [one], clip=False)
+    noise = z - y
+    # a single talker: the added signal is a (looped) segment of it, scaled
+    looped = np.tile(one, 2).astype(np.float64)
+    xc = np.correlate(looped, noise.astype(np.float64), mode="valid")
+    c2 = np.concatenate([[0.0], np.cumsum(looped**2)])
+    win_norm = np.sqrt(c2[len(noise):] - c2[: -len(noise)])
+    assert np.max(xc / (win_norm * np.linalg.norm(noise))) > 0.999
+    np.testing.assert_array_equal(z, cpo.babble_noise(y, SR, 0.0, 5, [one], clip=False))
+    with pytest.raises(cpo.InvalidInputError):
+        cpo.babble_noise(y, SR, 10.0, 0, [])
+
+
+@pytest.mark.parametrize("factor", [0.97, 1.03])
+def test_speed_change_changes_duration_and_pitch(factor):
+    s = tone(1000.0)
+    z = cpo.speed_change(s, SR, factor)
+    assert z.dtype == np.float32
+    assert z.shape[0] == round(s.shape[0] / factor)
+    assert peak_freq(z) == pytest.approx(1000.0 * factor, abs=2.0)
+
+
+@pytest.mark.parametrize("factor", [0.97, 1.03])
+def test_pitch_shift_keeps_duration(factor):
+    s = tone(1000.0)
+    z = cpo.pitch_shift(s, SR, factor)
+    assert z.shape == s.shape and z.dtype == np.float32
+    assert peak_freq(z[SR // 4 : -SR // 4]) == pytest.approx(1000.0 * factor, abs=3.0)
+
+
+def test_pitch_shift_keeps_timing():
+    """An on/off tone keeps its on/off times: tempo unchanged (within 10 ms)."""
+    s = tone(500.0, 4.0) * (np.arange(4 * SR) // (SR // 2) % 2 == 0)
+    z = cpo.pitch_shift(s.astype(np.float32), SR, 1.03)
+    env_s = np.abs(s).reshape(-1, 160).mean(axis=1) > 0.05
+    env_z = np.abs(z).reshape(-1, 160).mean(axis=1) > 0.05
+    assert np.mean(env_s != env_z) < 0.03
+
+
+def test_pitch_shift_without_sox_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(cpo.shutil, "which", lambda name: None)
+    with pytest.raises(cpo.RuntimeMissingError, match="sox"):
+        cpo.pitch_shift(tone(500.0), SR, 1.03)
