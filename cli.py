@@ -1135,5 +1135,33 @@ def bench_cmd(
         _stdout().print(f"wrote {rep.md_path} and {rep.json_path}")
 
 
+@_command("eval-identify")
+def eval_identify_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where excerpts.md and excerpts.json go.")]
+    = Path("docs/results"),
+    data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
+                                                     help="FSDD folder for the held-out speaker's joins "
+                                                          "(default: ../shared/data/fsdd if present).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="CI size: a few espeak-ng recordings, "
+                                        "4 conditions, no FSDD.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the recordings, offsets and noise.")] = 0,
+    model: Annotated[Optional[str], typer.Option(help="A shipped model's name or a .tflite file "
+                                                 "(default: the default model).", show_default=False)] = None,
+) -> None:
+    """Find a recording from 3 s / 5 s excerpts under real-copy degradations, on held-out voices:
+    speechvault vs Chromaprint (fpcalc) on the same queries."""
+    from model_export.excerpt_eval import run_excerpt_eval
+    from model_export.long_speech import espeak_available
+
+    if quick and not espeak_available():
+        _stdout().print("skipped: espeak-ng is not installed (the quick run synthesises its speech)")
+        return
+    command = _cmdline("eval-identify", None, [("--quick", quick), ("--data", data_dir),
+                                                ("--seed", seed or None), ("--model", model), ("--out", out)])
+    rep = run_excerpt_eval(out, quick=quick, data_dir=data_dir, seed=seed, command=command,
+                           encoder=_model_encoder(model) if model else None)
+    _stdout().print(f"wrote {out / 'excerpts.md'} and {out / 'excerpts.json'} ({rep['seconds']:.0f} s)")
+
+
 if __name__ == "__main__":
     main()
