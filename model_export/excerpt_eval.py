@@ -33,6 +33,7 @@ CALIB voices, so no tested voice is also a babble talker.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -106,10 +107,13 @@ class EvalConfig:
     excerpts_per_recording: int = 1  # per length; the same offsets under every condition
     conditions: tuple[str, ...] = tuple(CONDITIONS)
     clips: int = 300
-    calib_fsdd_in: int = 3
-    calib_fsdd_out: int = 2
-    calib_espeak_in: int = 9
-    calib_espeak_out: int = 6
+    # the CALIB split has the test's sizes: the lowest impostor BER depends on how many
+    # recordings an excerpt is slid over, so a smaller calibration index would set too high a
+    # Chromaprint threshold for the test index
+    calib_fsdd_in: int = 6
+    calib_fsdd_out: int = 3
+    calib_espeak_in: int = 34
+    calib_espeak_out: int = 17
     calib_clips: int = 60
     babble_talkers: int = 4
 
@@ -121,19 +125,23 @@ class EvalConfig:
     def quick(cls) -> "EvalConfig":
         return cls(fsdd_in=0, fsdd_out=0, espeak_in=4, espeak_out=2, min_s=12.0, max_s=18.0,
                    excerpts_per_recording=1, conditions=QUICK_CONDITIONS, clips=12,
-                   calib_fsdd_in=0, calib_fsdd_out=0, calib_espeak_in=2, calib_espeak_out=2,
+                   calib_fsdd_in=0, calib_fsdd_out=0, calib_espeak_in=4, calib_espeak_out=2,
                    calib_clips=6, babble_talkers=2)
 
 
 @dataclasses.dataclass
 class Query:
-    samples: np.ndarray = dataclasses.field(repr=False)
+    """One query; its samples are made on demand (``make()``), so a run never holds them all."""
+
     kind: str  # "excerpt", "outside", "clip"
     length: float
     condition: str
     source: str  # recording the query was cut from
     start: float  # seconds into the source
     expected: str | None  # the stored recording that should be found (None: outside)
+    origin: str = ""  # "fsdd" or "espeak"
+    make: Callable[[], np.ndarray] = dataclasses.field(default=lambda: np.zeros(0, np.float32),
+                                                       repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -167,8 +175,10 @@ def _pool(cfg: EvalConfig, data_dir: Path | None, seed: int, *, calib: bool):
 
 
 def _cut(rec: ls.LongRecording, start: float, length: float, cond: Condition,
-         g: np.random.Generator, talkers: Sequence[np.ndarray]) -> np.ndarray:
-    """The excerpt of a degraded copy of ``rec`` whose content starts at ``start`` s."""
+         g, talkers: Sequence[np.ndarray]) -> np.ndarray:
+    """The excerpt of a degraded copy of ``rec`` whose content starts at ``start`` s; ``g``: the
+    noise Generator or its seed."""
+    g = g if isinstance(g, np.random.Generator) else np.random.default_rng(g)
     a = max(0, int(round((start - CONTEXT_S) * SR)))
     b = min(rec.samples.shape[0], int(round((start + length * cond.speed + CONTEXT_S) * SR)))
     z = cond.fn(rec.samples[a:b], g, talkers)
@@ -185,10 +195,10 @@ def _excerpts(recs: Sequence[ls.LongRecording], cfg: EvalConfig, seed: int, kind
             latest = rec.seconds - length * max(c.speed for c in CONDITIONS.values()) - 0.05
             for start in rng.uniform(0.0, max(0.0, latest), size=per_recording):
                 for name in cfg.conditions:
-                    g = np.random.default_rng([seed, len(out)])
-                    out.append(Query(_cut(rec, float(start), length, CONDITIONS[name], g, talkers),
-                                     kind, length, name, rec.name, float(start),
-                                     rec.name if kind == "excerpt" else None))
+                    make = functools.partial(_cut, rec, float(start), length, CONDITIONS[name],
+                                             [seed, len(out)], talkers)
+                    out.append(Query(kind, length, name, rec.name, float(start),
+                                     rec.name if kind == "excerpt" else None, rec.source, make))
     return out
 
 
@@ -196,8 +206,9 @@ def _clip_queries(clips: Sequence[ls.LongRecording], kind: str, stored: bool) ->
     out = []
     for rec in clips:
         for name in CLIP_CONDITIONS:
-            y = CONDITIONS[name].fn(rec.samples, np.random.default_rng(0), ())
-            out.append(Query(y, kind, rec.seconds, name, rec.name, 0.0, rec.name if stored else None))
+            make = functools.partial(CONDITIONS[name].fn, rec.samples, np.random.default_rng(0), ())
+            out.append(Query(kind, rec.seconds, name, rec.name, 0.0, rec.name if stored else None,
+                             rec.source, make))
     return out
 
 
@@ -215,9 +226,9 @@ class Answer:
     empty: bool = False  # Chromaprint: no print at all (audio too short)
 
 
-def _speechvault_answer(vault, q: Query) -> Answer:
+def _speechvault_answer(vault, q: Query, y: np.ndarray) -> Answer:
     t = time.perf_counter()
-    res = vault.search(q.samples)
+    res = vault.search(y)
     dt = time.perf_counter() - t
     matches = [Path(h.name).stem for h in res.hits if h.is_match]
     nearest = Path(res.nearest[0].name).stem if res.nearest else None
@@ -229,9 +240,10 @@ def _speechvault_answer(vault, q: Query) -> Answer:
     return Answer(matches, nearest, None if offset is None else float(offset), dt)
 
 
-def _chromaprint_answer(index: cp.ChromaprintIndex, q: Query, threshold: float | None) -> Answer:
+def _chromaprint_answer(index: cp.ChromaprintIndex, q: Query, y: np.ndarray,
+                        threshold: float | None) -> Answer:
     t = time.perf_counter()
-    ranked = index.rank(cp.raw_fingerprint(q.samples, SR))
+    ranked = index.rank(cp.raw_fingerprint(y, SR))
     dt = time.perf_counter() - t
     if not ranked:
         return Answer([], None, None, dt, empty=True)
@@ -297,11 +309,15 @@ def _progress():
                     TimeElapsedColumn(), console=Console(stderr=True), transient=False)
 
 
-def _answer_all(progress, label: str, queries: Sequence[Query], fn) -> list[Answer]:
+def _answer_all(progress, label: str, queries: Sequence[Query], systems: dict[str, Callable]
+                ) -> dict[str, list]:
+    """Each system's answer to each query; a query's samples are made once, for all systems."""
     task = progress.add_task(label, total=len(queries))
-    out = []
+    out: dict[str, list] = {name: [] for name in systems}
     for q in queries:
-        out.append(fn(q))
+        y = q.make()
+        for name, fn in systems.items():
+            out[name].append(fn(q, y))
         progress.advance(task)
     return out
 
@@ -315,9 +331,9 @@ def _calibrate_chromaprint(cfg: EvalConfig, data_dir: Path | None, seed: int, ta
     clips = ls.espeak_word_clips(ls.ESPEAK_CALIB_VOICES, 2 * cfg.calib_clips, seed=seed + 1002, prefix="calword")
     clip_index = _chromaprint_index(clips[: cfg.calib_clips])
     clip_imp = _clip_queries(clips[cfg.calib_clips:], "outside", stored=False)
-    best = _answer_all(progress, "Chromaprint calibration", imp + clip_imp,
-                       lambda q: (clip_index if _length_key(q) == "clip" else index).rank(
-                           cp.raw_fingerprint(q.samples, SR)))
+    best = _answer_all(progress, "Chromaprint calibration", imp + clip_imp, {
+        "chromaprint": lambda q, y: (clip_index if _length_key(q) == "clip" else index).rank(
+            cp.raw_fingerprint(y, SR))})["chromaprint"]
     thresholds: dict[str, float | None] = {}
     counts: dict[str, int] = {}
     for key, (qs, ranked) in _group(imp + clip_imp, best, lambda q: _length_key(q)).items():
@@ -379,7 +395,7 @@ def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str 
         calib = _calibrate_chromaprint(cfg, fsdd, seed, talkers, progress)
         thr = calib["thresholds"]
 
-        task = progress.add_task("degrading excerpts", total=None)
+        task = progress.add_task("drawing excerpt offsets", total=None)
         excerpts = _excerpts(stored, cfg, seed + 1, "excerpt", talkers, cfg.excerpts_per_recording)
         outside_q = _excerpts(outside, cfg, seed + 2, "outside", talkers, 1)
         clip_q = _clip_queries(clips, "clip", stored=True)
@@ -391,17 +407,18 @@ def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str 
         index, clip_index = _chromaprint_index(stored), _chromaprint_index(clips)
         progress.update(task, total=1, completed=1)
         try:
-            sv = _answer_all(progress, "speechvault queries", excerpts + outside_q,
-                             lambda q: _speechvault_answer(vault, q))
-            sv_clip = _answer_all(progress, "speechvault clips", clip_q, lambda q: _speechvault_answer(clip_vault, q))
+            ans = _answer_all(progress, "excerpt queries", excerpts + outside_q, {
+                "speechvault": lambda q, y: _speechvault_answer(vault, q, y),
+                "chromaprint": lambda q, y: _chromaprint_answer(index, q, y, thr.get(f"{q.length:g}"))})
+            clip_ans = _answer_all(progress, "whole-clip queries", clip_q, {
+                "speechvault": lambda q, y: _speechvault_answer(clip_vault, q, y),
+                "chromaprint": lambda q, y: _chromaprint_answer(clip_index, q, y, thr.get("clip"))})
             model = {"name": vault.model_name, "sha256": str(enc.sha256), "tau": vault.tau}
         finally:
             vault.close()
             clip_vault.close()
-        chp = _answer_all(progress, "Chromaprint queries", excerpts + outside_q,
-                          lambda q: _chromaprint_answer(index, q, thr.get(f"{q.length:g}")))
-        chp_clip = _answer_all(progress, "Chromaprint clips", clip_q,
-                               lambda q: _chromaprint_answer(clip_index, q, thr.get("clip")))
+        sv, chp = ans["speechvault"], ans["chromaprint"]
+        sv_clip, chp_clip = clip_ans["speechvault"], clip_ans["chromaprint"]
 
     n_ex = len(excerpts)
     report = {
@@ -416,6 +433,7 @@ def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str 
         "chromaprint": calib,
         "excerpts": _cells(excerpts, sv[:n_ex], chp[:n_ex], lambda q: (q.length, q.condition)),
         "outside": _outside(outside_q, sv[n_ex:], chp[n_ex:]),
+        "by_origin": _by_origin(excerpts, sv[:n_ex], chp[:n_ex], outside_q, sv[n_ex:], chp[n_ex:]),
         "clips": _cells(clip_q, sv_clip, chp_clip, lambda q: (q.length, q.condition)),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -437,6 +455,23 @@ def _cells(queries, sv, chp, key) -> list[dict[str, Any]]:
     sv_g, cp_g = _group(queries, sv, key), _group(queries, chp, key)
     return [{"length": k[0], "condition": k[1], "speechvault": _cell(*sv_g[k]), "chromaprint": _cell(*cp_g[k])}
             for k in sv_g]
+
+
+def _by_origin(excerpts, sv, chp, outside_q, sv_out, chp_out) -> list[dict[str, Any]]:
+    """Recall and false matches per source pool (FSDD joins, espeak-ng) and length, over all
+    conditions: shows whether one kind of speech carries a result."""
+    rows = []
+    key = lambda q: (q.origin, q.length)  # noqa: E731
+    sv_g, cp_g = _group(excerpts, sv, key), _group(excerpts, chp, key)
+    so_g, co_g = _group(outside_q, sv_out, key), _group(outside_q, chp_out, key)
+    for k in sorted(set(sv_g) | set(so_g)):
+        row: dict[str, Any] = {"origin": k[0], "length": k[1]}
+        for name, g, go in (("speechvault", sv_g, so_g), ("chromaprint", cp_g, co_g)):
+            row[name] = {"recall": _cell(*g[k])["recall"] if k in g else None,
+                         "n": len(g[k][0]) if k in g else 0,
+                         "outside": _false_matches(*go[k]) if k in go else None}
+        rows.append(row)
+    return rows
 
 
 def _outside(queries, sv, chp) -> dict[str, Any]:
@@ -466,51 +501,63 @@ def _offset(c: dict[str, Any]) -> str:
     return f"{_f(c['offset_err_median_s'], 2)} / {_f(c['offset_err_p95_s'], 2)} s"
 
 
-def to_markdown(r: dict[str, Any]) -> str:
-    m, d = r["machine"], r["data"]
-    lines = [
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows] + [""]
+
+
+def _intro(r: dict[str, Any]) -> list[str]:
+    m, d, st = r["machine"], r["data"], r["data"]["stored"]
+    return [
         "# Excerpt identification: speechvault vs Chromaprint (issue 12)", "",
         f"Command: `{r['command']}` (seed {r['seed']}; {r['seconds']:.0f} s wall clock).", "",
         f"Model: `{r['model']['name']}` sha256 `{r['model']['sha256'][:16]}...`, tau {r['model']['tau']}. "
         f"Machine: {m['cpu']}, {m['cores']} cores, load {m['load_avg_1_5_15']}, {m['platform']}, {m['date']}.", "",
-        f"Stored: {d['stored']['n']} recordings ({d['stored']['fsdd']} FSDD theo joins, "
-        f"{d['stored']['espeak']} espeak-ng TEST voices), {d['stored']['seconds_min']}-{d['stored']['seconds_max']} s, "
-        f"{d['stored']['hours']} h. Outside (never ingested, same pools): {d['outside']['n']}. "
-        f"Whole clips: {d['clips']['n']} single words of 1 s. No TEST voice was used for fitting or calibration "
-        "(`model_export/long_speech.py`).", "",
+        f"Stored: {st['n']} recordings ({st['fsdd']} FSDD theo joins, {st['espeak']} espeak-ng TEST voices), "
+        f"{st['seconds_min']}-{st['seconds_max']} s, {st['hours']} h. Outside (never ingested, same pools): "
+        f"{d['outside']['n']}. Whole clips: {d['clips']['n']} single words of 1 s. No TEST voice was used for "
+        "fitting or calibration (`model_export/long_speech.py`).", "",
         "R = right recording reported as a match and ranked first; P = right matches / matches "
         "reported; top-1 = nearest recording is right, whatever the threshold. speechvault decides "
         "at the vault's tau; Chromaprint at the BER threshold set on the CALIB split "
         f"({_thresholds(r['chromaprint'])}; no calibration impostor accepted). Offset error: median / "
         "p95 of |reported offset - true start| of the right hits (`-` when hits carry no offset).", "",
     ]
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    """The report as Markdown: one table per excerpt length, outside excerpts, by source, clips."""
+    lines = _intro(r)
     for length in sorted({c["length"] for c in r["excerpts"]}):
-        lines += [f"## {length:g} s excerpts", "",
-                  "| condition | n | speechvault R / P / top-1 | offset err | Chromaprint R / P / top-1 | offset err | empty prints |",
-                  "|---|---|---|---|---|---|---|"]
-        for c in (c for c in r["excerpts"] if c["length"] == length):
-            s, k = c["speechvault"], c["chromaprint"]
-            lines.append(f"| {c['condition']} | {s['n']} | {_rp(s)} | {_offset(s)} | {_rp(k)} | {_offset(k)} | {k['empty_prints']} |")
-        lines.append("")
+        rows = [(c["condition"], c["speechvault"]["n"], _rp(c["speechvault"]), _offset(c["speechvault"]),
+                 _rp(c["chromaprint"]), _offset(c["chromaprint"]), c["chromaprint"]["empty_prints"])
+                for c in r["excerpts"] if c["length"] == length]
+        lines += [f"## {length:g} s excerpts", ""] + _table(
+            ("condition", "n", "speechvault R / P / top-1", "offset err", "Chromaprint R / P / top-1",
+             "offset err", "empty prints"), rows)
     o = r["outside"]
-    lines += ["## Excerpts of recordings not in the vault", "",
-              "| length | n | speechvault false matches (rate) | Chromaprint false matches (rate) |", "|---|---|---|---|"]
-    for length, v in sorted(o["by_length"].items(), key=lambda kv: float(kv[0])):
-        lines.append(f"| {length} s | {v['speechvault']['n']} | {_fm(v['speechvault'])} | {_fm(v['chromaprint'])} |")
-    lines += [f"| all | {o['speechvault']['n']} | {_fm(o['speechvault'])} | {_fm(o['chromaprint'])} |", "",
-              "## Whole 1 s clips (single words, espeak-ng TEST voices)", "",
-              "| condition | n | speechvault R / P / top-1 | Chromaprint R / P / top-1 | empty prints |",
-              "|---|---|---|---|---|"]
-    for c in r["clips"]:
-        s, k = c["speechvault"], c["chromaprint"]
-        lines.append(f"| {c['condition']} | {s['n']} | {_rp(s)} | {_rp(k)} | {k['empty_prints']} |")
-    lines += ["", "Chromaprint needs about 3 s of audio: a shorter query gives an empty print, "
+    rows = [(f"{k} s", v["speechvault"]["n"], _fm(v["speechvault"]), _fm(v["chromaprint"]))
+            for k, v in sorted(o["by_length"].items(), key=lambda kv: float(kv[0]))]
+    rows.append(("all", o["speechvault"]["n"], _fm(o["speechvault"]), _fm(o["chromaprint"])))
+    lines += ["## Excerpts of recordings not in the vault", ""] + _table(
+        ("length", "n", "speechvault false matches (rate)", "Chromaprint false matches (rate)"), rows)
+    rows = [(b["origin"], f"{b['length']:g} s", b["speechvault"]["n"], _f(b["speechvault"]["recall"]),
+             _f(b["chromaprint"]["recall"]), _fm(b["speechvault"]["outside"]), _fm(b["chromaprint"]["outside"]))
+            for b in r["by_origin"]]
+    lines += ["## By source (all conditions pooled)", ""] + _table(
+        ("source", "length", "n", "speechvault R", "Chromaprint R", "speechvault outside false",
+         "Chromaprint outside false"), rows)
+    rows = [(c["condition"], c["speechvault"]["n"], _rp(c["speechvault"]), _rp(c["chromaprint"]),
+             c["chromaprint"]["empty_prints"]) for c in r["clips"]]
+    lines += ["## Whole 1 s clips (single words, espeak-ng TEST voices)", ""] + _table(
+        ("condition", "n", "speechvault R / P / top-1", "Chromaprint R / P / top-1", "empty prints"), rows)
+    lines += ["Chromaprint needs about 3 s of audio: a shorter query gives an empty print, "
               "counted as \"no match\" (column *empty prints*).", ""]
     return "\n".join(lines)
 
 
-def _fm(v: dict[str, Any]) -> str:
-    return f"{v['false_matches']} ({_f(v['fmr'], 4)})"
+def _fm(v: dict[str, Any] | None) -> str:
+    return "-" if not v else f"{v['false_matches']} / {v['n']} ({_f(v['fmr'], 4)})"
 
 
 def _thresholds(c: dict[str, Any]) -> str:

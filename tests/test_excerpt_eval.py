@@ -144,7 +144,7 @@ def cpo_speed(y, factor):
 
 
 def test_cell_metrics_count_what_they_say():
-    qs = [ee.Query(np.zeros(1, np.float32), "excerpt", 3.0, "clean", "a", 1.0, e) for e in "abcd"]
+    qs = [ee.Query("excerpt", 3.0, "clean", "a", 1.0, e) for e in "abcd"]
     answers = [
         ee.Answer(["a"], "a", 1.2),          # right, ranked first
         ee.Answer(["x", "b"], "x", 4.0),     # right reported second: not recall, half precision
