@@ -367,7 +367,7 @@ def test_bench_without_faiss_notes_it_first(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     import cli
-    import store.bench
+    import model_export.bench
 
     seen: list[str] = []
 
@@ -375,7 +375,7 @@ def test_bench_without_faiss_notes_it_first(tmp_path, monkeypatch):
         seen.append("run")
         raise KeyboardInterrupt  # stop here: only the order matters
 
-    monkeypatch.setattr(store.bench, "run_bench", fake_run_bench)
+    monkeypatch.setattr(model_export.bench, "run_bench", fake_run_bench)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a, **k: None if name == "faiss" else real(name, *a, **k))
@@ -394,13 +394,13 @@ def test_eval_and_bench_need_out(monkeypatch, command):
 
     import cli
     import model_export.report
-    import store.bench
+    import model_export.bench
 
     def never(*a, **k):
         raise AssertionError("ran without --out")
 
     monkeypatch.setattr(model_export.report, "run_eval", never)
-    monkeypatch.setattr(store.bench, "run_bench", never)
+    monkeypatch.setattr(model_export.bench, "run_bench", never)
     r = CliRunner().invoke(cli.app, command)
     assert r.exit_code == 2 and "Missing option '--out'" in r.output
 

@@ -78,7 +78,7 @@ def test_encode_runs_blas_on_the_pinned_count_and_restores_the_callers(spies):
 
 
 def test_feature_and_fingerprint_calls_are_pinned_on_their_own(spies):
-    enc = Encoder.default()
+    enc = Encoder.shipped("fsdd-crnn-k384-dda")  # a fingerprint of whole model windows
     y = make_speech_like(enc.sample_rate, seconds=1.0, seed=4)
     with threadpool_limits(limits=2, user_api="blas"):
         win = features_mod.model_windows(y, enc.feature_spec)
