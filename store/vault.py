@@ -954,9 +954,10 @@ class Vault:
     def _is_long_excerpt(self, q: QueryCode) -> bool:
         """A query coded with identification windows that spans more than one stored window
         (a short clip is tried at most ``2 * query_slack_frames + 1`` starts)."""
+        if q.frames is None:  # coded per model window (no need to load the model)
+            return False
         w = getattr(self.encoder, "windowing", None)
-        return (w is not None and q.frames is not None
-                and q.n_windows > 2 * w.query_slack_frames + 1)
+        return w is not None and q.n_windows > 2 * w.query_slack_frames + 1
 
     def _excerpt_rule(self):
         """The excerpt decision rule of the vault's model, or None when its codes are per model
