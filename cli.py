@@ -345,7 +345,7 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a new, empty vault (asks for the passphrase twice)."""
-    if vault.exists():
+    if os.path.lexists(vault):  # a dangling symbolic link too: never create through one
         raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
     encoder = _model_encoder(model) if model is not None else None
     passphrase = _passphrase(key_file, confirm=True)
@@ -561,10 +561,12 @@ def search(
         if decrypt_to is not None:
             matches = [h for h in result.hits if h.is_match]
             if matches:
+                from store.private_files import safe_file_name
+
                 v.unlock(passphrase)
-                decrypt_to.mkdir(parents=True, exist_ok=True)
+                decrypt_to.mkdir(mode=0o700, parents=True, exist_ok=True)
                 for h in matches:
-                    dest = decrypt_to / f"{h.recording_id}_{Path(str(h.name)).name}"
+                    dest = decrypt_to / f"{h.recording_id}_{safe_file_name(h.name, 'recording')}"
                     written.append(str(v.export_to(h.recording_id, dest)))
     if as_json:
         d = _jsonable(result)
@@ -644,11 +646,9 @@ def export(
             sys.stdout.buffer.flush()
             return
         if overwrite:  # --force: decrypt first, then replace the file atomically
-            data = v.export(recording_id)
-            tmp = output.with_name(output.name + ".partial")
-            tmp.write_bytes(data)
-            os.replace(tmp, output)
-            dest = output
+            from store.private_files import write_private
+
+            dest = write_private(output, v.export(recording_id), overwrite=True)
         else:  # a new file, or a folder (the recording's own name inside it)
             dest = v.export_to(recording_id, output)
     _stderr().print(f"wrote {dest}")

@@ -21,6 +21,7 @@ import dataclasses
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import io
 import json
@@ -50,6 +51,7 @@ from speechvault.errors import (
     WrongPassphraseError,
 )
 from store import encrypted_index as _ei
+from store import private_files as _private
 from store import schema as _schema
 from store import search as _search
 from store.records import (
@@ -210,6 +212,58 @@ def _model_name(meta_json: str) -> str:
         return ""
 
 
+def _build_new_vault(dest: Path, index_key: str | None, meta_row: list, model_row: list,
+                     K: int) -> None:
+    """Build a complete vault in a private (0700) temporary folder next to ``dest`` and only then
+    link it to ``dest``: a failure (full disk, ...) leaves nothing at ``dest`` to block a retry,
+    and nothing is ever written through a symbolic link planted at ``dest``."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".init", dir=dest.parent))
+    tmp = work / dest.name
+    try:
+        con = (_connect(str(tmp), read_only=False) if index_key is None else
+               _connect_encrypted(str(tmp), index_key, read_only=False, create=True))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for stmt in _schema.create_ddl(K):
+                con.execute(stmt)
+            con.execute(
+                "INSERT INTO vault_meta (magic, format_version, created, app_version, cipher, "
+                "key_wrap, model_sha256, k, c, class_names, tau) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", meta_row)
+            con.execute("INSERT INTO model (sha256, meta_json, tflite, fingerprint) "
+                        "VALUES (?, ?, ?, ?)", model_row)
+            con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
+                        [_schema.FORMAT_VERSION, "created"])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        if Path(str(tmp) + ".wal").exists():
+            raise StorageError(f"{dest}: the new vault's write-ahead log was not folded in")
+        _private.publish_new(tmp, dest)
+    except duckdb.Error as exc:
+        raise (_storage_error(exc, dest) if _is_storage_error(exc)
+               else _translate_connect_error(exc, str(dest))) from None
+    except OSError as exc:
+        raise _storage_error(exc, dest) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _private_writes(method: Callable) -> Callable:
+    """Run ``method`` under umask 077: DuckDB creates the WAL (and temporary files) at a commit,
+    with the process umask, so a chmod afterwards would leave them briefly world-readable."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _private.private_umask():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 def _chmod_private(path: Path) -> None:
     for p in (path, Path(str(path) + ".wal")):
         with contextlib.suppress(FileNotFoundError, PermissionError):
@@ -244,8 +298,7 @@ class Vault:
         from store import keys  # lazy
 
         p = Path(path)
-        if p.exists():
-            raise InvalidInputError(f"{p} already exists; choose another path (or delete it)")
+        _private.refuse_existing(p, "choose another path (or delete it)")
         if not p.parent.exists():
             raise NotFoundError(f"{p.parent}: no such directory")
         if cipher not in CIPHERS:
@@ -271,44 +324,24 @@ class Vault:
         meta_json = meta.to_json() if hasattr(meta, "to_json") else json.dumps(meta.to_dict())
 
         index_key = _ei.derive_index_key(passphrase) if encrypt_index else None
-        old_umask = os.umask(0o077)
+        meta_row = [_schema.MAGIC, _schema.FORMAT_VERSION, _dt.datetime.now(_dt.timezone.utc),
+                    speechvault.__version__, cipher, json.dumps(wrap.to_dict()), sha, K, C,
+                    class_names, tau]
+        model_row = [sha, meta_json, tflite, getattr(encoder, "fingerprint_bytes", None)]
         try:
-            if index_key is None:
-                con = _connect(str(p), read_only=False)
-            else:
-                con = _connect_encrypted(str(p), index_key, read_only=False, create=True)
+            with _private.private_umask():
+                _build_new_vault(p, index_key, meta_row, model_row, K)
+                con = (_connect(str(p), read_only=False) if index_key is None else
+                       _connect_encrypted(str(p), index_key, read_only=False))
         finally:
-            os.umask(old_umask)
             del index_key
-        _chmod_private(p)
-        try:
-            con.execute("BEGIN TRANSACTION")
-            for stmt in _schema.create_ddl(K):
-                con.execute(stmt)
-            con.execute(
-                "INSERT INTO vault_meta (magic, format_version, created, app_version, cipher, "
-                "key_wrap, model_sha256, k, c, class_names, tau) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_schema.MAGIC, _schema.FORMAT_VERSION, _dt.datetime.now(_dt.timezone.utc),
-                 speechvault.__version__, cipher, json.dumps(wrap.to_dict()), sha, K, C,
-                 class_names, tau])
-            con.execute("INSERT INTO model (sha256, meta_json, tflite, fingerprint) VALUES (?, ?, ?, ?)",
-                        [sha, meta_json, tflite, getattr(encoder, "fingerprint_bytes", None)])
-            con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
-                        [_schema.FORMAT_VERSION, "created"])
-            con.execute("COMMIT")
-            con.execute("CHECKPOINT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                con.close()
-            _unlink_db(p)
-            raise
         _chmod_private(p)
         v = cls(p, con, read_only=False, encoder=encoder, index_encrypted=encrypt_index)
         v._master = master
         return v
 
     @classmethod
+    @_private_writes
     def open(cls, path, *, read_only: bool = True, passphrase: str | None = None,
              encoder: Any | None = None, index_passphrase: str | None = None) -> "Vault":
         """Open an existing vault. ``encoder`` None -> the model stored in the vault (loaded only
@@ -554,6 +587,7 @@ class Vault:
                            words=words, K=self.K, window=np.asarray(res["win"], dtype=np.int64))
 
     # ------------------------------------------------------------------ ingest
+    @_private_writes
     def ingest(self, sources: Iterable[str | os.PathLike], *, category: str | None = None,
                progress: Callable[[IngestEvent], None] | None = None,
                cancel: threading.Event | None = None,
@@ -775,6 +809,7 @@ class Vault:
             if _search.needs_compaction(int(uncl), int(total)):
                 _search.compact(con, self.K)
 
+    @_private_writes
     def compact(self) -> None:
         """Re-cluster the index by category now (ingest does it when the unsorted tail is large)."""
         self._require_writable("compact")
@@ -955,19 +990,13 @@ class Vault:
         data = self.export(recording_id)
         dest = Path(path)
         if dest.is_dir():
-            name = Path(self.get(recording_id).name).name or f"recording-{int(recording_id)}"
-            if name in (".", ".."):
-                name = f"recording-{int(recording_id)}"
-            dest = dest / name
-        if dest.exists():
+            dest = dest / _private.safe_file_name(self.get(recording_id).name,
+                                                  f"recording-{int(recording_id)}")
+        if os.path.lexists(dest):
             raise InvalidInputError(f"{dest} already exists; not overwriting it")
         if not dest.parent.exists():
             raise NotFoundError(f"{dest.parent}: no such directory")
-        tmp = dest.with_name(dest.name + ".partial")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-        return dest
+        return _private.write_private(dest, data)  # 0600, O_EXCL|O_NOFOLLOW temp, atomic
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
         """Check every blob's tag and SHA-256 and that each recording has all its index rows.
@@ -1006,6 +1035,7 @@ class Vault:
         return report
 
     # ------------------------------------------------------------------ write side
+    @_private_writes
     def delete(self, recording_id: int) -> None:
         """Delete a recording and its index rows (one transaction)."""
         self._require_writable("delete")
@@ -1023,6 +1053,7 @@ class Vault:
                     con.execute("ROLLBACK")
                 raise
 
+    @_private_writes
     def change_passphrase(self, old: str, new: str) -> None:
         """Re-wrap the master key under ``new`` (``WrongPassphraseError`` if ``old`` is wrong).
         The blobs are unchanged: they are sealed with the master key, not the passphrase. A vault
