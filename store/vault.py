@@ -50,6 +50,7 @@ from speechvault.errors import (
     VaultFormatError,
     WrongPassphraseError,
 )
+from store import damage as _damage
 from store import encrypted_index as _ei
 from store import private_files as _private
 from store import schema as _schema
@@ -176,6 +177,8 @@ def _is_lock_error(exc: BaseException) -> bool:
 def _is_storage_error(exc: BaseException) -> bool:
     """A write the file system refused (disk full, file size limit, I/O error) or the fatal
     error DuckDB raises after one (the database instance is then invalidated)."""
+    if _damage.is_read_damage(exc):  # a damaged file read back, not a refused write
+        return False
     if isinstance(exc, (duckdb.IOException, duckdb.FatalException)):
         return True
     low = str(exc).lower()
@@ -373,6 +376,12 @@ class Vault:
                         f"upgrade it to version {_schema.FORMAT_VERSION}")
                 _schema.upgrade(con, str(p), version)
             v = cls(p, con, read_only=read_only, encoder=encoder, index_encrypted=encrypted)
+        except duckdb.Error as exc:
+            with contextlib.suppress(Exception):
+                con.close()
+            if _damage.is_lock_error(exc):
+                raise VaultBusyError(_BUSY) from None
+            raise _damage.damaged(p, exc) from None
         except BaseException:
             with contextlib.suppress(Exception):
                 con.close()
@@ -395,14 +404,11 @@ class Vault:
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
             "class_names, tau FROM vault_meta").fetchone()
-        (self.format_version, self.created, self.app_version, self.cipher, key_wrap,
-         self.model_sha256, K, C, class_names, tau) = row
-        self.K, self.C, self.tau = int(K), int(C), float(tau)
-        self.class_names = [str(c) for c in class_names]
-        try:
-            self._key_wrap = json.loads(key_wrap)
-        except ValueError:
-            raise VaultFormatError(f"{self.path}: damaged vault metadata (key wrap)") from None
+        m = _damage.check_meta(str(self.path), row)
+        (self.format_version, self.created, self.app_version, self.cipher, self._key_wrap,
+         self.model_sha256, self.K, self.C, self.class_names, self.tau) = (
+            m["format_version"], m["created"], m["app_version"], m["cipher"], m["key_wrap"],
+            m["model_sha256"], m["K"], m["C"], m["class_names"], m["tau"])
         if self.cipher not in CIPHERS:
             raise VaultFormatError(f"{self.path}: unknown cipher {self.cipher!r}")
         self.W = _schema.n_words(self.K)
@@ -417,6 +423,7 @@ class Vault:
                 "its codes are not comparable: use the vault's own model")
 
     @property
+    @_damage.guarded
     def model_name(self) -> str:
         with self._lock:
             row = self._db().execute("SELECT meta_json FROM model WHERE sha256 = ?",
@@ -424,6 +431,7 @@ class Vault:
         return _model_name(row[0]) if row else ""
 
     @property
+    @_damage.guarded
     def encoder(self):
         """The vault's encoder: the one given to ``open``/``create``, else the stored model."""
         with self._lock:
@@ -442,6 +450,7 @@ class Vault:
                 self._encoder = enc
             return self._encoder
 
+    @_damage.guarded
     def model_bytes(self) -> tuple[bytes, str]:
         """The stored model: (TFLite bytes, metadata JSON)."""
         with self._lock:
@@ -506,6 +515,7 @@ class Vault:
         return self._master
 
     # ------------------------------------------------------------------ read side
+    @_damage.guarded
     def info(self) -> VaultInfo:
         with self._lock:
             con = self._db()
@@ -534,6 +544,7 @@ class Vault:
                             sample_rate=int(r[4]), channels=int(r[5]), duration=float(r[6]),
                             size=int(r[7]), added=r[8], n_windows=int(r[9]))
 
+    @_damage.guarded
     def list(self, *, category: str | None = None, name_like: str | None = None,
              limit: int | None = None) -> list[RecordingRow]:
         """Recordings by id. ``name_like``: a case-insensitive substring of the name (literal:
@@ -558,6 +569,7 @@ class Vault:
             rows = self._db().execute(sql, params).fetchall()
         return [self._row(r) for r in rows]
 
+    @_damage.guarded
     def category_counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db().execute(
@@ -565,6 +577,7 @@ class Vault:
             ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    @_damage.guarded
     def get(self, recording_id: int) -> RecordingRow:
         with self._lock:
             r = self._db().execute(f"SELECT {_REC_COLS} FROM recordings WHERE id = ?",
@@ -573,6 +586,7 @@ class Vault:
             raise NotFoundError(f"no recording with id {recording_id}")
         return self._row(r)
 
+    @_damage.guarded
     def codes_of(self, recording_id: int) -> StoredCodes:
         cols = ", ".join(_schema.word_columns(self.K))
         with self._lock:
@@ -588,6 +602,7 @@ class Vault:
 
     # ------------------------------------------------------------------ ingest
     @_private_writes
+    @_damage.guarded
     def ingest(self, sources: Iterable[str | os.PathLike], *, category: str | None = None,
                progress: Callable[[IngestEvent], None] | None = None,
                cancel: threading.Event | None = None,
@@ -810,6 +825,7 @@ class Vault:
                 _search.compact(con, self.K)
 
     @_private_writes
+    @_damage.guarded
     def compact(self) -> None:
         """Re-cluster the index by category now (ingest does it when the unsorted tail is large)."""
         self._require_writable("compact")
@@ -817,6 +833,7 @@ class Vault:
             _search.compact(self._db(), self.K)
 
     # ------------------------------------------------------------------ search
+    @_damage.guarded
     def encode_query(self, source) -> QueryCode:
         """Code a query: an audio path, audio bytes, or float32 mono samples at the model rate."""
         if isinstance(source, QueryCode):
@@ -864,6 +881,7 @@ class Vault:
         cats = [first] + [c for c in order if c != first]
         return cats[:m]
 
+    @_damage.guarded
     def search(self, query, *, tau: float | None = None, mode: str = "auto",
                probe: int = 2, top: int = 10) -> SearchResult:
         """Retrieve the recordings whose code is within normalized Hamming distance ``tau`` of the
@@ -966,6 +984,8 @@ class Vault:
     def _open_blob(self, master: bytes, blob: bytes, sha: str, rid: int) -> bytes:
         from store.envelope import open_sealed
 
+        if not isinstance(sha, str) or not _damage.HEX64.fullmatch(sha):
+            raise IntegrityError(f"recording {rid}: its stored SHA-256 is malformed")
         try:
             data = open_sealed(bytes(blob), master, associated_data=bytes.fromhex(sha))
         except IntegrityError as exc:
@@ -974,6 +994,7 @@ class Vault:
             raise IntegrityError(f"recording {rid}: decrypted bytes do not match the stored SHA-256")
         return data
 
+    @_damage.guarded
     def export(self, recording_id: int) -> bytes:
         """The original bytes of a recording, decrypted and checked (tag, then SHA-256)."""
         master = self._require_key("export")
@@ -984,6 +1005,7 @@ class Vault:
             raise NotFoundError(f"no recording with id {recording_id}")
         return self._open_blob(master, r[0], r[1], int(recording_id))
 
+    @_damage.guarded
     def export_to(self, recording_id: int, path) -> Path:
         """Write the original bytes to ``path`` (a directory -> the recording's own name in it).
         Refuses to overwrite an existing file."""
@@ -998,44 +1020,62 @@ class Vault:
             raise NotFoundError(f"{dest.parent}: no such directory")
         return _private.write_private(dest, data)  # 0600, O_EXCL|O_NOFOLLOW temp, atomic
 
+    @_damage.guarded
     def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
         """Check every blob's tag and SHA-256 and that each recording has all its index rows.
         Never raises on a bad blob: failures are listed with the recording's id and name."""
         master = self._require_key("verify")
         report = VerifyReport()
-        with self._lock:
-            con = self._db()
-            ids = [r[0] for r in con.execute("SELECT id FROM recordings ORDER BY id").fetchall()]
-            counts = dict(con.execute(
-                "SELECT recording_id, count(*) FROM codes GROUP BY recording_id").fetchall())
-            orphans = con.execute(
-                "SELECT count(*) FROM codes WHERE recording_id NOT IN (SELECT id FROM recordings)"
-            ).fetchone()[0]
-        for i, rid in enumerate(ids):
-            with self._lock:
-                r = self._db().execute(
-                    "SELECT name, sha256, blob, n_windows FROM recordings WHERE id = ?",
-                    [rid]).fetchone()
-            name, sha, blob, n_win = r
+        unreadable = lambda what, exc: report.failures.append(  # noqa: E731
+            (-1, "", f"could not read {what}: {_damage.damaged(self.path, exc).message}"))
+        try:
+            ids = [r[0] for r in self._query("SELECT id FROM recordings ORDER BY id")]
+        except duckdb.Error as exc:  # the id column is damaged: the index still names them
+            unreadable("the list of recordings", exc)
             try:
+                ids = [r[0] for r in self._query(
+                    "SELECT DISTINCT recording_id FROM codes ORDER BY recording_id")]
+            except duckdb.Error:
+                return report
+        counts: dict | None = None
+        try:
+            counts = dict(self._query(
+                "SELECT recording_id, count(*) FROM codes GROUP BY recording_id"))
+            orphans = self._query("SELECT count(*) FROM codes WHERE recording_id NOT IN "
+                                  "(SELECT id FROM recordings)")[0][0]
+            if orphans:
+                report.failures.append((-1, "", f"{orphans} index rows belong to no recording"))
+        except duckdb.Error as exc:
+            unreadable("the index (codes)", exc)
+        for i, rid in enumerate(ids):
+            report.checked += 1
+            name = "?"
+            try:
+                name, sha, blob, n_win = self._query(
+                    "SELECT name, sha256, blob, n_windows FROM recordings WHERE id = ?", [rid])[0]
                 self._open_blob(master, blob, sha, int(rid))
-                if int(counts.get(rid, 0)) != int(n_win):
+                if counts is not None and int(counts.get(rid, 0)) != int(n_win):
                     raise IntegrityError(f"recording {rid}: {counts.get(rid, 0)} index rows, "
                                          f"expected {n_win}")
             except SpeechVaultError as exc:
                 report.failures.append((int(rid), name, exc.message))
+            except duckdb.Error as exc:  # a damaged block: this recording could not be read
+                report.failures.append((int(rid), name, f"recording {rid}: could not be read "
+                                        f"({_damage.damaged(self.path, exc).message})"))
             except Exception as exc:  # a malformed blob must never abort verify
                 report.failures.append((int(rid), name, f"recording {rid}: {type(exc).__name__}: "
                                         f"{' '.join(str(exc).split())}"))
-            report.checked += 1
             if progress is not None:
                 progress(i + 1, len(ids))
-        if orphans:
-            report.failures.append((-1, "", f"{orphans} index rows belong to no recording"))
         return report
+
+    def _query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self._lock:
+            return self._db().execute(sql, params or []).fetchall()
 
     # ------------------------------------------------------------------ write side
     @_private_writes
+    @_damage.guarded
     def delete(self, recording_id: int) -> None:
         """Delete a recording and its index rows (one transaction)."""
         self._require_writable("delete")
@@ -1054,6 +1094,7 @@ class Vault:
                 raise
 
     @_private_writes
+    @_damage.guarded
     def change_passphrase(self, old: str, new: str) -> None:
         """Re-wrap the master key under ``new`` (``WrongPassphraseError`` if ``old`` is wrong).
         The blobs are unchanged: they are sealed with the master key, not the passphrase. A vault
