@@ -457,10 +457,16 @@ def ingest(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r",
                                             help="Descend into sub-folders (and ** in globs).")] = False,
+    max_duration: Annotated[float, typer.Option(
+        "--max-duration", help="Refuse recordings longer than this many seconds (checked from "
+                               "the header, before reading the file).")] = 3600.0,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Encrypt and index audio files. Exit 1 if any file failed (after the summary)."""
+    from store.sources import check_limit
+
+    max_duration = check_limit(max_duration)
     files, problems = _expand_sources(paths, recursive)
     _existing_vault(vault)
     if not files:
@@ -470,6 +476,7 @@ def ingest(
     passphrase = _passphrase(key_file)
     with _open(vault, write=True, have=passphrase) as v:
         v.unlock(passphrase)
+        v.max_ingest_seconds = max_duration
         progress = _progress("ingest", enabled=not as_json)
         if progress is None:
             report = v.ingest(files, category=category)
@@ -543,6 +550,8 @@ def search(
         typer.Option("--decrypt-to", help="Decrypt the matches into this folder (needs the passphrase).",
                      show_default=False),
     ] = None,
+    max_duration: Annotated[float, typer.Option(
+        "--max-duration", help="Refuse a query longer than this many seconds.")] = 600.0,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -551,12 +560,16 @@ def search(
 
     Exit status 0 whether or not something matched (see "matched" in --json); 1 on errors.
     """
+    from store.sources import check_limit
+
+    max_duration = check_limit(max_duration)
     if not query.exists():
         raise NotFoundError(f"{query}: no such file")
     _existing_vault(vault)
     passphrase = _passphrase(key_file) if decrypt_to is not None else None
     written: list[str] = []
     with _open(vault, have=passphrase, key_file=key_file) as v:
+        v.max_query_seconds = max_duration
         result = v.search(query, tau=threshold, mode=mode.value, probe=probe, top=top)
         if decrypt_to is not None:
             matches = [h for h in result.hits if h.is_match]

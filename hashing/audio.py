@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -92,9 +93,12 @@ def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
         if path.is_dir():
             raise AudioDecodeError(f"{name}: is a directory, not an audio file")
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except OSError as exc:
             raise AudioDecodeError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang, /dev/zero never end
+            raise AudioDecodeError(f"{name}: not a regular file (a FIFO, device or socket)")
+        size = st.st_size
         if size == 0:
             raise AudioDecodeError(f"{name}: empty file (0 bytes)")
         fileobj = str(path)

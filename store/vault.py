@@ -54,6 +54,7 @@ from store import damage as _damage
 from store import encrypted_index as _ei
 from store import private_files as _private
 from store import schema as _schema
+from store import sources as _sources
 from store import search as _search
 from store.records import (
     Hit,
@@ -276,6 +277,11 @@ def _chmod_private(path: Path) -> None:
 # ----------------------------------------------------------------------------- the vault
 class Vault:
     """One vault file. Use ``Vault.create`` or ``Vault.open``; close it (or use ``with``)."""
+
+    #: longest recording ``ingest`` accepts (seconds, checked from the header before reading;
+    #: None: no limit) and longest search query; the CLI's ``--max-duration`` sets them
+    max_ingest_seconds: float | None = _sources.DEFAULT_MAX_INGEST_SECONDS
+    max_query_seconds: float | None = _sources.DEFAULT_MAX_QUERY_SECONDS
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool,
                  encoder: Any | None, index_encrypted: bool = False) -> None:
@@ -712,11 +718,7 @@ class Vault:
         from store.envelope import seal
 
         p = Path(src)
-        if not p.exists():
-            raise NotFoundError(f"{p}: no such file")
-        if p.is_dir():
-            raise AudioDecodeError(f"{p}: is a directory, not an audio file")
-        data = p.read_bytes()
+        data, _ = _sources.read_source(p, self.max_ingest_seconds)  # regular file, within limits
         sha = hashlib.sha256(data).hexdigest()
         with self._lock:
             row = self._db().execute("SELECT id FROM recordings WHERE sha256 = ?", [sha]).fetchone()
@@ -727,7 +729,7 @@ class Vault:
         if not data:
             raise AudioDecodeError(f"{p}: empty file (0 bytes)")
         info = read_info(_named_buffer(data, p))
-        codes = enc.encode_file(_named_buffer(data, p))
+        codes = enc.encode_file(_named_buffer(data, p), max_seconds=self.max_ingest_seconds)
         words = np.asarray(codes.words)
         cats = np.asarray(codes.category, dtype=np.int64).reshape(-1)
         if words.ndim != 2 or words.shape[1] != self.W or words.shape[0] != cats.shape[0] \
@@ -843,10 +845,11 @@ class Vault:
             wc = enc.encode_audio(source)
             name = None
         elif isinstance(source, (bytes, bytearray, memoryview)):
-            wc = enc.encode_file(bytes(source))
+            wc = enc.encode_file(bytes(source), max_seconds=self.max_query_seconds)
             name = None
         elif isinstance(source, (str, os.PathLike)):
-            wc = enc.encode_file(source)
+            with _sources.open_source(source, self.max_query_seconds)[0] as f:  # checked first
+                wc = enc.encode_file(f, max_seconds=self.max_query_seconds)
             name = Path(source).name
         else:
             raise InvalidInputError(
