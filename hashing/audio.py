@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from hashing.quiet import quiet_decoder
 from speechvault import paper
 from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
 
@@ -138,6 +139,7 @@ def _check_header(snd: sf.SoundFile, name: str) -> None:
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
 
 
+@quiet_decoder
 def read_info(source: AudioSource) -> AudioInfo:
     """Header of ``source`` (path, bytes or file object) as an :class:`AudioInfo`.
 
@@ -156,6 +158,7 @@ def read_info(source: AudioSource) -> AudioInfo:
         )
 
 
+@quiet_decoder
 def load_audio(
     source: AudioSource,
     sample_rate: int = paper.SAMPLE_RATE,
