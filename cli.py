@@ -35,7 +35,13 @@ from speechvault.errors import (
     RuntimeMissingError,
     SpeechVaultError,
 )
-from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
+from speechvault.passphrase import (
+    ENV_VAR,
+    NEW_ENV_VAR,
+    get_passphrase,
+    kdf_cost_warnings,
+    new_passphrase_warnings,
+)
 
 __all__ = ["app", "main"]
 
@@ -80,6 +86,11 @@ def _one_line(text: str) -> str:
 def _err_line(message: str) -> None:
     sys.stderr.write(f"error: {_one_line(message)}\n")
     sys.stderr.flush()
+
+
+def _warn(messages: list[str]) -> None:
+    for m in messages:
+        sys.stderr.write(f"warning: {_one_line(m)}\n")
 
 
 def _print_json(obj: Any) -> None:
@@ -341,6 +352,8 @@ def init(
                           "codes and names unreadable too, so search and list need the "
                           "passphrase. Needs: pip install 'speechvault\\[encrypt-index]'."),
     ] = False,
+    weak_passphrase: Annotated[bool, typer.Option(
+        "--weak-passphrase", help="Accept a passphrase shorter than 8 characters (warns).")] = False,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -349,6 +362,8 @@ def init(
         raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
     encoder = _model_encoder(model) if model is not None else None
     passphrase = _passphrase(key_file, confirm=True)
+    _warn(new_passphrase_warnings(passphrase, allow_weak=weak_passphrase)
+          + kdf_cost_warnings(kdf_log2n))
 
     from store.vault import Vault
 
@@ -815,6 +830,8 @@ def passwd(
                                             f"${NEW_ENV_VAR}, else a hidden prompt, asked twice).",
                      show_default=False),
     ] = None,
+    weak_passphrase: Annotated[bool, typer.Option(
+        "--weak-passphrase", help="Accept a new passphrase shorter than 8 characters (warns).")] = False,
 ) -> None:
     """Change the passphrase (re-wraps the master key; audio is not re-encrypted). A vault whose
     index is encrypted is rewritten under the new passphrase's database key."""
@@ -826,6 +843,7 @@ def passwd(
                              env_var=NEW_ENV_VAR)
         if new == old:
             raise InvalidInputError("the new passphrase is the same as the old one")
+        _warn(new_passphrase_warnings(new, allow_weak=weak_passphrase))
         v.change_passphrase(old, new)
     _stderr().print("passphrase changed")
 
