@@ -1067,7 +1067,7 @@ def cipher_report_cmd(
 ) -> None:
     """Security figures of the paper's literal cipher and the vault default on real speech:
     key sensitivity, entropy, chi-square, correlation, NPCR/UACI, NIST tests, nonce independence."""
-    from store.cipher_report import cipher_report
+    from speechvault.cipher_report import cipher_report
 
     command = "speechvault " + " ".join(__import__("shlex").quote(a) for a in sys.argv[1:])
     report = cipher_report(audio, seed=seed, command=command)
