@@ -73,7 +73,8 @@ def _patch_fake_encoder():
     return enc
 
 
-def build_clean_vault(d: Path, n: int = 8, cipher: str = "rossler") -> tuple[Path, list[Path]]:
+def build_clean_vault(d: Path, n: int = 8, cipher: str = "rossler",
+                      encrypt_index: bool = False) -> tuple[Path, list[Path]]:
     """A vault of ``n`` little recordings (and the files, the first is the search query)."""
     from store.vault import Vault
     from tests.fakes import tone_mix, write_wav
@@ -86,7 +87,8 @@ def build_clean_vault(d: Path, n: int = 8, cipher: str = "rossler") -> tuple[Pat
         write_wav(p, tone_mix(700 + i, 0.3 + 0.05 * (i % 3)))
         files.append(p)
     path = d / "clean.duckdb"
-    with Vault.create(path, PW, encoder=enc, cipher=cipher, kdf_log2_n=10) as v:
+    with Vault.create(path, PW, encoder=enc, cipher=cipher, kdf_log2_n=10,
+                      encrypt_index=encrypt_index) as v:
         v.ingest(files)
     extra = d / "extra.wav"
     write_wav(extra, tone_mix(999, 0.3))
@@ -147,10 +149,10 @@ def damage(src: Path, dst: Path, rnd: random.Random, kind: str) -> str:
 
 
 def run_cases(work: Path, n_cases: int, seed: int, *, truncations: int = 0,
-              commands=COMMANDS, emit=None) -> Tally:
+              commands=COMMANDS, emit=None, encrypt_index: bool = False) -> Tally:
     """``n_cases`` random flips plus ``truncations`` truncations, every command on each."""
     rnd = random.Random(seed)
-    clean, files = build_clean_vault(work / "src")
+    clean, files = build_clean_vault(work / "src", encrypt_index=encrypt_index)
     out_dir = work / "out"
     out_dir.mkdir(exist_ok=True)
     tally = Tally()
@@ -184,8 +186,13 @@ if __name__ == "__main__":
 
     n, seed = int(sys.argv[1]), int(sys.argv[2])
     trunc = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    encrypted = len(sys.argv) > 4 and sys.argv[4] == "encrypt-index"
+    if encrypted:  # the encrypted index's own scrypt at the tests' cost
+        import store.encrypted_index as ei
+
+        ei.INDEX_LOG2_N = 10
     with tempfile.TemporaryDirectory() as tmp:
-        t = run_cases(Path(tmp), n, seed, truncations=trunc,
+        t = run_cases(Path(tmp), n, seed, truncations=trunc, encrypt_index=encrypted,
                       emit=lambda o: print(json.dumps(o.__dict__), flush=True))
     print(json.dumps({"cases": t.cases, "runs": t.runs, "by_kind": t.by_kind,
                       "seconds": round(t.seconds, 1)}), flush=True)
