@@ -832,18 +832,27 @@ def passwd(
     ] = None,
     weak_passphrase: Annotated[bool, typer.Option(
         "--weak-passphrase", help="Accept a new passphrase shorter than 8 characters (warns).")] = False,
+    rekey: Annotated[bool, typer.Option(
+        "--rekey", help="Also draw a new master key and re-seal every recording (one "
+                        "transaction): an old copy of the vault plus the old passphrase then "
+                        "opens nothing added afterwards. The new passphrase may equal the old.")] = False,
 ) -> None:
-    """Change the passphrase (re-wraps the master key; audio is not re-encrypted). A vault whose
-    index is encrypted is rewritten under the new passphrase's database key."""
+    """Change the passphrase (re-wraps the master key; audio is not re-encrypted unless --rekey).
+    A vault whose index is encrypted is rewritten under the new passphrase's database key."""
     _existing_vault(vault)
     old = _passphrase(key_file)
     with _open(vault, write=True, have=old) as v:
         v.unlock(old)
         new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
                              env_var=NEW_ENV_VAR)
-        if new == old:
+        if new == old and not rekey:
             raise InvalidInputError("the new passphrase is the same as the old one")
         _warn(new_passphrase_warnings(new, allow_weak=weak_passphrase))
+        if rekey:
+            n = v.rekey(old, None if new == old else new)
+            _stderr().print(f"new master key: {n} recording(s) re-sealed"
+                            + ("" if new == old else "; passphrase changed"))
+            return
         v.change_passphrase(old, new)
     _stderr().print("passphrase changed")
 

@@ -53,6 +53,7 @@ from speechvault.errors import (
 from store import damage as _damage
 from store import encrypted_index as _ei
 from store import private_files as _private
+from store import rekey as _rekey
 from store import schema as _schema
 from store import sources as _sources
 from store import search as _search
@@ -1119,11 +1120,49 @@ class Vault:
             return
         with self._lock:
             con = self._db()
-            con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
-            con.execute("CHECKPOINT")
+            try:  # all or nothing: a refused commit leaves the old passphrase in force
+                con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
+            except duckdb.Error as exc:
+                if not _is_storage_error(exc):
+                    raise
+                self._invalidate()
+                raise StorageError(f"{_storage_error(exc, self.path).message} (the passphrase "
+                                   "is unchanged)") from None
+            self._key_wrap = d
+            self._master = master
+            _rekey.checkpoint_after_commit(self, "the passphrase is changed")
         _chmod_private(self.path)
-        self._key_wrap = d
-        self._master = master
+
+    @_private_writes
+    @_damage.guarded
+    def rekey(self, passphrase: str, new_passphrase: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> int:
+        """A new random master key: every blob re-sealed and the key re-wrapped, in one
+        transaction (``store.rekey``); then ``new_passphrase``, if given, replaces the
+        passphrase. Returns the number of recordings re-sealed."""
+        from store import keys
+
+        self._require_writable("rekey")
+        wrap = keys.KeyWrap.from_dict(self._key_wrap)
+        old_master = keys.unwrap_master_key(wrap, passphrase)
+        new_master = keys.new_master_key()
+        # an encrypted index's file key follows the passphrase: change that in a second step
+        under = passphrase if new_passphrase is None or self.index_encrypted else new_passphrase
+        new_wrap = keys.wrap_master_key(new_master, under, log2_n=wrap.log2_n).to_dict()
+        with self._lock:
+            n = _rekey.reseal_all(self, old_master, new_master, new_wrap, progress)
+            self._key_wrap, self._master = new_wrap, new_master
+        _chmod_private(self.path)
+        if new_passphrase is not None and under != new_passphrase:
+            self.change_passphrase(passphrase, new_passphrase)
+        return n
+
+    def _seal_blob(self, data: bytes, sha: str, rid: int, master: bytes) -> bytes:
+        """A blob as ingest seals it (same cipher and associated data; ``rid`` for formats that
+        bind the record id)."""
+        from store.envelope import seal
+
+        return seal(data, master, cipher=self.cipher, associated_data=bytes.fromhex(sha))
 
     def _reencrypt(self, new: str, key_wrap_json: str) -> None:
         """Copy the whole database into ``<vault>.rekey`` encrypted under ``new``'s DuckDB key
