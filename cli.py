@@ -161,6 +161,9 @@ def _command(*args: Any, **kwargs: Any) -> Callable:
     def decorate(func: Callable) -> Callable:
         @functools.wraps(func)
         def wrapper(*a: Any, **k: Any) -> Any:
+            from hashing.quiet import set_native_silencing
+
+            set_native_silencing(True)  # decoder messages off fd 2 (``tui`` turns it off again)
             try:
                 return func(*a, **k)
             except SpeechVaultError as exc:
@@ -1033,6 +1036,9 @@ def tui(
     key_file: KeyFileOpt = None,
 ) -> None:
     """Open the vault in the terminal user interface."""
+    from hashing.quiet import set_native_silencing
+
+    set_native_silencing(False)  # Textual draws on fd 2: a decode must not blank it
     _existing_vault(vault)
     try:
         from tui import app as tui_app

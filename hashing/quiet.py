@@ -10,8 +10,10 @@ things below ``hashing.audio`` write to stderr on their own:
   turns into ``AudioDecodeError``; the printed block is pure noise. ``decoder_quiet`` installs a
   hook that drops exactly those (cffi callback) reports and passes every other one on.
 * libmpg123 (MP3) prints "error: dequantization failed!", "Note: Trying to resync..." straight to
-  file descriptor 2. ``decoder_quiet`` points fd 2 at /dev/null while decoding; it is
-  reference-counted so that concurrent or nested decodes restore the real stderr exactly once.
+  file descriptor 2. With ``set_native_silencing(True)`` (the command line turns it on)
+  ``decoder_quiet`` points fd 2 at /dev/null while decoding; it is reference-counted so that
+  concurrent or nested decodes restore the real stderr exactly once. It is off by default:
+  Textual draws the terminal UI on fd 2, and a decode in a worker thread must not blank it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ import sys
 import threading
 from typing import Any, Callable, Iterator
 
-__all__ = ["decoder_quiet", "quiet_decoder"]
+__all__ = ["decoder_quiet", "quiet_decoder", "set_native_silencing"]
 
 _lock = threading.Lock()
 _depth = 0
 _saved_fd: int | None = None
 _saved_hook: Any = None
+_silence_native = False
+
+
+def set_native_silencing(enabled: bool) -> None:
+    """Whether ``decoder_quiet`` also points fd 2 at /dev/null (native decoder messages)."""
+    global _silence_native
+    _silence_native = bool(enabled)
 
 
 def _drop_cffi_callback_noise(unraisable: Any) -> None:
@@ -45,6 +54,8 @@ def _enter() -> None:
             return
         _saved_hook = sys.unraisablehook
         sys.unraisablehook = _drop_cffi_callback_noise
+        if not _silence_native:
+            return
         try:
             sys.stderr.flush()
         except (AttributeError, OSError, ValueError):

@@ -448,10 +448,12 @@ def test_decoding_prints_nothing_on_stderr(capfd):
     """300 mutated files through load_audio/read_info: errors are exceptions, stderr stays empty
     (fd level: native libmpg123 messages and Python's unraisable-exception blocks both count)."""
     from hashing.audio import read_info
+    from hashing.quiet import set_native_silencing
 
     seen = []
     hook = sys.unraisablehook
     sys.unraisablehook = lambda u: seen.append(u)  # anything not dropped by decoder_quiet
+    set_native_silencing(True)  # as the command line does
     try:
         for b in _noisy_inputs():
             for fn in (read_info, lambda s: load_audio(s, SR)):
@@ -461,6 +463,7 @@ def test_decoding_prints_nothing_on_stderr(capfd):
                     pass
     finally:
         sys.unraisablehook = hook
+        set_native_silencing(False)
     out, err = capfd.readouterr()
     assert err == "", err[:500]
     assert not seen, [u.err_msg for u in seen][:3]
