@@ -365,14 +365,16 @@ def init(
         raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
     encoder = _model_encoder(model) if model is not None else None
     passphrase = _passphrase(key_file, confirm=True)
-    _warn(new_passphrase_warnings(passphrase, allow_weak=weak_passphrase)
-          + kdf_cost_warnings(kdf_log2n))
+    # a passphrase below the floor is refused here; the warnings follow a successful init only
+    warnings = new_passphrase_warnings(passphrase, allow_weak=weak_passphrase) + \
+        kdf_cost_warnings(kdf_log2n)
 
     from store.vault import Vault
 
     with Vault.create(vault, passphrase, encoder=encoder, cipher=cipher.value,
                       kdf_log2_n=kdf_log2n, tau=tau, encrypt_index=encrypt_index) as v:
         info = v.info()
+    _warn(warnings)
     if as_json:
         _print_json(info)
     else:
@@ -850,14 +852,17 @@ def passwd(
                              env_var=NEW_ENV_VAR)
         if new == old and not rekey:
             raise InvalidInputError("the new passphrase is the same as the old one")
-        _warn(new_passphrase_warnings(new, allow_weak=weak_passphrase))
+        warnings = new_passphrase_warnings(new, allow_weak=weak_passphrase)
         if rekey:
             n = v.rekey(old, None if new == old else new)
-            _stderr().print(f"new master key: {n} recording(s) re-sealed"
-                            + ("" if new == old else "; passphrase changed"))
-            return
-        v.change_passphrase(old, new)
-    _stderr().print("passphrase changed")
+        else:
+            v.change_passphrase(old, new)
+    _warn(warnings)
+    if rekey:
+        _stderr().print(f"new master key: {n} recording(s) re-sealed"
+                        + ("" if new == old else "; passphrase changed"))
+    else:
+        _stderr().print("passphrase changed")
 
 
 # --------------------------------------------------------------------------- demo

@@ -30,8 +30,10 @@ def clean(tmp_path_factory):
     return dh.build_clean_vault(d)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _fake_encoder():
+    """Module-scoped and autouse, so it runs before ``clean`` (which patches too) and restores
+    the real loader for the modules after this one."""
     import store.vault as sv
 
     saved = sv._load_encoder_class
