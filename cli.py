@@ -34,7 +34,13 @@ from speechvault.errors import (
     RuntimeMissingError,
     SpeechVaultError,
 )
-from speechvault.passphrase import ENV_VAR, NEW_ENV_VAR, get_passphrase
+from speechvault.passphrase import (
+    ENV_VAR,
+    NEW_ENV_VAR,
+    get_passphrase,
+    kdf_cost_warnings,
+    new_passphrase_warnings,
+)
 
 __all__ = ["app", "main"]
 
@@ -86,6 +92,11 @@ def _one_line(text: str) -> str:
 def _err_line(message: str) -> None:
     sys.stderr.write(f"error: {_one_line(message)}\n")
     sys.stderr.flush()
+
+
+def _warn(messages: list[str]) -> None:
+    for m in messages:
+        sys.stderr.write(f"warning: {_one_line(m)}\n")
 
 
 def _print_json(obj: Any) -> None:
@@ -164,6 +175,9 @@ def _command(*args: Any, **kwargs: Any) -> Callable:
     def decorate(func: Callable) -> Callable:
         @functools.wraps(func)
         def wrapper(*a: Any, **k: Any) -> Any:
+            from hashing.quiet import set_native_silencing
+
+            set_native_silencing(True)  # decoder messages off fd 2 (``tui`` turns it off again)
             try:
                 return func(*a, **k)
             except SpeechVaultError as exc:
@@ -355,20 +369,26 @@ def init(
                           "codes and names unreadable too, so search and list need the "
                           "passphrase. Needs: pip install 'speechvault\\[encrypt-index]'."),
     ] = False,
+    weak_passphrase: Annotated[bool, typer.Option(
+        "--weak-passphrase", help="Accept a passphrase shorter than 8 characters (warns).")] = False,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a new, empty vault (asks for the passphrase twice)."""
-    if vault.exists():
+    if os.path.lexists(vault):  # a dangling symbolic link too: never create through one
         raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
     encoder = _model_encoder(model) if model is not None else None
     passphrase = _passphrase(key_file, confirm=True)
+    # a passphrase below the floor is refused here; the warnings follow a successful init only
+    warnings = new_passphrase_warnings(passphrase, allow_weak=weak_passphrase) + \
+        kdf_cost_warnings(kdf_log2n)
 
     from store.vault import Vault
 
     with Vault.create(vault, passphrase, encoder=encoder, cipher=cipher.value,
                       kdf_log2_n=kdf_log2n, tau=tau, encrypt_index=encrypt_index) as v:
         info = v.info()
+    _warn(warnings)
     if as_json:
         _print_json(info)
     else:
@@ -439,12 +459,17 @@ def ingest(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r",
                                             help="Descend into sub-folders (and ** in globs).")] = False,
+    max_duration: Annotated[float, typer.Option(
+        "--max-duration", help="Refuse recordings longer than this many seconds (checked from "
+                               "the header, before reading the file).")] = 3600.0,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Encrypt and index audio files. Exit 1 if any file failed (after the summary)."""
     from speechvault.sources import expand_sources
+    from store.sources import check_limit
 
+    max_duration = check_limit(max_duration)
     sources = expand_sources(paths, recursive)
     files, problems = sources.files, sources.problems
     _existing_vault(vault)
@@ -455,6 +480,7 @@ def ingest(
     passphrase = _passphrase(key_file)
     with _open(vault, write=True, have=passphrase) as v:
         v.unlock(passphrase)
+        v.max_ingest_seconds = max_duration
         progress = _progress("ingest", enabled=not as_json)
         if progress is None:
             report = v.ingest(files, category=category)
@@ -549,6 +575,8 @@ def search(
                                             help="Descend into sub-folders (and ** in globs).")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="With --decrypt-to: overwrite files "
                                         "that differ (an identical file is kept as is).")] = False,
+    max_duration: Annotated[float, typer.Option(
+        "--max-duration", help="Refuse a query longer than this many seconds.")] = 600.0,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -559,12 +587,20 @@ def search(
     several queries: after answering all the others).
     """
     from speechvault import batch
+    from store.sources import check_limit
+
+    max_duration = check_limit(max_duration)
+
+    def opened():
+        v = _open(vault, have=passphrase, key_file=key_file)
+        v.max_query_seconds = max_duration
+        return v
 
     if batch.is_batch(queries):
         _existing_vault(vault)
         passphrase = _passphrase(key_file) if decrypt_to is not None else None
         raise typer.Exit(batch.run_batch_search(
-            queries, lambda: _open(vault, have=passphrase, key_file=key_file), tau=threshold,
+            queries, opened, tau=threshold,
             mode=mode.value, probe=probe, top=top, recursive=recursive, decrypt_to=decrypt_to,
             passphrase=passphrase, as_json=as_json))
     query = queries[0]
@@ -575,6 +611,7 @@ def search(
     saved, failed = [], []
     source = batch.read_stdin_audio() if query == batch.STDIN else Path(query)
     with _open(vault, have=passphrase, key_file=key_file) as v:
+        v.max_query_seconds = max_duration
         result = v.search(source, tau=threshold, mode=mode.value, probe=probe, top=top)
         if decrypt_to is not None and result.matched:
             from store.exports import save_matches
@@ -860,19 +897,34 @@ def passwd(
                                             f"${NEW_ENV_VAR}, else a hidden prompt, asked twice).",
                      show_default=False),
     ] = None,
+    weak_passphrase: Annotated[bool, typer.Option(
+        "--weak-passphrase", help="Accept a new passphrase shorter than 8 characters (warns).")] = False,
+    rekey: Annotated[bool, typer.Option(
+        "--rekey", help="Also draw a new master key and re-seal every recording (one "
+                        "transaction): an old copy of the vault plus the old passphrase then "
+                        "opens nothing added afterwards. The new passphrase may equal the old.")] = False,
 ) -> None:
-    """Change the passphrase (re-wraps the master key; audio is not re-encrypted). A vault whose
-    index is encrypted is rewritten under the new passphrase's database key."""
+    """Change the passphrase (re-wraps the master key; audio is not re-encrypted unless --rekey).
+    A vault whose index is encrypted is rewritten under the new passphrase's database key."""
     _existing_vault(vault)
     old = _passphrase(key_file)
     with _open(vault, write=True, have=old) as v:
         v.unlock(old)
         new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
                              env_var=NEW_ENV_VAR, key_file_option="--new-key-file")
-        if new == old:
+        if new == old and not rekey:
             raise InvalidInputError("the new passphrase is the same as the old one")
-        v.change_passphrase(old, new)
-    _stderr().print("passphrase changed")
+        warnings = new_passphrase_warnings(new, allow_weak=weak_passphrase)
+        if rekey:
+            n = v.rekey(old, None if new == old else new)
+        else:
+            v.change_passphrase(old, new)
+    _warn(warnings)
+    if rekey:
+        _stderr().print(f"new master key: {n} recording(s) re-sealed"
+                        + ("" if new == old else "; passphrase changed"))
+    else:
+        _stderr().print("passphrase changed")
 
 
 # --------------------------------------------------------------------------- demo
@@ -1054,8 +1106,10 @@ def tui(
     key_file: KeyFileOpt = None,
 ) -> None:
     """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""
+    from hashing.quiet import set_native_silencing
     from tui.terminal import require_terminal
 
+    set_native_silencing(False)  # Textual draws on fd 2: a decode must not blank it
     _existing_vault(vault)
     require_terminal()
     try:
@@ -1102,7 +1156,7 @@ def cipher_report_cmd(
 ) -> None:
     """Security figures of the paper's literal cipher and the vault default on real speech:
     key sensitivity, entropy, chi-square, correlation, NPCR/UACI, NIST tests, nonce independence."""
-    from store.cipher_report import cipher_report
+    from speechvault.cipher_report import cipher_report
 
     command = "speechvault " + " ".join(__import__("shlex").quote(a) for a in sys.argv[1:])
     report = cipher_report(audio, seed=seed, command=command)

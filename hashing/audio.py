@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -30,6 +31,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from hashing.quiet import quiet_decoder
 from speechvault import paper
 from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
 
@@ -92,9 +94,12 @@ def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
         if path.is_dir():
             raise AudioDecodeError(f"{name}: is a directory, not an audio file")
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except OSError as exc:
             raise AudioDecodeError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang, /dev/zero never end
+            raise AudioDecodeError(f"{name}: not a regular file (a FIFO, device or socket)")
+        size = st.st_size
         if size == 0:
             raise AudioDecodeError(f"{name}: empty file (0 bytes)")
         fileobj = str(path)
@@ -134,6 +139,7 @@ def _check_header(snd: sf.SoundFile, name: str) -> None:
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
 
 
+@quiet_decoder
 def read_info(source: AudioSource) -> AudioInfo:
     """Header of ``source`` (path, bytes or file object) as an :class:`AudioInfo`.
 
@@ -152,6 +158,7 @@ def read_info(source: AudioSource) -> AudioInfo:
         )
 
 
+@quiet_decoder
 def load_audio(
     source: AudioSource,
     sample_rate: int = paper.SAMPLE_RATE,

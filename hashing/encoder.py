@@ -451,12 +451,15 @@ class Encoder:
             frames=w.starts, activity=w.activity)
 
     @blas_pinned
-    def encode_file(self, source, *, purpose: str = "store") -> WindowCodes:
-        """Codes of an audio file (path, bytes or binary file object)."""
-        from hashing.audio import load_audio
+    def encode_file(self, source, *, purpose: str = "store",
+                    max_seconds: float | None = None) -> WindowCodes:
+        """Codes of an audio file (path, bytes or binary file object); ``max_seconds``: the
+        longest recording decoded (None: ``hashing.audio.DEFAULT_MAX_SECONDS``)."""
+        from hashing.audio import DEFAULT_MAX_SECONDS, load_audio
 
         t0 = time.perf_counter()
-        y = load_audio(source, self.sample_rate)
+        y = load_audio(source, self.sample_rate,
+                       max_seconds=DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds)
         return self.encode_audio(y, purpose=purpose, _timings={"decode": time.perf_counter() - t0})
 
 

@@ -112,3 +112,34 @@ def get_passphrase(
 def generate_passphrase(n_bytes: int = 24) -> str:
     """A random passphrase (URL-safe base64 of ``n_bytes`` random bytes), e.g. for the demo."""
     return secrets.token_urlsafe(n_bytes)
+
+
+#: a new passphrase shorter than this (after stripping surrounding white space) is refused unless
+#: the user insists (``--weak-passphrase``); a vault is only as strong as its passphrase
+MIN_PASSPHRASE_CHARS = 8
+#: scrypt costs below 2^this make a guess cheap (2^14: 16 MiB); allowed for tests, with a warning
+WARN_BELOW_LOG2_N = 14
+
+
+def new_passphrase_warnings(passphrase: str, *, allow_weak: bool = False) -> list[str]:
+    """Check a NEW passphrase (``init``, ``passwd``): ``InvalidInputError`` if it is shorter than
+    ``MIN_PASSPHRASE_CHARS`` once stripped (" ", "a", a lone newline) unless ``allow_weak``; then
+    a warning to print instead. Existing vaults are opened with whatever they were given."""
+    n = len(passphrase.strip())
+    if n >= MIN_PASSPHRASE_CHARS:
+        return []
+    what = "empty apart from white space" if n == 0 else f"only {n} character{'s' if n != 1 else ''}"
+    if not allow_weak:
+        raise InvalidInputError(
+            f"the passphrase is {what}; use at least {MIN_PASSPHRASE_CHARS} characters "
+            "(or --weak-passphrase to accept it anyway)")
+    return [f"weak passphrase ({what}): anyone with the vault file can guess it quickly"]
+
+
+def kdf_cost_warnings(log2_n: int) -> list[str]:
+    """A warning for a scrypt cost below ``WARN_BELOW_LOG2_N`` (fine for tests, not for secrets)."""
+    if int(log2_n) >= WARN_BELOW_LOG2_N:
+        return []
+    mib = (128 * 8 << int(log2_n)) >> 20
+    return [f"--kdf-log2n {log2_n} makes each passphrase guess cheap (scrypt N = 2^{log2_n}, "
+            f"{mib or '<1'} MiB); use {WARN_BELOW_LOG2_N} or more (default 17) outside tests"]

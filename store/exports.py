@@ -66,7 +66,7 @@ def save_recording(vault: Any, recording_id: int, target: str | os.PathLike, *,
     row = vault.get(recording_id)
     dest = Path(target)
     if is_folder_target(target):
-        dest.mkdir(parents=True, exist_ok=True)
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
         dest = dest / (file_name or own_name(row.name, recording_id))
     if dest.is_dir():
         raise InvalidInputError(f"{dest}: is a folder")
@@ -79,15 +79,10 @@ def save_recording(vault: Any, recording_id: int, target: str | os.PathLike, *,
         status = REPLACED
     if not dest.parent.is_dir():
         raise NotFoundError(f"{dest.parent}: no such folder")
-    data = vault.export(recording_id)
-    tmp = dest.with_name(dest.name + ".partial")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from store.private_files import write_private
+
+    # 0600 from creation, through an O_EXCL|O_NOFOLLOW temp file published atomically
+    write_private(dest, vault.export(recording_id), overwrite=status == REPLACED)
     return SavedFile(int(recording_id), dest, status)
 
 
@@ -100,7 +95,7 @@ def save_matches(vault: Any, hits: Iterable[Any], folder: str | os.PathLike, *,
     failed: list[tuple[str, str]] = []
     matches = [hit for hit in hits if hit.is_match]
     if matches:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
     for hit in matches:
         rid = int(hit.recording_id)
         name = f"{rid}_{own_name(hit.name, rid)}"

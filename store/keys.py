@@ -168,12 +168,19 @@ def _validate_wrap(wrap: KeyWrap) -> None:
 
 
 def _scrypt(passphrase: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    """scrypt -> 32 bytes; maxmem is 2x the 128*r*N bytes scrypt needs (OpenSSL's default is 32 MiB)."""
-    n = 1 << log2_n
-    return hashlib.scrypt(
-        normalize_passphrase(passphrase), salt=salt, n=n, r=r, p=p,
-        maxmem=2 * 128 * r * n * p + (1 << 20), dklen=_SHA256_LEN,
-    )
+    """scrypt -> 32 bytes, through ``cryptography`` (OpenSSL): ``hashlib.scrypt`` caps ``maxmem``
+    below 2 GiB, which refused N = 2^20..2^22 (1-4 GiB) with a ValueError. Same RFC 7914 output.
+    Not enough memory is a one-line error, not a traceback."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    try:
+        return Scrypt(salt=salt, length=_SHA256_LEN, n=1 << log2_n, r=r, p=p).derive(
+            normalize_passphrase(passphrase))
+    except MemoryError:
+        need = 128 * r * p * (1 << log2_n) / 2**30
+        raise InvalidInputError(
+            f"scrypt with N = 2^{log2_n} needs {need:.2g} GiB of memory, which this machine could "
+            "not provide") from None
 
 
 def _kek_and_check_key(passphrase: str, params: tuple[bytes, int, int, int]) -> tuple[bytes, bytes]:

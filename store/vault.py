@@ -21,6 +21,7 @@ import dataclasses
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import io
 import json
@@ -49,8 +50,12 @@ from speechvault.errors import (
     VaultFormatError,
     WrongPassphraseError,
 )
+from store import damage as _damage
 from store import encrypted_index as _ei
+from store import private_files as _private
+from store import rekey as _rekey
 from store import schema as _schema
+from store import sources as _sources
 from store import search as _search
 from store.records import (
     Hit,
@@ -174,6 +179,8 @@ def _is_lock_error(exc: BaseException) -> bool:
 def _is_storage_error(exc: BaseException) -> bool:
     """A write the file system refused (disk full, file size limit, I/O error) or the fatal
     error DuckDB raises after one (the database instance is then invalidated)."""
+    if _damage.is_read_damage(exc):  # a damaged file read back, not a refused write
+        return False
     if isinstance(exc, (duckdb.IOException, duckdb.FatalException)):
         return True
     low = str(exc).lower()
@@ -210,6 +217,58 @@ def _model_name(meta_json: str) -> str:
         return ""
 
 
+def _build_new_vault(dest: Path, index_key: str | None, meta_row: list, model_row: list,
+                     K: int) -> None:
+    """Build a complete vault in a private (0700) temporary folder next to ``dest`` and only then
+    link it to ``dest``: a failure (full disk, ...) leaves nothing at ``dest`` to block a retry,
+    and nothing is ever written through a symbolic link planted at ``dest``."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".init", dir=dest.parent))
+    tmp = work / dest.name
+    try:
+        con = (_connect(str(tmp), read_only=False) if index_key is None else
+               _connect_encrypted(str(tmp), index_key, read_only=False, create=True))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for stmt in _schema.create_ddl(K):
+                con.execute(stmt)
+            con.execute(
+                "INSERT INTO vault_meta (magic, format_version, created, app_version, cipher, "
+                "key_wrap, model_sha256, k, c, class_names, tau) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", meta_row)
+            con.execute("INSERT INTO model (sha256, meta_json, tflite, fingerprint) "
+                        "VALUES (?, ?, ?, ?)", model_row)
+            con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
+                        [_schema.FORMAT_VERSION, "created"])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        if Path(str(tmp) + ".wal").exists():
+            raise StorageError(f"{dest}: the new vault's write-ahead log was not folded in")
+        _private.publish_new(tmp, dest)
+    except duckdb.Error as exc:
+        raise (_storage_error(exc, dest) if _is_storage_error(exc)
+               else _translate_connect_error(exc, str(dest))) from None
+    except OSError as exc:
+        raise _storage_error(exc, dest) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _private_writes(method: Callable) -> Callable:
+    """Run ``method`` under umask 077: DuckDB creates the WAL (and temporary files) at a commit,
+    with the process umask, so a chmod afterwards would leave them briefly world-readable."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _private.private_umask():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 def _chmod_private(path: Path) -> None:
     for p in (path, Path(str(path) + ".wal")):
         with contextlib.suppress(FileNotFoundError, PermissionError):
@@ -219,6 +278,11 @@ def _chmod_private(path: Path) -> None:
 # ----------------------------------------------------------------------------- the vault
 class Vault:
     """One vault file. Use ``Vault.create`` or ``Vault.open``; close it (or use ``with``)."""
+
+    #: longest recording ``ingest`` accepts (seconds, checked from the header before reading;
+    #: None: no limit) and longest search query; the CLI's ``--max-duration`` sets them
+    max_ingest_seconds: float | None = _sources.DEFAULT_MAX_INGEST_SECONDS
+    max_query_seconds: float | None = _sources.DEFAULT_MAX_QUERY_SECONDS
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool,
                  encoder: Any | None, index_encrypted: bool = False) -> None:
@@ -244,8 +308,7 @@ class Vault:
         from store import keys  # lazy
 
         p = Path(path)
-        if p.exists():
-            raise InvalidInputError(f"{p} already exists; choose another path (or delete it)")
+        _private.refuse_existing(p, "choose another path (or delete it)")
         if not p.parent.exists():
             raise NotFoundError(f"{p.parent}: no such directory")
         if cipher not in CIPHERS:
@@ -271,44 +334,24 @@ class Vault:
         meta_json = meta.to_json() if hasattr(meta, "to_json") else json.dumps(meta.to_dict())
 
         index_key = _ei.derive_index_key(passphrase) if encrypt_index else None
-        old_umask = os.umask(0o077)
+        meta_row = [_schema.MAGIC, _schema.FORMAT_VERSION, _dt.datetime.now(_dt.timezone.utc),
+                    speechvault.__version__, cipher, json.dumps(wrap.to_dict()), sha, K, C,
+                    class_names, tau]
+        model_row = [sha, meta_json, tflite, getattr(encoder, "fingerprint_bytes", None)]
         try:
-            if index_key is None:
-                con = _connect(str(p), read_only=False)
-            else:
-                con = _connect_encrypted(str(p), index_key, read_only=False, create=True)
+            with _private.private_umask():
+                _build_new_vault(p, index_key, meta_row, model_row, K)
+                con = (_connect(str(p), read_only=False) if index_key is None else
+                       _connect_encrypted(str(p), index_key, read_only=False))
         finally:
-            os.umask(old_umask)
             del index_key
-        _chmod_private(p)
-        try:
-            con.execute("BEGIN TRANSACTION")
-            for stmt in _schema.create_ddl(K):
-                con.execute(stmt)
-            con.execute(
-                "INSERT INTO vault_meta (magic, format_version, created, app_version, cipher, "
-                "key_wrap, model_sha256, k, c, class_names, tau) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_schema.MAGIC, _schema.FORMAT_VERSION, _dt.datetime.now(_dt.timezone.utc),
-                 speechvault.__version__, cipher, json.dumps(wrap.to_dict()), sha, K, C,
-                 class_names, tau])
-            con.execute("INSERT INTO model (sha256, meta_json, tflite, fingerprint) VALUES (?, ?, ?, ?)",
-                        [sha, meta_json, tflite, getattr(encoder, "fingerprint_bytes", None)])
-            con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
-                        [_schema.FORMAT_VERSION, "created"])
-            con.execute("COMMIT")
-            con.execute("CHECKPOINT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                con.close()
-            _unlink_db(p)
-            raise
         _chmod_private(p)
         v = cls(p, con, read_only=False, encoder=encoder, index_encrypted=encrypt_index)
         v._master = master
         return v
 
     @classmethod
+    @_private_writes
     def open(cls, path, *, read_only: bool = True, passphrase: str | None = None,
              encoder: Any | None = None, index_passphrase: str | None = None) -> "Vault":
         """Open an existing vault. ``encoder`` None -> the model stored in the vault (loaded only
@@ -340,6 +383,12 @@ class Vault:
                         f"upgrade it to version {_schema.FORMAT_VERSION}")
                 _schema.upgrade(con, str(p), version)
             v = cls(p, con, read_only=read_only, encoder=encoder, index_encrypted=encrypted)
+        except duckdb.Error as exc:
+            with contextlib.suppress(Exception):
+                con.close()
+            if _damage.is_lock_error(exc):
+                raise VaultBusyError(_BUSY) from None
+            raise _damage.damaged(p, exc) from None
         except BaseException:
             with contextlib.suppress(Exception):
                 con.close()
@@ -363,14 +412,11 @@ class Vault:
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
             "class_names, tau FROM vault_meta").fetchone()
-        (self.format_version, self.created, self.app_version, self.cipher, key_wrap,
-         self.model_sha256, K, C, class_names, tau) = row
-        self.K, self.C, self.tau = int(K), int(C), float(tau)
-        self.class_names = [str(c) for c in class_names]
-        try:
-            self._key_wrap = json.loads(key_wrap)
-        except ValueError:
-            raise VaultFormatError(f"{self.path}: damaged vault metadata (key wrap)") from None
+        m = _damage.check_meta(str(self.path), row)
+        (self.format_version, self.created, self.app_version, self.cipher, self._key_wrap,
+         self.model_sha256, self.K, self.C, self.class_names, self.tau) = (
+            m["format_version"], m["created"], m["app_version"], m["cipher"], m["key_wrap"],
+            m["model_sha256"], m["K"], m["C"], m["class_names"], m["tau"])
         if self.cipher not in CIPHERS:
             raise VaultFormatError(f"{self.path}: unknown cipher {self.cipher!r}")
         self.W = _schema.n_words(self.K)
@@ -385,6 +431,7 @@ class Vault:
                 "its codes are not comparable: use the vault's own model")
 
     @property
+    @_damage.guarded
     def model_name(self) -> str:
         with self._lock:
             row = self._db().execute("SELECT meta_json FROM model WHERE sha256 = ?",
@@ -392,6 +439,7 @@ class Vault:
         return _model_name(row[0]) if row else ""
 
     @property
+    @_damage.guarded
     def encoder(self):
         """The vault's encoder: the one given to ``open``/``create``, else the stored model."""
         with self._lock:
@@ -410,6 +458,7 @@ class Vault:
                 self._encoder = enc
             return self._encoder
 
+    @_damage.guarded
     def model_bytes(self) -> tuple[bytes, str]:
         """The stored model: (TFLite bytes, metadata JSON)."""
         with self._lock:
@@ -474,6 +523,7 @@ class Vault:
         return self._master
 
     # ------------------------------------------------------------------ read side
+    @_damage.guarded
     def info(self) -> VaultInfo:
         with self._lock:
             con = self._db()
@@ -502,6 +552,7 @@ class Vault:
                             sample_rate=int(r[4]), channels=int(r[5]), duration=float(r[6]),
                             size=int(r[7]), added=r[8], n_windows=int(r[9]))
 
+    @_damage.guarded
     def list(self, *, category: str | None = None, name_like: str | None = None,
              limit: int | None = None) -> list[RecordingRow]:
         """Recordings by id. ``name_like``: a case-insensitive substring of the name (literal:
@@ -526,6 +577,7 @@ class Vault:
             rows = self._db().execute(sql, params).fetchall()
         return [self._row(r) for r in rows]
 
+    @_damage.guarded
     def category_counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db().execute(
@@ -533,6 +585,7 @@ class Vault:
             ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    @_damage.guarded
     def get(self, recording_id: int) -> RecordingRow:
         with self._lock:
             r = self._db().execute(f"SELECT {_REC_COLS} FROM recordings WHERE id = ?",
@@ -541,6 +594,7 @@ class Vault:
             raise NotFoundError(f"no recording with id {recording_id}")
         return self._row(r)
 
+    @_damage.guarded
     def codes_of(self, recording_id: int) -> StoredCodes:
         cols = ", ".join(_schema.word_columns(self.K))
         with self._lock:
@@ -555,6 +609,8 @@ class Vault:
                            words=words, K=self.K, window=np.asarray(res["win"], dtype=np.int64))
 
     # ------------------------------------------------------------------ ingest
+    @_private_writes
+    @_damage.guarded
     def ingest(self, sources: Iterable[str | os.PathLike], *, category: str | None = None,
                progress: Callable[[IngestEvent], None] | None = None,
                cancel: threading.Event | None = None,
@@ -664,11 +720,7 @@ class Vault:
         from store.envelope import seal
 
         p = Path(src)
-        if not p.exists():
-            raise NotFoundError(f"{p}: no such file")
-        if p.is_dir():
-            raise AudioDecodeError(f"{p}: is a directory, not an audio file")
-        data = p.read_bytes()
+        data, _ = _sources.read_source(p, self.max_ingest_seconds)  # regular file, within limits
         sha = hashlib.sha256(data).hexdigest()
         with self._lock:
             row = self._db().execute("SELECT id FROM recordings WHERE sha256 = ?", [sha]).fetchone()
@@ -679,7 +731,7 @@ class Vault:
         if not data:
             raise AudioDecodeError(f"{p}: empty file (0 bytes)")
         info = read_info(_named_buffer(data, p))
-        codes = enc.encode_file(_named_buffer(data, p))
+        codes = enc.encode_file(_named_buffer(data, p), max_seconds=self.max_ingest_seconds)
         words = np.asarray(codes.words)
         cats = np.asarray(codes.category, dtype=np.int64).reshape(-1)
         if words.ndim != 2 or words.shape[1] != self.W or words.shape[0] != cats.shape[0] \
@@ -783,6 +835,8 @@ class Vault:
             if _search.needs_compaction(int(uncl), int(total)):
                 _search.compact(con, self.K)
 
+    @_private_writes
+    @_damage.guarded
     def compact(self) -> None:
         """Re-cluster the index by category now (ingest does it when the unsorted tail is large)."""
         self._require_writable("compact")
@@ -790,6 +844,7 @@ class Vault:
             _search.compact(self._db(), self.K)
 
     # ------------------------------------------------------------------ search
+    @_damage.guarded
     def encode_query(self, source) -> QueryCode:
         """Code a query: an audio path, audio bytes, or float32 mono samples at the model rate."""
         if isinstance(source, QueryCode):
@@ -800,10 +855,11 @@ class Vault:
             wc = enc.encode_audio(source, **kw)
             name = None
         elif isinstance(source, (bytes, bytearray, memoryview)):
-            wc = enc.encode_file(bytes(source), **kw)
+            wc = enc.encode_file(bytes(source), max_seconds=self.max_query_seconds, **kw)
             name = None
         elif isinstance(source, (str, os.PathLike)):
-            wc = enc.encode_file(source, **kw)
+            with _sources.open_source(source, self.max_query_seconds)[0] as f:  # checked first
+                wc = enc.encode_file(f, max_seconds=self.max_query_seconds, **kw)
             name = Path(source).name
         else:
             raise InvalidInputError(
@@ -838,6 +894,7 @@ class Vault:
         cats = [first] + [c for c in order if c != first]
         return cats[:m]
 
+    @_damage.guarded
     def search(self, query, *, tau: float | None = None, mode: str = "auto",
                probe: int = 2, top: int = 10) -> SearchResult:
         """Retrieve the recordings whose code is within normalized Hamming distance ``tau`` of the
@@ -1036,6 +1093,8 @@ class Vault:
     def _open_blob(self, master: bytes, blob: bytes, sha: str, rid: int) -> bytes:
         from store.envelope import open_sealed
 
+        if not isinstance(sha, str) or not _damage.HEX64.fullmatch(sha):
+            raise IntegrityError(f"recording {rid}: its stored SHA-256 is malformed")
         try:
             data = open_sealed(bytes(blob), master, associated_data=bytes.fromhex(sha))
         except IntegrityError as exc:
@@ -1044,6 +1103,7 @@ class Vault:
             raise IntegrityError(f"recording {rid}: decrypted bytes do not match the stored SHA-256")
         return data
 
+    @_damage.guarded
     def export(self, recording_id: int) -> bytes:
         """The original bytes of a recording, decrypted and checked (tag, then SHA-256)."""
         master = self._require_key("export")
@@ -1054,63 +1114,77 @@ class Vault:
             raise NotFoundError(f"no recording with id {recording_id}")
         return self._open_blob(master, r[0], r[1], int(recording_id))
 
+    @_damage.guarded
     def export_to(self, recording_id: int, path) -> Path:
         """Write the original bytes to ``path`` (a directory -> the recording's own name in it).
         Refuses to overwrite an existing file."""
         data = self.export(recording_id)
         dest = Path(path)
         if dest.is_dir():
-            name = Path(self.get(recording_id).name).name or f"recording-{int(recording_id)}"
-            if name in (".", ".."):
-                name = f"recording-{int(recording_id)}"
-            dest = dest / name
-        if dest.exists():
+            dest = dest / _private.safe_file_name(self.get(recording_id).name,
+                                                  f"recording-{int(recording_id)}")
+        if os.path.lexists(dest):
             raise InvalidInputError(f"{dest} already exists; not overwriting it")
         if not dest.parent.exists():
             raise NotFoundError(f"{dest.parent}: no such directory")
-        tmp = dest.with_name(dest.name + ".partial")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-        return dest
+        return _private.write_private(dest, data)  # 0600, O_EXCL|O_NOFOLLOW temp, atomic
 
+    @_damage.guarded
     def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
         """Check every blob's tag and SHA-256 and that each recording has all its index rows.
         Never raises on a bad blob: failures are listed with the recording's id and name."""
         master = self._require_key("verify")
         report = VerifyReport()
-        with self._lock:
-            con = self._db()
-            ids = [r[0] for r in con.execute("SELECT id FROM recordings ORDER BY id").fetchall()]
-            counts = dict(con.execute(
-                "SELECT recording_id, count(*) FROM codes GROUP BY recording_id").fetchall())
-            orphans = con.execute(
-                "SELECT count(*) FROM codes WHERE recording_id NOT IN (SELECT id FROM recordings)"
-            ).fetchone()[0]
-        for i, rid in enumerate(ids):
-            with self._lock:
-                r = self._db().execute(
-                    "SELECT name, sha256, blob, n_windows FROM recordings WHERE id = ?",
-                    [rid]).fetchone()
-            name, sha, blob, n_win = r
+        unreadable = lambda what, exc: report.failures.append(  # noqa: E731
+            (-1, "", f"could not read {what}: {_damage.damaged(self.path, exc).message}"))
+        try:
+            ids = [r[0] for r in self._query("SELECT id FROM recordings ORDER BY id")]
+        except duckdb.Error as exc:  # the id column is damaged: the index still names them
+            unreadable("the list of recordings", exc)
             try:
+                ids = [r[0] for r in self._query(
+                    "SELECT DISTINCT recording_id FROM codes ORDER BY recording_id")]
+            except duckdb.Error:
+                return report
+        counts: dict | None = None
+        try:
+            counts = dict(self._query(
+                "SELECT recording_id, count(*) FROM codes GROUP BY recording_id"))
+            orphans = self._query("SELECT count(*) FROM codes WHERE recording_id NOT IN "
+                                  "(SELECT id FROM recordings)")[0][0]
+            if orphans:
+                report.failures.append((-1, "", f"{orphans} index rows belong to no recording"))
+        except duckdb.Error as exc:
+            unreadable("the index (codes)", exc)
+        for i, rid in enumerate(ids):
+            report.checked += 1
+            name = "?"
+            try:
+                name, sha, blob, n_win = self._query(
+                    "SELECT name, sha256, blob, n_windows FROM recordings WHERE id = ?", [rid])[0]
                 self._open_blob(master, blob, sha, int(rid))
-                if int(counts.get(rid, 0)) != int(n_win):
+                if counts is not None and int(counts.get(rid, 0)) != int(n_win):
                     raise IntegrityError(f"recording {rid}: {counts.get(rid, 0)} index rows, "
                                          f"expected {n_win}")
             except SpeechVaultError as exc:
                 report.failures.append((int(rid), name, exc.message))
+            except duckdb.Error as exc:  # a damaged block: this recording could not be read
+                report.failures.append((int(rid), name, f"recording {rid}: could not be read "
+                                        f"({_damage.damaged(self.path, exc).message})"))
             except Exception as exc:  # a malformed blob must never abort verify
                 report.failures.append((int(rid), name, f"recording {rid}: {type(exc).__name__}: "
                                         f"{' '.join(str(exc).split())}"))
-            report.checked += 1
             if progress is not None:
                 progress(i + 1, len(ids))
-        if orphans:
-            report.failures.append((-1, "", f"{orphans} index rows belong to no recording"))
         return report
 
+    def _query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self._lock:
+            return self._db().execute(sql, params or []).fetchall()
+
     # ------------------------------------------------------------------ write side
+    @_private_writes
+    @_damage.guarded
     def delete(self, recording_id: int) -> None:
         """Delete a recording and its index rows (one transaction)."""
         self._rows_cache = None
@@ -1129,6 +1203,8 @@ class Vault:
                     con.execute("ROLLBACK")
                 raise
 
+    @_private_writes
+    @_damage.guarded
     def change_passphrase(self, old: str, new: str) -> None:
         """Re-wrap the master key under ``new`` (``WrongPassphraseError`` if ``old`` is wrong).
         The blobs are unchanged: they are sealed with the master key, not the passphrase. A vault
@@ -1150,11 +1226,49 @@ class Vault:
             return
         with self._lock:
             con = self._db()
-            con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
-            con.execute("CHECKPOINT")
+            try:  # all or nothing: a refused commit leaves the old passphrase in force
+                con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
+            except duckdb.Error as exc:
+                if not _is_storage_error(exc):
+                    raise
+                self._invalidate()
+                raise StorageError(f"{_storage_error(exc, self.path).message} (the passphrase "
+                                   "is unchanged)") from None
+            self._key_wrap = d
+            self._master = master
+            _rekey.checkpoint_after_commit(self, "the passphrase is changed")
         _chmod_private(self.path)
-        self._key_wrap = d
-        self._master = master
+
+    @_private_writes
+    @_damage.guarded
+    def rekey(self, passphrase: str, new_passphrase: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> int:
+        """A new random master key: every blob re-sealed and the key re-wrapped, in one
+        transaction (``store.rekey``); then ``new_passphrase``, if given, replaces the
+        passphrase. Returns the number of recordings re-sealed."""
+        from store import keys
+
+        self._require_writable("rekey")
+        wrap = keys.KeyWrap.from_dict(self._key_wrap)
+        old_master = keys.unwrap_master_key(wrap, passphrase)
+        new_master = keys.new_master_key()
+        # an encrypted index's file key follows the passphrase: change that in a second step
+        under = passphrase if new_passphrase is None or self.index_encrypted else new_passphrase
+        new_wrap = keys.wrap_master_key(new_master, under, log2_n=wrap.log2_n).to_dict()
+        with self._lock:
+            n = _rekey.reseal_all(self, old_master, new_master, new_wrap, progress)
+            self._key_wrap, self._master = new_wrap, new_master
+        _chmod_private(self.path)
+        if new_passphrase is not None and under != new_passphrase:
+            self.change_passphrase(passphrase, new_passphrase)
+        return n
+
+    def _seal_blob(self, data: bytes, sha: str, rid: int, master: bytes) -> bytes:
+        """A blob as ingest seals it (same cipher and associated data; ``rid`` for formats that
+        bind the record id)."""
+        from store.envelope import seal
+
+        return seal(data, master, cipher=self.cipher, associated_data=bytes.fromhex(sha))
 
     def _reencrypt(self, new: str, key_wrap_json: str) -> None:
         """Copy the whole database into ``<vault>.rekey`` encrypted under ``new``'s DuckDB key

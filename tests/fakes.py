@@ -84,10 +84,11 @@ class FakeEncoder:
                                K=self.K, starts=np.arange(len(f)) * self.clip / SR,
                                timings={"decode": 0.0, "features": 0.0, "inference": 0.0})
 
-    def encode_file(self, source) -> FakeWindowCodes:
-        from hashing.audio import load_audio
+    def encode_file(self, source, *, max_seconds: float | None = None) -> FakeWindowCodes:
+        from hashing.audio import DEFAULT_MAX_SECONDS, load_audio
 
-        return self.encode_audio(load_audio(source, SR))
+        return self.encode_audio(load_audio(
+            source, SR, max_seconds=DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds))
 
 
 def tone_mix(seed: int, seconds: float = 0.3, sr: int = SR) -> np.ndarray:

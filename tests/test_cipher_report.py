@@ -1,4 +1,4 @@
-"""store.cipher_report: the security figures of both extractions on real speech.
+"""speechvault.cipher_report: the security figures of both extractions on real speech.
 
 The paper's literal cipher must show its known weaknesses (no nonce: NPCR ~ 100/N; x0 + 1e-10
 decrypts a long prefix; serial test fails); the vault default must reach the ideal values
@@ -16,7 +16,7 @@ from scipy.special import gammaincc
 from scipy.stats import chi2
 
 from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
-from store import cipher_report as cr
+from speechvault import cipher_report as cr
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "speechvault" / "examples"
 SHORT = EXAMPLES / "0_en_1.wav"
@@ -105,3 +105,32 @@ def test_cli_command(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["passed"]["mixed"] is True
     assert "NPCR" in out.read_text()
+
+
+def test_holm_against_a_worked_example():
+    """Holm (1979): p sorted ascending, adjusted = running max of (m - i) * p_(i), capped at 1."""
+    adj, rej = cr.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005}, alpha=0.05)
+    assert adj == pytest.approx({"d": 0.02, "a": 0.03, "c": 0.06, "b": 0.06})
+    assert rej == {"d": True, "a": True, "c": False, "b": False}
+    assert cr.binomial_upper_tail(10, 0.5, 8) == pytest.approx(56 / 1024)
+    assert cr.binomial_upper_tail(300_000, 1 / 256, 0) == 1.0
+
+
+def test_an_ideal_cipher_passes_about_95_percent_of_seeds():
+    """The vault default (indistinguishable from ideal) over 20 fixed seeds: without the
+    correction the battery failed ~1 seed in 3 (issue 17: 10 of 30); with Holm at 0.05, about
+    1 in 20. Seeds are fixed, so the counts are deterministic."""
+    holm_pass = nominal_pass = 0
+    for seed in range(20):
+        r = cr.cipher_report(SHORT, seed=seed, extractions=("mixed",))
+        holm_pass += r.passed("mixed")
+        nominal_pass += not r.nominal_failures("mixed")
+        assert set(r.p_values["mixed"]) >= {"npcr8", "uaci16", "nist_serial_p", "entropy"}
+        assert all(0.0 <= p <= 1.0 for p in r.p_values["mixed"].values())
+    assert holm_pass >= 18, holm_pass
+    assert nominal_pass < holm_pass  # the uncorrected battery fails ideal seeds by chance
+
+
+def test_the_paper_cipher_still_fails_with_the_correction(report):
+    assert not report.passed("paper")
+    assert {"nist_serial_p", "npcr8", "sens_first_diff"} <= set(report.failures("paper"))

@@ -1,0 +1,123 @@
+"""Files only their owner can read: the vault, its write-ahead log, exports (issue 17, item 5).
+
+Why a module of its own: DuckDB creates the vault's ``.wal`` (and spilled temporary files) itself,
+with the process umask, at the first commit after every checkpoint, so a ``chmod`` after the fact
+leaves a window in which another local user can open a world-readable WAL holding recording names,
+codes and a fresh key wrap. The only way to close it is to have the umask at 077 whenever DuckDB may
+create a file: ``private_umask()`` does that, re-entrant and shared by threads (the umask is per
+process, so it is set on the first entry and restored on the last exit).
+
+Exports are written by us: ``write_private`` opens its temporary file with
+``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600 under a random name, so a symbolic link planted at a
+predictable ``.partial`` path is never followed, then publishes it atomically (``link`` when the
+destination must not exist, which also refuses a file that appeared meanwhile; ``replace`` for
+``--force``). ``publish_new`` does the same for a file built elsewhere (``init``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from speechvault.errors import InvalidInputError
+
+__all__ = ["PRIVATE_MODE", "private_umask", "write_private", "publish_new", "refuse_existing",
+           "safe_file_name"]
+
+PRIVATE_MODE = 0o600
+_UMASK = 0o077
+_lock = threading.Lock()
+_depth = 0
+_saved = 0
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Umask 077 for the duration (nested and multi-threaded use restore the caller's umask once,
+    when the last user leaves)."""
+    global _depth, _saved
+    with _lock:
+        if _depth == 0:
+            _saved = os.umask(_UMASK)
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                os.umask(_saved)
+
+
+def refuse_existing(path: Path, what: str = "") -> None:
+    """``InvalidInputError`` if anything is at ``path``, a dangling symbolic link included
+    (``Path.exists`` follows links and says False for one; creating through it would write
+    wherever the link points)."""
+    if os.path.lexists(path):
+        kind = "a symbolic link" if os.path.islink(path) else "a file"
+        raise InvalidInputError(f"{path}: already exists ({kind}); {what or 'refusing to overwrite it'}")
+
+
+def _temp_beside(dest: Path) -> tuple[Path, int]:
+    """A new 0600 file next to ``dest`` (same file system, so publishing is a rename or link)."""
+    for _ in range(16):
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.partial")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         PRIVATE_MODE)
+        except FileExistsError:
+            continue
+        return tmp, fd
+    raise InvalidInputError(f"{dest.parent}: could not create a private temporary file")
+
+
+def publish_new(tmp: Path, dest: Path) -> None:
+    """Give the finished file ``tmp`` the name ``dest``, which must not exist (checked atomically
+    by ``link``: an existing file or link at ``dest`` is left alone). ``tmp`` is removed."""
+    try:
+        os.link(tmp, dest, follow_symlinks=False)
+    except FileExistsError:
+        raise InvalidInputError(f"{dest}: already exists; not overwriting it") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        refuse_existing(dest)  # a file system without hard links: check, then rename
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
+
+
+def write_private(dest: Path, data: bytes, *, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``dest`` as a new 0600 file, atomically (readers never see half a file).
+    ``overwrite`` replaces an existing file (or link: the link itself, never its target)."""
+    dest = Path(dest)
+    tmp, fd = _temp_beside(dest)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, dest)
+        else:
+            publish_new(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def safe_file_name(name: object, fallback: str) -> str:
+    """A stored recording name usable as one file name in a folder: its last path component, or
+    ``fallback`` when that is empty, ``.``/``..`` or holds a NUL (a damaged or hostile vault row
+    must not make an export write elsewhere or crash)."""
+    base = Path(str(name)).name
+    if base in ("", ".", "..") or "\x00" in base:
+        return fallback
+    return base
