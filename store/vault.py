@@ -1074,6 +1074,8 @@ class Vault:
             probed_categories=[self.class_names[c] for c in sorted(probed)],
             candidates=len({(r[0], r[1]) for r in rows}), total_rows=0)
 
+    @_private_writes
+    @_damage.guarded
     def reindex(self, encoder: Any | None = None,
                 progress: Callable[[int, int], None] | None = None):
         """Re-code every recording with ``encoder`` (default: the shipped default model) and make
