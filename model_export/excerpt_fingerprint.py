@@ -187,6 +187,9 @@ def _collect(encoder, stored: Sequence[np.ndarray], queries, tmp: Path, tag: str
 
 #: upper edges of the buckets of covered windows that get their own evidence threshold
 BUCKETS = (1, 2, 4, 8, 16, 32, 1 << 20)
+#: no threshold below this: a match needs more agreeing than disagreeing windows whatever the
+#: calibration saw (its impostors came from a vault far smaller than a user's)
+MIN_EVIDENCE = 0.25
 #: impostor candidates a bucket needs to be judged alone (else it keeps the stricter threshold
 #: of the bucket below)
 MIN_BUCKET_SAMPLES = 50
@@ -205,6 +208,7 @@ def _bucket_thresholds(impostor: Sequence[tuple[int, float]], margin: float) -> 
             t = prev if t is None else max(t, prev)
         if t is None:
             t = margin
+        t = max(t, MIN_EVIDENCE)
         out.append([e, round(float(t), 4)])
         prev, lo = t, e
     return out
@@ -223,7 +227,8 @@ def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndar
     import tempfile
 
     rng = np.random.default_rng(seed)
-    inside, outside = list(longs[0::2]), list(longs[1::2])
+    inside = [y for i, y in enumerate(longs) if i % 3 != 2]  # two thirds stored
+    outside = [y for i, y in enumerate(longs) if i % 3 == 2]
     with tempfile.TemporaryDirectory(prefix="sv-calib-") as tmp:
         g1, i1 = _collect(encoder, inside, _excerpt_queries(inside, outside, outside, n_queries, rng),
                           Path(tmp), "long")
@@ -264,11 +269,13 @@ def calibration_data(fsdd_dir, seed: int) -> tuple[list[np.ndarray], list[np.nda
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(items))
     clips = [load_audio(items[i].path, ls.SAMPLE_RATE) for i in order[:250]]
+    # as many long recordings as the evaluation stores and more: the largest impostor evidence
+    # grows with the number of recordings an excerpt is compared with
     longs = [r.samples for r in ls.fsdd_recordings(fsdd_dir, half, 6, seed=seed, min_s=20,
                                                    max_s=30, prefix="cal")]
     if ls.espeak_available():
-        longs += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_CALIB_VOICES, 16, seed=seed,
-                                                          min_s=20, max_s=40, prefix="cal")]
+        longs += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_CALIB_VOICES, 60, seed=seed,
+                                                          min_s=30, max_s=50, prefix="cal")]
         clips += [r.samples for r in ls.espeak_word_clips(ls.ESPEAK_CALIB_VOICES, 250, seed=seed)]
     return longs, clips
 
