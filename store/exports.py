@@ -44,9 +44,10 @@ def is_folder_target(target: str | os.PathLike) -> bool:
 
 
 def own_name(name: str, recording_id: int) -> str:
-    """The recording's file name without any folder part ("." and ".." replaced)."""
-    base = Path(str(name)).name
-    return base if base not in ("", ".", "..") else f"recording-{int(recording_id)}"
+    """The recording's file name without any folder part ("", ".", ".." or a NUL replaced)."""
+    from store.private_files import safe_file_name
+
+    return safe_file_name(name, f"recording-{int(recording_id)}")
 
 
 def file_sha256(path: Path) -> str:
