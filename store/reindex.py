@@ -42,32 +42,16 @@ class ReindexReport:
         return dataclasses.asdict(self)
 
 
-def _side_ddl(K: int) -> str:
-    return _schema.codes_ddl(K, "codes_compact").replace("codes_compact", SIDE_TABLE, 1)
-
-
 def _insert(con, rows: list[tuple[int, Any]], K: int) -> int:
     """Append the codes of ``rows`` ((recording id, WindowCodes)) to the side table."""
-    wcols = _schema.word_columns(K)
-    words = np.concatenate([wc.words for _, wc in rows]).astype(np.uint64)
-    frame = {
-        "recording_id": np.concatenate([np.full(wc.n_windows, rid, np.int64) for rid, wc in rows]),
-        "win": np.concatenate([np.arange(wc.n_windows, dtype=np.int32) for _, wc in rows]),
-        "category": np.concatenate([wc.category for _, wc in rows]).astype(np.int16),
-    }
-    for i, c in enumerate(wcols):
-        frame[c] = np.ascontiguousarray(words[:, i])
-    cols = ["recording_id", "win", "category", *wcols]
-    if all(getattr(wc, "frames", None) is not None for _, wc in rows):
-        frame["start"] = np.concatenate([wc.frames for _, wc in rows]).astype(np.int32)
-        cols.append("start")
-    con.register("_sv_reindex", frame)
-    try:
-        con.execute(f"INSERT INTO {SIDE_TABLE} ({', '.join(cols)}) "
-                    f"SELECT {', '.join(cols)} FROM _sv_reindex")
-    finally:
-        con.unregister("_sv_reindex")
-    return int(words.shape[0])
+    framed = all(getattr(wc, "frames", None) is not None for _, wc in rows)
+    return _schema.insert_codes(
+        con, SIDE_TABLE, K,
+        np.concatenate([np.full(wc.n_windows, rid, np.int64) for rid, wc in rows]),
+        np.concatenate([np.arange(wc.n_windows) for _, wc in rows]),
+        np.concatenate([wc.category for _, wc in rows]),
+        np.concatenate([wc.words for _, wc in rows]),
+        np.concatenate([wc.frames for _, wc in rows]) if framed else None)
 
 
 def reindex(vault, encoder, *, progress: Callable[[int, int], None] | None = None,
@@ -80,7 +64,7 @@ def reindex(vault, encoder, *, progress: Callable[[int, int], None] | None = Non
     K = int(encoder.K)
     old_sha, old_k, old_name = vault.model_sha256, vault.K, vault.model_name
     con.execute(f"DROP TABLE IF EXISTS {SIDE_TABLE}")
-    con.execute(_side_ddl(K))
+    con.execute(_schema.codes_ddl(K, SIDE_TABLE))
     ids = [int(r[0]) for r in con.execute("SELECT id FROM recordings ORDER BY id").fetchall()]
     windows, pending = 0, []
     for done, rid in enumerate(ids, 1):

@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Callable
 
 import duckdb
+import numpy as np
 
 from speechvault.errors import VaultFormatError
 
@@ -44,6 +45,7 @@ __all__ = [
     "n_words",
     "word_columns",
     "codes_ddl",
+    "insert_codes",
     "create_ddl",
     "read_format_version",
     "upgrade",
@@ -70,7 +72,7 @@ def word_columns(K: int) -> list[str]:
 
 
 def codes_ddl(K: int, table: str = "codes") -> str:
-    if table not in ("codes", "codes_compact"):
+    if table not in ("codes", "codes_compact", "codes_reindex"):
         raise ValueError(f"unexpected table name {table!r}")
     words = ",\n    ".join(f"{c} UBIGINT NOT NULL" for c in word_columns(K))
     return (
@@ -82,6 +84,31 @@ def codes_ddl(K: int, table: str = "codes") -> str:
         f"    {words}\n"
         ")"
     )
+
+
+def insert_codes(con: duckdb.DuckDBPyConnection, table: str, K: int, recording_ids: np.ndarray,
+                 windows: np.ndarray, categories: np.ndarray, words: np.ndarray,
+                 starts: np.ndarray | None) -> int:
+    """Append index rows to ``table`` ("codes" or a side table of the same layout) in one
+    statement, from numpy columns (``starts`` None: codes per model window, start NULL)."""
+    if table not in ("codes", "codes_compact", "codes_reindex"):
+        raise ValueError(f"unexpected table name {table!r}")
+    wcols = word_columns(K)
+    frame = {"recording_id": np.asarray(recording_ids, np.int64),
+             "win": np.asarray(windows, np.int32),
+             "category": np.asarray(categories).astype(np.int16)}
+    w = np.asarray(words).astype(np.uint64, copy=False)
+    for i, c in enumerate(wcols):
+        frame[c] = np.ascontiguousarray(w[:, i])
+    if starts is not None:
+        frame["start"] = np.asarray(starts).astype(np.int32)
+    cols = ", ".join(frame)
+    con.register("_sv_new_codes", frame)
+    try:
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _sv_new_codes")
+    finally:
+        con.unregister("_sv_new_codes")
+    return int(w.shape[0])
 
 
 _DDL_V1 = [

@@ -766,28 +766,15 @@ class Vault:
         """Recording rows (one statement each, for their ids), then all their index rows in one
         statement, inside the caller's transaction."""
         rows = [self._insert_recording(con, it) for it in items]
-        wcols = _schema.word_columns(self.K)
         rid = np.concatenate([np.full(it["words"].shape[0], r.id, dtype=np.int64)
                               for r, it in zip(rows, items)])
-        frame = {"recording_id": rid,
-                 "win": np.concatenate([np.arange(it["words"].shape[0], dtype=np.int32)
-                                        for it in items]),
-                 "category": np.concatenate([it["cats"] for it in items]).astype(np.int16)}
-        words = np.concatenate([it["words"] for it in items], axis=0).astype(np.uint64, copy=False)
-        for i, c in enumerate(wcols):
-            frame[c] = np.ascontiguousarray(words[:, i])
-        cols = ["recording_id", "win", "category", *wcols]
-        values = list(cols)
-        if all(it.get("frames") is not None for it in items):  # identification windows
-            frame["start"] = np.concatenate([it["frames"] for it in items]).astype(np.int32)
-            cols.append("start")
-            values.append("start")
-        con.register("_sv_new_codes", frame)
-        try:
-            con.execute(f"INSERT INTO codes ({', '.join(cols)}) "
-                        f"SELECT {', '.join(values)} FROM _sv_new_codes")
-        finally:
-            con.unregister("_sv_new_codes")
+        framed = all(it.get("frames") is not None for it in items)  # identification windows
+        _schema.insert_codes(
+            con, "codes", self.K, rid,
+            np.concatenate([np.arange(it["words"].shape[0]) for it in items]),
+            np.concatenate([it["cats"] for it in items]),
+            np.concatenate([it["words"] for it in items], axis=0),
+            np.concatenate([it["frames"] for it in items]) if framed else None)
         con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?",
                     [int(rid.shape[0])])
         return rows
