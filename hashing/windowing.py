@@ -56,7 +56,7 @@ class WindowingSpec:
     n_fft: int = 512
     #: the frame grid (samples): every window start, stored or query, is a multiple of it.
     hop_length: int = 256
-    n_mels: int = 32
+    n_mels: int = 64
     #: the telephone band (ITU-T G.712: 300-3,400 Hz): kept by every copy a user may query with.
     fmin: float = 300.0
     fmax: float = 3_400.0

@@ -281,7 +281,7 @@ def calibration_data(fsdd_dir, seed: int) -> tuple[list[np.ndarray], list[np.nda
 
 
 def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *, name: str,
-                bits: int = 256, views: int = 4, seed: int = 1, command: str = "",
+                bits: int = 384, views: int = 4, seed: int = 1, command: str = "",
                 projection: str | Path | None = None, windowing: dict | None = None,
                 log=print) -> dict:
     """Fit, calibrate and write ``NAME.tflite`` (the base model's bytes), ``NAME.json`` and
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("data_dir", help="FSDD")
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="fsdd-crnn-k384-excerpt")
-    p.add_argument("--bits", type=int, default=256)
+    p.add_argument("--bits", type=int, default=384)
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
