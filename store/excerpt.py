@@ -53,6 +53,8 @@ class ExcerptRule:
     #: keys take 0.1-0.4 s at 1.1M rows on this 2-core machine), keys above
     candidates: str = "auto"
     scan_below_rows: int = 20_000
+    #: 16-bit slices used as keys, from the first bits (DDA orders its bits best first)
+    key_bands: int = 64
     #: offset bins of the vote, frames (8 x 16 ms)
     bin_frames: int = 8
     #: (recording, offset) candidates verified
@@ -122,7 +124,7 @@ def _band_key(alias: str, prefix: str, band: int) -> str:
     return f"(({alias}.{prefix}{word} >> {shift}) & 65535)"
 
 
-def _keyed_pairs(K: int, two_stage: bool) -> str:
+def _keyed_pairs(K: int, two_stage: bool, bands: int) -> str:
     """Candidate pairs by exact 16-bit slices (locality-sensitive hashing by bit sampling, Indyk
     & Motwani 1998): a window pair within BER b shares a given slice with probability
     (1 - b)^16, so pairs of a copy share some of the K/16 slices and chance pairs rarely do.
@@ -130,10 +132,11 @@ def _keyed_pairs(K: int, two_stage: bool) -> str:
     cat = " AND list_contains($CATS::SMALLINT[], c.category)" if two_stage else ""
     return "\nUNION ALL\n".join(
         f"SELECT c.recording_id AS rid, c.start AS s, q.qs FROM codes AS c JOIN q "
-        f"ON {_band_key('c', 'w', b)} = {_band_key('q', 'q', b)}{cat}" for b in range(K // 16))
+        f"ON {_band_key('c', 'w', b)} = {_band_key('q', 'q', b)}{cat}"
+        for b in range(min(bands, K // 16)))
 
 
-def excerpt_sql(K: int, two_stage: bool, keyed: bool = False) -> str:
+def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
     only) the list of categories searched, then (scan only) cand bits, bin, n_candidates, tol.
     ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair."""
@@ -151,7 +154,7 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False) -> str:
     binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}")
     dist = _dist(K, 2)
     if keyed:
-        keyed_sql = _keyed_pairs(K, two_stage)
+        keyed_sql = _keyed_pairs(K, two_stage, bands)
         if two_stage:
             keyed_sql = keyed_sql.replace("$CATS", f"${cats_param}")
         pairs = (f"pairs AS (\n{keyed_sql}\n),\n"

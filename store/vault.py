@@ -1027,7 +1027,7 @@ class Vault:
             probed = {c for w in range(q.n_windows) for c in self._probes(q, w, mode, probe)}
             cats = np.array(sorted(probed))
         keyed = rule.keyed(self._index_rows())
-        sql = _ex.excerpt_sql(self.K, cats is not None, keyed)
+        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, rule.key_bands)
         params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed)
         with self._lock:
             con = self._db()
