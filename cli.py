@@ -153,14 +153,6 @@ def _fmt_secs(x: Any) -> str:
         return "-"
 
 
-def _fmt_clock(seconds: Any) -> str:
-    """12.5 -> "0:12.5", 3725.25 -> "1:02:05.2": where in a recording an excerpt starts."""
-    s = float(seconds or 0.0)
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{int(h)}:{int(m):02d}:{sec:04.1f}" if h else f"{int(m)}:{sec:04.1f}"
-
-
 def _fmt_ms(x: Any) -> str:
     try:
         return f"{float(x) * 1000:.1f} ms"
@@ -652,6 +644,8 @@ def _print_search(result: Any, written: list[str]) -> None:
         t.add_column("category")
         t.add_column("BER", justify="right")
         located = any(getattr(h, "offset", None) is not None for h in hits)
+        from speechvault.clock import clock
+
         if located:  # excerpt search: where the query was found, and on how much evidence
             t.add_column("found at", justify="right")
             t.add_column("evidence", justify="right")
@@ -665,7 +659,7 @@ def _print_search(result: Any, written: list[str]) -> None:
                 if i > 1:
                     t.add_section()
             style = "bold green" if h.is_match else "dim"
-            where = ([_fmt_clock(h.offset), f"{h.evidence:.2f} ({h.windows} win)"] if located
+            where = ([clock(h.offset), f"{h.evidence:.2f} ({h.windows} win)"] if located
                      else [str(h.window)])
             t.add_row(str(i), str(h.recording_id), str(h.name), str(h.category),
                       f"{float(h.ber):.4f}", *where, "MATCH" if h.is_match else "", style=style)

@@ -279,3 +279,10 @@ def test_reindex_killed_mid_way_leaves_a_vault_that_opens_and_verifies(tmp_path)
         assert v.verify().ok
         assert v.reindex().recordings == n
         assert v.encoder.windowing is not None and v.verify().ok
+
+
+def test_clock_reads_like_a_player():
+    from speechvault.clock import clock
+
+    assert [clock(x) for x in (None, 0, 12.5, 61.04, 3725.25)] == \
+        ["-", "0:00.0", "0:12.5", "1:01.0", "1:02:05.2"]

@@ -11,6 +11,8 @@ import datetime as _dt
 import os
 from pathlib import Path
 
+from speechvault.clock import clock
+
 FREEZE_ENV = "SPEECHVAULT_TUI_FREEZE"
 
 
@@ -84,14 +86,8 @@ class Formatter:
     def ber(value: float | None) -> str:
         return "-" if value is None else f"{float(value):.3f}"
 
-    @staticmethod
-    def clock(seconds: float | None) -> str:
-        """Where in a recording an excerpt was found: 12.5 -> "0:12.5"; None -> "-"."""
-        if seconds is None:
-            return "-"
-        h, rest = divmod(float(seconds), 3600)
-        m, sec = divmod(rest, 60)
-        return f"{int(h)}:{int(m):02d}:{sec:04.1f}" if h else f"{int(m)}:{sec:04.1f}"
+    #: where in a recording an excerpt was found: 12.5 -> "0:12.5"; None -> "-"
+    clock = staticmethod(clock)
 
     @staticmethod
     def path(value: str | os.PathLike) -> str:
