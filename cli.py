@@ -1090,6 +1090,31 @@ def train(
     con.print(f"curves: {result.curves_csv}" + (f", {result.curves_png}" if result.curves_png else ""))
 
 
+# --------------------------------------------------------------------------- ssh-serve
+@_command(name="ssh-serve")
+def ssh_serve(
+    vault: VaultArg,
+    max_mb: Annotated[int, typer.Option("--max-mb", min=1, help="Largest query accepted on "
+                                        "stdin, MiB.")] = 110,
+) -> None:
+    """The sshd ForceCommand of a search-only account (docs/ssh.md): `ssh HOST search < q.wav`
+    (or `search --json`) searches with the audio piped in; `ssh -t HOST` opens the read-only TUI;
+    anything else is refused."""
+    from speechvault.ssh_serve import read_query, remote_request
+
+    action, as_json = remote_request(os.environ.get("SSH_ORIGINAL_COMMAND"))
+    if action == "tui":
+        tui(vault, write=False, key_file=None)
+        return
+    data = read_query(sys.stdin, max_mb * 1024 * 1024)
+    with _open(vault) as v:
+        result = v.search(data)
+    if as_json:
+        _print_json(_jsonable(result))
+    else:
+        _print_search(result, [])
+
+
 # --------------------------------------------------------------------------- tui
 @_command()
 def tui(

@@ -14,6 +14,7 @@ command is a small launcher that passes it to ``SpeechVaultApp``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -93,7 +94,7 @@ LAUNCHER = textwrap.dedent("""
         def from_bytes(cls, *args, **kwargs):
             return _encoder
     store.vault._load_encoder_class = lambda: _Encoder
-    sys.argv = ["speechvault", "tui", {vault!r}]
+    sys.argv = ["speechvault", "ssh-serve", {vault!r}]  # docs/ssh.md's ForceCommand
     import cli
     cli.main()
 """)
@@ -267,16 +268,31 @@ def _client_options(env) -> list[str]:
 
 
 def test_without_a_terminal_the_tui_refuses_and_the_session_ends(ssh_env):
-    """`ssh host ls /` (the check docs/ssh.md suggests) gets no terminal: the forced TUI says
-    so in one line and exits 1, and the session ends (it used to hang, the TUI spinning on the
-    server). The timeout only bounds the failure."""
+    """`ssh host ls /` (the check docs/ssh.md suggests) is refused in one line, exit 1, and with
+    no command and no terminal the forced TUI says so; either way the session ends (it used to
+    hang, the TUI spinning on the server). The timeout only bounds the failure."""
+    base = ["ssh", "-T", "-p", str(ssh_env["port"]), *_client_options(ssh_env),
+            f"{ssh_env['user']}@127.0.0.1"]
+    for extra, said in ((["ls", "/"], "only searches"), ([], "needs a terminal")):
+        r = subprocess.run(base + extra, capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0]
+        assert "Traceback" not in r.stderr and "bin" not in r.stdout.split()  # no `ls /` ran
+    assert_no_session_left(ssh_env["launcher"])
+
+
+def test_search_with_the_query_brought_on_stdin(ssh_env):
+    """`ssh host search --json < query.wav`: the audio comes from the client's machine, the
+    answer is the same JSON `speechvault search` prints (issue 15 item 4)."""
     cmd = ["ssh", "-T", "-p", str(ssh_env["port"]), *_client_options(ssh_env),
-           f"{ssh_env['user']}@127.0.0.1", "ls", "/"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "needs a terminal" in lines[0]
-    assert "Traceback" not in r.stderr and "bin" not in r.stdout.split()  # no `ls /` ran
+           f"{ssh_env['user']}@127.0.0.1", "search", "--json"]
+    with open(ssh_env["query"], "rb") as q:
+        r = subprocess.run(cmd, capture_output=True, timeout=300, stdin=q)
+    assert r.returncode == 0, r.stderr.decode()
+    res = json.loads(r.stdout)
+    assert res["matched"] and res["hits"][0]["name"] == "2_en-f3_1.wav"
     assert_no_session_left(ssh_env["launcher"])
 
 
