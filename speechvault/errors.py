@@ -71,3 +71,7 @@ class PassphraseRequiredError(SpeechVaultError):
 
 class NotATerminalError(SpeechVaultError):
     """An interactive program (the TUI) was started without a terminal on stdin or stdout."""
+
+
+class TooManyAttemptsError(SpeechVaultError):
+    """Too many wrong passphrases in one session (each guess costs an scrypt on the server)."""

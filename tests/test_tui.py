@@ -883,3 +883,52 @@ async def test_search_excerpt_says_where_it_was_found(tmp_path, no_env_passphras
         assert "meeting.wav" in verdict and "found at 0:12.5" in verdict
         table = screen.query_one("#hits")
         assert table.get_row_at(0)[4] == "0:12.5"
+
+
+@async_test
+async def test_passphrase_guesses_back_off_then_stop(fake_vault, fake_encoder, no_env_passphrase):
+    """Each wrong passphrase costs an scrypt on the server: the session waits longer after each
+    one and stops checking after the cap, saying so in one line (issue 15 item 5)."""
+    from speechvault.guess_limit import GuessLimiter
+    from tui.screens.modals import ErrorModal
+
+    waits: list[float] = []
+    app = make_app(fake_vault, vault_cls_for(fake_encoder))
+    app.guess_limiter = GuessLimiter(max_failures=2, base_delay=1.0, sleep=waits.append)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, PassphraseModal)
+        for _ in range(2):
+            await type_text(pilot, "not the passphrase")
+            await pilot.press("enter")
+            await settle(pilot)
+        assert waits == [1.0]  # none before the first check, 1 s before the second
+        await type_text(pilot, PW)  # even the right one is not checked any more
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ErrorModal)
+        assert "wrong passphrases in this session" in app.screen.message
+        assert not app.is_unlocked()
+
+
+def test_guess_limiter_doubles_the_wait_and_resets_on_success():
+    from speechvault.errors import TooManyAttemptsError
+    from speechvault.guess_limit import GuessLimiter
+
+    waits: list[float] = []
+    g = GuessLimiter(max_failures=6, base_delay=1.0, max_delay=5.0, sleep=waits.append)
+    for _ in range(6):
+        g.before_attempt()
+        g.record(False)
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    with pytest.raises(TooManyAttemptsError):
+        g.before_attempt()
+    g2 = GuessLimiter(sleep=waits.append)
+    g2.record(False)
+    g2.record(True)
+    assert g2.delay() == 0.0

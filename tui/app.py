@@ -30,6 +30,7 @@ from speechvault.errors import (
     VaultBusyError,
     WrongPassphraseError,
 )
+from speechvault.guess_limit import GuessLimiter
 from tui import messages as m
 from tui.format import Formatter
 from tui.writes import READ_ONLY_HINT, VaultWrites
@@ -109,6 +110,8 @@ class SpeechVaultApp(VaultWrites, App[None]):
         self.vault: Any = None
         self.vault_error: str | None = None
         self.vault_lock = threading.RLock()
+        #: back-off and cap on wrong passphrases in this session (each guess is an scrypt)
+        self.guess_limiter = GuessLimiter()
         self._unlocked_handle: Any = None
         self.ingesting = False  # any write (ingest, delete) holds the file read-write
         self.write_label = "ingesting"
@@ -369,6 +372,7 @@ class SpeechVaultApp(VaultWrites, App[None]):
     def check_passphrase(self, passphrase: str, reply: Callable[[bool], None]) -> None:
         """``vault.unlock``; ``reply(ok)`` runs on the main thread. A wrong passphrase is an
         answer (False), not a failure; other errors go to the one handler."""
+        self.guess_limiter.before_attempt()  # waits after wrong ones; refuses past the cap
         with self.vault_lock:
             vault = self._require_vault()
             try:
@@ -376,6 +380,7 @@ class SpeechVaultApp(VaultWrites, App[None]):
                 ok = True
             except WrongPassphraseError:
                 ok = False
+            self.guess_limiter.record(ok)
             if ok:
                 self._unlocked_handle = vault
         self.call_from_thread(self.refresh_status)
