@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
+
+from speechvault.shared_setting import SharedSetting
 
 __all__ = ["BLAS_THREADS", "LITERT_THREADS", "blas_pinned", "pinned_blas", "blas_thread_counts"]
 
@@ -52,9 +53,6 @@ LITERT_THREADS = 1
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_lock = threading.Lock()
-_depth = 0
-_saved: list[int] = []
 _libs: list[Any] | None = None
 
 
@@ -82,28 +80,29 @@ def blas_thread_counts() -> list[int]:
     return [int(lib.num_threads) for lib in _blas_libraries()]
 
 
-@contextlib.contextmanager
-def pinned_blas() -> Iterator[None]:
+def _pin() -> list[int]:
+    """Set every BLAS library to ``BLAS_THREADS``; returns the counts it replaced."""
+    libs = _blas_libraries()
+    saved = [int(lib.num_threads) for lib in libs]
+    for lib, n in zip(libs, saved):
+        if n != BLAS_THREADS:
+            _set(lib, BLAS_THREADS)
+    return saved
+
+
+def _unpin(saved: list[int]) -> None:
+    for lib, n in zip(_blas_libraries(), saved):
+        if n != BLAS_THREADS:
+            _set(lib, n)
+
+
+_pinned = SharedSetting(_pin, _unpin)
+
+
+def pinned_blas() -> contextlib.AbstractContextManager[None]:
     """Run the block with ``BLAS_THREADS`` BLAS threads; nested and concurrent uses share one
     setting, restored when the last one leaves."""
-    global _depth, _saved
-    with _lock:
-        if _depth == 0:
-            libs = _blas_libraries()
-            _saved = [int(lib.num_threads) for lib in libs]
-            for lib, n in zip(libs, _saved):
-                if n != BLAS_THREADS:
-                    _set(lib, BLAS_THREADS)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for lib, n in zip(_blas_libraries(), _saved):
-                    if n != BLAS_THREADS:
-                        _set(lib, n)
+    return _pinned.held()
 
 
 def blas_pinned(func: F) -> F:

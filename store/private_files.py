@@ -20,38 +20,25 @@ import contextlib
 import errno
 import os
 import secrets
-import threading
 from pathlib import Path
-from typing import Iterator
 
 from speechvault.errors import InvalidInputError
+from speechvault.shared_setting import SharedSetting
 
 __all__ = ["PRIVATE_MODE", "private_umask", "write_private", "publish_new", "refuse_existing",
            "safe_file_name"]
 
 PRIVATE_MODE = 0o600
 _UMASK = 0o077
-_lock = threading.Lock()
-_depth = 0
-_saved = 0
 
 
-@contextlib.contextmanager
-def private_umask() -> Iterator[None]:
+_umask = SharedSetting(lambda: os.umask(_UMASK), os.umask)
+
+
+def private_umask() -> contextlib.AbstractContextManager[None]:
     """Umask 077 for the duration (nested and multi-threaded use restore the caller's umask once,
     when the last user leaves)."""
-    global _depth, _saved
-    with _lock:
-        if _depth == 0:
-            _saved = os.umask(_UMASK)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                os.umask(_saved)
+    return _umask.held()
 
 
 def refuse_existing(path: Path, what: str = "") -> None:
