@@ -56,20 +56,11 @@ class Tally:
 
 def _patch_fake_encoder():
     import store.vault as sv
-    from tests.fakes import FakeEncoder
+    from tests.fakes import FakeEncoder, encoder_loader
 
     enc = FakeEncoder(K=128, C=3, seed=23)
 
-    class _Fake:
-        @classmethod
-        def from_bytes(cls, *a, **k):
-            return enc
-
-        @classmethod
-        def default(cls, *a, **k):
-            return enc
-
-    sv._load_encoder_class = lambda: _Fake
+    sv._load_encoder_class = encoder_loader(enc)
     return enc
 
 

@@ -111,3 +111,20 @@ def wav_bytes(y: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
 def write_wav(path, y: np.ndarray, sr: int = SR) -> None:
     with open(path, "wb") as f:
         f.write(wav_bytes(y, sr))
+
+
+def encoder_loader(enc):
+    """A stand-in for ``store.vault._load_encoder_class()``: every model the vault would load
+    (its stored one, or the shipped default) is ``enc``. Patch it in with
+    ``monkeypatch.setattr(store.vault, "_load_encoder_class", encoder_loader(enc))``."""
+
+    class _Loader:
+        @classmethod
+        def from_bytes(cls, *a, **k):
+            return enc
+
+        @classmethod
+        def default(cls, *a, **k):
+            return enc
+
+    return lambda: _Loader

@@ -24,7 +24,7 @@ import store.vault as sv
 from speechvault.errors import AudioDecodeError
 from store import sources
 from store.vault import Vault
-from tests.fakes import FakeEncoder, tone_mix, wav_bytes, write_wav
+from tests.fakes import FakeEncoder, encoder_loader, tone_mix, wav_bytes, write_wav
 
 PW = "long inputs passphrase"
 
@@ -171,14 +171,7 @@ def test_cli_max_duration_nonsense_is_one_line(tmp_path, bad, enc, monkeypatch):
 
     import cli
 
-    class _Fake:
-        @classmethod
-        def from_bytes(cls, *a, **k):
-            return enc
-
-        default = from_bytes
-
-    monkeypatch.setattr(sv, "_load_encoder_class", lambda: _Fake)
+    monkeypatch.setattr(sv, "_load_encoder_class", encoder_loader(enc))
     path = tmp_path / "v.duckdb"
     Vault.create(path, PW, encoder=enc, kdf_log2_n=10).close()
     f = tmp_path / "a.wav"

@@ -13,7 +13,7 @@ from speechvault.passphrase import (
     new_passphrase_warnings,
 )
 from store.vault import Vault
-from tests.fakes import FakeEncoder
+from tests.fakes import FakeEncoder, encoder_loader
 
 WEAK = [" ", "a", "\n", "  \t ", "short", "1234567", " abcdefg "]
 STRONG = ["12345678", "correct horse", "  eight ch  ", "ünïcödé!"]
@@ -47,14 +47,7 @@ def cli_run(monkeypatch):
 
     enc = FakeEncoder(K=128, C=3, seed=41)
 
-    class _Fake:
-        @classmethod
-        def from_bytes(cls, *a, **k):
-            return enc
-
-        default = from_bytes
-
-    monkeypatch.setattr(sv, "_load_encoder_class", lambda: _Fake)
+    monkeypatch.setattr(sv, "_load_encoder_class", encoder_loader(enc))
 
     def run(*args, env=None):
         return CliRunner().invoke(cli.app, [str(a) for a in args], env=env or {})

@@ -22,7 +22,7 @@ import store.vault as sv
 from speechvault.errors import InvalidInputError, SpeechVaultError
 from store import private_files
 from store.vault import Vault
-from tests.fakes import FakeEncoder, tone_mix, write_wav
+from tests.fakes import FakeEncoder, encoder_loader, tone_mix, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 PW = "permissions passphrase"
@@ -184,16 +184,7 @@ def test_cli_export_and_init_permissions(tmp_path, enc, umask022, monkeypatch):
 
     import cli
 
-    class _Fake:
-        @classmethod
-        def from_bytes(cls, *a, **k):
-            return enc
-
-        @classmethod
-        def default(cls, *a, **k):
-            return enc
-
-    monkeypatch.setattr(sv, "_load_encoder_class", lambda: _Fake)
+    monkeypatch.setattr(sv, "_load_encoder_class", encoder_loader(enc))
     env = {"SPEECHVAULT_PASSPHRASE": PW}
     run = lambda *a: CliRunner().invoke(cli.app, [str(x) for x in a], env=env)  # noqa: E731
     path = tmp_path / "v.duckdb"

@@ -29,7 +29,7 @@ from speechvault.errors import IntegrityError, WrongPassphraseError
 from store import envelope as ev
 from store import keys
 from store.vault import Vault
-from tests.fakes import FakeEncoder, tone_mix, wav_bytes
+from tests.fakes import FakeEncoder, encoder_loader, tone_mix, wav_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 OLD, NEW = "the old passphrase", "the new passphrase"
@@ -112,14 +112,7 @@ def test_rekey_same_passphrase_and_cli(tmp_path, monkeypatch):
 
     enc = FakeEncoder(**ENC)
 
-    class _Fake:
-        @classmethod
-        def from_bytes(cls, *a, **k):
-            return enc
-
-        default = from_bytes
-
-    monkeypatch.setattr(sv, "_load_encoder_class", lambda: _Fake)
+    monkeypatch.setattr(sv, "_load_encoder_class", encoder_loader(enc))
     files = _files(tmp_path, 3)
     path = tmp_path / "v.duckdb"
     with Vault.create(path, OLD, encoder=enc, kdf_log2_n=10) as v:
