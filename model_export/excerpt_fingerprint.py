@@ -37,7 +37,7 @@ from model_export import long_speech as ls
 from store.excerpt import ExcerptRule
 
 __all__ = ["fit_distortion", "distortion_pairs", "fit_excerpt_fingerprint", "fit_recordings",
-           "calibrate_rule", "build_model"]
+           "build_model", "write_wav"]
 
 
 def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray]) -> tuple[Callable, float]:
@@ -136,120 +136,6 @@ def fit_recordings(fsdd_dir: str | Path | None, *, seed: int = 1, n_fsdd: int = 
     return out
 
 
-# --------------------------------------------------------------------------- calibration
-
-
-def _excerpt_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray],
-                     babble: Sequence[np.ndarray], n: int, rng: np.random.Generator):
-    """(samples, index of the true recording or -1) of ``n`` excerpts of 1-6 s at random offsets,
-    half from recordings in the vault, half from recordings that are not, each clean or through
-    a random ``fit_distortion``."""
-    sr = ls.SAMPLE_RATE
-    for i in range(n):
-        truth = i // 2 % len(inside) if i % 2 == 0 else -1
-        y = inside[truth] if truth >= 0 else outside[(i // 2) % len(outside)]
-        length = int(float(rng.choice([1.0, 2.0, 3.0, 5.0, 6.0])) * sr)
-        off = int(rng.integers(max(1, y.shape[0] - length)))
-        ex = y[off: off + length]
-        if rng.random() < 0.8:
-            ex = fit_distortion(rng, babble)[0](ex, sr)
-        yield ex, truth
-
-
-def _clip_queries(clips: Sequence[np.ndarray], babble: Sequence[np.ndarray],
-                  rng: np.random.Generator):
-    """Every whole short clip of the vault, clean or through a random ``fit_distortion``: the
-    one-window case, where the nearest impostors are other takes of the same word."""
-    for i, y in enumerate(clips):
-        yield (fit_distortion(rng, babble)[0](y, ls.SAMPLE_RATE) if rng.random() < 0.8 else y), i
-
-
-def _collect(encoder, stored: Sequence[np.ndarray], queries, tmp: Path, tag: str):
-    """Search a vault of ``stored`` with every query through the real path, with no threshold:
-    (genuine, impostor) lists of (covered windows, evidence) of the nearest candidates."""
-    from store.vault import Vault
-
-    paths = []
-    for i, y in enumerate(stored):
-        p = tmp / f"{tag}{i:04d}.wav"
-        write_wav(p, y, ls.SAMPLE_RATE)
-        paths.append(p)
-    genuine, impostor = [], []
-    with Vault.create(tmp / f"{tag}.duckdb", "calibration", encoder=encoder, kdf_log2_n=10) as v:
-        v.ingest(paths)
-        ids = {r.name: r.id for r in v.list(limit=None)}
-        for ex, truth in queries:
-            true_id = ids.get(f"{tag}{truth:04d}.wav") if truth >= 0 else None
-            for h in v.search(ex, mode="traversal", top=5).nearest:
-                (genuine if h.recording_id == true_id else impostor).append((h.windows, h.evidence))
-    return genuine, impostor
-
-
-#: upper edges of the buckets of covered windows that get their own evidence threshold
-BUCKETS = (1, 2, 4, 8, 16, 32, 1 << 20)
-#: no threshold below this: a match needs more agreeing than disagreeing windows whatever the
-#: calibration saw (its impostors came from a vault far smaller than a user's)
-MIN_EVIDENCE = 0.25
-#: impostor candidates a bucket needs to be judged alone (else it keeps the stricter threshold
-#: of the bucket below)
-MIN_BUCKET_SAMPLES = 50
-
-
-def _bucket_thresholds(impostor: Sequence[tuple[int, float]], margin: float) -> list[list]:
-    """Per bucket of covered windows: the largest impostor evidence in it plus ``margin``. An
-    impostor covering more windows has more of them to fail on (each non-matching window
-    subtracts), so long excerpts need less evidence than a threshold set by short ones would
-    ask; a bucket with too few impostors keeps the previous threshold if that is higher."""
-    out, lo, prev = [], 0, None
-    for e in BUCKETS:
-        ev = [x for w, x in impostor if lo < w <= e]
-        t = max(ev) + margin if ev else None
-        if prev is not None and (t is None or len(ev) < MIN_BUCKET_SAMPLES):
-            t = prev if t is None else max(t, prev)
-        if t is None:
-            t = margin
-        t = max(t, MIN_EVIDENCE)
-        out.append([e, round(float(t), 4)])
-        prev, lo = t, e
-    return out
-
-
-def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndarray], *,
-                   n_queries: int = 800, seed: int = 3, margin: float = 0.05,
-                   log=print) -> tuple[ExcerptRule, dict]:
-    """The evidence thresholds, from impostors, through the real search path with no threshold:
-    (a) a vault of half the long ``longs`` searched with 1-6 s excerpts of them and of the other
-    half; (b) a vault of short whole ``clips`` searched with a copy of each (the one-window case,
-    where other takes of the same word are the nearest impostors). For each number of covered
-    windows the threshold is the largest evidence any impostor reached with as many covered
-    windows (its bucket), plus ``margin`` (``_bucket_thresholds``). Calibration voices are
-    neither fitted on nor tested on (``model_export.long_speech``)."""
-    import tempfile
-
-    rng = np.random.default_rng(seed)
-    inside = [y for i, y in enumerate(longs) if i % 3 != 2]  # two thirds stored
-    outside = [y for i, y in enumerate(longs) if i % 3 == 2]
-    with tempfile.TemporaryDirectory(prefix="sv-calib-") as tmp:
-        g1, i1 = _collect(encoder, inside, _excerpt_queries(inside, outside, outside, n_queries, rng),
-                          Path(tmp), "long")
-        g2, i2 = _collect(encoder, clips, _clip_queries(clips, outside, rng), Path(tmp), "clip")
-    genuine, impostor = g1 + g2, i1 + i2
-    base = ExcerptRule.from_dict(encoder.excerpt_rule)
-    thresholds = _bucket_thresholds(impostor, margin)
-    rule = dataclasses.replace(base, evidence_by_windows=tuple(tuple(t) for t in thresholds),
-                               min_evidence=thresholds[0][1])
-
-    def recall(g, n):
-        return sum(1 for w, ev in g if ev >= rule.threshold(w)) / max(1, n)
-
-    report = {"excerpt_queries": n_queries, "clip_queries": len(clips),
-              "impostor_candidates": len(impostor), "thresholds": thresholds, "margin": margin,
-              "recall_excerpts": recall(g1, n_queries // 2), "recall_clips": recall(g2, len(clips))}
-    log(f"  calibration: thresholds {thresholds}; recall excerpts {report['recall_excerpts']:.3f}"
-        f", clips {report['recall_clips']:.3f}")
-    return rule, report
-
-
 def write_wav(path: Path, y: np.ndarray, sr: int) -> None:
     import soundfile as sf
 
@@ -320,6 +206,8 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
         return Encoder.from_files(out / f"{name}.tflite")
 
     enc = write(fp, 0.15)
+    from model_export.excerpt_calibration import calibrate_rule
+
     rule, report = calibrate_rule(enc, longs, clips, log=log)
     tau = round(rule.tau_window - rule.min_evidence, 4)
     if not 0.0 < tau < 0.5:

@@ -1,0 +1,229 @@
+"""Calibrate the excerpt decision rule on impostors (issue 12): the per-window threshold
+``tau_window`` and the evidence a match needs for each number of covered windows.
+
+Why both, and why from raw rows: a candidate's evidence is ``sum(tau_window - BER)`` over the
+stored windows the query covers (``store.excerpt.decide``). With ``tau_window`` too low, a copy
+in babble noise whose windows sit at BER 0.31 against impostor windows at 0.45-0.50 loses
+evidence with every window, although the two are far apart; too high, and impostors' chance
+windows add up. So the calibration searches each query once through the real path
+(``Vault.search``, traversal, no threshold), keeps the verification rows the one SQL statement
+returned, and then re-decides them for every ``tau_window`` of a grid: for each, the
+thresholds are the largest impostor evidence per bucket of covered windows plus a margin
+(floored), and the ``tau_window`` kept is the one with the highest recall of genuine queries
+whose thresholds, set on one half of the queries, accept no impostor of the other half.
+
+Calibration data never overlaps fit or test data (``model_export.long_speech``): FSDD's
+calibration speaker and the espeak-ng CALIB voices, long recordings (two thirds stored) and
+short whole clips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from model_export import long_speech as ls
+from store import excerpt as _ex
+from store.excerpt import ExcerptRule
+
+__all__ = ["BUCKETS", "MIN_EVIDENCE", "TAU_WINDOW_GRID", "collect_rows", "bucket_thresholds",
+           "calibrate_rule", "choose_tau_window"]
+
+#: upper edges of the buckets of covered windows that get their own evidence threshold
+BUCKETS = (1, 2, 4, 8, 16, 32, 1 << 20)
+#: no threshold below this: a match needs more agreeing than disagreeing windows whatever the
+#: calibration saw (its impostors came from a vault far smaller than a user's)
+MIN_EVIDENCE = 0.25
+#: impostor candidates a bucket needs to be judged alone (else it keeps the stricter threshold
+#: of the bucket below)
+MIN_BUCKET_SAMPLES = 50
+#: the per-window thresholds tried (fractions of K); the SQL candidate stage (``cand_ber``)
+#: does not depend on it, so one search per query serves the whole grid
+TAU_WINDOW_GRID = (0.26, 0.28, 0.30, 0.32, 0.34, 0.36, 0.38, 0.40)
+#: the nearest candidates of a query that are judged (as ``Vault.search(top=5)``)
+TOP = 5
+
+
+@dataclasses.dataclass
+class Query:
+    """One calibration query: its verification rows and the id of its true recording (None:
+    the query's recording is not in the vault)."""
+
+    rows: list
+    true_id: int | None
+    kind: str  # "excerpt" or "clip"
+
+
+@contextlib.contextmanager
+def _recording_rows(sink: list):
+    """Keep the rows ``store.excerpt.decide`` is given (the search's one statement's result)."""
+    original = _ex.decide
+
+    def keep(rows, K, rule):
+        sink.append(list(rows))
+        return original(rows, K, rule)
+    _ex.decide = keep
+    try:
+        yield
+    finally:
+        _ex.decide = original
+
+
+def _excerpt_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray],
+                     babble: Sequence[np.ndarray], n: int, rng: np.random.Generator):
+    """(samples, index of the true recording or -1) of ``n`` excerpts of 1-6 s at random offsets,
+    half from recordings in the vault, half from recordings that are not, each clean or through
+    a random ``fit_distortion``."""
+    from model_export.excerpt_fingerprint import fit_distortion
+
+    sr = ls.SAMPLE_RATE
+    for i in range(n):
+        truth = i // 2 % len(inside) if i % 2 == 0 else -1
+        y = inside[truth] if truth >= 0 else outside[(i // 2) % len(outside)]
+        length = int(float(rng.choice([1.0, 2.0, 3.0, 5.0, 6.0])) * sr)
+        off = int(rng.integers(max(1, y.shape[0] - length)))
+        ex = y[off: off + length]
+        if rng.random() < 0.8:
+            ex = fit_distortion(rng, babble)[0](ex, sr)
+        yield ex, truth
+
+
+def _clip_queries(clips: Sequence[np.ndarray], babble: Sequence[np.ndarray],
+                  rng: np.random.Generator):
+    """Every whole short clip of the vault, clean or through a random ``fit_distortion``: the
+    one-window case, where the nearest impostors are other takes of the same word."""
+    from model_export.excerpt_fingerprint import fit_distortion
+
+    for i, y in enumerate(clips):
+        yield (fit_distortion(rng, babble)[0](y, ls.SAMPLE_RATE) if rng.random() < 0.8 else y), i
+
+
+def collect_rows(encoder, stored: Sequence[np.ndarray], queries: Iterable, tmp: Path, tag: str,
+                 kind: str) -> list[Query]:
+    """Search a vault of ``stored`` with every query through the real path (traversal, no
+    threshold) and keep each query's verification rows."""
+    from model_export.excerpt_fingerprint import write_wav
+    from store.vault import Vault
+
+    paths = []
+    for i, y in enumerate(stored):
+        p = tmp / f"{tag}{i:04d}.wav"
+        write_wav(p, y, ls.SAMPLE_RATE)
+        paths.append(p)
+    out: list[Query] = []
+    with Vault.create(tmp / f"{tag}.duckdb", "calibration", encoder=encoder, kdf_log2_n=10) as v:
+        v.ingest(paths)
+        ids = {r.name: r.id for r in v.list(limit=None)}
+        for ex, truth in queries:
+            sink: list = []
+            with _recording_rows(sink):
+                v.search(ex, mode="traversal", top=TOP)
+            out.append(Query(rows=sink[-1] if sink else [], kind=kind,
+                             true_id=ids.get(f"{tag}{truth:04d}.wav") if truth >= 0 else None))
+    return out
+
+
+def _judged(queries: Sequence[Query], K: int, rule: ExcerptRule):
+    """Per query: the true recording's (windows, evidence) or None, and the impostors' list."""
+    for q in queries:
+        hits = _ex.decide(q.rows, K, rule)[:TOP]
+        genuine = next(((h.windows, h.evidence) for h in hits if h.recording_id == q.true_id), None)
+        yield q, genuine, [(h.windows, h.evidence) for h in hits if h.recording_id != q.true_id]
+
+
+def bucket_thresholds(impostor: Sequence[tuple[int, float]], margin: float,
+                      floor: float = MIN_EVIDENCE) -> list[list]:
+    """Per bucket of covered windows: the largest impostor evidence in it plus ``margin``. An
+    impostor covering more windows has more of them to fail on (each non-matching window
+    subtracts), so long excerpts need less evidence than a threshold set by short ones would
+    ask; a bucket with too few impostors keeps the previous threshold if that is higher."""
+    out, lo, prev = [], 0, None
+    for e in BUCKETS:
+        ev = [x for w, x in impostor if lo < w <= e]
+        t = max(ev) + margin if ev else None
+        if prev is not None and (t is None or len(ev) < MIN_BUCKET_SAMPLES):
+            t = prev if t is None else max(t, prev)
+        if t is None:
+            t = margin
+        t = max(t, floor)
+        out.append([e, round(float(t), 4)])
+        prev, lo = t, e
+    return out
+
+
+def _with_thresholds(rule: ExcerptRule, thresholds: list[list]) -> ExcerptRule:
+    return dataclasses.replace(rule, evidence_by_windows=tuple(tuple(t) for t in thresholds),
+                               min_evidence=thresholds[0][1])
+
+
+def _score(queries: Sequence[Query], K: int, rule: ExcerptRule, margin: float) -> dict:
+    """Thresholds from all impostors, recall by kind, and the two-fold check: thresholds set on
+    the even queries' impostors judged on the odd queries' (and back)."""
+    judged = list(_judged(queries, K, rule))
+    impostors = [x for _, _, imp in judged for x in imp]
+    final = _with_thresholds(rule, bucket_thresholds(impostors, margin))
+    recall = {}
+    for kind in ("excerpt", "clip"):
+        true = [g for q, g, _ in judged if q.kind == kind and q.true_id is not None]
+        recall[kind] = sum(1 for g in true if g is not None and g[1] >= final.threshold(g[0])) \
+            / max(1, len(true))
+    crossed = 0
+    for part in (0, 1):
+        fit = [x for i, (_, _, imp) in enumerate(judged) if i % 2 == part for x in imp]
+        r = _with_thresholds(rule, bucket_thresholds(fit, margin))
+        crossed += sum(1 for i, (_, _, imp) in enumerate(judged) if i % 2 != part
+                       and any(ev >= r.threshold(w) for w, ev in imp))
+    return {"tau_window": rule.tau_window, "rule": final, "recall": recall,
+            "cross_false": crossed, "queries": len(judged)}
+
+
+def choose_tau_window(queries: Sequence[Query], K: int, base: ExcerptRule, margin: float,
+                      grid: Sequence[float] = TAU_WINDOW_GRID, log=print) -> tuple[dict, list]:
+    """The ``tau_window`` of ``grid`` with the best mean recall (excerpts and clips weighted
+    alike) among those whose two-fold check accepts no more impostor queries than the best of
+    the grid; ties go to the lower (stricter) one."""
+    scores = [_score(queries, K, dataclasses.replace(base, tau_window=float(t)), margin)
+              for t in grid]
+    for s in scores:
+        log(f"  tau_window {s['tau_window']:.2f}: recall excerpts {s['recall']['excerpt']:.3f}, "
+            f"clips {s['recall']['clip']:.3f}; cross-checked false queries {s['cross_false']}")
+    fewest = min(s["cross_false"] for s in scores)
+    ok = [s for s in scores if s["cross_false"] <= fewest]
+    best = max(ok, key=lambda s: (sum(s["recall"].values()), -s["tau_window"]))
+    return best, scores
+
+
+def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndarray], *,
+                   n_queries: int = 800, seed: int = 3, margin: float = 0.05,
+                   grid: Sequence[float] = TAU_WINDOW_GRID, log=print) -> tuple[ExcerptRule, dict]:
+    """The rule, from impostors, through the real search path with no threshold: (a) a vault of
+    two thirds of the long ``longs`` searched with 1-6 s excerpts of them and of the other
+    third; (b) a vault of short whole ``clips`` searched with a copy of each (the one-window
+    case, where other takes of the same word are the nearest impostors). ``tau_window`` is
+    chosen on ``grid`` (``choose_tau_window``)."""
+    rng = np.random.default_rng(seed)
+    inside = [y for i, y in enumerate(longs) if i % 3 != 2]
+    outside = [y for i, y in enumerate(longs) if i % 3 == 2]
+    with tempfile.TemporaryDirectory(prefix="sv-calib-") as tmp:
+        queries = collect_rows(encoder, inside,
+                               _excerpt_queries(inside, outside, outside, n_queries, rng),
+                               Path(tmp), "long", "excerpt")
+        queries += collect_rows(encoder, clips, _clip_queries(clips, outside, rng), Path(tmp),
+                                "clip", "clip")
+    base = ExcerptRule.from_dict(encoder.excerpt_rule)
+    best, scores = choose_tau_window(queries, encoder.K, base, margin, grid, log=log)
+    rule = best["rule"]
+    thresholds = [list(t) for t in rule.evidence_by_windows]
+    report = {"excerpt_queries": n_queries, "clip_queries": len(clips), "margin": margin,
+              "floor": MIN_EVIDENCE, "tau_window": rule.tau_window, "thresholds": thresholds,
+              "recall_excerpts": best["recall"]["excerpt"], "recall_clips": best["recall"]["clip"],
+              "grid": [{"tau_window": s["tau_window"], "recall": s["recall"],
+                        "cross_false": s["cross_false"]} for s in scores]}
+    log(f"  calibration: tau_window {rule.tau_window:.2f}, thresholds {thresholds}; recall "
+        f"excerpts {report['recall_excerpts']:.3f}, clips {report['recall_clips']:.3f}")
+    return rule, report
