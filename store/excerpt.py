@@ -53,8 +53,15 @@ class ExcerptRule:
     #: keys take 0.1-0.4 s at 1.1M rows on this 2-core machine), keys above
     candidates: str = "auto"
     scan_below_rows: int = 20_000
-    #: 16-bit slices used as keys, from the first bits (DDA orders its bits best first)
+    #: 16-bit slices used as keys, from the first bits (DDA orders its bits best first): at most
+    #: this many (a one-window query uses them all)
     key_bands: int = 64
+    #: slices x stored windows a query covers that the keyed stage probes (0: always
+    #: ``key_bands``). Each probe costs a pass over the index and brings ~rows/65,536 chance
+    #: pairs per query window, while a long query finds its recording through any of its
+    #: windows: a 5 s query covering 16 stored windows needs fewer slices per window than a
+    #: 1 s clip covering one for the same expected number of genuine key hits
+    key_probes: int = 0
     #: offset bins of the vote, frames (8 x 16 ms)
     bin_frames: int = 8
     #: (recording, offset) candidates verified
@@ -74,6 +81,16 @@ class ExcerptRule:
         """Whether candidate pairs come from 16-bit slices for an index of ``rows`` rows."""
         return self.candidates == "keys" or (self.candidates == "auto"
                                              and rows >= self.scan_below_rows)
+
+    def bands_for(self, K: int, span_frames: int, hop_frames: int) -> int:
+        """Slices the keyed stage probes for a query whose window starts span ``span_frames``
+        frames: ``key_probes`` divided among the stored windows it covers, at least 4, at most
+        ``key_bands`` and the K/16 slices of the code."""
+        most = min(int(self.key_bands), K // 16)
+        if self.key_probes <= 0:
+            return most
+        covered = max(1, int(span_frames) // max(1, int(hop_frames)) + 1)
+        return max(min(4, most), min(most, -(-int(self.key_probes) // covered)))
 
     def threshold(self, windows: int) -> float:
         """The evidence a candidate covering ``windows`` stored windows needs to match."""

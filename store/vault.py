@@ -1027,7 +1027,9 @@ class Vault:
             probed = {c for w in range(q.n_windows) for c in self._probes(q, w, mode, probe)}
             cats = np.array(sorted(probed))
         keyed = rule.keyed(self._index_rows())
-        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, rule.key_bands)
+        span = int(q.frames.max() - q.frames.min()) if len(q.frames) else 0
+        bands = rule.bands_for(self.K, span, self.encoder.windowing.store_hop_frames)
+        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands)
         params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed)
         with self._lock:
             con = self._db()

@@ -96,6 +96,46 @@ def test_decide_consistent_offsets_beat_a_chance_window_and_prompts_are_shared()
     assert h5.evidence > h6.evidence + 0.5
 
 
+def test_keyed_slices_shrink_as_a_query_covers_more_windows():
+    """A long query probes fewer 16-bit slices per stored window (its windows are many chances);
+    a one-window clip probes them all; never fewer than four, never more than K/16."""
+    rule = ExcerptRule(key_bands=64, key_probes=96)
+    K, hop = 384, 16
+    clip, three, five, minute = (rule.bands_for(K, span, hop) for span in (32, 123, 248, 3680))
+    assert clip == K // 16 == 24
+    assert clip >= three > five >= minute == 4
+    assert rule.bands_for(K, 248, hop) * (248 // hop + 1) >= 96  # the probe budget is kept
+    assert ExcerptRule(key_bands=64).bands_for(K, 3680, hop) == 24  # no budget: every slice
+    assert ExcerptRule(key_bands=2, key_probes=96).bands_for(K, 0, hop) == 2
+
+
+def test_calibration_keeps_the_tau_window_that_finds_more_and_accepts_no_impostor():
+    """``choose_tau_window`` on hand-made verification rows: genuine copies whose windows sit at
+    BER 0.33 (babble) are lost at tau_window 0.30 and found at 0.36, while impostors (one chance
+    window, the rest at 0.47) stay below every threshold set on the other half."""
+    from model_export.excerpt_calibration import Query, bucket_thresholds, choose_tau_window
+
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    rng = np.random.default_rng(0)
+    queries = []
+    for i in range(200):
+        genuine = [(1, 0, 16 * k, 16 * k, d(rng.uniform(0.30, 0.35))) for k in range(12)]
+        chance = [(2 + i % 7, 5, 16 * k, 16 * k, d(0.12 if k == 0 else rng.uniform(0.44, 0.5)))
+                  for k in range(12)]
+        queries.append(Query(rows=genuine + chance, true_id=1, kind="excerpt"))
+        queries.append(Query(rows=list(chance), true_id=None, kind="excerpt"))
+    best, scores = choose_tau_window(queries, K, ExcerptRule(), margin=0.05,
+                                     grid=(0.30, 0.36), log=lambda *_: None)
+    by_tau = {s["tau_window"]: s for s in scores}
+    assert by_tau[0.30]["recall"]["excerpt"] < 0.5 < by_tau[0.36]["recall"]["excerpt"]
+    assert best["tau_window"] == 0.36 and best["cross_false"] == 0
+    # thresholds: largest impostor evidence of the bucket + margin, never under the floor
+    t = bucket_thresholds([(1, 0.1), (12, -0.5)], 0.05, floor=0.25)
+    assert t[0] == [1, 0.25] and all(x[1] >= 0.25 for x in t)
+    assert bucket_thresholds([(1, 0.4)] * 60, 0.05)[0] == [1, 0.45]
+
+
 # --------------------------------------------------------------------------- the real path
 
 
