@@ -11,7 +11,9 @@ to DuckDB at once, as parallel lists unnested into a table, in one statement:
    Hamming distance, eq. 16, ``bit_count(xor(...))`` on the 64-bit words), among the stored
    windows whose category h1 is one of the query's when the search is two-stage (the paper's
    first stage), else everywhere; the pairs vote for (recording, offset bin) with offset = stored start - query
-   start; the ``n_candidates`` (recording, offset) with most distinct stored windows survive;
+   start; the ``n_candidates`` (recording, offset) with most distinct stored windows survive,
+   ties going to the nearest pair (scan) or the most slices shared (keys): a whole clip stored
+   as one window has one vote, as do its nearest impostors, so the tie decides;
 2. **verification**: every stored window of a candidate that the query covers at that offset
    (within ``tol_frames``, which absorbs +-3 % speed drift) gets the distance of its best
    aligned query window, also above the threshold: a chance match in one window is outvoted
@@ -61,7 +63,7 @@ class ExcerptRule:
     #: pairs per query window, while a long query finds its recording through any of its
     #: windows: a 5 s query covering 16 stored windows needs fewer slices per window than a
     #: 1 s clip covering one for the same expected number of genuine key hits
-    key_probes: int = 0
+    key_probes: int = 96
     #: offset bins of the vote, frames (8 x 16 ms)
     bin_frames: int = 8
     #: (recording, offset) candidates verified
@@ -70,6 +72,10 @@ class ExcerptRule:
     tol_frames: int = 6
     #: each covered window adds (tau_window - BER)
     tau_window: float = 0.30
+    #: a matching query window is shared among the recordings within this BER of its best
+    #: match, and explained away for the others (``_window_shares``); None: shared among all
+    #: under ``tau_window`` (the rule of models calibrated before)
+    share_ber: float | None = 0.05
     #: a recording matches when its evidence reaches this (queries of one window)
     min_evidence: float = 0.15
     #: ((windows, threshold), ...): the evidence needed when the query covers at most that many
@@ -109,9 +115,17 @@ class ExcerptRule:
     def from_dict(cls, d: dict | None) -> "ExcerptRule":
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in (d or {}).items() if k in known}
+        # a rule stored before these settings existed keeps deciding as it was calibrated
+        for name, before in _RULE_BEFORE.items():
+            if d is not None and name not in d:
+                kw[name] = before
         kw["evidence_by_windows"] = tuple((int(a), float(b))
                                           for a, b in kw.get("evidence_by_windows") or ())
         return cls(**kw)
+
+
+#: what a stored rule that lacks a setting meant (models calibrated before the setting existed)
+_RULE_BEFORE = {"share_ber": None, "key_probes": 0}
 
 
 @dataclass(frozen=True)
@@ -176,21 +190,23 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64) -
             keyed_sql = keyed_sql.replace("$CATS", f"${cats_param}")
         pairs = (f"pairs AS (\n{keyed_sql}\n),\n"
                  "votes AS (\n"
-                 f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
+                 f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n,\n"
+                 "       -count(*) AS tie\n"
                  "FROM pairs GROUP BY rid, ob\n),\n")
     else:
         pairs = ("pairs AS (\n"
                  f"SELECT c.recording_id AS rid, c.start AS s, q.qs, {dist} AS d\n"
                  f"FROM codes AS c, q\n{cat_where}),\n"
                  "votes AS (\n"
-                 f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n\n"
+                 f"SELECT rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, count(DISTINCT s) AS n,\n"
+                 "       min(d) AS tie\n"
                  f"FROM pairs WHERE d <= {cand}::INTEGER GROUP BY rid, ob\n),\n")
     return (
         "WITH q AS (\n"
         f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}\n),\n"
         f"{pairs}"
         "cand AS (\n"
-        f"SELECT rid, ob FROM votes ORDER BY n DESC, rid, ob LIMIT {ncand}::INTEGER\n),\n"
+        f"SELECT rid, ob FROM votes ORDER BY n DESC, tie, rid, ob LIMIT {ncand}::INTEGER\n),\n"
         "cover AS (\n"
         f"SELECT cand.rid, cand.ob, c.start AS s, q.qs, {dist} AS d\n"
         "FROM cand JOIN codes AS c ON c.recording_id = cand.rid\n"
@@ -215,17 +231,42 @@ def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray
     return params
 
 
+def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[int, int], int]:
+    """For each (query window, candidate recording) that matches (BER < ``tau_window``): how
+    many recordings share that query window's evidence, 0 when it is explained away.
+
+    A query window that several recordings match *equally* (within ``share_ber`` of the best of
+    them: a shared prompt or jingle) counts once, shared between them. One that a recording
+    matches clearly better than the others (a copy of it at BER 0.02 against other takes of the
+    same word at 0.20) belongs to that recording alone: the others get nothing for it. Without
+    ``share_ber`` (models calibrated before it existed) every recording under ``tau_window``
+    shares alike."""
+    tau = rule.tau_window
+    per_window: dict[int, dict[int, int]] = {}
+    for rid, _ob, _s, qs, d in rows:
+        if d / K < tau:
+            by_rid = per_window.setdefault(int(qs), {})
+            by_rid[int(rid)] = min(int(d), by_rid.get(int(rid), K))
+    shares: dict[tuple[int, int], int] = {}
+    for qs, by_rid in per_window.items():
+        if rule.share_ber is None:
+            equal = set(by_rid)
+        else:
+            best = min(by_rid.values())
+            equal = {r for r, d in by_rid.items() if (d - best) / K <= rule.share_ber}
+        for r in by_rid:
+            shares[(qs, r)] = len(equal) if r in equal else 0
+    return shares
+
+
 def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
     """Evidence per candidate from the verification rows ``(rid, ob, s, qs, d)``, best first,
-    one hit per recording (its best offset)."""
+    one hit per recording (its best offset): each covered window adds ``tau_window - BER``, a
+    matching one divided among the recordings that share it (``_window_shares``)."""
     if not rows:
         return []
     tau = rule.tau_window
-    # how many candidate recordings each query window supports (a shared prompt is shared)
-    support: dict[int, set[int]] = {}
-    for rid, _ob, _s, qs, d in rows:
-        if d / K < tau:
-            support.setdefault(int(qs), set()).add(int(rid))
+    shares = _window_shares(rows, K, rule)
     groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for rid, ob, s, qs, d in rows:
         groups.setdefault((int(rid), int(ob)), []).append((int(s), int(qs), int(d)))
@@ -234,7 +275,11 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
         ev = 0.0
         for _s, qs, d in win:
             gain = tau - d / K
-            ev += gain / len(support.get(qs, ())) if gain > 0 else gain
+            if gain > 0:
+                n = shares.get((qs, rid), 1)
+                ev += gain / n if n else 0.0
+            else:
+                ev += gain
         ds = np.array([d for _, _, d in win], dtype=np.float64) / K
         i = int(np.argmin(ds))
         offs = np.array([s - qs for s, qs, _ in win])

@@ -105,7 +105,7 @@ def test_keyed_slices_shrink_as_a_query_covers_more_windows():
     assert clip == K // 16 == 24
     assert clip >= three > five >= minute == 4
     assert rule.bands_for(K, 248, hop) * (248 // hop + 1) >= 96  # the probe budget is kept
-    assert ExcerptRule(key_bands=64).bands_for(K, 3680, hop) == 24  # no budget: every slice
+    assert ExcerptRule(key_bands=64, key_probes=0).bands_for(K, 3680, hop) == 24  # no budget
     assert ExcerptRule(key_bands=2, key_probes=96).bands_for(K, 0, hop) == 2
 
 
@@ -134,6 +134,57 @@ def test_calibration_keeps_the_tau_window_that_finds_more_and_accepts_no_imposto
     t = bucket_thresholds([(1, 0.1), (12, -0.5)], 0.05, floor=0.25)
     assert t[0] == [1, 0.25] and all(x[1] >= 0.25 for x in t)
     assert bucket_thresholds([(1, 0.4)] * 60, 0.05)[0] == [1, 0.45]
+
+
+def test_a_clearly_better_match_takes_the_window_an_equal_one_shares_it():
+    """A clean copy (BER 0.00) and two other takes of the word (0.20, 0.22) all match the one
+    query window under tau_window: the copy keeps the whole gain, the takes get nothing; two
+    recordings within ``share_ber`` of each other share it (a prompt)."""
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    rows = [(1, 0, 0, 5, d(0.0)), (2, 0, 0, 5, d(0.20)), (3, 0, 0, 5, d(0.22))]
+    hits = {h.recording_id: h for h in decide(rows, K, ExcerptRule(tau_window=0.3))}
+    assert hits[1].evidence == pytest.approx(0.3) and hits[2].evidence == hits[3].evidence == 0
+    legacy = {h.recording_id: h for h in decide(rows, K, ExcerptRule(tau_window=0.3,
+                                                                     share_ber=None))}
+    assert legacy[1].evidence == pytest.approx(0.1)  # shared three ways, as models before did
+    near = [(1, 0, 0, 5, d(0.02)), (2, 0, 0, 5, d(0.04))]
+    h1, h2 = decide(near, K, ExcerptRule(tau_window=0.3))
+    assert h1.evidence == pytest.approx(0.28 / 2, abs=1e-3)
+    assert h2.evidence == pytest.approx(0.26 / 2, abs=1e-3)
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_candidate_ties_go_to_the_nearest_not_the_lowest_id(keyed):
+    """Whole clips stored as one window each: the copy and its near impostors all get one vote.
+    With more impostors than candidate slots, the copy (the highest id here) must survive."""
+    import duckdb
+
+    from store.excerpt import excerpt_params, excerpt_sql
+    from store.schema import word_columns
+
+    K, rng = 384, np.random.default_rng(5)
+    bits = rng.integers(0, 2, K).astype(np.uint8)
+    cols = word_columns(K)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE codes (recording_id BIGINT, start INTEGER, category SMALLINT, "
+                + ", ".join(f"{c} UBIGINT" for c in cols) + ")")
+
+    from hashing import codes as _codes
+    pack = lambda b: [int(x) for x in _codes.pack_words(b[None, :])[0]]  # noqa: E731
+    for rid in range(1, 12):  # ids 1-11: impostors at BER 0.18; id 12: the copy
+        b = bits.copy()
+        b[rng.choice(K, int(0.18 * K), replace=False)] ^= 1
+        con.execute("INSERT INTO codes VALUES (?, 0, 0, " + ", ".join("?" * len(cols)) + ")",
+                    [rid] + pack(b))
+    con.execute("INSERT INTO codes VALUES (12, 0, 0, " + ", ".join("?" * len(cols)) + ")",
+                pack(bits))
+    rule = ExcerptRule(n_candidates=4, key_bands=24)
+    q = np.array(_codes.pack_words(bits[None, :]), dtype=np.uint64)
+    sql = excerpt_sql(K, False, keyed, 24)
+    rows = con.execute(sql, excerpt_params(np.array([0]), q, None, K, rule, keyed)).fetchall()
+    assert 12 in {r[0] for r in rows}
+    assert decide(rows, K, rule)[0].recording_id == 12
 
 
 # --------------------------------------------------------------------------- the real path
