@@ -151,23 +151,36 @@ def frame_activity(logmel: np.ndarray, spec: WindowingSpec) -> np.ndarray:
 
 
 def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: WindowingSpec) -> Windows:
-    """Normalised windows at ``starts`` (frames; parts outside the signal are padding)."""
+    """Normalised windows at ``starts`` (frames; parts outside the signal are padding): each
+    floored at ``top_db`` under its loudest value, then zero mean and unit variance over its real
+    frames. float32 throughout (sums accumulate in float64): a query cuts a window at every
+    frame, and float64 copies of them cost more than the fingerprint's projection."""
     n_frames, W = logmel.shape[0], spec.window_frames
     idx = starts[:, None] + np.arange(W)[None, :]                  # (n, W)
     real = (idx >= 0) & (idx < n_frames)
     safe = np.clip(idx, 0, n_frames - 1)
-    win = logmel[safe]                                             # (n, W, n_mels)
-    floor = win.max(axis=(1, 2), where=real[:, :, None], initial=-np.inf) - spec.top_db * _DB_TO_NEPER
-    win = np.maximum(win, floor[:, None, None])
-    count = np.maximum(real.sum(axis=1) * spec.n_mels, 1)[:, None, None]
-    mu = np.sum(np.where(real[:, :, None], win, 0.0), axis=(1, 2), keepdims=True) / count
-    dev = np.where(real[:, :, None], win - mu, 0.0)
-    sd = np.sqrt(np.sum(dev * dev, axis=(1, 2), keepdims=True) / count)
-    x = dev / np.where(sd > 1e-6, sd, 1.0)
+    win = logmel[safe].astype(np.float32, copy=False)              # (n, W, n_mels)
+    top = np.float32(spec.top_db * _DB_TO_NEPER)
+    if real.all():  # the common case: no padding to leave out
+        floor = win.max(axis=(1, 2)) - top
+        win = np.maximum(win, floor[:, None, None])
+        mu = win.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+        dev = win - mu
+    else:
+        mask = real[:, :, None]
+        floor = win.max(axis=(1, 2), where=mask, initial=-np.inf) - top
+        win = np.maximum(win, floor[:, None, None].astype(np.float32))
+        count = np.maximum(real.sum(axis=1) * spec.n_mels, 1)[:, None, None]
+        mu = (np.sum(win, axis=(1, 2), where=mask, keepdims=True, dtype=np.float64)
+              / count).astype(np.float32)
+        dev = np.where(mask, win - mu, np.float32(0.0))
+    sd = np.sqrt(np.einsum("nwm,nwm->n", dev, dev, dtype=np.float64)
+                 / np.maximum(real.sum(axis=1) * spec.n_mels, 1))
+    dev /= np.where(sd > 1e-6, sd, 1.0).astype(np.float32)[:, None, None]
     activity = np.where(real, active[safe], False).sum(axis=1) / W
     # (n, n_mels, W): the same layout as a model window (mel rows, time columns)
-    x = np.ascontiguousarray(np.transpose(x, (0, 2, 1))).reshape(len(starts), -1)
-    return Windows(x=x.astype(np.float32), starts=starts.astype(np.int64),
+    x = np.ascontiguousarray(np.transpose(dev, (0, 2, 1))).reshape(len(starts), -1)
+    return Windows(x=x, starts=starts.astype(np.int64),
                    activity=activity.astype(np.float32), spec=spec)
 
 
