@@ -235,10 +235,11 @@ def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[i
     """For each (query window, candidate recording) that matches (BER < ``tau_window``): how
     many recordings share that query window's evidence, 0 when it is explained away.
 
-    A query window that several recordings match *equally* (within ``share_ber`` of the best of
-    them: a shared prompt or jingle) counts once, shared between them. One that a recording
-    matches clearly better than the others (a copy of it at BER 0.02 against other takes of the
-    same word at 0.20) belongs to that recording alone: the others get nothing for it. Without
+    A query window that several recordings match *equally* (within ``share_ber`` of the best
+    match of the audio around it, +-``tol_frames``: a shared prompt or jingle) counts once,
+    shared between them. One that a recording matches clearly better than the others (a copy
+    of it at BER 0.02 against other takes of the same word at 0.20) belongs to that recording
+    alone: the others get nothing for it. Without
     ``share_ber`` (models calibrated before it existed) every recording under ``tau_window``
     shares alike."""
     tau = rule.tau_window
@@ -247,12 +248,17 @@ def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[i
         if d / K < tau:
             by_rid = per_window.setdefault(int(qs), {})
             by_rid[int(rid)] = min(int(d), by_rid.get(int(rid), K))
+    # the best BER any recording reaches on the audio around each query window: windows within
+    # ``tol_frames`` cover almost the same stretch (a clip is tried at several starts)
+    starts = np.array(sorted(per_window), dtype=np.int64)
+    best_at = np.array([min(per_window[int(q)].values()) for q in starts], dtype=np.int64)
     shares: dict[tuple[int, int], int] = {}
     for qs, by_rid in per_window.items():
         if rule.share_ber is None:
             equal = set(by_rid)
         else:
-            best = min(by_rid.values())
+            near = np.abs(starts - qs) <= rule.tol_frames
+            best = int(best_at[near].min())
             equal = {r for r, d in by_rid.items() if (d - best) / K <= rule.share_ber}
         for r in by_rid:
             shares[(qs, r)] = len(equal) if r in equal else 0

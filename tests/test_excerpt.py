@@ -152,6 +152,10 @@ def test_a_clearly_better_match_takes_the_window_an_equal_one_shares_it():
     h1, h2 = decide(near, K, ExcerptRule(tau_window=0.3))
     assert h1.evidence == pytest.approx(0.28 / 2, abs=1e-3)
     assert h2.evidence == pytest.approx(0.26 / 2, abs=1e-3)
+    # the copy matched at another start of the same stretch (a clip is tried at several) still
+    # explains the take's window away
+    shifted = [(1, 0, 0, 5, d(0.0)), (2, 0, 0, 9, d(0.08))]
+    assert {h.recording_id: h.evidence for h in decide(shifted, K, ExcerptRule())}[2] == 0
 
 
 @pytest.mark.parametrize("keyed", [False, True])
