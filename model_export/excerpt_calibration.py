@@ -10,7 +10,8 @@ windows add up. So the calibration searches each query once through the real pat
 returned, and then re-decides them for every ``tau_window`` of a grid: for each, the
 thresholds are the largest impostor evidence per bucket of covered windows plus a margin
 (floored), and the ``tau_window`` kept is the one with the highest recall of genuine queries
-whose thresholds, set on one half of the queries, accept no impostor of the other half.
+whose thresholds, set on one half of the queries, accept at most 0.25 % of the other half's
+queries falsely (``MAX_CROSS_FALSE_RATE``).
 
 Calibration data never overlaps fit or test data (``model_export.long_speech``): FSDD's
 calibration speaker and the espeak-ng CALIB voices, long recordings (two thirds stored) and
@@ -45,6 +46,10 @@ MIN_BUCKET_SAMPLES = 50
 #: the per-window thresholds tried (fractions of K); the SQL candidate stage (``cand_ber``)
 #: does not depend on it, so one search per query serves the whole grid
 TAU_WINDOW_GRID = (0.26, 0.28, 0.30, 0.32, 0.34, 0.36, 0.38, 0.40)
+#: the share of calibration queries that thresholds set on the other half may accept falsely
+#: (the two-fold check of ``choose_tau_window``): half the issue's 0.5 % target, since a user's
+#: vault holds more impostors than the calibration's
+MAX_CROSS_FALSE_RATE = 0.0025
 #: the nearest candidates of a query that are judged (as ``Vault.search(top=5)``)
 TOP = 5
 
@@ -184,17 +189,18 @@ def _score(queries: Sequence[Query], K: int, rule: ExcerptRule, margin: float) -
 
 def choose_tau_window(queries: Sequence[Query], K: int, base: ExcerptRule, margin: float,
                       grid: Sequence[float] = TAU_WINDOW_GRID, log=print) -> tuple[dict, list]:
-    """The ``tau_window`` of ``grid`` with the best mean recall (excerpts and clips weighted
-    alike) among those whose two-fold check accepts no more impostor queries than the best of
-    the grid; ties go to the lower (stricter) one."""
+    """The ``tau_window`` of ``grid`` with the best recall (excerpts and clips weighted alike)
+    among those whose two-fold check accepts at most ``MAX_CROSS_FALSE_RATE`` of the queries
+    (the fewest of the grid when none does); ties go to the lower (stricter) one."""
     scores = [_score(queries, K, dataclasses.replace(base, tau_window=float(t)), margin)
               for t in grid]
     for s in scores:
         log(f"  tau_window {s['tau_window']:.2f}: recall excerpts {s['recall']['excerpt']:.3f}, "
             f"clips {s['recall']['clip']:.3f}; cross-checked false queries {s['cross_false']}")
-    fewest = min(s["cross_false"] for s in scores)
-    ok = [s for s in scores if s["cross_false"] <= fewest]
-    best = max(ok, key=lambda s: (sum(s["recall"].values()), -s["tau_window"]))
+    allowed = max(min(s["cross_false"] for s in scores),
+                  int(MAX_CROSS_FALSE_RATE * len(queries)))
+    ok = [s for s in scores if s["cross_false"] <= allowed]
+    best = max(ok, key=lambda s: (round(sum(s["recall"].values()), 6), -s["tau_window"]))
     return best, scores
 
 
