@@ -284,6 +284,8 @@ def _refresh_set(con: duckdb.DuckDBPyConnection, ikey: bytes) -> None:
     rec, why = _read_record(con, ikey)
     if rec is None:
         raise IntegrityError(f"the vault's settings fail their integrity check ({why})")
+    # recordings deleted without the key leave their MAC rows until now
+    con.execute("DELETE FROM record_macs WHERE recording_id NOT IN (SELECT id FROM recordings)")
     _write_record(con, ikey, model=rec["model"])
 
 
@@ -313,24 +315,27 @@ def _settings_problems(con: duckdb.DuckDBPyConnection, rec: dict) -> list[str]:
     for key, good in sorted(rec.get("settings", {}).items()):
         if live.get(key) != good:
             out.append(f"setting {key} changed: {live.get(key)!r} now, {good!r} authenticated")
-    model = _model_digests(con, str(rec.get("settings", {}).get("model_sha256", "")))
+    model = _model_digests(con, str(live.get("model_sha256")))  # the model search would use
     names = {"row": "the model row (id)", "tflite": "the model's TFLite bytes",
              "meta_json": "the model's metadata JSON (feature settings)",
              "fingerprint": "the model's fingerprint"}
     good_model = rec.get("model", {})
-    if model.get("row") is None and good_model.get("row") is not None:
-        out.append("the authenticated model row is missing")
+    if model.get("row") is None:
+        out.append("the vault's model row is missing")
     else:
         out += [f"{names[k]} changed" for k in names if model.get(k) != good_model.get(k)]
     return out
 
 
 def check_for_write(vault: Any, master: bytes) -> dict[str, Any]:
-    """Refuse to write into a bound vault whose settings or model no longer verify (one line);
-    returns the checked model digests. A legacy vault is bound first by the caller."""
+    """Refuse to write into a bound vault whose settings, model or record set no longer verify
+    (one line; a write would re-sign them and hide the change); returns the checked model
+    digests. A legacy vault is bound first by the caller."""
     con = vault._db()
     rec, why = _read_record(con, integrity_key(master))
     problems = [why] if rec is None else _settings_problems(con, rec)
+    if rec is not None and _set_digest(con) != rec.get("recordings"):
+        problems.append("the table of recording MACs was edited")
     if problems:
         raise IntegrityError(f"the vault's settings fail their integrity check ({problems[0]}"
                              f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); "
