@@ -833,8 +833,8 @@ def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = Fals
         _print_json(report)
     else:
         con = _stdout()
-        for note in report.notes:
-            _stderr().print(f"note: {note}", markup=False, highlight=False)
+        for note in report.notes:  # stdout, with the report: stderr keeps its one error line
+            con.print(f"note: {note}", markup=False, highlight=False)
         if report.ok:
             con.print(f"[green]ok[/green]: {report.checked} recordings verified")
         else:
