@@ -748,26 +748,27 @@ class Vault:
         if np.any(cats < 0) or np.any(cats >= self.C):
             raise ModelError(f"{p}: the encoder returned a category outside 0..{self.C - 1}")
         name_label = label if label is not None else self.class_names[int(cats[0])]
-        with self._lock:  # the record id is part of the blob's associated data
-            rid = int(self._db().execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
-        blob = self._seal_blob(data, sha, rid, master)
         return {
-            "id": rid, "name": p.name, "category": name_label, "sha256": sha,
+            "name": p.name, "category": name_label, "sha256": sha,
             "sample_rate": int(info.sample_rate), "channels": int(info.channels),
             "duration": float(info.duration), "size": len(data),
-            "words": words.astype(np.uint64, copy=False), "cats": cats, "blob": blob,
+            "words": words.astype(np.uint64, copy=False), "cats": cats, "data": data,
             "path": str(src), "frames": getattr(codes, "frames", None),
         }
 
     def _insert_recording(self, con: duckdb.DuckDBPyConnection, item: dict[str, Any]) -> RecordingRow:
+        """Sealed here, inside the batch's transaction: the record id (drawn from the sequence
+        without a commit of its own) is part of the blob's associated data."""
         now = _dt.datetime.now(_dt.timezone.utc)
+        rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
+        blob = self._seal_blob(item["data"], item["sha256"], rid, self._require_key("ingest"))
         r = con.execute(
             "INSERT INTO recordings (id, name, category, sha256, sample_rate, channels, duration, "
             "size, added, n_windows, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             f"RETURNING {_REC_COLS}",
-            [item["id"], item["name"], item["category"], item["sha256"], item["sample_rate"],
+            [rid, item["name"], item["category"], item["sha256"], item["sample_rate"],
              item["channels"], item["duration"], item["size"], now, int(item["words"].shape[0]),
-             item["blob"]]).fetchone()
+             blob]).fetchone()
         return self._row(r)
 
     def _insert_items(self, con: duckdb.DuckDBPyConnection,
