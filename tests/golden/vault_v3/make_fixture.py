@@ -1,3 +1,15 @@
+"""Made the format-3 vault fixtures of tests/test_integrity.py with the code BEFORE format 4.
+
+Run with the tree of main at e5ce9c1 on the path and DuckDB 1.5.5 (the encrypt-index extra's
+pin: a file DuckDB 1.5 writes is readable by 1.5 and 2.x; one 2.x writes is not by 1.5)::
+
+    git archive e5ce9c1 | tar -x -C /tmp/sv-main-e5ce9c1
+    cd /tmp/sv-main-e5ce9c1 && PYTHONPATH=/tmp/sv-main-e5ce9c1 VENV_WITH_DUCKDB_1_5_5/bin/python \
+        WORKTREE/tests/golden/vault_v3/make_fixture.py WORKTREE/tests/golden/vault_v3
+
+Four recordings (tests.fakes.tone_mix(9100 + i, 0.3) as 16 kHz WAV), FakeEncoder(K=128, C=3,
+seed=61), passphrase "format three passphrase", one vault per cipher, gzipped.
+"""
 import gzip, hashlib, json, sys
 from pathlib import Path
 from store import schema
