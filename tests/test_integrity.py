@@ -308,3 +308,36 @@ def test_cli_upgrade(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "already bound" in r.stderr
     r = CliRunner().invoke(cli.app, ["verify", str(path)], env=env)
     assert r.exit_code == 0 and "ok" in r.stdout and "note:" not in r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------- hostile values
+HOSTILE = {
+    "vault-id-not-hex": "UPDATE vault_meta SET vault_id = 'zz'",
+    "vault-id-null": "UPDATE vault_meta SET vault_id = NULL",
+    "integrity-not-json": "UPDATE vault_meta SET integrity = 'not json'",
+    "integrity-array": "UPDATE vault_meta SET integrity = '[1, 2]'",
+    "integrity-no-mac": "UPDATE vault_meta SET integrity = '{\"v\": 1}'",
+    "record-macs-dropped": "DROP TABLE record_macs",
+    "record-mac-short": "UPDATE record_macs SET listing_mac = '\\x01'::BLOB WHERE recording_id = 1",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_integrity_values_are_one_line_errors(tmp_path, name):
+    """Every command on a vault with a hostile format-4 value: exit 0 or one ``error:`` line."""
+    from tests import damage_harness as dh
+
+    clean, files = dh.build_clean_vault(tmp_path / "src")
+    path = tmp_path / "v.duckdb"
+    shutil.copy(clean, path)
+    con = duckdb.connect(str(path))
+    con.execute(HOSTILE[name])
+    con.execute("CHECKPOINT")
+    con.close()
+    base = path.read_bytes()
+    outcomes = {}
+    for cmd in dh.COMMANDS:
+        path.write_bytes(base)
+        outcomes[cmd] = dh.run_command(cmd, path, files, tmp_path, name)
+    assert all(o.kind == "ok" for o in outcomes.values()), outcomes
+    assert outcomes["verify"].exit_code == 1, outcomes["verify"]  # never "ok"
