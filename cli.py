@@ -833,6 +833,8 @@ def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = Fals
         _print_json(report)
     else:
         con = _stdout()
+        for note in report.notes:  # stdout, with the report: stderr keeps its one error line
+            con.print(f"note: {note}", markup=False, highlight=False)
         if report.ok:
             con.print(f"[green]ok[/green]: {report.checked} recordings verified")
         else:
@@ -846,7 +848,20 @@ def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = Fals
                 t.add_row(str(rid), str(nm), str(msg))
             con.print(t)
     if not report.ok:
-        raise IntegrityError(f"{len(report.failures)} of {report.checked} recordings failed verification")
+        raise IntegrityError(f"verification failed: {len(report.failures)} problem(s) "
+                             f"({report.checked} recordings checked)")
+
+
+@_command()
+def upgrade(vault: VaultArg, key_file: KeyFileOpt = None) -> None:
+    """Bind a vault made before format 4: re-seal every recording bound to this vault and its
+    record id and authenticate the settings, model and index (one transaction). Ingest,
+    passwd and reindex do it too; a bound vault is left as it is."""
+    passphrase = _passphrase(key_file)
+    with _open(vault, write=True, passphrase=passphrase) as v:
+        was_bound = v.bound
+        n = v.bind()
+    _stderr().print("already bound: nothing to do" if was_bound else f"bound: {n} recording(s) re-sealed")
 
 
 # --------------------------------------------------------------------------- reindex

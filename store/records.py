@@ -235,6 +235,9 @@ class VaultInfo:
 class VerifyReport:
     checked: int = 0
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (id, name, message)
+    #: findings that do not fail verify: legacy (unbound) blobs, recordings deleted without the
+    #: passphrase since the last keyed write (``store.integrity``)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -245,6 +248,7 @@ class VerifyReport:
             "ok": self.ok,
             "checked": self.checked,
             "failures": [{"id": i, "name": n, "message": m} for i, n, m in self.failures],
+            "notes": list(self.notes),
         }
 
 

@@ -79,13 +79,16 @@ def reindex(vault, encoder, *, progress: Callable[[int, int], None] | None = Non
             pending = []
         if progress is not None:
             progress(done, len(ids))
-    _swap(con, encoder, K)
+    _swap(con, encoder, K, vault._require_key("reindex"))
     return ReindexReport(recordings=len(ids), windows=windows, old_model=old_name or old_sha[:12],
                          new_model=encoder.meta.name, old_k=old_k, new_k=K)
 
 
-def _swap(con, encoder, K: int) -> None:
-    """One transaction: the side table becomes the index, the new model the vault's model."""
+def _swap(con, encoder, K: int, master: bytes) -> None:
+    """One transaction: the side table becomes the index, the new model the vault's model, and
+    every integrity MAC is recomputed (``store.integrity``)."""
+    from store.integrity import authenticate_all
+
     meta = encoder.meta
     meta_json = meta.to_json() if hasattr(meta, "to_json") else json.dumps(meta.to_dict())
     sha = str(encoder.sha256)
@@ -102,6 +105,7 @@ def _swap(con, encoder, K: int) -> None:
                     "tau = ?, codes_unclustered = (SELECT count(*) FROM codes)",
                     [sha, K, int(meta.C), [str(c) for c in meta.class_names], float(meta.tau)])
         con.execute("DELETE FROM model WHERE sha256 <> ?", [sha])
+        authenticate_all(con, master)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

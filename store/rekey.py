@@ -1,5 +1,7 @@
 """``passwd --rekey``: a new master key, every blob re-sealed, all in one transaction (issue 17,
-item 6).
+item 6). The same pass with the same key binds a legacy vault (``Vault.bind``, item 1): blobs
+are opened as the vault says they were sealed and re-sealed bound to the vault and record id,
+and every integrity MAC is recomputed under the (new) key before the commit.
 
 Why: ``passwd`` only re-wraps the master key, so an old copy of the vault plus the old passphrase
 still yields the master key -- and decrypts every recording added after the change. Rekeying
@@ -21,6 +23,7 @@ from typing import Any, Callable
 import duckdb
 
 from speechvault.errors import StorageError
+from store import integrity as _integrity
 
 __all__ = ["reseal_all"]
 
@@ -44,6 +47,7 @@ def reseal_all(vault: Any, old_master: bytes, new_master: bytes, new_wrap: dict,
             if progress is not None:
                 progress(i + 1, len(ids))
         con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(new_wrap)])
+        _integrity.authenticate_all(con, new_master)  # MACs under the new key; binds legacy blobs
         con.execute("COMMIT")
     except duckdb.Error as exc:
         with contextlib.suppress(duckdb.Error):
@@ -57,6 +61,7 @@ def reseal_all(vault: Any, old_master: bytes, new_master: bytes, new_wrap: dict,
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
+    vault.bound = True  # every blob is now sealed with store.integrity.blob_ad
     checkpoint_after_commit(vault, "the vault is rekeyed")
     return len(ids)
 

@@ -1,24 +1,30 @@
 """The vault's on-disk format: one DuckDB file, its DDL, its format version, its upgrades.
 
-Format ``speechvault-vault``, version 3 (``FORMAT_VERSION``)::
+Format ``speechvault-vault``, version 4 (``FORMAT_VERSION``)::
 
     vault_meta   one row: magic, format version, created, app version, cipher, the key wrap
                  (JSON of ``store.keys.KeyWrap.to_dict()``: KDF name and parameters, salt,
                  wrapped master key, key check), the model fingerprint (SHA-256 of the TFLite
                  bytes), K, C, class names, default tau, and ``codes_unclustered`` (index rows
                  appended since the last clustering pass, see ``store.search``).
+                 Version 4: ``vault_id`` (32 hex digits, random, made at init or by the upgrade)
+                 and ``integrity`` (``store.integrity``: the authenticated settings record, JSON;
+                 NULL while the vault's blobs are unbound = legacy, until a keyed write binds them).
     model        the deep hashing coding model itself: its SHA-256, TFLite bytes, ModelMeta JSON.
                  With it the file is all another machine needs to search (the vault is portable).
     recordings   one row per original file: id, name, category label, SHA-256 of the original
                  bytes (unique: de-duplication), sample rate, channels, duration, size in bytes,
                  added, number of windows, and the encrypted blob (``store.envelope.seal`` with
-                 associated data = the 32-byte SHA-256 of the original).
+                 associated data = vault id, record id and the SHA-256 of the original,
+                 ``store.integrity.blob_ad``; a legacy blob: the 32-byte SHA-256 alone).
     codes        the index: one row per (recording, window): ``category`` = h1 (the model's class
                  id for that window), h2 as W = ceil(K/64) UBIGINT words ``w0 .. w{W-1}`` (bit i
                  of the code in word i // 64 at bit i % 64, ``hashing.codes.pack_words``).
                  Kept clustered by ``category`` (see ``store.search.compact``). ``start``
                  (version 3): the window's start frame on the identification grid of the
                  model's windowing (``hashing.windowing``), NULL for a model without one.
+    record_macs  (version 4) per recording: HMACs under the vault's integrity key over its
+                 listing (name, category, sha256, sizes) and over its index rows.
     schema_migrations  one row per format version applied (version, applied, description).
 
 Upgrades: ``MIGRATIONS[v]`` turns a version-``v`` vault into version ``v + 1`` inside one
@@ -32,6 +38,8 @@ The only identifiers formatted into SQL here are ``w0 .. w{W-1}``, generated fro
 from __future__ import annotations
 
 from typing import Callable
+
+import secrets
 
 import duckdb
 import numpy as np
@@ -52,7 +60,7 @@ __all__ = [
 ]
 
 MAGIC = "speechvault-vault"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: DuckDB's row group size (rows); zone maps (min/max per column) are kept per row group, so the
 #: category filter can only skip whole row groups.
@@ -130,7 +138,9 @@ _DDL_V1 = [
     c INTEGER NOT NULL,
     class_names VARCHAR[] NOT NULL,
     tau DOUBLE NOT NULL,
-    codes_unclustered BIGINT NOT NULL DEFAULT 0
+    codes_unclustered BIGINT NOT NULL DEFAULT 0,
+    vault_id VARCHAR,
+    integrity VARCHAR
 )""",
     """CREATE TABLE model (
     sha256 VARCHAR PRIMARY KEY,
@@ -154,10 +164,16 @@ _DDL_V1 = [
 )""",
 ]
 
+_RECORD_MACS_DDL = """CREATE TABLE record_macs (
+    recording_id BIGINT PRIMARY KEY,
+    listing_mac BLOB NOT NULL,
+    codes_mac BLOB NOT NULL
+)"""
+
 
 def create_ddl(K: int) -> list[str]:
     """Every statement that creates an empty version-``FORMAT_VERSION`` vault for K-bit codes."""
-    return [*_DDL_V1, codes_ddl(K)]
+    return [*_DDL_V1, codes_ddl(K), _RECORD_MACS_DDL]
 
 
 def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
@@ -177,11 +193,36 @@ def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ALTER TABLE codes ADD COLUMN start INTEGER")
 
 
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "AND table_schema = 'main' AND table_catalog = current_database()", [table]).fetchall()}
+
+
+def _v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 4 (issue 17): a random ``vault_meta.vault_id``, the ``integrity`` record and the
+    ``record_macs`` table. Needs no key: the old blobs stay sealed as they were (legacy, associated
+    data = their SHA-256 alone) and ``integrity`` stays NULL until a command that has the
+    passphrase (``upgrade``, ``ingest``, ``passwd``, ``reindex``) re-seals them bound to the
+    vault id and their record id and authenticates the settings (``store.integrity``).
+    Idempotent: a column or table already there is kept."""
+    cols = _columns(con, "vault_meta")
+    if "vault_id" not in cols:
+        con.execute("ALTER TABLE vault_meta ADD COLUMN vault_id VARCHAR")
+    if "integrity" not in cols:
+        con.execute("ALTER TABLE vault_meta ADD COLUMN integrity VARCHAR")
+    con.execute("UPDATE vault_meta SET vault_id = ? WHERE vault_id IS NULL", [secrets.token_hex(16)])
+    if not _columns(con, "record_macs"):
+        con.execute(_RECORD_MACS_DDL)
+
+
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 MIGRATION_DESCRIPTIONS: dict[int, str] = {
     1: "model.fingerprint column (identification code)",
-    2: "codes.start column (identification windows, excerpt search)"}
+    2: "codes.start column (identification windows, excerpt search)",
+    3: "vault_meta.vault_id and .integrity, record_macs (blobs bound on the next keyed write)"}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
@@ -209,7 +250,7 @@ def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
             f"({FORMAT_VERSION}); upgrade speechvault to open it")
     if version < 1:
         raise VaultFormatError(f"{path} has an invalid vault format version {version}")
-    missing = {"model", "recordings", "codes"} - tables
+    missing = {"model", "recordings", "codes", *(["record_macs"] if version >= 4 else [])} - tables
     if missing:
         raise VaultFormatError(
             f"{path} is a damaged speechvault vault (missing {', '.join(sorted(missing))})")

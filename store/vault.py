@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ from speechvault.errors import (
 )
 from store import damage as _damage
 from store import encrypted_index as _ei
+from store import integrity as _integrity
 from store import private_files as _private
 from store import rekey as _rekey
 from store import schema as _schema
@@ -236,8 +238,8 @@ def _build_new_vault(dest: Path, index_key: str | None, meta_row: list, model_ro
                 con.execute(stmt)
             con.execute(
                 "INSERT INTO vault_meta (magic, format_version, created, app_version, cipher, "
-                "key_wrap, model_sha256, k, c, class_names, tau) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", meta_row)
+                "key_wrap, model_sha256, k, c, class_names, tau, vault_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", meta_row)
             con.execute("INSERT INTO model (sha256, meta_json, tflite, fingerprint) "
                         "VALUES (?, ?, ?, ?)", model_row)
             con.execute("INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
@@ -336,7 +338,7 @@ class Vault:
         index_key = _ei.derive_index_key(passphrase) if encrypt_index else None
         meta_row = [_schema.MAGIC, _schema.FORMAT_VERSION, _dt.datetime.now(_dt.timezone.utc),
                     speechvault.__version__, cipher, json.dumps(wrap.to_dict()), sha, K, C,
-                    class_names, tau]
+                    class_names, tau, secrets.token_hex(16)]
         model_row = [sha, meta_json, tflite, getattr(encoder, "fingerprint_bytes", None)]
         try:
             with _private.private_umask():
@@ -348,6 +350,7 @@ class Vault:
         _chmod_private(p)
         v = cls(p, con, read_only=False, encoder=encoder, index_encrypted=encrypt_index)
         v._master = master
+        v.bind()  # no blobs yet: signs the integrity record of the new vault
         return v
 
     @classmethod
@@ -417,6 +420,7 @@ class Vault:
          self.model_sha256, self.K, self.C, self.class_names, self.tau) = (
             m["format_version"], m["created"], m["app_version"], m["cipher"], m["key_wrap"],
             m["model_sha256"], m["K"], m["C"], m["class_names"], m["tau"])
+        self.vault_id, self.bound = _integrity.load_state(self._con, str(self.path))
         if self.cipher not in CIPHERS:
             raise VaultFormatError(f"{self.path}: unknown cipher {self.cipher!r}")
         self.W = _schema.n_words(self.K)
@@ -429,6 +433,8 @@ class Vault:
                 f"this vault was coded by model {self.model_sha256[:12]} "
                 f"({self.model_name or 'unnamed'}), not by the given model {sha[:12]} ({name}); "
                 "its codes are not comparable: use the vault's own model")
+        _integrity.keyless_check(str(self.path), {"K": self.K, "C": self.C, "tau": self.tau,
+                                                  "class_names": self.class_names}, encoder)
 
     @property
     @_damage.guarded
@@ -624,6 +630,8 @@ class Vault:
         label = _check_category_label(category)
         if int(batch_size) < 1:
             raise InvalidInputError("batch_size must be >= 1")
+        self.bind()  # a legacy vault first (no-op once bound)
+        _integrity.check_for_write(self, master)  # refuses changed settings or model
         enc = self.encoder
         try:
             total = len(sources)  # type: ignore[arg-type]
@@ -717,7 +725,6 @@ class Vault:
     def _prepare(self, src, enc, master: bytes, label: str | None,
                  pending_sha: dict[str, str]) -> dict[str, Any]:
         from hashing.audio import read_info
-        from store.envelope import seal
 
         p = Path(src)
         data, _ = _sources.read_source(p, self.max_ingest_seconds)  # regular file, within limits
@@ -741,24 +748,27 @@ class Vault:
         if np.any(cats < 0) or np.any(cats >= self.C):
             raise ModelError(f"{p}: the encoder returned a category outside 0..{self.C - 1}")
         name_label = label if label is not None else self.class_names[int(cats[0])]
-        blob = seal(data, master, cipher=self.cipher, associated_data=bytes.fromhex(sha))
         return {
             "name": p.name, "category": name_label, "sha256": sha,
             "sample_rate": int(info.sample_rate), "channels": int(info.channels),
             "duration": float(info.duration), "size": len(data),
-            "words": words.astype(np.uint64, copy=False), "cats": cats, "blob": blob,
+            "words": words.astype(np.uint64, copy=False), "cats": cats, "data": data,
             "path": str(src), "frames": getattr(codes, "frames", None),
         }
 
     def _insert_recording(self, con: duckdb.DuckDBPyConnection, item: dict[str, Any]) -> RecordingRow:
+        """Sealed here, inside the batch's transaction: the record id (drawn from the sequence
+        without a commit of its own) is part of the blob's associated data."""
         now = _dt.datetime.now(_dt.timezone.utc)
+        rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
+        blob = self._seal_blob(item["data"], item["sha256"], rid, self._require_key("ingest"))
         r = con.execute(
-            "INSERT INTO recordings (name, category, sha256, sample_rate, channels, duration, "
-            "size, added, n_windows, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO recordings (id, name, category, sha256, sample_rate, channels, duration, "
+            "size, added, n_windows, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             f"RETURNING {_REC_COLS}",
-            [item["name"], item["category"], item["sha256"], item["sample_rate"],
+            [rid, item["name"], item["category"], item["sha256"], item["sample_rate"],
              item["channels"], item["duration"], item["size"], now, int(item["words"].shape[0]),
-             item["blob"]]).fetchone()
+             blob]).fetchone()
         return self._row(r)
 
     def _insert_items(self, con: duckdb.DuckDBPyConnection,
@@ -777,6 +787,7 @@ class Vault:
             np.concatenate([it["frames"] for it in items]) if framed else None)
         con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?",
                     [int(rid.shape[0])])
+        _integrity.add_records(con, self, items, rows)
         return rows
 
     def _insert_batch(self, items: list[dict[str, Any]], report: IngestReport) -> list[RecordingRow]:
@@ -1073,6 +1084,7 @@ class Vault:
 
         self._require_writable("reindex")
         self._require_key("reindex")
+        self.bind()  # a legacy vault first: the new index is authenticated with its blobs
         enc = encoder if encoder is not None else _load_encoder_class().default()
         with self._lock:
             report = _reindex(self, enc, progress=progress, open_blob=self.export)
@@ -1086,8 +1098,10 @@ class Vault:
 
         if not isinstance(sha, str) or not _damage.HEX64.fullmatch(sha):
             raise IntegrityError(f"recording {rid}: its stored SHA-256 is malformed")
+        ad = (_integrity.blob_ad(self.vault_id, rid, sha) if self.bound
+              else _integrity.legacy_ad(sha))
         try:
-            data = open_sealed(bytes(blob), master, associated_data=bytes.fromhex(sha))
+            data = open_sealed(bytes(blob), master, associated_data=ad)
         except IntegrityError as exc:
             raise IntegrityError(f"recording {rid}: {exc.message}") from None
         if hashlib.sha256(data).hexdigest() != sha:
@@ -1167,7 +1181,25 @@ class Vault:
                                         f"{' '.join(str(exc).split())}"))
             if progress is not None:
                 progress(i + 1, len(ids))
+        self._verify_integrity(master, report)
         return report
+
+    def _verify_integrity(self, master: bytes, report: VerifyReport) -> None:
+        """The settings, model, record set and per-recording MACs (``store.integrity``)."""
+        try:
+            with self._lock:
+                found = _integrity.verify_integrity(self._db(), master, self.vault_id, self.K,
+                                                    self.bound)
+        except duckdb.Error as exc:
+            report.failures.append((-1, "", "could not check the integrity MACs: "
+                                    f"{_damage.damaged(self.path, exc).message}"))
+            return
+        except Exception as exc:  # malformed stored values must never abort verify
+            report.failures.append((-1, "", f"could not check the integrity MACs: "
+                                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"))
+            return
+        report.failures.extend(found.problems)
+        report.notes.extend(found.notes)
 
     def _query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self._lock:
@@ -1187,6 +1219,7 @@ class Vault:
             try:
                 con.execute("DELETE FROM codes WHERE recording_id = ?", [int(recording_id)])
                 con.execute("DELETE FROM recordings WHERE id = ?", [int(recording_id)])
+                _integrity.after_delete(con, self, int(recording_id))
                 con.execute("COMMIT")
                 _chmod_private(self.path)
             except BaseException:
@@ -1208,6 +1241,9 @@ class Vault:
             raise InvalidInputError("the new passphrase must not be empty")
         wrap = keys.KeyWrap.from_dict(self._key_wrap)
         master = keys.unwrap_master_key(wrap, old)  # WrongPassphraseError via the key check
+        if not self.bound:  # a legacy vault is bound while the key is at hand
+            self._master = master
+            self.bind()
         new_wrap = keys.wrap_master_key(master, new, log2_n=wrap.log2_n)  # = keys.rewrap, 1 scrypt less
         d = new_wrap.to_dict()
         if self.index_encrypted:
@@ -1255,11 +1291,26 @@ class Vault:
         return n
 
     def _seal_blob(self, data: bytes, sha: str, rid: int, master: bytes) -> bytes:
-        """A blob as ingest seals it (same cipher and associated data; ``rid`` for formats that
-        bind the record id)."""
+        """A blob as ingest seals it: bound to this vault and record ``rid``
+        (``store.integrity.blob_ad``), so it cannot pass for another row's."""
         from store.envelope import seal
 
-        return seal(data, master, cipher=self.cipher, associated_data=bytes.fromhex(sha))
+        return seal(data, master, cipher=self.cipher,
+                    associated_data=_integrity.blob_ad(self.vault_id, rid, sha))
+
+    @_private_writes
+    @_damage.guarded
+    def bind(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bind a legacy vault (format < 4): every blob re-sealed with its vault and record id
+        and the settings, model and index authenticated, in one transaction
+        (``store.rekey.reseal_all``). Returns the number re-sealed; a bound vault: 0, nothing
+        written."""
+        if self.bound:
+            return 0
+        self._require_writable("upgrade")
+        master = self._require_key("upgrade")
+        with self._lock:
+            return _rekey.reseal_all(self, master, master, self._key_wrap, progress)
 
     def _reencrypt(self, new: str, key_wrap_json: str) -> None:
         """Copy the whole database into ``<vault>.rekey`` encrypted under ``new``'s DuckDB key

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hashing.windowing import WindowingSpec, query_windows, stored_windows
+from store import schema
 from store.excerpt import ExcerptRule, decide
 from tests.conftest import make_speech_like
 
@@ -284,7 +285,7 @@ def test_format2_vault_upgrades_keeps_searching_then_reindex_finds_excerpts(tmp_
     recs = {f"r{i}.wav": long_recording(200 + i, 12.0) for i in range(3)}
     path = _format2_vault(tmp_path, recs)
     with Vault.open(path, read_only=False) as v:  # upgrade in place
-        assert v.info().format_version == 3
+        assert v.info().format_version == schema.FORMAT_VERSION
         old = v.search(tmp_path / "r1.wav")  # a whole copy, searched the issue-7 way
         assert old.hits[0].name == "r1.wav" and old.hits[0].offset is None
     ex = recs["r2.wav"][int(6.2 * SR): int(9.2 * SR)]

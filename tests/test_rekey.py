@@ -28,6 +28,7 @@ import pytest
 from speechvault.errors import IntegrityError, WrongPassphraseError
 from store import envelope as ev
 from store import keys
+from store.integrity import blob_ad
 from store.vault import Vault
 from tests.fakes import FakeEncoder, encoder_loader, tone_mix, wav_bytes
 
@@ -54,18 +55,20 @@ def _master_of(path: Path, passphrase: str) -> bytes:
     return keys.unwrap_master_key(keys.KeyWrap.from_dict(wrap), passphrase)
 
 
-def _blobs(path: Path) -> dict[int, tuple[str, bytes]]:
+def _blobs(path: Path) -> dict[int, tuple[bytes, bytes]]:
+    """id -> (the blob's associated data: bound to the vault and the record id, blob)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return {int(i): (s, bytes(b)) for i, s, b in
+        vid = con.execute("SELECT vault_id FROM vault_meta").fetchone()[0]
+        return {int(i): (blob_ad(vid, int(i), s), bytes(b)) for i, s, b in
                 con.execute("SELECT id, sha256, blob FROM recordings").fetchall()}
     finally:
         con.close()
 
 
-def _opens(blob: bytes, sha: str, master: bytes) -> bool:
+def _opens(blob: bytes, ad: bytes, master: bytes) -> bool:
     try:
-        ev.open_sealed(blob, master, associated_data=bytes.fromhex(sha))
+        ev.open_sealed(blob, master, associated_data=ad)
     except IntegrityError:
         return False
     return True

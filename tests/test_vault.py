@@ -481,7 +481,7 @@ def test_version_1_vault_is_upgraded_and_keeps_its_recordings(tmp_path, enc):
     con.execute("DELETE FROM schema_migrations WHERE version > 1")
     con.close()
     with Vault.open(path, read_only=False, passphrase=PW, encoder=enc) as v2:
-        assert v2.info().format_version == 3
+        assert v2.info().format_version == schema.FORMAT_VERSION
         assert v2.search(src).hits[0].recording_id == rid
         assert v2.export(rid) == src.read_bytes()
     con = duckdb.connect(str(path), read_only=True)
