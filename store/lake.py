@@ -41,42 +41,11 @@ import duckdb
 from speechvault.errors import LakeError, NotFoundError, SpeechVaultError, VaultFormatError
 from store import sql_dialects as _dialects
 from store.lake_export import MANIFEST, object_name, read_manifest
+from store.lake_uri import DEFAULT_SPARK_MASTER, ENGINES, is_lake_uri, parse_uri
 from store.schema import word_columns
 from store.vault import Vault
 
 __all__ = ["LakeVault", "is_lake_uri", "parse_uri", "open_uri", "ENGINES"]
-
-ENGINES = ("duckdb", "clickhouse", "spark")
-_PREFIXES = {"lake:": "duckdb", "duckdb:": "duckdb", "clickhouse:": "clickhouse",
-             "chdb:": "clickhouse", "spark:": "spark"}
-DEFAULT_SPARK_MASTER = "local[2]"
-
-
-def is_lake_uri(text: str) -> bool:
-    """Whether ``text`` names a lake (``lake:``, ``clickhouse:``, ``spark:``...), not a file."""
-    return any(str(text).startswith(p) for p in _PREFIXES)
-
-
-def parse_uri(text: str) -> tuple[str, str, str | None]:
-    """``(engine, DEST, spark master or None)``. ``spark://h:p/DEST`` -> master ``spark://h:p``;
-    ``clickhouse://DEST`` and ``lake://DEST`` read as a path with a leading ``/``."""
-    text = str(text)
-    for prefix, engine in _PREFIXES.items():
-        if text.startswith(prefix):
-            rest = text[len(prefix):]
-            master = None
-            if engine == "spark" and rest.startswith("//"):
-                host, _, path = rest[2:].partition("/")
-                if not host or not path:
-                    raise LakeError(f"{text}: expected spark://HOST:PORT/PATH/OF/LAKE")
-                master, rest = f"spark://{host}", "/" + path
-            elif rest.startswith("//"):
-                rest = rest[1:]
-            if not rest:
-                raise LakeError(f"{text}: no lake folder after {prefix}")
-            return engine, rest, master
-    raise LakeError(f"{text}: not a lake URI (lake:DEST, clickhouse:DEST, spark:DEST)")
-
 
 def _sql_str(text: str) -> str:
     """A SQL string literal (DuckDB reads file paths from literals, not parameters)."""

@@ -53,7 +53,8 @@ from store import private_files as _private
 from store.keys import hkdf_sha256
 from store.schema import ROW_GROUP_ROWS, word_columns
 
-__all__ = ["LAKE_FORMAT", "LAKE_VERSION", "LakeExportReport", "export_lake", "object_name",
+__all__ = ["LAKE_FORMAT", "LAKE_VERSION", "LakeExportReport", "export_lake", "export_lake_file",
+           "object_name",
            "lake_id", "read_manifest", "signed_words_sql"]
 
 LAKE_FORMAT = "speechvault-lake"
@@ -304,3 +305,15 @@ def _manifest(vault, master: bytes, model_path: str, partitions: dict, recording
         "object_names": "hex HMAC-SHA256(HKDF(master key, 'speechvault lake object names v1'), "
                         "SHA-256 of the original)",
     }
+
+
+def export_lake_file(path, dest, get_passphrase) -> LakeExportReport:
+    """``export-lake``: open the vault file at ``path``, unlock it with ``get_passphrase()``
+    (asked only once the vault is known to be exportable), export to ``dest``."""
+    from store.vault import Vault
+
+    if Vault.index_is_encrypted(path):
+        raise InvalidInputError(ENCRYPTED_INDEX_REFUSAL)
+    with Vault.open(path, read_only=True) as v:
+        v.unlock(get_passphrase())
+        return export_lake(v, dest)

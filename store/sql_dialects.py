@@ -23,11 +23,12 @@ value is bound. Non-DuckDB dialects bind by name: ``bind`` returns ``NamedParams
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
 __all__ = ["Dialect", "NamedParams", "DUCKDB", "DUCKDB_LAKE", "CLICKHOUSE", "SPARK",
-           "to_signed", "labels_sql"]
+           "to_signed", "labels_sql", "excerpt_sql_for"]
 
 _TWO_64 = 1 << 64
 _TWO_63 = 1 << 63
@@ -147,3 +148,75 @@ def labels_sql(dialect: Dialect) -> str:
                 f"WHERE has({dialect.param(1, 'BIGINT[]')}, id)")
     return ("SELECT id, name, category FROM recordings "
             f"WHERE array_contains({dialect.param(1, 'BIGINT[]')}, id)")
+
+
+# ------------------------------------------------------------------ the excerpt statement
+_DUCK_TYPES = {"UBIGINT": "WORD", "BIGINT": "BIGINT", "INTEGER": "INTEGER",
+               "SMALLINT": "SMALLINT", "DOUBLE": "DOUBLE"}
+_UNNEST = re.compile(r"unnest\(\$(\d+)::(\w+)\[\]\) AS (\w+)")
+_Q_CTE = re.compile(r"WITH q AS \(\nSELECT (unnest\(.*?\) AS \w+(?:,\s*unnest\(.*?\) AS \w+)*)\n\)",
+                    re.S)
+_HAMMING = re.compile(r"bit_count\(xor\(([\w.]+), ([\w.]+)\)\)::INTEGER")
+_BAND = re.compile(r"\(\(([\w.]+) >> (\d+)\) & 65535\)")
+_CONTAINS = re.compile(r"list_contains\(\$(\d+)::(\w+)\[\], ([\w.]+)\)")
+_ROUND = re.compile(r"round\(\((\w+) - (\w+)\) / \$(\d+)::DOUBLE\)::INTEGER")
+_LIMIT = re.compile(r"LIMIT \$(\d+)::INTEGER")
+_ARG_MIN = re.compile(r"arg_min\((\w+), (\w+)::BIGINT \* ")
+_PARAM = re.compile(r"\$(\d+)::(\w+)")
+_NON_EQUI = re.compile(r"\nJOIN q ON (abs\(.*?\) <= [^\n]+)\n\)")
+
+
+def _q_cte(dialect: Dialect, body: str) -> str:
+    """The query windows as rows: parallel list parameters turned into one row per index."""
+    cols = _UNNEST.findall(body)  # [(param, duckdb type, alias)]
+    first = cols[0]
+    first_list = dialect.param(int(first[0]), _DUCK_TYPES[first[1]] + "[]")
+    if dialect.family == "clickhouse":
+        picks = ", ".join(f"{dialect.param(int(p), _DUCK_TYPES[t] + '[]')}[i] AS {a}"
+                          for p, t, a in cols)
+        return (f"WITH q AS (\nSELECT {picks}\n"
+                f"FROM (SELECT arrayJoin(range(1, length({first_list}) + 1)) AS i)\n)")
+    picks = ", ".join(f"element_at({dialect.param(int(p), _DUCK_TYPES[t] + '[]')}, i + 1) AS {a}"
+                      for p, t, a in cols[1:])
+    return (f"WITH q AS (\nSELECT {first[2]}, {picks}\n"
+            f"FROM (SELECT posexplode({first_list}) AS (i, {first[2]}))\n)")
+
+
+def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
+    """``store.excerpt``'s statement in ClickHouse or Spark spelling, from its DuckDB text.
+
+    Why a translation rather than a second template: the excerpt logic (candidates, votes,
+    verification) must stay in one place, ``store.excerpt.excerpt_sql``. Its text uses a small,
+    fixed vocabulary (parallel ``unnest`` lists, ``list_contains``, ``bit_count(xor())``, 16-bit
+    slices, ``round(...)::INTEGER``, ``arg_min``, typed ``$n`` parameters); each is rewritten
+    here, and anything DuckDB-only left over raises, so a change to the template fails loudly
+    (and the conformance tests compare the hits of all engines)."""
+    sql = _Q_CTE.sub(lambda m: _q_cte(dialect, m.group(1)), duck_sql)
+    sql = _HAMMING.sub(lambda m: dialect.hamming(m.group(1), m.group(2)), sql)
+    if dialect.family == "clickhouse":
+        sql = _BAND.sub(lambda m: f"bitAnd(bitShiftRight({m.group(1)}, {m.group(2)}), 65535)", sql)
+        sql = _CONTAINS.sub(lambda m: f"has({dialect.param(int(m.group(1)), _DUCK_TYPES[m.group(2)] + '[]')}, {m.group(3)})", sql)
+        # round half away from zero, as DuckDB and Spark do (ClickHouse's round is banker's)
+        sql = _ROUND.sub(lambda m: (
+            f"toInt32(sign({m.group(1)} - {m.group(2)}) * floor(abs({m.group(1)} - {m.group(2)}) "
+            f"/ {dialect.param(int(m.group(3)), 'DOUBLE')} + 0.5))"), sql)
+        # the verification join on a time window: a cross join filtered (no equi-key to hash)
+        sql = _NON_EQUI.sub(lambda m: f"\nCROSS JOIN q WHERE {m.group(1)}\n)", sql)
+    else:
+        sql = _BAND.sub(lambda m: f"(shiftright({m.group(1)}, {m.group(2)}) & 65535)", sql)
+        sql = _CONTAINS.sub(lambda m: (
+            f"array_contains({dialect.param(int(m.group(1)), 'INTEGER[]')}, "
+            f"CAST({m.group(3)} AS INT))"), sql)
+        sql = _ROUND.sub(lambda m: dialect.cast(
+            f"round(({m.group(1)} - {m.group(2)}) / {dialect.param(int(m.group(3)), 'DOUBLE')})",
+            "INTEGER"), sql)
+    sql = _LIMIT.sub(lambda m: f"LIMIT {dialect.limit(int(m.group(1)))}", sql)
+    arg_min = {"clickhouse": "argMin", "spark": "min_by"}[dialect.family]
+    sql = _ARG_MIN.sub(lambda m: f"{arg_min}({m.group(1)}, "
+                                 f"{dialect.cast(m.group(2), 'BIGINT')} * ", sql)
+    sql = _PARAM.sub(lambda m: dialect.param(int(m.group(1)), _DUCK_TYPES[m.group(2)]), sql)
+    left = [tok for tok in ("$", "::", "unnest(", "list_contains(", "xor(", "arg_min(")
+            if tok in sql]
+    if left:
+        raise ValueError(f"excerpt statement: no {dialect.name} spelling for {', '.join(left)}")
+    return sql
