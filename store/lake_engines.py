@@ -46,9 +46,8 @@ def _ch_str(text: str) -> str:
 class ClickHouseLake:
     """chDB reading the lake: ``codes`` and ``recordings`` as views over the Parquet files."""
 
-    #: ``prefer_column_name_to_alias``: ``min(dist) AS dist`` must not shadow the column ``dist``
-    #: inside ``argMin`` (ClickHouse aliases are query-wide; DuckDB and Spark scope them)
-    SETTINGS = {"prefer_column_name_to_alias": 1, "output_format_json_quote_64bit_integers": 0}
+    #: 64-bit integers as JSON numbers (the rows are parsed from JSONCompact)
+    SETTINGS = {"output_format_json_quote_64bit_integers": 0}
 
     def __init__(self, dest: Path, manifest: dict) -> None:
         require("search clickhouse:...", "clickhouse")

@@ -79,7 +79,8 @@ def grouped_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> 
     W = len(word_columns(K))
     where = _category_filter(W + 1, n_categories, dialect)
     limit_param = W + 1 + (n_categories or 0)
-    key = f"{dialect.cast('dist', 'BIGINT')} * 4294967296 + win"
+    dist, win = dialect.qualified("d", "dist"), dialect.qualified("d", "win")
+    key = f"{dialect.cast(dist, 'BIGINT')} * 4294967296 + {win}"
     return (
         "WITH d AS (\n"
         "    SELECT c.recording_id, c.win,\n"
@@ -87,8 +88,8 @@ def grouped_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> 
         "    FROM codes AS c\n"
         f"    {where}\n"
         ")\n"
-        f"SELECT recording_id, {dialect.arg_min('win', key)} AS win,\n"
-        "       min(dist) AS dist\n"
+        f"SELECT recording_id, {dialect.arg_min(win, key)} AS win,\n"
+        f"       min({dist}) AS dist\n"
         "FROM d GROUP BY recording_id\n"
         f"ORDER BY dist, recording_id LIMIT {dialect.limit(limit_param)}"
     )

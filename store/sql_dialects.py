@@ -114,6 +114,12 @@ class Dialect:
         return {"duckdb": f"arg_min({value}, {key})", "clickhouse": f"argMin({value}, {key})",
                 "spark": f"min_by({value}, {key})"}[self.family]
 
+    def qualified(self, table: str, column: str) -> str:
+        """A column inside an aggregate whose output alias reuses its name: ClickHouse aliases
+        are query-wide (``min(dist) AS dist`` would capture ``dist`` inside ``argMin``), so
+        there it is qualified by its table; DuckDB and Spark scope aliases."""
+        return f"{table}.{column}" if self.family == "clickhouse" else column
+
     def word_values(self, words: Iterable[int]) -> list[int]:
         """The query words as bound: unsigned for a vault file, signed INT64 elsewhere."""
         if self.signed_words:
@@ -162,7 +168,7 @@ _CONTAINS = re.compile(r"list_contains\(\$(\d+)::(\w+)\[\], ([\w.]+)\)")
 _ROUND = re.compile(r"round\(\((\w+) - (\w+)\) / \$(\d+)::DOUBLE\)::INTEGER")
 _LIMIT = re.compile(r"LIMIT \$(\d+)::INTEGER")
 _ARG_MIN = re.compile(r"arg_min\((\w+), (\w+)::BIGINT \* ")
-_PARAM = re.compile(r"\$(\d+)::(\w+)")
+_PARAM = re.compile(r"\$(\d+)::(\w+)\b(?!\[)")
 _NON_EQUI = re.compile(r"\nJOIN q ON (abs\(.*?\) <= [^\n]+)\n\)")
 
 
@@ -201,6 +207,9 @@ def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
             f"toInt32(sign({m.group(1)} - {m.group(2)}) * floor(abs({m.group(1)} - {m.group(2)}) "
             f"/ {dialect.param(int(m.group(3)), 'DOUBLE')} + 0.5))"), sql)
         # the verification join on a time window: a cross join filtered (no equi-key to hash)
+        # the outputs are read by position: renamed so they do not capture the columns of
+        # the same name inside argMin (ClickHouse aliases are query-wide)
+        sql = sql.replace(") AS qs, min(d) AS d\n", ") AS best_qs, min(d) AS min_d\n")
         sql = _NON_EQUI.sub(lambda m: f"\nCROSS JOIN q WHERE {m.group(1)}\n)", sql)
     else:
         sql = _BAND.sub(lambda m: f"(shiftright({m.group(1)}, {m.group(2)}) & 65535)", sql)
@@ -215,7 +224,7 @@ def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
     sql = _ARG_MIN.sub(lambda m: f"{arg_min}({m.group(1)}, "
                                  f"{dialect.cast(m.group(2), 'BIGINT')} * ", sql)
     sql = _PARAM.sub(lambda m: dialect.param(int(m.group(1)), _DUCK_TYPES[m.group(2)]), sql)
-    left = [tok for tok in ("$", "::", "unnest(", "list_contains(", "xor(", "arg_min(")
+    left = [tok for tok in ("$", "::", "[]", "unnest(", "list_", "xor(", "arg_min(")
             if tok in sql]
     if left:
         raise ValueError(f"excerpt statement: no {dialect.name} spelling for {', '.join(left)}")
