@@ -35,6 +35,7 @@ in the clear, which is exactly what that vault chose not to do.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import hmac
@@ -85,6 +86,9 @@ class LakeExportReport:
     objects_removed: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def object_name(master: bytes, sha256_hex: str) -> str:

@@ -389,3 +389,40 @@ def test_excerpt_search_same_on_spark_local(excerpt_lake, monkeypatch):
     v, dest, queries = excerpt_lake
     with LakeVault.open_lake(dest, engine="spark") as lv:
         assert _excerpt_same(v, lv, queries[:2], monkeypatch, keys=False) > 0
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _without_timings(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "timings"}
+
+
+def test_cli_export_lake_then_search_it_like_the_vault(tmp_path):
+    from tests.test_cli import assert_user_error, digit_clips, run_cli, sha256
+
+    v, lake = tmp_path / "v.duckdb", tmp_path / "lake"
+    clips = digit_clips()[:8]
+    assert run_cli("init", v, "--kdf-log2n", "10", passphrase=PW + "!").returncode == 0
+    assert run_cli("ingest", v, *clips, passphrase=PW + "!").returncode == 0
+    r = run_cli("export-lake", v, lake, passphrase=PW + "!")
+    assert r.returncode == 0, r.stderr
+    assert "objects written 8" in r.stdout
+    r = run_cli("export-lake", v, lake, "--json", passphrase=PW + "!")
+    again = json.loads(r.stdout)
+    assert (again["partitions_written"], again["objects_written"]) == ([], 0)
+    for q in (clips[2], clips[5]):
+        a = run_cli("search", v, q, "--json")
+        b = run_cli("search", f"lake:{lake}", q, "--json")
+        assert a.returncode == b.returncode == 0, b.stderr
+        da, db = json.loads(a.stdout), json.loads(b.stdout)
+        assert da["matched"] and _without_timings(da) == _without_timings(db)
+    out = tmp_path / "out"
+    r = run_cli("search", f"lake:{lake}", clips[3], "--decrypt-to", out, passphrase=PW + "!")
+    assert r.returncode == 0, r.stderr
+    (written,) = list(out.iterdir())  # named <id>_<name>, as from the vault file
+    assert written.name.endswith(clips[3].name) and sha256(written) == sha256(clips[3])
+    assert_user_error(run_cli("search", f"lake:{tmp_path / 'nowhere'}", clips[0]),
+                      contains="no such lake")
+    assert_user_error(run_cli("export-lake", v, tmp_path / "nodir" / "lake", passphrase=PW + "!"),
+                      contains="no such directory")
