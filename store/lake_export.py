@@ -247,14 +247,18 @@ def _export_objects(con, master: bytes, dest: Path, report: LakeExportReport) ->
     wanted = {object_name(master, sha): int(rid)
               for rid, sha in con.execute("SELECT id, sha256 FROM recordings").fetchall()}
     present = {f.name for f in objects.iterdir() if f.is_file()}
-    for name in sorted(set(wanted) - present):
-        blob = con.execute("SELECT blob FROM recordings WHERE id = ?",
-                           [wanted[name]]).fetchall()[0][0]
-        tmp = objects / f".{name}.partial"
-        tmp.write_bytes(bytes(blob))
-        os.replace(tmp, objects / name)
-        report.objects_written += 1
-        report.bytes_written += len(blob)
+    missing = {wanted[name]: name for name in set(wanted) - present}
+    if missing:  # one statement, read in batches: the blobs of a big vault do not fit in RAM
+        cur = con.execute("SELECT id, blob FROM recordings WHERE id IN (SELECT unnest($1::BIGINT[]))",
+                          [sorted(missing)])
+        while batch := cur.fetchmany(256):
+            for rid, blob in batch:
+                name = missing[int(rid)]
+                tmp = objects / f".{name}.partial"
+                tmp.write_bytes(bytes(blob))
+                os.replace(tmp, objects / name)
+                report.objects_written += 1
+                report.bytes_written += len(blob)
     for name in sorted(present - set(wanted)):
         if len(name) == 64 and set(name) <= _HEX64:  # ours; anything else is left alone
             (objects / name).unlink()
