@@ -98,6 +98,9 @@ class SparkLake:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         from pyspark.sql import SparkSession
 
+        active = SparkSession.getActiveSession()
+        if active is not None and active.sparkContext.master != master:
+            active.stop()  # one SparkContext per process: the URI's master wins
         try:
             self._spark = (SparkSession.builder.master(master).appName("speechvault-lake")
                            .config("spark.ui.enabled", "false")
