@@ -289,11 +289,21 @@ def export_lake(vault, dest) -> LakeExportReport:
             finally:
                 con.close()
         manifest = _manifest(vault, master, model_path, partitions, recordings, n_objects)
-        tmp = dest / f".{MANIFEST}.partial"
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, dest / MANIFEST)
+        if _changed(old, manifest):  # an unchanged vault leaves the lake untouched
+            tmp = dest / f".{MANIFEST}.partial"
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                           encoding="utf-8")
+            os.replace(tmp, dest / MANIFEST)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _changed(old: dict | None, new: dict) -> bool:
+    """Whether the manifest says something new (its export time aside)."""
+    if old is None:
+        return True
+    strip = lambda m: {k: v for k, v in m.items() if k != "exported"}  # noqa: E731
+    return strip(old) != strip(new)
 
 
 def _manifest(vault, master: bytes, model_path: str, partitions: dict, recordings: dict,

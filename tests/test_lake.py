@@ -182,11 +182,11 @@ def test_sealed_objects_are_byte_identical_under_keyed_names(exported):
 def test_reexport_of_an_unchanged_vault_writes_nothing(exported):
     v, dest, _ = exported
     v.unlock(PW)
-    before = {p: p.stat().st_mtime_ns for p in dest.rglob("*.parquet")}
+    before = {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()}
     r = lake_export.export_lake(v, dest)
     assert (r.partitions_written, r.partitions_removed, r.recordings_written,
             r.objects_written, r.objects_removed, r.bytes_written) == ([], [], False, 0, 0, 0)
-    assert {p: p.stat().st_mtime_ns for p in dest.rglob("*.parquet")} == before
+    assert {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()} == before
 
 
 def test_incremental_ingest_and_delete_propagate(tmp_path, enc):
@@ -302,6 +302,18 @@ def test_clickhouse_lake_same_hits_as_the_vault(exported, monkeypatch):
         assert _same_hits(v, lv, queries, tops=(1, 100)) > 20
         monkeypatch.setattr(_search, "GROUPED_FALLBACK_ROWS", 0)
         assert _same_hits(v, lv, queries[:1], tops=(3,)) > 3
+
+
+@needs_chdb
+def test_clickhouse_reads_only_the_probed_partition(exported):
+    v, dest, _ = exported
+    with open_uri(f"clickhouse:{dest}") as lv:
+        out = lv._db().engine._session.query(
+            _search.count_sql(1, sd.CLICKHOUSE), "JSONCompact", params={"p1": 2})
+        doc = json.loads(out.bytes())
+    (n,), = doc["data"]
+    assert n == v._query("SELECT count(*) FROM codes WHERE category = 2")[0][0] > 0
+    assert doc["statistics"]["rows_read"] == n < v.info().windows
 
 
 @pytest.mark.slow
@@ -426,3 +438,60 @@ def test_cli_export_lake_then_search_it_like_the_vault(tmp_path):
                       contains="no such lake")
     assert_user_error(run_cli("export-lake", v, tmp_path / "nodir" / "lake", passphrase=PW + "!"),
                       contains="no such directory")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def spark_cluster(tmp_path):
+    """A Spark standalone master and two 1-core workers on 127.0.0.1 (stopped afterwards)."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import pyspark
+
+    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path),
+           "SPARK_WORKER_DIR": str(tmp_path / "work")}
+    port = _free_port()
+    master = f"spark://127.0.0.1:{port}"
+    procs = [subprocess.Popen(
+        [str(spark_class), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+         "--port", str(port), "--webui-port", str(_free_port())], env=env,
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "master.log", "w"), start_new_session=True)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(1)
+    for i in range(2):
+        procs.append(subprocess.Popen(
+            [str(spark_class), "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+             "--cores", "1", "--memory", "1g", "--webui-port", str(_free_port()), master],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker{i}.log", "w"),
+            start_new_session=True))
+    yield master
+    for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=60)
+
+
+@pytest.mark.slow
+@needs_spark
+def test_spark_standalone_cluster_same_hits(exported, spark_cluster):
+    v, dest, _ = exported
+    with open_uri(f"{spark_cluster}{dest.absolute()}") as lv:
+        assert lv.engine == "spark"
+        assert lv._db().engine._spark.sparkContext.master == spark_cluster
+        assert _same_hits(v, lv, [v.encode_query(_signal(6))], tops=(10,)) > 5
