@@ -9,7 +9,8 @@ engine, and a URI's grammar should be written down once::
     spark://HOST:PORT/DEST       Spark SQL on a standalone master (DEST: an absolute path that
                                  every worker can read)
 
-``lake://DEST`` and ``clickhouse://DEST`` are read as ``lake:/DEST`` (an absolute path).
+``lake://DEST`` is read as ``lake:/DEST`` (an absolute path); ``clickhouse://HOST`` (a server) is
+refused with a one-line error: not implemented yet (docs/scale.md has the server recipe).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def is_lake_uri(text: str) -> bool:
 
 def parse_uri(text: str) -> tuple[str, str, str | None]:
     """``(engine, DEST, spark master or None)``. ``spark://h:p/DEST`` -> master ``spark://h:p``;
-    ``clickhouse://DEST`` and ``lake://DEST`` read as a path with a leading ``/``."""
+    ``lake://DEST`` reads as a path with a leading ``/``; ``clickhouse://`` is refused."""
     text = str(text)
     for prefix, engine in _PREFIXES.items():
         if text.startswith(prefix):
@@ -42,6 +43,9 @@ def parse_uri(text: str) -> tuple[str, str, str | None]:
                 if not host or not path:
                     raise LakeError(f"{text}: expected spark://HOST:PORT/PATH/OF/LAKE")
                 master, rest = f"spark://{host}", "/" + path
+            elif rest.startswith("//") and engine == "clickhouse":
+                raise LakeError(f"{text}: a ClickHouse server URI is not supported yet; use "
+                                f"{prefix}/PATH/OF/LAKE (ClickHouse in-process, chDB)")
             elif rest.startswith("//"):
                 rest = rest[1:]
             if not rest:

@@ -125,7 +125,9 @@ def test_excerpt_translation_refuses_what_it_cannot_spell():
 def test_lake_uris():
     assert parse_uri("lake:/a/b") == ("duckdb", "/a/b", None)
     assert parse_uri("clickhouse:/a") == ("clickhouse", "/a", None)
-    assert parse_uri("clickhouse://a/b") == ("clickhouse", "/a/b", None)
+    assert parse_uri("lake://a/b") == ("duckdb", "/a/b", None)
+    with pytest.raises(LakeError, match="server URI is not supported"):
+        parse_uri("clickhouse://db.example:9000")
     assert parse_uri("spark:rel/l") == ("spark", "rel/l", None)
     assert parse_uri("spark://127.0.0.1:7077/x/l") == ("spark", "/x/l", "spark://127.0.0.1:7077")
     assert is_lake_uri("lake:x") and not is_lake_uri("/tmp/v.duckdb")
