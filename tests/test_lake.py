@@ -282,7 +282,7 @@ def test_duckdb_lake_prunes_categories(exported):
         plan = "\n".join(r[1] for r in lv._db().execute(
             "EXPLAIN ANALYZE " + _search.count_sql(1, sd.DUCKDB_LAKE), [1]).fetchall())
     n_files = len(list((dest / "codes").rglob("*.parquet")))
-    assert f"Scanning Files: 1/{n_files}" in plan or f"Scanning Files: 1/{n_files}" in plan.replace(" ", "")
+    assert f"Scanning Files: 1/{n_files}" in plan and n_files > 1
 
 
 def test_lake_export_opens_sealed_objects(exported):
