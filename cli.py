@@ -216,7 +216,12 @@ KeyFileOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 
 
-def _existing_vault(path: Path) -> Path:
+def _existing_vault(path: Path | str) -> Path | str:
+    from store.lake_uri import is_lake_uri
+
+    if isinstance(path, str) and is_lake_uri(path):  # a lake: opened (and checked) by URI
+        return path
+    path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such vault")
     if path.is_dir():
@@ -232,8 +237,12 @@ def _open(path: Path, *, write: bool = False, passphrase: Optional[str] = None,
           have: Optional[str] = None, key_file: Optional[Path] = None):
     """Open the vault; ``passphrase`` also unlocks it. A vault whose index is encrypted needs a
     passphrase just to be read: ``passphrase``, else ``have`` (already read, not for unlocking),
-    else one read now from ``key_file`` / the environment / the prompt."""
-    _existing_vault(path)
+    else one read now from ``key_file`` / the environment / the prompt. A lake URI
+    (``store.lake_uri``) opens the lake read-only."""
+    if not isinstance(_existing_vault(path), Path):
+        from store.lake import open_uri
+
+        return open_uri(path, passphrase=passphrase)
     from store.vault import Vault
 
     index_passphrase = None
@@ -540,9 +549,15 @@ def _print_ingest(report: Any, n_errors: int, skipped: list[Path]) -> None:
 
 
 # --------------------------------------------------------------------------- search
+VaultOrLakeArg = Annotated[
+    str, typer.Argument(metavar="VAULT", show_default=False,
+                        help="The vault file, or a lake made by export-lake: lake:DEST (DuckDB), "
+                             "clickhouse:DEST (chDB), spark:DEST or spark://HOST:PORT/DEST.")]
+
+
 @_command()
 def search(
-    vault: VaultArg,
+    vault: VaultOrLakeArg,
     queries: Annotated[list[str], typer.Argument(
         metavar="QUERY...", show_default=False,
         help="Audio files to look for, folders of them, glob patterns, or - for audio on stdin. "
@@ -710,6 +725,32 @@ def export(
             return
         saved = save_recording(v, recording_id, output, force=force)
     _stderr().print(f"wrote {saved.describe()}", markup=False, highlight=False)
+
+
+@_command("export-lake")
+def export_lake(
+    vault: VaultArg,
+    dest: Annotated[Path, typer.Argument(metavar="DEST", show_default=False,
+                                         help="The lake folder (new, empty, or this vault's lake "
+                                              "to bring up to date).")],
+    key_file: KeyFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export the index as a Parquet lake that DuckDB, ClickHouse and Spark search (docs/scale.md):
+    codes partitioned by model and category, recordings without blobs, each sealed blob as an
+    object named by a keyed hash. A re-export writes only what changed. Needs the passphrase."""
+    from store.lake_export import export_lake_file
+
+    report = export_lake_file(_existing_vault(vault), dest, lambda: _passphrase(key_file))
+    if as_json:
+        _print_json(_jsonable(report))
+        return
+    _stdout().print(
+        f"exported to {report.dest}: {report.recordings} recordings, {report.windows} windows; "
+        f"partitions written {len(report.partitions_written)}, kept {report.partitions_kept}, "
+        f"removed {len(report.partitions_removed)}; objects written {report.objects_written}, "
+        f"removed {report.objects_removed}; {_fmt_size(report.bytes_written)} in "
+        f"{report.seconds:.2f} s", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- list / info

@@ -75,3 +75,8 @@ class NotATerminalError(SpeechVaultError):
 
 class TooManyAttemptsError(SpeechVaultError):
     """Too many wrong passphrases in one session (each guess costs an scrypt on the server)."""
+
+
+class LakeError(SpeechVaultError):
+    """A Parquet lake (``export-lake``) is missing, malformed, or the engine reading it
+    (DuckDB, ClickHouse, Spark) failed."""

@@ -17,6 +17,8 @@ from speechvault.errors import RuntimeMissingError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("tensorflow", "matplotlib"),
     "bench": ("faiss",),
+    "clickhouse": ("chdb",),
+    "spark": ("pyspark",),
 }
 
 

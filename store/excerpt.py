@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from store.schema import word_columns
+from store.sql_dialects import DUCKDB, Dialect
 
 __all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "decide"]
 
@@ -167,12 +168,19 @@ def _keyed_pairs(K: int, two_stage: bool, bands: int) -> str:
         for b in range(min(bands, K // 16)))
 
 
-def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64) -> str:
+def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
+                dialect: Dialect = DUCKDB) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
     only) the list of categories searched, then (scan only) cand bits, bin, n_candidates, tol.
-    ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair."""
+    ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair.
+    ``dialect``: DuckDB on a vault file or on the lake (``store.sql_dialects``)."""
+    if dialect.family != "duckdb":
+        from store.sql_dialects import excerpt_sql_for  # the other engines' spelling
+
+        return excerpt_sql_for(dialect, excerpt_sql(K, two_stage, keyed, bands))
     W = len(word_columns(K))
-    words = ",\n       ".join(f"unnest(${2 + i}::UBIGINT[]) AS q{i}" for i in range(W))
+    wt = dialect.type("WORD")
+    words = ",\n       ".join(f"unnest(${2 + i}::{wt}[]) AS q{i}" for i in range(W))
     p = 2 + W
     cat_where = ""
     if two_stage:  # stage 1 of the paper: only windows of the query's categories
@@ -219,16 +227,17 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64) -
 
 
 def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray | None,
-                   K: int, rule: ExcerptRule, keyed: bool = False) -> list:
-    """The bound values of ``excerpt_sql`` for a coded query."""
+                   K: int, rule: ExcerptRule, keyed: bool = False,
+                   dialect: Dialect = DUCKDB) -> list:
+    """The bound values of ``excerpt_sql`` for a coded query (as ``dialect`` binds them)."""
     params: list = [[int(x) for x in frames]]
-    params += [[int(x) for x in words[:, i]] for i in range(words.shape[1])]
+    params += [dialect.word_values(words[:, i]) for i in range(words.shape[1])]
     if categories is not None:
         params.append(sorted({int(x) for x in categories}))
     if not keyed:
         params.append(int(np.floor(rule.cand_ber * K)))
     params += [int(rule.bin_frames), int(rule.n_candidates), int(rule.tol_frames)]
-    return params
+    return dialect.bind(params)
 
 
 def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[int, int], int]:

@@ -33,60 +33,65 @@ from __future__ import annotations
 import duckdb
 
 from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
+from store.sql_dialects import DUCKDB, Dialect
 
 __all__ = ["distance_expr", "rows_sql", "grouped_sql", "best_per_recording", "count_sql",
            "compact", "needs_compaction"]
 
 
-def distance_expr(K: int, first_param: int = 1, alias: str = "c") -> str:
+def distance_expr(K: int, first_param: int = 1, alias: str = "c",
+                  dialect: Dialect = DUCKDB) -> str:
     """``bit_count(xor(c.w0, $1::UBIGINT))::INTEGER + ...``: Hamming distance in bits to the
-    query. The cast matters: DuckDB < 2 types bit_count as TINYINT, and K > 127 overflows it."""
+    query. The cast matters: DuckDB < 2 types bit_count as TINYINT, and K > 127 overflows it.
+    ``dialect``: the engine's spelling (``store.sql_dialects``)."""
     return " + ".join(
-        f"bit_count(xor({alias}.{col}, ${first_param + i}::UBIGINT))::INTEGER"
+        dialect.hamming(f"{alias}.{col}", dialect.param(first_param + i, "WORD"))
         for i, col in enumerate(word_columns(K)))
 
 
-def _category_filter(first_param: int, n_categories: int | None) -> str:
+def _category_filter(first_param: int, n_categories: int | None,
+                     dialect: Dialect = DUCKDB) -> str:
     if n_categories is None:
         return ""
     if n_categories < 1:
         raise ValueError("at least one category to probe")
-    params = ", ".join(f"${first_param + i}::SMALLINT" for i in range(int(n_categories)))
-    return f"WHERE c.category IN ({params})"
+    return "WHERE " + dialect.in_list("c.category", first_param, n_categories, "SMALLINT")
 
 
-def rows_sql(K: int, n_categories: int | None) -> str:
+def rows_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> str:
     """Top-L index rows of one query window (the fast path). Parameters: the W query words, then
     the ``n_categories`` category ids (none for traversal), then L."""
     W = len(word_columns(K))
-    where = _category_filter(W + 1, n_categories)
+    where = _category_filter(W + 1, n_categories, dialect)
     limit_param = W + 1 + (n_categories or 0)
     return (
         "SELECT c.recording_id, c.win,\n"
-        f"       {distance_expr(K, 1)} AS dist\n"
+        f"       {distance_expr(K, 1, dialect=dialect)} AS dist\n"
         "FROM codes AS c\n"
         f"{where}\n"
-        f"ORDER BY dist, c.recording_id, c.win LIMIT ${limit_param}"
+        f"ORDER BY dist, c.recording_id, c.win LIMIT {dialect.limit(limit_param)}"
     )
 
 
-def grouped_sql(K: int, n_categories: int | None) -> str:
+def grouped_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> str:
     """Best window per recording, top N recordings (the exact fallback). Parameters as
     ``rows_sql`` with N last."""
     W = len(word_columns(K))
-    where = _category_filter(W + 1, n_categories)
+    where = _category_filter(W + 1, n_categories, dialect)
     limit_param = W + 1 + (n_categories or 0)
+    dist, win = dialect.qualified("d", "dist"), dialect.qualified("d", "win")
+    key = f"{dialect.cast(dist, 'BIGINT')} * 4294967296 + {win}"
     return (
         "WITH d AS (\n"
         "    SELECT c.recording_id, c.win,\n"
-        f"           {distance_expr(K, 1)} AS dist\n"
+        f"           {distance_expr(K, 1, dialect=dialect)} AS dist\n"
         "    FROM codes AS c\n"
         f"    {where}\n"
         ")\n"
-        "SELECT recording_id, arg_min(win, dist::BIGINT * 4294967296 + win) AS win,\n"
-        "       min(dist) AS dist\n"
+        f"SELECT recording_id, {dialect.arg_min(win, key)} AS win,\n"
+        f"       min({dist}) AS dist\n"
         "FROM d GROUP BY recording_id\n"
-        f"ORDER BY dist, recording_id LIMIT ${limit_param}"
+        f"ORDER BY dist, recording_id LIMIT {dialect.limit(limit_param)}"
     )
 
 
@@ -97,7 +102,8 @@ GROUPED_FALLBACK_ROWS = 65_536
 
 
 def best_per_recording(con: duckdb.DuckDBPyConnection, K: int, words: list[int],
-                       categories: list[int] | None, top: int) -> list[tuple[int, int, int]]:
+                       categories: list[int] | None, top: int,
+                       dialect: Dialect = DUCKDB) -> list[tuple[int, int, int]]:
     """``[(recording_id, win, dist)]``: the ``top`` recordings nearest one query window, each by
     its best window, ordered by (dist, recording_id).
 
@@ -108,10 +114,12 @@ def best_per_recording(con: duckdb.DuckDBPyConnection, K: int, words: list[int],
     every candidate row (measured at 1M rows: ~100 ms vs ~580 ms for traversal).
     """
     cats = [] if categories is None else [int(c) for c in categories]
+    words = dialect.word_values(words)
     n_cat = None if categories is None else len(cats)
     L = max(FIRST_L_FACTOR * top, 32)
     while L <= GROUPED_FALLBACK_ROWS:
-        rows = con.execute(rows_sql(K, n_cat), [*words, *cats, L]).fetchall()
+        rows = con.execute(rows_sql(K, n_cat, dialect),
+                           dialect.bind([*words, *cats, L])).fetchall()
         seen: dict[int, tuple[int, int]] = {}
         for rid, win, dist in rows:
             if rid not in seen:
@@ -121,13 +129,14 @@ def best_per_recording(con: duckdb.DuckDBPyConnection, K: int, words: list[int],
         if len(seen) >= top or len(rows) < L:
             return [(int(r), w, d) for r, (w, d) in seen.items()]
         L *= 4
-    rows = con.execute(grouped_sql(K, n_cat), [*words, *cats, top]).fetchall()
+    rows = con.execute(grouped_sql(K, n_cat, dialect),
+                       dialect.bind([*words, *cats, top])).fetchall()
     return [(int(r), int(w), int(d)) for r, w, d in rows]
 
 
-def count_sql(n_categories: int | None) -> str:
+def count_sql(n_categories: int | None, dialect: Dialect = DUCKDB) -> str:
     """Stage 1 alone: how many index rows the category filter keeps (``$1 ..`` the categories)."""
-    return f"SELECT count(*) FROM codes AS c {_category_filter(1, n_categories)}"
+    return f"SELECT count(*) FROM codes AS c {_category_filter(1, n_categories, dialect)}"
 
 
 def needs_compaction(unclustered: int, total: int) -> bool:

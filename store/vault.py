@@ -59,6 +59,7 @@ from store import rekey as _rekey
 from store import schema as _schema
 from store import sources as _sources
 from store import search as _search
+from store import sql_dialects as _dialects
 from store.records import (
     Hit,
     IngestEvent,
@@ -285,6 +286,8 @@ class Vault:
     #: None: no limit) and longest search query; the CLI's ``--max-duration`` sets them
     max_ingest_seconds: float | None = _sources.DEFAULT_MAX_INGEST_SECONDS
     max_query_seconds: float | None = _sources.DEFAULT_MAX_QUERY_SECONDS
+    #: how the search statements are spelled (a lake read by another engine: ``store.lake``)
+    _dialect: _dialects.Dialect = _dialects.DUCKDB
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool,
                  encoder: Any | None, index_encrypted: bool = False) -> None:
@@ -965,9 +968,11 @@ class Vault:
                     n_cand = total_rows
                 else:
                     probed.update(cats)
-                    n_cand = int(con.execute(_search.count_sql(len(cats)), cats).fetchone()[0])
+                    n_cand = int(con.execute(_search.count_sql(len(cats), self._dialect),
+                                             self._dialect.bind(cats)).fetchone()[0])
                 t1 = time.perf_counter()
-                rows = _search.best_per_recording(con, self.K, words, cats, top) if n_cand else []
+                rows = _search.best_per_recording(con, self.K, words, cats, top,
+                                                  self._dialect) if n_cand else []
                 t2 = time.perf_counter()
                 t_cat += t1 - t0
                 t_ham += t2 - t1
@@ -981,9 +986,8 @@ class Vault:
             labels = {}
             if ranked:
                 labels = {r[0]: (r[1], r[2]) for r in con.execute(
-                    "SELECT id, name, category FROM recordings "
-                    "WHERE id IN (SELECT unnest(?::BIGINT[]))", [[rid for rid, _ in ranked]]
-                ).fetchall()}
+                    _dialects.labels_sql(self._dialect),
+                    self._dialect.bind([[rid for rid, _ in ranked]])).fetchall()}
         nearest = [Hit(recording_id=rid, name=labels.get(rid, ("", ""))[0],
                        category=labels.get(rid, ("", ""))[1], ber=v[0] / self.K,
                        window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
@@ -1040,8 +1044,8 @@ class Vault:
         keyed = rule.keyed(self._index_rows())
         span = int(q.frames.max() - q.frames.min()) if len(q.frames) else 0
         bands = rule.bands_for(self.K, span, self.encoder.windowing.store_hop_frames)
-        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands)
-        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed)
+        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands, self._dialect)
+        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed, self._dialect)
         with self._lock:
             con = self._db()
             t0 = time.perf_counter()
@@ -1051,9 +1055,8 @@ class Vault:
             labels = {}
             if found:
                 labels = {r[0]: (r[1], r[2]) for r in con.execute(
-                    "SELECT id, name, category FROM recordings "
-                    "WHERE id IN (SELECT unnest(?::BIGINT[]))", [[h.recording_id for h in found]]
-                ).fetchall()}
+                    _dialects.labels_sql(self._dialect),
+                    self._dialect.bind([[h.recording_id for h in found]])).fetchall()}
         frame_s = self.encoder.windowing.frame_seconds
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,

@@ -1,0 +1,200 @@
+"""Open a Parquet lake (``store.lake_export``) like a vault: ``lake:``, ``clickhouse:``, ``spark:``.
+
+Why: the search logic (modes, tau, exact top-N, excerpt evidence) lives once, in ``Vault`` and
+the statement builders. A ``LakeVault`` *is* a read-only ``Vault`` whose tables are the lake's
+files, so ``search`` -- and the CLI's ``search``, ``--json`` and ``--decrypt-to`` -- run the same
+code and return the same hits as on the vault file (a conformance test compares them).
+
+How a lake is seen (an in-memory DuckDB connection, always -- DuckDB is a core dependency):
+
+* ``vault_meta``: one row from ``manifest.json`` (model sha, K, C, class names, tau, cipher,
+  wrapped key), so the vault's own checks and ``unlock`` apply unchanged;
+* ``model``, ``recordings``: views over their Parquet files;
+* ``codes``: a view over ``codes/model=<sha12>/category=*/*.parquet`` with hive partitioning, so
+  ``WHERE c.category IN (...)`` reads only the probed categories' files.
+
+URIs (``open_uri``):
+
+* a path: the vault file (not handled here);
+* ``lake:DEST``: DuckDB scans the Parquet (dialect ``DUCKDB_LAKE``: INT64 words);
+* ``clickhouse:DEST`` (or ``chdb:DEST``): ClickHouse in-process (pip ``chdb``, extra
+  ``[clickhouse]``) scans the same files with the ClickHouse spelling of the same statements;
+* ``spark:DEST`` (local mode, ``local[2]``) or ``spark://HOST:PORT/DEST`` (a standalone
+  master; DEST must be readable at that path by every worker): Spark SQL, for batch work.
+
+With an engine, the statements the dialect writes (``NamedParams``: the scans of ``codes``, the
+labels of the hits) run on the engine; the vault's small bookkeeping statements (meta, model,
+row counts from the Parquet footers) stay on the DuckDB view of the same files.
+
+``export`` (and so ``--decrypt-to``) reads the sealed object named by the HMAC of the
+recording's SHA-256 and opens it with the master key, checking tag and SHA-256 as a vault does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from speechvault.errors import LakeError, NotFoundError, SpeechVaultError, VaultFormatError
+from store import sql_dialects as _dialects
+from store.lake_export import MANIFEST, object_name, read_manifest
+from store.lake_uri import DEFAULT_SPARK_MASTER, ENGINES, is_lake_uri, parse_uri
+from store.schema import word_columns
+from store.vault import Vault
+
+__all__ = ["LakeVault", "is_lake_uri", "parse_uri", "open_uri", "ENGINES"]
+
+def _sql_str(text: str) -> str:
+    """A SQL string literal (DuckDB reads file paths from literals, not parameters)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _duckdb_view(dest: Path, m: dict) -> duckdb.DuckDBPyConnection:
+    """The in-memory DuckDB connection that sees the lake as a vault's tables."""
+    con = duckdb.connect(":memory:")
+    con.execute(
+        "CREATE TABLE vault_meta AS SELECT $1::INTEGER AS format_version, "
+        "$2::TIMESTAMPTZ AS created, $3::VARCHAR AS app_version, $4::VARCHAR AS cipher, "
+        "$5::VARCHAR AS key_wrap, $6::VARCHAR AS model_sha256, $7::INTEGER AS k, "
+        "$8::INTEGER AS c, $9::VARCHAR[] AS class_names, $10::DOUBLE AS tau, "
+        "0::BIGINT AS codes_unclustered",
+        [m["vault_format_version"], m["vault_created"], m["app_version"], m["cipher"],
+         json.dumps(m["key_wrap"]), m["model_sha256"], m["K"], m["C"], m["class_names"],
+         m["tau"]])
+    con.execute(f"CREATE VIEW model AS SELECT * FROM read_parquet({_sql_str(dest / m['model'])})")
+    con.execute("CREATE VIEW recordings AS SELECT * FROM "
+                f"read_parquet({_sql_str(dest / 'recordings' / 'recordings.parquet')})")
+    words = ", ".join(word_columns(m["K"]))
+    if m["partitions"]:
+        glob = dest / m["codes"] / "*" / "*.parquet"
+        con.execute(
+            f"CREATE VIEW codes AS SELECT recording_id, win, category, start, {words} FROM "
+            f"read_parquet({_sql_str(glob)}, hive_partitioning = true, "
+            "hive_types = {'category': SMALLINT})")
+    else:  # an empty vault: no partition files to read
+        cols = ", ".join(f"{c} BIGINT" for c in word_columns(m["K"]))
+        con.execute("CREATE TABLE codes (recording_id BIGINT, win INTEGER, category SMALLINT, "
+                    f"start INTEGER, {cols})")
+    return con
+
+
+class _Rows:
+    """The rows of an engine's statement, as ``fetchall``/``fetchone`` expect."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self._rows = rows
+
+    def fetchall(self) -> list[tuple]:
+        return list(self._rows)
+
+    def fetchone(self) -> tuple | None:
+        return self._rows[0] if self._rows else None
+
+
+class _EngineConnection:
+    """A ``Vault`` connection whose dialect statements (bound by name) run on an engine and
+    whose other statements run on the DuckDB view of the same lake."""
+
+    def __init__(self, duck: duckdb.DuckDBPyConnection, engine: Any) -> None:
+        self.duck = duck
+        self.engine = engine
+
+    def execute(self, sql: str, params: Any = None):
+        if isinstance(params, _dialects.NamedParams):
+            return _Rows(self.engine.rows(sql, dict(params)))
+        return self.duck.execute(sql, params if params is not None else [])
+
+    def close(self) -> None:
+        try:
+            self.engine.close()
+        finally:
+            self.duck.close()
+
+
+class LakeVault(Vault):
+    """A lake opened read-only as a vault (search, list, info, get, codes_of, export)."""
+
+    def __init__(self, dest: Path, con: Any, manifest: dict, engine: str,
+                 dialect: _dialects.Dialect) -> None:
+        self.manifest = manifest
+        self.engine = engine
+        self._dialect = dialect
+        super().__init__(dest, con, read_only=True, encoder=None)
+
+    @classmethod
+    def open_lake(cls, dest, *, engine: str = "duckdb", spark_master: str | None = None,
+                  passphrase: str | None = None) -> "LakeVault":
+        """Open the lake at folder ``dest`` with ``engine`` (duckdb, clickhouse or spark);
+        ``passphrase`` also unlocks it (for ``export``)."""
+        dest = Path(dest).absolute()
+        if not dest.is_dir():
+            raise NotFoundError(f"{dest}: no such lake")
+        m = read_manifest(dest)
+        if m is None:
+            raise VaultFormatError(f"{dest}: not a speechvault lake (no {MANIFEST})")
+        try:
+            duck = _duckdb_view(dest, m)
+        except (KeyError, TypeError) as exc:
+            raise VaultFormatError(f"{dest}: damaged lake manifest ({exc})") from None
+        except duckdb.Error as exc:
+            raise LakeError(f"{dest}: unreadable lake ({str(exc).splitlines()[0]})") from None
+        con: Any = duck
+        dialect = _dialects.DUCKDB_LAKE
+        try:
+            if engine == "clickhouse":
+                from store.lake_engines import ClickHouseLake
+
+                con, dialect = _EngineConnection(duck, ClickHouseLake(dest, m)), _dialects.CLICKHOUSE
+            elif engine == "spark":
+                from store.lake_engines import SparkLake
+
+                con = _EngineConnection(duck, SparkLake(dest, m, spark_master or DEFAULT_SPARK_MASTER))
+                dialect = _dialects.SPARK
+            elif engine != "duckdb":
+                raise LakeError(f"unknown lake engine {engine!r}; choose one of {', '.join(ENGINES)}")
+            v = cls(dest, con, m, engine, dialect)
+        except BaseException:
+            con.close()
+            raise
+        if passphrase is not None:
+            try:
+                v.unlock(passphrase)
+            except BaseException:
+                v.close()
+                raise
+        return v
+
+    def info(self):
+        d = super().info()
+        d.size_bytes = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return d
+
+    def export(self, recording_id: int) -> bytes:
+        """The original bytes of a recording from its sealed object, decrypted and checked."""
+        master = self._require_key("export")
+        row = self.get(recording_id)
+        path = self.path / "objects" / object_name(master, row.sha256)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"recording {recording_id}: its sealed object is missing from "
+                                "the lake (export-lake again)") from None
+        return self._open_blob(master, blob, row.sha256, int(recording_id))
+
+    def __repr__(self) -> str:
+        return f"<LakeVault {str(self.path)!r} engine={self.engine} K={self.K}>"
+
+
+def open_uri(uri: str, *, passphrase: str | None = None) -> LakeVault:
+    """Open ``lake:DEST``, ``clickhouse:DEST``, ``spark:DEST`` or ``spark://HOST:PORT/DEST``."""
+    engine, dest, master = parse_uri(uri)
+    try:
+        return LakeVault.open_lake(dest, engine=engine, spark_master=master,
+                                   passphrase=passphrase)
+    except SpeechVaultError:
+        raise
+    except duckdb.Error as exc:
+        raise LakeError(f"{dest}: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,337 @@
+"""``export-lake``: a vault's index as a Parquet lake that DuckDB, ClickHouse and Spark read.
+
+Why (issue 14): one vault file is right for one machine; an archive of millions of hours must be
+searched by an existing distributed engine. Those engines all read Parquet from a folder or an
+object store, so the lake is plain files (``DEST`` is a folder)::
+
+    DEST/manifest.json                          one per vault: format, model sha, K, C, class
+                                                names, tau, cipher, wrapped key, digests
+    DEST/model/<sha12>.parquet                  the coding model (as in the vault: public)
+    DEST/codes/model=<sha12>/category=<k>/data_0.parquet
+                                                the index, one partition per category h1:
+                                                recording_id, win, start, w0..w{W-1}
+    DEST/recordings/recordings.parquet          the recordings table without blobs
+    DEST/objects/<hmac>                         each sealed blob, byte-identical
+
+Choices, each measured or forced (issue 14):
+
+* words are INT64 (two's complement of the vault's UBIGINT): Spark reads UINT64 as DECIMAL and
+  ``^`` then fails; XOR and popcount do not care about the sign (``store.sql_dialects``);
+* uncompressed, row groups of ``ROW_GROUP_ROWS``: a search is a scan of whole word columns, so
+  decompression would be pure cost, and the category filter prunes whole files (hive
+  partitions), not row groups;
+* an object's name is HMAC-SHA256(k, SHA-256 of the original) with k derived from the vault's
+  master key: listing the bucket does not tell which known files are present, and only the
+  passphrase holder can compute the name (no key leaves the user; the manifest holds the same
+  passphrase-wrapped key as the vault);
+* incremental: a partition is rewritten only when its digest (its recording ids: a recording's
+  codes never change under one model) differs; objects already there are kept (their name
+  fixes their content), objects and partitions no longer in the vault are deleted; the manifest
+  is written last, so a reader sees the previous export or the new one.
+
+A vault whose index is encrypted (``init --encrypt-index``) is refused: the lake holds the index
+in the clear, which is exactly what that vault chose not to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import speechvault
+from speechvault.errors import InvalidInputError, NotFoundError, VaultFormatError
+from store import private_files as _private
+from store.keys import hkdf_sha256
+from store.schema import ROW_GROUP_ROWS, word_columns
+
+__all__ = ["LAKE_FORMAT", "LAKE_VERSION", "LakeExportReport", "export_lake", "export_lake_file",
+           "object_name",
+           "lake_id", "read_manifest", "signed_words_sql"]
+
+LAKE_FORMAT = "speechvault-lake"
+LAKE_VERSION = 1
+MANIFEST = "manifest.json"
+_OBJECT_LABEL = b"speechvault lake object names v1"
+_ID_LABEL = b"speechvault lake vault id v1"
+_HEX64 = frozenset("0123456789abcdef")
+
+ENCRYPTED_INDEX_REFUSAL = (
+    "export-lake refuses a vault whose index is encrypted (--encrypt-index): the lake stores "
+    "the index in the clear for other engines to scan, which that vault chose not to allow")
+
+
+@dataclass
+class LakeExportReport:
+    """What one export wrote and removed (a re-export of an unchanged vault writes nothing)."""
+
+    dest: str
+    model: str
+    recordings: int = 0
+    windows: int = 0
+    partitions_written: list[int] = field(default_factory=list)
+    partitions_removed: list[int] = field(default_factory=list)
+    partitions_kept: int = 0
+    recordings_written: bool = False
+    objects_written: int = 0
+    objects_removed: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def object_name(master: bytes, sha256_hex: str) -> str:
+    """The lake's name of a sealed blob: HMAC of the original's SHA-256 under a key derived
+    from the master key (only a passphrase holder can tell which object is which file)."""
+    key = hkdf_sha256(master, info=_OBJECT_LABEL)
+    return hmac.new(key, bytes.fromhex(sha256_hex), hashlib.sha256).hexdigest()
+
+
+def lake_id(master: bytes) -> str:
+    """Which vault a lake belongs to: derived from the master key (stable across passphrase
+    changes, reveals nothing about it), so an export never overwrites another vault's lake."""
+    return hkdf_sha256(master, info=_ID_LABEL, length=16).hex()
+
+
+def signed_words_sql(K: int) -> str:
+    """``w0 .. w{W-1}`` as INT64 with the same bits (UBIGINT >= 2^63 wraps to negative)."""
+    return ", ".join(
+        f"CAST(CASE WHEN {c} >= 9223372036854775808 THEN {c}::HUGEINT - 18446744073709551616 "
+        f"ELSE {c}::HUGEINT END AS BIGINT) AS {c}" for c in word_columns(K))
+
+
+def read_manifest(dest: Path) -> dict | None:
+    """The lake's manifest, None if ``dest`` has none; ``VaultFormatError`` if it is not ours."""
+    path = Path(dest) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise VaultFormatError(f"{dest}: unreadable lake manifest") from None
+    if not isinstance(m, dict) or m.get("format") != LAKE_FORMAT:
+        raise VaultFormatError(f"{dest}: not a speechvault lake (manifest format)")
+    if not isinstance(m.get("version"), int) or m["version"] > LAKE_VERSION:
+        raise VaultFormatError(f"{dest}: lake format version {m.get('version')!r} is newer than "
+                               f"this speechvault supports ({LAKE_VERSION})")
+    return m
+
+
+def _check_dest(dest: Path, master: bytes) -> dict | None:
+    """The previous manifest (None: a new lake); refuse a folder that is something else."""
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInputError(f"{dest}: exists and is not a folder")
+    if not dest.parent.exists():
+        raise NotFoundError(f"{dest.parent}: no such directory")
+    old = read_manifest(dest) if dest.exists() else None
+    if old is None and dest.exists() and any(dest.iterdir()):
+        raise InvalidInputError(f"{dest}: not empty and not a speechvault lake; choose an empty "
+                                "or new folder")
+    if old is not None and old.get("vault_id") != lake_id(master):
+        raise InvalidInputError(f"{dest}: holds the lake of another vault; choose another folder")
+    return old
+
+
+def _digests(con, sql: str) -> dict[int, tuple[int, str]]:
+    return {int(k): (int(n), str(d)) for k, n, d in con.execute(sql).fetchall()}
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Put ``new`` at ``final`` (the old one, if any, is removed after the rename)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trash = None
+    if final.exists():
+        trash = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, trash)
+    os.replace(new, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _export_codes(con, K: int, sha12: str, dest: Path, old: dict | None,
+                  report: LakeExportReport) -> dict:
+    """Rewrite the category partitions whose digest changed; drop the ones gone."""
+    now = _digests(con, "SELECT category, count(*), md5(list_sort(list(DISTINCT recording_id))"
+                        "::VARCHAR) FROM codes GROUP BY category")
+    before = {} if old is None or old.get("model_sha256", "")[:12] != sha12 else {
+        int(k): (int(v["rows"]), str(v["digest"])) for k, v in old.get("partitions", {}).items()}
+    model_dir = dest / "codes" / f"model={sha12}"
+    changed = sorted(k for k, v in now.items()
+                     if before.get(k) != v or not (model_dir / f"category={k}").is_dir())
+    if changed:
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+        try:
+            rel = con.sql(
+                f"SELECT recording_id, win, category, start, {signed_words_sql(K)} FROM codes "
+                f"WHERE list_contains($1::SMALLINT[], category) "
+                "ORDER BY category, recording_id, win", params=[changed])
+            rel.write_parquet(str(staging / "codes"), compression="uncompressed",
+                              row_group_size=ROW_GROUP_ROWS, partition_by=["category"])
+            for k in changed:
+                part = staging / "codes" / f"category={k}"
+                report.bytes_written += _dir_bytes(part)
+                _replace_dir(part, model_dir / f"category={k}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    report.partitions_written = changed
+    if model_dir.is_dir():
+        for d in sorted(model_dir.iterdir()):
+            k = d.name.removeprefix("category=")
+            if d.is_dir() and k.lstrip("-").isdigit() and int(k) not in now:
+                shutil.rmtree(d)
+                report.partitions_removed.append(int(k))
+    for d in (dest / "codes").iterdir():  # codes of a previous model (after reindex)
+        if d.is_dir() and d.name != model_dir.name and d.name.startswith("model="):
+            shutil.rmtree(d)
+    report.partitions_kept = len(now) - len(changed)
+    report.windows = sum(n for n, _ in now.values())
+    return {str(k): {"rows": n, "digest": d} for k, (n, d) in sorted(now.items())}
+
+
+_REC_COLS = "id, name, category, sha256, sample_rate, channels, duration, size, added, n_windows"
+
+
+def _export_recordings(con, dest: Path, old: dict | None, report: LakeExportReport) -> dict:
+    n, digest = con.execute(
+        f"SELECT count(*), md5(coalesce(string_agg(concat_ws('|', {_REC_COLS}), chr(10) "
+        "ORDER BY id), '')) FROM recordings").fetchall()[0]
+    final = dest / "recordings" / "recordings.parquet"
+    report.recordings = int(n)
+    prev = (old or {}).get("recordings", {})
+    if prev.get("digest") != digest or not final.exists():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".recordings-{os.getpid()}.parquet")
+        con.sql(f"SELECT {_REC_COLS} FROM recordings ORDER BY id").write_parquet(
+            str(tmp), compression="uncompressed")
+        report.bytes_written += tmp.stat().st_size
+        os.replace(tmp, final)
+        report.recordings_written = True
+    return {"rows": int(n), "digest": str(digest)}
+
+
+def _export_model(con, vault, dest: Path, sha12: str, report: LakeExportReport) -> str:
+    rel_path = f"model/{sha12}.parquet"
+    final = dest / rel_path
+    if not final.exists():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".model-{os.getpid()}.parquet")
+        con.sql("SELECT sha256, meta_json, tflite, fingerprint FROM model "
+                        "WHERE sha256 = $1", params=[vault.model_sha256]).write_parquet(str(tmp))
+        report.bytes_written += tmp.stat().st_size
+        os.replace(tmp, final)
+    for f in final.parent.iterdir():  # a previous model's file
+        if f.name != final.name and f.suffix == ".parquet":
+            f.unlink()
+    return rel_path
+
+
+def _export_objects(con, master: bytes, dest: Path, report: LakeExportReport) -> int:
+    """Copy each sealed blob not yet there; delete the objects of deleted recordings."""
+    objects = dest / "objects"
+    objects.mkdir(exist_ok=True)
+    wanted = {object_name(master, sha): int(rid)
+              for rid, sha in con.execute("SELECT id, sha256 FROM recordings").fetchall()}
+    present = {f.name for f in objects.iterdir() if f.is_file()}
+    missing = {wanted[name]: name for name in set(wanted) - present}
+    if missing:  # one statement, read in batches: the blobs of a big vault do not fit in RAM
+        cur = con.execute("SELECT id, blob FROM recordings WHERE id IN (SELECT unnest($1::BIGINT[]))",
+                          [sorted(missing)])
+        while batch := cur.fetchmany(256):
+            for rid, blob in batch:
+                name = missing[int(rid)]
+                tmp = objects / f".{name}.partial"
+                tmp.write_bytes(bytes(blob))
+                os.replace(tmp, objects / name)
+                report.objects_written += 1
+                report.bytes_written += len(blob)
+    for name in sorted(present - set(wanted)):
+        if len(name) == 64 and set(name) <= _HEX64:  # ours; anything else is left alone
+            (objects / name).unlink()
+            report.objects_removed += 1
+    return len(wanted)
+
+
+def export_lake(vault, dest) -> LakeExportReport:
+    """Export (or bring up to date) the lake of an open, unlocked ``vault`` at folder ``dest``."""
+    if vault.index_encrypted:
+        raise InvalidInputError(ENCRYPTED_INDEX_REFUSAL)
+    master = vault._require_key("export-lake")
+    t0 = time.perf_counter()
+    dest = Path(dest)
+    old = _check_dest(dest, master)
+    sha12 = vault.model_sha256[:12]
+    report = LakeExportReport(dest=str(dest), model=sha12)
+    with _private.private_umask():
+        dest.mkdir(exist_ok=True)
+        with vault._lock:
+            con = vault._db().cursor()  # its own cursor: no pending result of the vault's
+            try:
+                model_path = _export_model(con, vault, dest, sha12, report)
+                (dest / "codes").mkdir(exist_ok=True)
+                partitions = _export_codes(con, vault.K, sha12, dest, old, report)
+                recordings = _export_recordings(con, dest, old, report)
+                n_objects = _export_objects(con, master, dest, report)
+            finally:
+                con.close()
+        manifest = _manifest(vault, master, model_path, partitions, recordings, n_objects)
+        if _changed(old, manifest):  # an unchanged vault leaves the lake untouched
+            tmp = dest / f".{MANIFEST}.partial"
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                           encoding="utf-8")
+            os.replace(tmp, dest / MANIFEST)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _changed(old: dict | None, new: dict) -> bool:
+    """Whether the manifest says something new (its export time aside)."""
+    if old is None:
+        return True
+    strip = lambda m: {k: v for k, v in m.items() if k != "exported"}  # noqa: E731
+    return strip(old) != strip(new)
+
+
+def _manifest(vault, master: bytes, model_path: str, partitions: dict, recordings: dict,
+              n_objects: int) -> dict[str, Any]:
+    created = vault.created
+    return {
+        "format": LAKE_FORMAT, "version": LAKE_VERSION, "vault_id": lake_id(master),
+        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "app_version": speechvault.__version__, "vault_format_version": int(vault.format_version),
+        "vault_created": created.isoformat() if hasattr(created, "isoformat") else str(created),
+        "model_sha256": vault.model_sha256, "model": model_path, "K": int(vault.K),
+        "C": int(vault.C), "class_names": list(vault.class_names), "tau": float(vault.tau),
+        "cipher": vault.cipher, "key_wrap": vault._key_wrap,
+        "words": "int64 (two's complement of the K-bit code's 64-bit words, bit i in word i//64)",
+        "codes": f"codes/model={vault.model_sha256[:12]}", "partitions": partitions,
+        "recordings": recordings, "objects": n_objects, "row_group_rows": ROW_GROUP_ROWS,
+        "object_names": "hex HMAC-SHA256(HKDF(master key, 'speechvault lake object names v1'), "
+                        "SHA-256 of the original)",
+    }
+
+
+def export_lake_file(path, dest, get_passphrase) -> LakeExportReport:
+    """``export-lake``: open the vault file at ``path``, unlock it with ``get_passphrase()``
+    (asked only once the vault is known to be exportable), export to ``dest``."""
+    from store.vault import Vault
+
+    if Vault.index_is_encrypted(path):
+        raise InvalidInputError(ENCRYPTED_INDEX_REFUSAL)
+    with Vault.open(path, read_only=True) as v:
+        v.unlock(get_passphrase())
+        return export_lake(v, dest)
