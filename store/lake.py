@@ -60,10 +60,12 @@ def _duckdb_view(dest: Path, m: dict) -> duckdb.DuckDBPyConnection:
         "$2::TIMESTAMPTZ AS created, $3::VARCHAR AS app_version, $4::VARCHAR AS cipher, "
         "$5::VARCHAR AS key_wrap, $6::VARCHAR AS model_sha256, $7::INTEGER AS k, "
         "$8::INTEGER AS c, $9::VARCHAR[] AS class_names, $10::DOUBLE AS tau, "
-        "0::BIGINT AS codes_unclustered",
+        "0::BIGINT AS codes_unclustered, $11::VARCHAR AS vault_id, $12::BLOB AS integrity",
         [m["vault_format_version"], m["vault_created"], m["app_version"], m["cipher"],
          json.dumps(m["key_wrap"]), m["model_sha256"], m["K"], m["C"], m["class_names"],
-         m["tau"]])
+         m["tau"], m["blob_vault_id"],
+         # sealed objects open with the binding they were sealed under (store.integrity)
+         b"bound in the vault" if m["blobs_bound"] else None])
     con.execute(f"CREATE VIEW model AS SELECT * FROM read_parquet({_sql_str(dest / m['model'])})")
     con.execute("CREATE VIEW recordings AS SELECT * FROM "
                 f"read_parquet({_sql_str(dest / 'recordings' / 'recordings.parquet')})")

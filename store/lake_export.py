@@ -317,6 +317,9 @@ def _manifest(vault, master: bytes, model_path: str, partitions: dict, recording
         "model_sha256": vault.model_sha256, "model": model_path, "K": int(vault.K),
         "C": int(vault.C), "class_names": list(vault.class_names), "tau": float(vault.tau),
         "cipher": vault.cipher, "key_wrap": vault._key_wrap,
+        # the vault's random id and whether its blobs are bound to it and their record ids (the
+        # authenticated data of every sealed object, issue 17)
+        "blob_vault_id": vault.vault_id, "blobs_bound": bool(vault.bound),
         "words": "int64 (two's complement of the K-bit code's 64-bit words, bit i in word i//64)",
         "codes": f"codes/model={vault.model_sha256[:12]}", "partitions": partitions,
         "recordings": recordings, "objects": n_objects, "row_group_rows": ROW_GROUP_ROWS,
