@@ -17,7 +17,13 @@ from speechvault.errors import RuntimeMissingError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("tensorflow", "matplotlib"),
     "bench": ("faiss",),
+    "m4a": ("av",),  # PyAV: M4A/AAC voice memos (hashing/av_audio.py)
 }
+
+
+def installed(extra: str) -> bool:
+    """Whether every package of ``extra`` is importable (looked up, not imported)."""
+    return not missing(EXTRAS[extra])
 
 
 def missing(modules: tuple[str, ...] | list[str]) -> list[str]:

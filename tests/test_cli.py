@@ -250,13 +250,13 @@ def test_expand_sources(tmp_path):
     (tmp_path / ".DS_Store").write_text("x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.flac").write_bytes(b"x")
-    (tmp_path / "sub" / "memo.m4a").write_bytes(b"x")
+    (tmp_path / "sub" / "memo.amr").write_bytes(b"x")
     src = expand_sources([str(tmp_path)], recursive=False)
     assert [p.name for p in src.files] == ["a.wav"] and src.problems == []
     assert [p.name for p in src.skipped] == ["b.txt"]  # hidden files are not reported
     src = expand_sources([str(tmp_path)], recursive=True)
     assert sorted(p.name for p in src.files) == ["a.wav", "c.flac"]
-    assert sorted(p.name for p in src.skipped) == ["b.txt", "memo.m4a"]
+    assert sorted(p.name for p in src.skipped) == ["b.txt", "memo.amr"]
     src = expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
     assert [p.name for p in src.files] == ["a.wav"]  # de-duplicated
     src = expand_sources([str(tmp_path / "b.txt")], recursive=False)
@@ -871,20 +871,20 @@ def test_ingest_folder_recursive_and_glob(tmp_path):
     (src / a.name).write_bytes(a.read_bytes())
     (src / "deep" / b.name).write_bytes(b.read_bytes())
     (src / "readme.txt").write_text("not audio, reported as skipped")
-    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # a phone's voice memo
+    (src / "memo1.amr").write_bytes(b"#!AMR\n")  # an old phone's voice memo (not read)
     r = run_cli("ingest", path, src, "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert [row["name"] for row in rep["added"]] == [a.name]
     assert sorted(Path(row["path"]).name for row in rep["skipped_unsupported"]) == [
-        "memo1.m4a", "readme.txt"]
-    assert ".m4a" in rep["skipped_unsupported"][0]["reason"]
+        "memo1.amr", "readme.txt"]
+    assert ".amr" in rep["skipped_unsupported"][0]["reason"]
     r = run_cli("ingest", path, src, "--recursive", "--json", passphrase=PASS)
     rep = json.loads(r.stdout)
     assert [row["name"] for row in rep["added"]] == [b.name] and len(rep["skipped_duplicates"]) == 1
     r = run_cli("ingest", path, src, passphrase=PASS)  # the summary says it too
     assert r.returncode == 0, r.stderr
-    assert f"skipped {src / 'memo1.m4a'} (not a format speechvault reads (.m4a))" in r.stdout
+    assert f"skipped {src / 'memo1.amr'} (not a format speechvault reads (.amr))" in r.stdout
     summary = r.stdout.splitlines()
     header = next(i for i, ln in enumerate(summary) if "skipped" in ln and "errors" in ln)
     assert summary[header + 2].replace("│", " ").split()[-1] == "2"  # added dup err skipped
