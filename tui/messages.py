@@ -30,9 +30,10 @@ class SearchDone(Message):
 
 
 class RecordLoaded(Message):
-    def __init__(self, row: Any, category: int | None, bits: Any, class_names: list[str] | None
-                 ) -> None:
+    def __init__(self, row: Any, category: int | None, bits: Any, class_names: list[str] | None,
+                 code: str = "h2") -> None:
         super().__init__()
+        self.code = code  # what the index holds: "h2" or "fingerprint"
         self.row = row
         self.category = category
         self.bits = bits

@@ -80,8 +80,12 @@ class VaultWrites:
     def _write_session(self, label: str, body: Callable[[Any], None], *,
                        passphrase: str | None = None) -> None:
         """(worker thread) Close the read-only handle, run ``body`` on a read-write one, and
-        reopen read-only, whatever happened."""
+        reopen read-only, whatever happened. A session that knew the passphrase stays unlocked
+        on the new handle (it used to look locked after an ingest, the next decrypt asking for
+        a new scrypt -- or, when the key came from a prompt, for the passphrase again)."""
         rw = None
+        keep = passphrase or (self.passphrase if self.is_unlocked() else None)
+        done = False
         self.writes_idle.clear()
         try:
             self.call_from_thread(self._begin_write, label)
@@ -90,6 +94,7 @@ class VaultWrites:
             rw = self.vault_cls.open(self.vault_path, read_only=False, passphrase=passphrase,
                                      **self._index_kwargs())
             body(rw)
+            done = True
         finally:
             if rw is not None:
                 try:
@@ -103,8 +108,9 @@ class VaultWrites:
                                             **self._index_kwargs())
             except SpeechVaultError as exc:
                 error = exc.message
+            unlocked = done and vault is not None and keep and _unlock(vault, keep)
             try:
-                self.call_from_thread(self._end_write, vault, error)
+                self.call_from_thread(self._end_write, vault, error, bool(unlocked))
             except RuntimeError:  # the app has gone: do not leak the handle
                 if vault is not None:
                     vault.close()
@@ -120,10 +126,21 @@ class VaultWrites:
         self.ingesting, self.write_label = True, label
         self.refresh_status()
 
-    def _end_write(self, vault: Any, error: str | None) -> None:
+    def _end_write(self, vault: Any, error: str | None, unlocked: bool = False) -> None:
         self.ingesting = False
         self._ingest_cancel = None
+        if unlocked:
+            self._unlocked_handle = vault
         self._set_vault(vault, error)
         if error:
             self.notify(f"could not reopen the vault read-only: {error} (ctrl+r to retry)",
                         severity="error")
+
+
+def _unlock(vault: Any, passphrase: str) -> bool:
+    """Unlock the reopened read-only handle with the passphrase the write just used."""
+    try:
+        vault.unlock(passphrase)
+    except SpeechVaultError:
+        return False
+    return True

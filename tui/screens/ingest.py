@@ -81,7 +81,8 @@ class IngestScreen(Screen):
     def on_mount(self) -> None:
         self.errors: list[tuple[str, str]] = []
         # the path input, not the tree: typing a path must not fire the tree's `a` (add)
-        self.query_one("#source", Input).focus()
+        # (set now, not deferred as ``focus()`` is: keys typed during the switch come next)
+        self.set_focus(self.query_one("#source", Input))
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
     def _vault_changed(self, _generation: int) -> None:

@@ -70,7 +70,7 @@ class RecordScreen(Screen):
             yield Static("loading…", id="record-meta")
             yield Label("Log-Mel spectrogram (time →, frequency ↑)", classes="panel-title")
             yield SpectrogramHeatmap(id="heatmap")
-            yield Label("Hash code h1 || h2 (public index)", classes="panel-title")
+            yield Label("Hash code h1 || h2 (public index)", classes="panel-title", id="code-title")
             yield HashBitsView(id="bits")
         yield Footer(compact=True)
 
@@ -96,8 +96,10 @@ class RecordScreen(Screen):
         cname = names[message.category] if message.category is not None and \
             0 <= message.category < len(names) else None
         n_classes = len(names) or None
+        code = getattr(message, "code", "h2")
+        self.query_one("#code-title", Label).update(f"Hash code h1 || {code} (public index)")
         self.query_one("#bits", HashBitsView).set_codes(message.category, n_classes,
-                                                         message.bits, cname)
+                                                         message.bits, cname, code=code)
 
     def on_spectrogram_ready(self, message: SpectrogramReady) -> None:
         if message.recording_id == self.recording_id:

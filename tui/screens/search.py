@@ -61,9 +61,10 @@ class SearchScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#hits", DataTable)
-        for label in ("#", "name", "category", "BER", "at", "match"):
+        for label in ("#", "id", "name", "category", "BER", "at", "match"):
             table.add_column(label, key=label)
-        self.query_one("#query", Input).focus()
+        # set now, not deferred (``focus()``): keys typed during the switch come next
+        self.set_focus(self.query_one("#query", Input))
 
     # -- actions ---------------------------------------------------------------------------
     def action_focus_query(self) -> None:
@@ -112,8 +113,20 @@ class SearchScreen(Screen):
         from pathlib import Path
 
         self.query_one("#verdict", Static).update(f"searching {Path(query).name} ({mode})…")
+        self._clear_results()  # no hits of an earlier query may stand under this one's answer
+        self.app.track(self.app.run_search(self, query, tau, mode, top),
+                       on_error=self._search_failed)
+
+    def _clear_results(self) -> None:
+        self.result = None
+        self.rows = []
+        self.query_one("#hits", DataTable).clear()
+        self.query_one("#chart", BerChart).clear()
         self.query_one("#timings", Static).update("")
-        self.app.run_search(self, query, tau, mode, top)
+
+    def _search_failed(self, error: BaseException) -> None:
+        message = getattr(error, "message", None) or " ".join(str(error).split())
+        self.query_one("#verdict", Static).update(f"[b]search failed[/b]: {_esc(message)}")
 
     # -- results ---------------------------------------------------------------------------
     def on_search_done(self, message: SearchDone) -> None:
@@ -138,11 +151,11 @@ class SearchScreen(Screen):
         for i, h in enumerate(rows, 1):
             if not h.is_match and not separator_done:
                 if n_match:
-                    table.add_row("", f"── τ = {res.tau:.2f} ──", "", "", "", "", key="sep")
+                    table.add_row("", "", f"── τ = {res.tau:.2f} ──", "", "", "", "", key="sep")
                 separator_done = True
             mark = "✓ < τ" if h.is_match else "✗"
             name = f"[b]{_esc(h.name)}[/b]" if h.is_match else _esc(h.name)
-            table.add_row(str(i), name, _esc(h.category), fmt.ber(h.ber),
+            table.add_row(str(i), str(h.recording_id), name, _esc(h.category), fmt.ber(h.ber),
                           fmt.clock(getattr(h, "offset", None)), mark, key=str(h.recording_id))
         self.query_one("#chart", BerChart).set_data(
             [Bar(h.name, float(h.ber), bool(h.is_match)) for h in rows], float(res.tau))
