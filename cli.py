@@ -1104,7 +1104,7 @@ def ssh_serve(
 
     action, as_json = remote_request(os.environ.get("SSH_ORIGINAL_COMMAND"))
     if action == "tui":
-        tui(vault, write=False, key_file=None)
+        _run_tui(vault, write=False, key_file=None, paths="none")  # no server path at all
         return
     data = read_query(sys.stdin, max_mb * 1024 * 1024)
     with _open(vault) as v:
@@ -1123,9 +1123,23 @@ def tui(
         "--write", "-w", help="Allow ingest and delete (the file is opened read-write only while "
         "they run); default: browse and search only.")] = False,
     key_file: KeyFileOpt = None,
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", metavar="DIR", show_default=False,
+        help="Only files under DIR may be named (path completion, the ingest tree, queries, "
+             "exports); default: anything this account can read.")] = None,
 ) -> None:
     """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""
+    _run_tui(vault, write=write, key_file=key_file, paths=root)
+
+
+def _run_tui(vault: Path, *, write: bool, key_file: Optional[Path],
+             paths: Optional[Path] | str) -> None:
+    """The TUI on ``vault``; ``paths``: a root folder, None (anywhere) or "none" (ssh-serve)."""
     from hashing.quiet import set_native_silencing
+    from speechvault.path_policy import PathPolicy
+
+    policy = (PathPolicy.nothing() if paths == "none" else
+              PathPolicy.anywhere() if paths is None else PathPolicy.under(paths))
     from tui.terminal import require_terminal
 
     set_native_silencing(False)  # Textual draws on fd 2: a decode must not blank it
@@ -1144,7 +1158,7 @@ def tui(
     if Vault.index_is_encrypted(vault):  # the TUI cannot even list it without the passphrase
         passphrase = _index_passphrase(key_file)
     status = tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
-                         read_only=not write, passphrase=passphrase)
+                         read_only=not write, passphrase=passphrase, paths=policy)
     if status:
         raise typer.Exit(status)
 

@@ -1084,3 +1084,99 @@ async def test_keys_typed_during_a_screen_switch_reach_the_new_screen(fake_vault
         assert isinstance(app.screen, SearchScreen)
         assert app.screen.query_one("#query").value == "abcd"
         assert app._screen_stacks["library"][0].query_one("#name-filter").value == ""
+
+
+# =============================================================================================
+# issue 15, item 4: the files a session may name (speechvault/path_policy.py)
+# =============================================================================================
+
+def test_path_completion_stays_inside_the_session_root(tmp_path):
+    from speechvault.path_policy import PathPolicy
+    from tui.suggest import complete_path
+
+    root = tmp_path / "recordings"
+    (root / "calls").mkdir(parents=True)
+    (root / "calls" / "a.m4a").write_bytes(b"")
+    (tmp_path / "secret.txt").write_text("x")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    base = str(tmp_path) + "/"
+    anywhere = PathPolicy.anywhere()
+    assert complete_path(base + "se", policy=anywhere) == base + "secret.txt"
+    policy = PathPolicy.under(root)
+    assert complete_path(base + "se", policy=policy) is None              # outside the root
+    assert complete_path(str(root) + "/c", policy=policy) == str(root) + "/calls/"
+    assert complete_path(str(root) + "/calls/", policy=policy) == str(root) + "/calls/a.m4a"
+    assert complete_path(str(root) + "/li", policy=policy) is None        # a symlink out of it
+    assert not policy.allows(str(root) + "/../secret.txt")
+    nothing = PathPolicy.nothing()
+    assert complete_path("/etc/ss", policy=nothing) is None               # no server paths
+    assert complete_path(str(root) + "/c", policy=nothing) is None
+
+
+@async_test
+async def test_ssh_session_names_no_server_files(fake_vault, fake_encoder, env_passphrase):
+    """The ssh-serve TUI: a query path is refused (the query comes on stdin instead), nothing
+    is completed, and export (a file written on the server) is refused."""
+    from speechvault.path_policy import PathPolicy
+
+    app = make_app(fake_vault, vault_cls_for(fake_encoder), start_mode="search",
+                   paths=PathPolicy.nothing())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        field = screen.query_one("#query")
+        assert await field.suggester.get_suggestion("/etc/ss") is None
+        await set_field(pilot, "#query", str(EXAMPLES / TARGET))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.result is None
+        assert "ssh HOST search < query.wav" in str(screen.query_one("#verdict").render())
+        await pilot.press("f2")
+        await settle(pilot)
+        await pilot.press("enter")  # a record
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)  # no export modal
+
+
+@async_test
+async def test_ingest_is_bounded_by_the_root(vault_copy, fake_encoder, tmp_path, env_passphrase):
+    from speechvault.path_policy import PathPolicy
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    write_wav(root / "ok.wav", tone_mix(21, 0.4))
+    other = tmp_path / "other"
+    other.mkdir()
+    write_wav(other / "theirs.wav", tone_mix(22, 0.4))
+    (root / "sneaky.wav").symlink_to(other / "theirs.wav")
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", read_only=False,
+                   browse_root=tmp_path, paths=PathPolicy.under(root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one("#tree").path == root.resolve()  # not the folder above it
+        await set_field(pilot, "#source", str(other))
+        await pilot.press("enter")
+        assert screen.sources == []
+        assert "outside" in str(screen.query_one("#ingest-status").render())
+        await set_field(pilot, "#source", str(root))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+        r = screen.report
+        assert [row.name for row in r.added] == ["ok.wav"]
+        assert [Path(p).name for p, _ in screen.errors] == ["sneaky.wav"]
+
+
+def test_ssh_serve_opens_the_tui_without_paths(monkeypatch, tmp_path):
+    import cli
+
+    seen = {}
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "")
+    monkeypatch.setattr(cli, "_run_tui", lambda vault, **kw: seen.update(kw))
+    cli.ssh_serve(tmp_path / "v.duckdb")
+    assert seen == {"write": False, "key_file": None, "paths": "none"}

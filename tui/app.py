@@ -97,14 +97,18 @@ class SpeechVaultApp(VaultWrites, App[None]):
                  read_only: bool = True, passphrase: str | None = None,
                  vault_cls: Any = None, freeze: bool | None = None,
                  browse_root: str | os.PathLike | None = None, start_mode: str = "library",
-                 search_top: int = 10) -> None:
+                 search_top: int = 10, paths: Any = None) -> None:
         # MODES hold import strings so that textual imports screens lazily; resolve them here
         self.MODES = {name: _load(target) for name, target in type(self).MODES.items()}
         super().__init__()
         self.vault_path = Path(vault_path)
         self.read_only = bool(read_only)
         self.fmt = Formatter(freeze)
-        self.browse_root = Path(browse_root) if browse_root is not None else Path.cwd()
+        from speechvault.path_policy import PathPolicy
+
+        #: which files of this machine the session may name (speechvault/path_policy.py)
+        self.paths = paths if paths is not None else PathPolicy.anywhere()
+        self.browse_root = self.paths.start_folder(browse_root)
         self.start_mode = start_mode
         self.search_top = int(search_top)
         self._vault_cls = vault_cls

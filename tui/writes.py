@@ -46,6 +46,10 @@ class VaultWrites:
 
         def ingest(handle) -> None:
             found = expand_sources([str(Path(s).expanduser()) for s in sources], recursive=True)
+            # a folder inside the root may hold a symlink out of it: those files are refused
+            outside = [f for f in found.files if not self.paths.allows(f)]
+            found.files = [f for f in found.files if self.paths.allows(f)]
+            found.problems += [(str(f), "outside the folder this session may use") for f in outside]
             screen.post_message(m.IngestStarted(len(found.files)))
             # no app lock here: the Vault serialises its own calls, and the progress callback
             # waits for the main thread, which may itself want the lock (on quit)

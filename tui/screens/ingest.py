@@ -37,7 +37,8 @@ class SourceTree(DirectoryTree):
         self.root.set_label(path.name or str(path))
 
     def filter_paths(self, paths):
-        return [p for p in paths if not p.name.startswith(".")]
+        policy = self.app.paths  # a symlink out of the session's root is not shown
+        return [p for p in paths if not p.name.startswith(".") and policy.allows(p)]
 
 
 class IngestScreen(Screen):
@@ -61,12 +62,16 @@ class IngestScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="ingest-body"):
-            yield SourceTree(self.app.browse_root, id="tree")
+            if self.app.paths.names_paths:
+                yield SourceTree(self.app.browse_root, id="tree")
+            else:
+                yield Static("no server files in this session", id="tree")
             with Vertical(id="ingest-main"):
                 with Horizontal(classes="form-row"):
                     yield Label("path", classes="field-label")
                     yield Field(placeholder="file or folder (→ completes, enter adds)",
-                                id="source", suggester=PathSuggester(), compact=True)
+                                id="source", suggester=PathSuggester(self.app.paths),
+                                compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("category", classes="field-label")
                     yield Field(placeholder="blank: the model's prediction", id="category",
@@ -104,7 +109,13 @@ class IngestScreen(Screen):
 
     # -- choosing sources --------------------------------------------------------------------
     def _add(self, path: str) -> None:
-        path = str(Path(path).expanduser())
+        from speechvault.errors import InvalidInputError
+
+        try:
+            path = str(self.app.paths.check(path))
+        except InvalidInputError as exc:
+            self.query_one("#ingest-status", Static).update(exc.message)
+            return
         if path and path not in self.sources:
             self.sources.append(path)
         self._show_sources()
@@ -120,7 +131,9 @@ class IngestScreen(Screen):
         self.query_one("#selected", Static).update(text)
 
     def action_add_highlighted(self) -> None:
-        tree = self.query_one("#tree", DirectoryTree)
+        tree = self.query_one("#tree")
+        if not isinstance(tree, DirectoryTree):
+            return
         node = tree.cursor_node
         if node is not None and node.data is not None:
             self._add(str(node.data.path))

@@ -144,7 +144,8 @@ class ExportModal(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Label("Export decrypted original", classes="title")
             yield Static(f"{self.recording_name} → file:")
-            yield SubmitInput(value=self.default, suggester=PathSuggester(), id="export-path",
+            yield SubmitInput(value=self.default, suggester=PathSuggester(self.app.paths),
+                              id="export-path",
                               submit_label="Export")
             yield Static("", id="export-error", classes="error")
         yield Footer()
@@ -158,7 +159,13 @@ class ExportModal(ModalScreen[str | None]):
         if not value:
             self.query_one("#export-error", Static).update("type a path")
             return
-        path = Path(value).expanduser()
+        from speechvault.errors import InvalidInputError
+
+        try:
+            path = self.app.paths.check(value)
+        except InvalidInputError as exc:
+            self.query_one("#export-error", Static).update(exc.message)
+            return
         if path.is_dir():
             path = path / self.recording_name
         self.dismiss(str(path))

@@ -22,12 +22,18 @@ def ask_export(screen: Screen, recording_id: int, name: str) -> None:
     app = screen.app
     from tui.screens.modals import ExportModal
 
+    if not app.paths.names_paths:  # an export would write a file on the server
+        from speechvault.path_policy import NO_PATHS_HINT
+
+        app.notify(NO_PATHS_HINT, severity="warning")
+        return
+
     def chosen(path: str | None) -> None:
         if path:
             app.export_recording(screen, recording_id, path)
 
     def then() -> None:
-        default = str(Path.cwd() / Path(name).name)
+        default = str(app.paths.start_folder() / Path(name).name)
         app.push_screen(ExportModal(name, default), chosen)
 
     app.with_passphrase("Export", then)

@@ -40,8 +40,8 @@ class SearchScreen(Screen):
         with Vertical(id="search-form"):
             with Horizontal(classes="form-row"):
                 yield Label("query", classes="field-label")
-                yield Field(placeholder="path of an audio file (→ completes)", id="query",
-                            suggester=PathSuggester(), compact=True)
+                yield Field(placeholder=_query_placeholder(self.app.paths), id="query",
+                            suggester=PathSuggester(self.app.paths), compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("τ", classes="field-label")
                 yield Field(placeholder="vault τ", id="tau", compact=True,
@@ -111,6 +111,15 @@ class SearchScreen(Screen):
             return
         query, tau, mode, top = p
         from pathlib import Path
+
+        from speechvault.errors import InvalidInputError
+
+        try:
+            self.app.paths.check(query)
+        except InvalidInputError as exc:
+            self._clear_results()
+            self.query_one("#verdict", Static).update(_esc(exc.message))
+            return
 
         self.query_one("#verdict", Static).update(f"searching {Path(query).name} ({mode})…")
         self._clear_results()  # no hits of an earlier query may stand under this one's answer
@@ -192,6 +201,12 @@ class SearchScreen(Screen):
             from tui.screens.record import RecordScreen
 
             self.app.push_screen(RecordScreen(int(key)))
+
+
+def _query_placeholder(paths) -> str:
+    if not paths.names_paths:
+        return "no server files here: ssh HOST search < query.wav"
+    return "path of an audio file (→ completes)"
 
 
 def _esc(text) -> str:
