@@ -53,7 +53,7 @@ app = typer.Typer(
         "a deep-hash index, two-stage retrieval (Zhang, Zhao & Hu, IEEE Access 2020)."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,  # locals may hold a passphrase
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -183,10 +183,22 @@ def _command(*args: Any, **kwargs: Any) -> Callable:
                 sys.stderr.write("\ninterrupted\n")
                 raise typer.Exit(130) from None
 
+        wrapper.__doc__ = _help_text(func.__doc__)
         app.command(*args, **kwargs)(wrapper)
         return func
 
     return decorate
+
+
+def _help_text(doc: str | None) -> str | None:
+    """A docstring as ``--help`` text: the lines of a paragraph joined (rich mode keeps every
+    source line break, so help showed lines cut in the middle at 100 columns), paragraphs kept."""
+    if not doc:
+        return doc
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -1166,7 +1178,9 @@ def _run_tui(vault: Path, *, write: bool, key_file: Optional[Path],
 def main() -> None:
     """Console-script entry point (``speechvault = "cli:main"``)."""
     try:
-        app()
+        # the name in Usage lines and of the completion variable (_SPEECHVAULT_COMPLETE), also
+        # when run as `python -m cli`
+        app(prog_name="speechvault")
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         sys.exit(130)

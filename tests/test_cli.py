@@ -146,6 +146,31 @@ def test_no_args_shows_help():
     assert "Traceback" not in r.stderr
 
 
+def test_shell_completion(tmp_path):
+    """--install-completion / --show-completion exist, and the completion protocol answers with
+    the command names and options (it used to be off: "no such option")."""
+    r = run_cli("--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+    r = run_cli("--show-completion", "bash")
+    assert r.returncode == 0, r.stderr
+    assert "_SPEECHVAULT_COMPLETE" in r.stdout and "complete " in r.stdout
+    ask = {"_SPEECHVAULT_COMPLETE": "complete_bash", "COMP_WORDS": "speechvault sea",
+           "COMP_CWORD": "1"}
+    assert run_cli(env=ask).stdout.split() == ["search"]
+    ask.update(COMP_WORDS="speechvault search v.duckdb --thr", COMP_CWORD="3")
+    assert run_cli(env=ask).stdout.split() == ["--threshold"]
+
+
+def test_help_text_is_not_cut_at_source_line_breaks():
+    """A docstring's line breaks used to show in --help: "unless --decrypt-to (or the vault's" /
+    "index is encrypted)" on two lines, and the Usage named cli.py under `python -m cli`."""
+    r = run_cli("search", "--help", env={"COLUMNS": "200"})
+    assert "Usage: speechvault search" in r.stdout
+    assert "No passphrase needed unless --decrypt-to (or the vault's index is encrypted)." in r.stdout
+    r = run_cli("--help", env={"COLUMNS": "200"})
+    assert "(no passphrase needed unless the index is encrypted)" in r.stdout
+
+
 # --------------------------------------------------------------------------- passphrase sources
 def test_key_file_strips_one_newline(tmp_path):
     from speechvault.passphrase import get_passphrase
