@@ -495,14 +495,19 @@ def ingest(
                                   progress=_progress_callback(progress, task))
                 progress.update(task, completed=len(files), description="done")
     errors = [(str(p), str(m)) for p, m in problems] + [(str(p), str(m)) for p, m in report.errors]
+    from speechvault.silence import added_paths, silent_files
+
+    silent = silent_files(added_paths(files, report), max_duration)
     if as_json:
         d = _jsonable(report)
         if isinstance(d, dict):
             d["errors"] = [{"path": p, "message": m} for p, m in errors]
             d["skipped_unsupported"] = _skipped_rows(sources.skipped)
+            d["warnings"] = [{"path": p, "message": m} for p, m in silent]
         _print_json(d)
     else:
         _print_ingest(report, len(errors), sources.skipped)
+    _warn([m for _, m in silent])
     for p, m in errors:
         _err_line(f"{p}: {m}" if not m.startswith(p) else m)
     if getattr(report, "cancelled", False):
@@ -629,6 +634,9 @@ def search(
         _print_json(d)
     else:
         _print_search(result, [s.describe() for s in saved])
+    from speechvault.silence import silence_warning
+
+    _warn([w for w in [silence_warning(source, max_duration, query=True)] if w])
     for path, message in failed:  # after the results: a file in the way does not hide them
         _err_line(message if message.startswith(path) else f"{path}: {message}")
     if failed:

@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_SECONDS",
     "load_audio",
     "read_info",
+    "iter_mono",
     "write_wav",
     "source_name",
 ]
@@ -211,6 +212,24 @@ def read_info(source: AudioSource) -> AudioInfo:
             fmt, subtype = str(snd.format), str(snd.subtype)
         return AudioInfo(sample_rate=sr, channels=channels, frames=frames,
                          duration=float(frames) / float(sr), format=fmt, subtype=subtype)
+
+
+def iter_mono(source: AudioSource, *, max_seconds: float | None = DEFAULT_MAX_SECONDS
+              ) -> Iterator[tuple[int, np.ndarray]]:
+    """(sample rate, float32 mono block) of ``source`` at its own rate, block by block: for a
+    pass over a long recording (its level, say) without holding all of it in memory. The
+    caller holds ``hashing.quiet.decoder_quiet`` around the loop if it wants decoder noise off."""
+    snd, name = _open_any(source)
+    with snd:
+        _check_header(snd, name)
+        sr = _facts(snd)[0]
+        limit = None if max_seconds is None else int(np.ceil(max_seconds * sr))
+        n = 0
+        for block in _blocks(snd):
+            n += block.shape[0]
+            if limit is not None and n > limit:
+                raise AudioDecodeError(f"{name}: more than {max_seconds:g} s of audio")
+            yield sr, block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
 
 
 @quiet_decoder

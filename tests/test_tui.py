@@ -1180,3 +1180,24 @@ def test_ssh_serve_opens_the_tui_without_paths(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "_run_tui", lambda vault, **kw: seen.update(kw))
     cli.ssh_serve(tmp_path / "v.duckdb")
     assert seen == {"write": False, "key_file": None, "paths": "none"}
+
+
+@async_test
+async def test_ingest_warns_about_a_silent_recording(vault_copy, fake_encoder, tmp_path,
+                                                     env_passphrase):
+    src = tmp_path / "audio"
+    src.mkdir()
+    sf.write(src / "muted.wav", np.zeros(16000 * 2, np.float32), 16000)
+    write_wav(src / "tone.wav", tone_mix(31, 0.6))
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", read_only=False,
+                   browse_root=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await set_field(pilot, "#source", str(src))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+        assert len(screen.report.added) == 2
+        assert [Path(p).name for p, _ in screen.warnings] == ["muted.wav"]
+        shown = str(screen.query_one("#ingest-errors").render())
+        assert "warnings (1)" in shown and "muted.wav" in shown and "silence" in shown

@@ -71,8 +71,9 @@ class IngestDone(Message):
     ``problems``: (source, why it gave no file)."""
 
     def __init__(self, report: Any, skipped: list | None = None,
-                 problems: list | None = None) -> None:
+                 problems: list | None = None, warnings: list | None = None) -> None:
         super().__init__()
+        self.warnings = list(warnings or [])  # (path, message): e.g. almost all silence
         self.report = report
         self.skipped = list(skipped or [])
         self.problems = list(problems or [])

@@ -55,8 +55,11 @@ class VaultWrites:
             # waits for the main thread, which may itself want the lock (on quit)
             report = handle.ingest(found.files, category=category or None, progress=progress,
                                    cancel=cancel)
+            from speechvault.silence import added_paths, silent_files
+
+            warnings = silent_files(added_paths(found.files, report), handle.max_ingest_seconds)
             screen.post_message(m.IngestDone(report, skipped=found.skipped,
-                                             problems=found.problems))
+                                             problems=found.problems, warnings=warnings))
 
         self._ingest_cancel = cancel
         try:  # whatever happens, the screen leaves its running state (IngestFinished)

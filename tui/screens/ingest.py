@@ -57,6 +57,7 @@ class IngestScreen(Screen):
         self.running = False
         self.report = None
         self.skipped: list = []
+        self.warnings: list = []
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
 
     def compose(self) -> ComposeResult:
@@ -181,6 +182,7 @@ class IngestScreen(Screen):
         self.report = None
         self.skipped = []
         self.errors = []
+        self.warnings = []
         self.query_one("#ingest-errors", Static).update("")
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#ingest-status", Static).update("opening the vault read-write…")
@@ -220,21 +222,33 @@ class IngestScreen(Screen):
         if (path, message) in self.errors:
             return
         self.errors.append((path, message))
+        self._show_issues()
+
+    def _show_issues(self) -> None:
+        """Errors (not stored), then warnings (stored, but worth a look: almost all silence)."""
         from rich.text import Text
 
-        text = Text(f"errors ({len(self.errors)}):", style="bold")
-        for p, msg in self.errors:
-            text.append("\n✗ ")
-            text.append(Path(p).name or p, style="bold")
-            text.append(f": {_strip_source(msg, p)}")
+        text = Text()
+        for title, mark, items in (("errors", "✗", self.errors), ("warnings", "⚠", self.warnings)):
+            if not items:
+                continue
+            if text.plain:
+                text.append("\n")
+            text.append(f"{title} ({len(items)}):", style="bold")
+            for p, msg in items:
+                text.append(f"\n{mark} ")
+                text.append(Path(p).name or p, style="bold")
+                text.append(f": {_strip_source(msg, p)}")
         self.query_one("#ingest-errors", Static).update(text)
 
     def on_ingest_done(self, message: IngestDone) -> None:
         r = message.report
         self.report = r
         self.skipped = message.skipped
+        self.warnings = list(message.warnings)
         for path, msg in [*message.problems, *r.errors]:
             self._add_error(path, msg)
+        self._show_issues()
         state = "cancelled" if r.cancelled else "done"
         self.query_one("#ingest-status", Static).update(
             f"{state}: added {len(r.added)} · duplicates {len(r.skipped_duplicates)} · "
