@@ -1330,8 +1330,10 @@ def bench_cmd(
 
 @_command("eval-identify")
 def eval_identify_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where excerpts.md and excerpts.json go.")]
-    = Path("docs/results"),
+    # required, as for eval and bench: a default of docs/results wrote into whatever folder
+    # the command ran in
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
+                                      help="Where excerpts.md and excerpts.json go (required).")],
     data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
                                                      help="FSDD folder for the held-out speaker's joins "
                                                           "(default: ../shared/data/fsdd if present).")] = None,

@@ -171,6 +171,15 @@ def test_help_text_is_not_cut_at_source_line_breaks():
     assert "(no passphrase needed unless the index is encrypted)" in r.stdout
 
 
+@pytest.mark.parametrize("command", ["eval", "bench", "eval-identify"])
+def test_result_commands_need_out(command, tmp_path):
+    """No default --out docs/results: relative to the current folder it wrote wherever the
+    command happened to run (and nothing is written here when --out is missing)."""
+    r = run_cli(command, "--quick", cwd=tmp_path)
+    assert r.returncode == 2 and "Missing option '--out'" in r.stdout + r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- passphrase sources
 def test_key_file_strips_one_newline(tmp_path):
     from speechvault.passphrase import get_passphrase
