@@ -651,7 +651,9 @@ def _print_search(result: Any, written: list[str]) -> None:
     fb = " (nothing in the category: every row searched)" if getattr(result, "fell_back", False) else ""
     con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
               f"query category [bold]{result.query_category}[/bold]")
-    hits = list(result.hits)
+    from speechvault.hit_rows import shown_hits
+
+    hits = shown_hits(result)  # the matches, then their nearest neighbours up to --top
     if not hits and getattr(result, "total_rows", 1) == 0 and not getattr(result, "candidates", 0):
         con.print("no match (nearest shown: none; no window of the vault is near the query)")
     elif not hits:

@@ -1013,3 +1013,24 @@ def test_models_lists_both_architectures_and_init_takes_a_name(tmp_path):
     assert_user_error(run_cli("init", tmp_path / "w.duckdb", "--model", "no-such-model",
                               "--kdf-log2n", "10", passphrase=PASS), contains="no such model")
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_search_table_shows_the_neighbours_of_a_match(tmp_path):
+    """--top rows: the match, then the nearest non-matching recordings (they used to be hidden
+    whenever something matched). The whole-copy model: its search ranks every recording (the
+    default's excerpt search returns only keyed candidates, store/search.py)."""
+    vault = tmp_path / "v.duckdb"
+    assert run_cli("init", vault, "--kdf-log2n", "10", "--model", "fsdd-crnn-k384-dda",
+                   passphrase=PASS).returncode == 0
+    clips = digit_clips()[:8]
+    assert run_cli("ingest", vault, *clips, passphrase=PASS).returncode == 0
+    r = run_cli("search", vault, clips[0], "--top", "4", "--mode", "traversal")
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ".wav" in ln]
+    assert len(rows) == 4, r.stdout
+    assert clips[0].name in rows[0] and "MATCH" in rows[0]
+    assert any("MATCH" not in ln for ln in rows[1:]), r.stdout
+    js = json.loads(run_cli("search", vault, clips[0], "--top", "4", "--mode", "traversal",
+                            "--json").stdout)
+    names = [h["name"] for h in js["hits"]] + [h["name"] for h in js["nearest"]]
+    assert all(any(n in ln for ln in rows) for n in dict.fromkeys(names))
