@@ -745,12 +745,20 @@ def list_(
                                                  show_default=False)] = None,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
+    tsv: Annotated[bool, typer.Option("--tsv", help="Tab-separated lines for scripts: a header, "
+                                      "then one recording a line (seconds, bytes, ISO time).")]
+    = False,
 ) -> None:
     """List the recordings (no passphrase needed unless the index is encrypted)."""
     with _open(vault, key_file=key_file) as v:
         rows = v.list(category=category, name_like=name, limit=limit)
     if as_json:
         _print_json(rows)
+        return
+    if tsv:
+        from speechvault.tsv import list_lines
+
+        sys.stdout.write("".join(line + "\n" for line in list_lines(rows)))
         return
     from rich.table import Table
 

@@ -1034,3 +1034,20 @@ def test_search_table_shows_the_neighbours_of_a_match(tmp_path):
                             "--json").stdout)
     names = [h["name"] for h in js["hits"]] + [h["name"] for h in js["nearest"]]
     assert all(any(n in ln for ln in rows) for n in dict.fromkeys(names))
+
+
+def test_list_tsv_one_recording_a_line(tmp_path):
+    vault = tmp_path / "v.duckdb"
+    assert run_cli("init", vault, "--kdf-log2n", "10", passphrase=PASS).returncode == 0
+    odd = tmp_path / "a\tb.wav"  # a tab in a name must not add a column
+    odd.write_bytes(digit_clips()[0].read_bytes())
+    assert run_cli("ingest", vault, odd, digit_clips()[1], passphrase=PASS).returncode == 0
+    r = run_cli("list", vault, "--tsv")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split("\t") == ["id", "name", "category", "duration_s", "size_bytes",
+                                     "windows", "added"]
+    rows = [ln.split("\t") for ln in lines[1:]]
+    assert len(rows) == 2 and all(len(row) == 7 for row in rows)
+    assert rows[0][1] == "a\\tb.wav" and rows[1][1] == digit_clips()[1].name
+    assert int(rows[1][4]) == digit_clips()[1].stat().st_size
