@@ -1195,6 +1195,10 @@ def _run_tui(vault: Path, *, write: bool, key_file: Optional[Path],
 
 def main() -> None:
     """Console-script entry point (``speechvault = "cli:main"``)."""
+    from speechvault.help_format import fold_long_words, wants_help
+
+    if wants_help(sys.argv):
+        fold_long_words()  # a long option name or install line is folded, never cut with "…"
     try:
         # the name in Usage lines and of the completion variable (_SPEECHVAULT_COMPLETE), also
         # when run as `python -m cli`

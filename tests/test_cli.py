@@ -180,6 +180,26 @@ def test_result_commands_need_out(command, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_help_at_80_columns_cuts_nothing():
+    """At 80 columns typer's tables cut long words with an ellipsis ("--holdout-speak…",
+    "'speechvault[encrypt-in…"): every option name is whole and nothing is cut."""
+    import re
+
+    import cli
+
+    for name, command in [(c.name, c) for c in cli.app.registered_commands]:
+        name = name or command.callback.__name__
+        r = run_cli(name, "--help", env={"COLUMNS": "80"})
+        assert r.returncode == 0, r.stderr
+        assert "…" not in r.stdout, (name, r.stdout)
+        shown = set(re.findall(r"--[a-z][a-z0-9-]*", r.stdout))
+        import typer.main
+
+        params = typer.main.get_command(cli.app).commands[name].params
+        longs = {o for p in params for o in p.opts if o.startswith("--")}
+        assert longs <= shown, (name, longs - shown)
+
+
 # --------------------------------------------------------------------------- passphrase sources
 def test_key_file_strips_one_newline(tmp_path):
     from speechvault.passphrase import get_passphrase
