@@ -228,7 +228,7 @@ class IngestScreen(Screen):
         """Errors (not stored), then warnings (stored, but worth a look: almost all silence)."""
         from rich.text import Text
 
-        text = Text()
+        text = Text(style="bold")  # as before: the whole list bold
         for title, mark, items in (("errors", "✗", self.errors), ("warnings", "⚠", self.warnings)):
             if not items:
                 continue
