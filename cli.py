@@ -53,7 +53,7 @@ app = typer.Typer(
         "a deep-hash index, two-stage retrieval (Zhang, Zhao & Hu, IEEE Access 2020)."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,  # locals may hold a passphrase
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -183,10 +183,22 @@ def _command(*args: Any, **kwargs: Any) -> Callable:
                 sys.stderr.write("\ninterrupted\n")
                 raise typer.Exit(130) from None
 
+        wrapper.__doc__ = _help_text(func.__doc__)
         app.command(*args, **kwargs)(wrapper)
         return func
 
     return decorate
+
+
+def _help_text(doc: str | None) -> str | None:
+    """A docstring as ``--help`` text: the lines of a paragraph joined (rich mode keeps every
+    source line break, so help showed lines cut in the middle at 100 columns), paragraphs kept."""
+    if not doc:
+        return doc
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -492,14 +504,19 @@ def ingest(
                                   progress=_progress_callback(progress, task))
                 progress.update(task, completed=len(files), description="done")
     errors = [(str(p), str(m)) for p, m in problems] + [(str(p), str(m)) for p, m in report.errors]
+    from speechvault.silence import added_paths, silent_files
+
+    silent = silent_files(added_paths(files, report), max_duration)
     if as_json:
         d = _jsonable(report)
         if isinstance(d, dict):
             d["errors"] = [{"path": p, "message": m} for p, m in errors]
             d["skipped_unsupported"] = _skipped_rows(sources.skipped)
+            d["warnings"] = [{"path": p, "message": m} for p, m in silent]
         _print_json(d)
     else:
         _print_ingest(report, len(errors), sources.skipped)
+    _warn([m for _, m in silent])
     for p, m in errors:
         _err_line(f"{p}: {m}" if not m.startswith(p) else m)
     if getattr(report, "cancelled", False):
@@ -632,6 +649,9 @@ def search(
         _print_json(d)
     else:
         _print_search(result, [s.describe() for s in saved])
+    from speechvault.silence import silence_warning
+
+    _warn([w for w in [silence_warning(source, max_duration, query=True)] if w])
     for path, message in failed:  # after the results: a file in the way does not hide them
         _err_line(message if message.startswith(path) else f"{path}: {message}")
     if failed:
@@ -646,7 +666,9 @@ def _print_search(result: Any, written: list[str]) -> None:
     fb = " (nothing in the category: every row searched)" if getattr(result, "fell_back", False) else ""
     con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
               f"query category [bold]{result.query_category}[/bold]")
-    hits = list(result.hits)
+    from speechvault.hit_rows import shown_hits
+
+    hits = shown_hits(result)  # the matches, then their nearest neighbours up to --top
     if not hits and getattr(result, "total_rows", 1) == 0 and not getattr(result, "candidates", 0):
         con.print("no match (nearest shown: none; no window of the vault is near the query)")
     elif not hits:
@@ -764,12 +786,20 @@ def list_(
                                                  show_default=False)] = None,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
+    tsv: Annotated[bool, typer.Option("--tsv", help="Tab-separated lines for scripts: a header, "
+                                      "then one recording a line (seconds, bytes, ISO time).")]
+    = False,
 ) -> None:
     """List the recordings (no passphrase needed unless the index is encrypted)."""
     with _open(vault, key_file=key_file) as v:
         rows = v.list(category=category, name_like=name, limit=limit)
     if as_json:
         _print_json(rows)
+        return
+    if tsv:
+        from speechvault.tsv import list_lines
+
+        sys.stdout.write("".join(line + "\n" for line in list_lines(rows)))
         return
     from rich.table import Table
 
@@ -1160,7 +1190,7 @@ def ssh_serve(
 
     action, as_json = remote_request(os.environ.get("SSH_ORIGINAL_COMMAND"))
     if action == "tui":
-        tui(vault, write=False, key_file=None)
+        _run_tui(vault, write=False, key_file=None, paths="none")  # no server path at all
         return
     data = read_query(sys.stdin, max_mb * 1024 * 1024)
     with _open(vault) as v:
@@ -1179,9 +1209,23 @@ def tui(
         "--write", "-w", help="Allow ingest and delete (the file is opened read-write only while "
         "they run); default: browse and search only.")] = False,
     key_file: KeyFileOpt = None,
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", metavar="DIR", show_default=False,
+        help="Only files under DIR may be named (path completion, the ingest tree, queries, "
+             "exports); default: anything this account can read.")] = None,
 ) -> None:
     """Open the vault in the terminal user interface (needs a terminal: over SSH, ssh -t)."""
+    _run_tui(vault, write=write, key_file=key_file, paths=root)
+
+
+def _run_tui(vault: Path, *, write: bool, key_file: Optional[Path],
+             paths: Optional[Path] | str) -> None:
+    """The TUI on ``vault``; ``paths``: a root folder, None (anywhere) or "none" (ssh-serve)."""
     from hashing.quiet import set_native_silencing
+    from speechvault.path_policy import PathPolicy
+
+    policy = (PathPolicy.nothing() if paths == "none" else
+              PathPolicy.anywhere() if paths is None else PathPolicy.under(paths))
     from tui.terminal import require_terminal
 
     set_native_silencing(False)  # Textual draws on fd 2: a decode must not blank it
@@ -1200,15 +1244,21 @@ def tui(
     if Vault.index_is_encrypted(vault):  # the TUI cannot even list it without the passphrase
         passphrase = _index_passphrase(key_file)
     status = tui_app.run(str(vault), key_file=None if key_file is None else str(key_file),
-                         read_only=not write, passphrase=passphrase)
+                         read_only=not write, passphrase=passphrase, paths=policy)
     if status:
         raise typer.Exit(status)
 
 
 def main() -> None:
     """Console-script entry point (``speechvault = "cli:main"``)."""
+    from speechvault.help_format import fold_long_words, wants_help
+
+    if wants_help(sys.argv):
+        fold_long_words()  # a long option name or install line is folded, never cut with "…"
     try:
-        app()
+        # the name in Usage lines and of the completion variable (_SPEECHVAULT_COMPLETE), also
+        # when run as `python -m cli`
+        app(prog_name="speechvault")
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         sys.exit(130)
@@ -1350,8 +1400,10 @@ def bench_cmd(
 
 @_command("eval-identify")
 def eval_identify_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where excerpts.md and excerpts.json go.")]
-    = Path("docs/results"),
+    # required, as for eval and bench: a default of docs/results wrote into whatever folder
+    # the command ran in
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
+                                      help="Where excerpts.md and excerpts.json go (required).")],
     data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
                                                      help="FSDD folder for the held-out speaker's joins "
                                                           "(default: ../shared/data/fsdd if present).")] = None,

@@ -4,7 +4,8 @@
 (ingest, query, training, evaluation). It
 
 * decodes everything libsndfile reads (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...) from a path
-  or from bytes (via ``io.BytesIO``);
+  or from bytes (via ``io.BytesIO``), and M4A/AAC (phone voice memos) through PyAV when the
+  ``m4a`` extra is installed (``hashing.av_audio``; recognised by its first bytes);
 * reads in blocks, mixes each block to mono (mean of the channels) and resamples it with a
   streaming soxr resampler (quality "HQ"), so memory is bounded by the *output* size and a file
   longer than ``max_seconds`` is rejected before it is read to the end;
@@ -25,12 +26,13 @@ import os
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from hashing.av_audio import AvAudio, is_mp4_or_adts, open_av
 from hashing.quiet import quiet_decoder
 from speechvault import paper
 from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_SECONDS",
     "load_audio",
     "read_info",
+    "iter_mono",
     "write_wav",
     "source_name",
 ]
@@ -83,8 +86,9 @@ def source_name(source: AudioSource) -> str:
     return str(name) if isinstance(name, str) else "<stream>"
 
 
-def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
-    """Open ``source`` with soundfile; map every failure to a one-line error naming it."""
+def _prepare(source: AudioSource) -> tuple[object, str]:
+    """Check ``source`` and turn it into what a decoder opens (a path string, a ``BytesIO`` or
+    the caller's file object); every refusal is a one-line error naming it."""
     name = source_name(source)
     fileobj: object
     if isinstance(source, (str, os.PathLike)):
@@ -113,6 +117,36 @@ def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
         raise InvalidInputError(
             f"audio source must be a path, bytes or a binary file object, not {type(source).__name__}"
         )
+    return fileobj, name
+
+
+def _head(fileobj: object, n: int = 12) -> bytes:
+    """The first ``n`` bytes of a prepared source, the position left where it was (b"" for a
+    stream that cannot seek back: soundfile could not read it either)."""
+    try:
+        if isinstance(fileobj, str):
+            with open(fileobj, "rb") as f:
+                return f.read(n)
+        if not (hasattr(fileobj, "seekable") and fileobj.seekable()):  # type: ignore[attr-defined]
+            return b""
+        pos = fileobj.tell()  # type: ignore[attr-defined]
+        try:
+            return bytes(fileobj.read(n) or b"")  # type: ignore[attr-defined]
+        finally:
+            fileobj.seek(pos)  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return b""
+
+
+def _open_any(source: AudioSource) -> "tuple[sf.SoundFile | AvAudio, str]":
+    """soundfile for everything it reads; PyAV (``hashing.av_audio``) for M4A/AAC."""
+    fileobj, name = _prepare(source)
+    if is_mp4_or_adts(_head(fileobj)):
+        return open_av(fileobj, name), name
+    return _sf_open(fileobj, name), name
+
+
+def _sf_open(fileobj: object, name: str) -> sf.SoundFile:
     try:
         snd = sf.SoundFile(fileobj, mode="r")
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -123,20 +157,39 @@ def _open(source: AudioSource) -> tuple[sf.SoundFile, str]:
         raise AudioDecodeError(f"{name}: not a readable audio file ({reason})") from exc
     except OSError as exc:
         raise AudioDecodeError(f"{name}: cannot read ({exc.strerror or exc})") from exc
-    return snd, name
+    return snd
 
 
-def _check_header(snd: sf.SoundFile, name: str) -> None:
-    sr = int(snd.samplerate)
+def _facts(snd: "sf.SoundFile | AvAudio") -> tuple[int, int, int]:
+    """(sample rate, channels, frames) from either decoder's header."""
+    if isinstance(snd, AvAudio):
+        return snd.sample_rate, snd.channels, snd.frames
+    return int(snd.samplerate), int(snd.channels), int(snd.frames)
+
+
+def _check_header(snd: "sf.SoundFile | AvAudio", name: str) -> None:
+    sr, channels, frames = _facts(snd)
     if not (MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE):
         raise AudioDecodeError(
             f"{name}: implausible sample rate {sr} Hz "
             f"(accepted {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
         )
-    if snd.channels < 1:
+    if channels < 1:
         raise AudioDecodeError(f"{name}: no audio channels")
-    if snd.frames == 0:
+    if frames == 0 and not isinstance(snd, AvAudio):  # raw AAC may not declare its length
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
+
+
+def _blocks(snd: "sf.SoundFile | AvAudio") -> Iterator[np.ndarray]:
+    """(frames, channels) float32 blocks of either decoder, in order."""
+    if isinstance(snd, AvAudio):
+        yield from snd.blocks()
+        return
+    while True:
+        block = snd.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            return
+        yield block
 
 
 @quiet_decoder
@@ -145,17 +198,38 @@ def read_info(source: AudioSource) -> AudioInfo:
 
     Raises ``AudioDecodeError`` for unreadable, empty or zero-frame input.
     """
-    snd, name = _open(source)
+    snd, name = _open_any(source)
     with snd:
         _check_header(snd, name)
-        return AudioInfo(
-            sample_rate=int(snd.samplerate),
-            channels=int(snd.channels),
-            frames=int(snd.frames),
-            duration=float(snd.frames) / float(snd.samplerate),
-            format=str(snd.format),
-            subtype=str(snd.subtype),
-        )
+        sr, channels, frames = _facts(snd)
+        if isinstance(snd, AvAudio):
+            if frames == 0:  # raw AAC without a declared length: count it
+                frames = sum(block.shape[0] for block in snd.blocks())
+                if frames == 0:
+                    raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
+            fmt, subtype = snd.format, snd.codec
+        else:
+            fmt, subtype = str(snd.format), str(snd.subtype)
+        return AudioInfo(sample_rate=sr, channels=channels, frames=frames,
+                         duration=float(frames) / float(sr), format=fmt, subtype=subtype)
+
+
+def iter_mono(source: AudioSource, *, max_seconds: float | None = DEFAULT_MAX_SECONDS
+              ) -> Iterator[tuple[int, np.ndarray]]:
+    """(sample rate, float32 mono block) of ``source`` at its own rate, block by block: for a
+    pass over a long recording (its level, say) without holding all of it in memory. The
+    caller holds ``hashing.quiet.decoder_quiet`` around the loop if it wants decoder noise off."""
+    snd, name = _open_any(source)
+    with snd:
+        _check_header(snd, name)
+        sr = _facts(snd)[0]
+        limit = None if max_seconds is None else int(np.ceil(max_seconds * sr))
+        n = 0
+        for block in _blocks(snd):
+            n += block.shape[0]
+            if limit is not None and n > limit:
+                raise AudioDecodeError(f"{name}: more than {max_seconds:g} s of audio")
+            yield sr, block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
 
 
 @quiet_decoder
@@ -169,70 +243,74 @@ def load_audio(
 
     Channels are mixed by their mean; resampling uses soxr quality "HQ" (streamed block by
     block: identical to the one-shot result). ``sample_rate=None`` keeps the file's rate.
-    ``max_seconds`` bounds the decoded duration (``None``: no bound).
+    ``max_seconds`` bounds the decoded duration (``None``: no bound). M4A/AAC goes through
+    PyAV (``hashing.av_audio``, the ``m4a`` extra), everything else through soundfile.
 
     Raises ``AudioDecodeError`` (one line, names the file) for: empty input, data that is not
     audio, zero frames, a sample rate outside [1 kHz, 768 kHz], NaN/inf samples, a recording
-    longer than ``max_seconds``. ``NotFoundError`` for a missing path.
+    longer than ``max_seconds``, M4A/AAC without PyAV. ``NotFoundError`` for a missing path.
     """
     if sample_rate is not None and not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
         raise InvalidInputError(f"target sample rate {sample_rate} Hz is out of range")
-    snd, name = _open(source)
+    snd, name = _open_any(source)
     with snd:
         _check_header(snd, name)
-        sr_in = int(snd.samplerate)
-        sr_out = sr_in if sample_rate is None else int(sample_rate)
-        max_in_frames = None if max_seconds is None else int(np.ceil(max_seconds * sr_in))
-        if max_in_frames is not None and snd.frames > max_in_frames and snd.frames < 2**62:
-            raise AudioDecodeError(
-                f"{name}: {snd.frames / sr_in:.0f} s of audio exceeds the limit of {max_seconds:g} s"
-            )
-        stream = None
-        if sr_out != sr_in:
-            stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
-        # one preallocated output buffer (grown only if the header's frame count was short):
-        # peak memory is about the output itself, not output + a list of parts + their concatenation
-        est = int(np.ceil(max(0, int(snd.frames)) * sr_out / sr_in)) + 64 if 0 < snd.frames < 2**40 else 1 << 16
-        if max_in_frames is not None:
-            est = min(est, int(np.ceil(max_in_frames * sr_out / sr_in)) + 64)
-        out = np.empty(max(1, est), dtype=np.float32)
-        n_out = 0
+        return _decode(snd, name, sample_rate, max_seconds)
 
-        def put(chunk: np.ndarray) -> None:
-            nonlocal out, n_out
-            if n_out + chunk.size > out.size:
-                grown = np.empty(max(n_out + chunk.size, out.size * 2), dtype=np.float32)
-                grown[:n_out] = out[:n_out]
-                out = grown
-            out[n_out : n_out + chunk.size] = chunk
-            n_out += chunk.size
 
-        n_in = 0
-        peak = 0.0
-        try:
-            while True:
-                block = snd.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                n_in += block.shape[0]
-                if max_in_frames is not None and n_in > max_in_frames:
-                    raise AudioDecodeError(
-                        f"{name}: more than {max_seconds:g} s of audio (limit max_seconds)"
-                    )
-                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-                if not np.isfinite(mono).all():
-                    raise AudioDecodeError(f"{name}: contains NaN or infinite samples")
-                if mono.size:
-                    peak = max(peak, float(np.max(np.abs(mono))))
-                if stream is not None:
-                    mono = stream.resample_chunk(mono, last=False)
-                put(mono)
+def _decode(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | None,
+            max_seconds: float | None) -> np.ndarray:
+    """Mix ``snd``'s blocks to mono and resample them into one preallocated array."""
+    sr_in, _, frames = _facts(snd)
+    sr_out = sr_in if sample_rate is None else int(sample_rate)
+    max_in_frames = None if max_seconds is None else int(np.ceil(max_seconds * sr_in))
+    if max_in_frames is not None and frames > max_in_frames and frames < 2**62:
+        raise AudioDecodeError(
+            f"{name}: {frames / sr_in:.0f} s of audio exceeds the limit of {max_seconds:g} s"
+        )
+    stream = None
+    if sr_out != sr_in:
+        stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+    # one preallocated output buffer (grown only if the header's frame count was short):
+    # peak memory is about the output itself, not output + a list of parts + their concatenation
+    est = int(np.ceil(max(0, frames) * sr_out / sr_in)) + 64 if 0 < frames < 2**40 else 1 << 16
+    if max_in_frames is not None:
+        est = min(est, int(np.ceil(max_in_frames * sr_out / sr_in)) + 64)
+    out = np.empty(max(1, est), dtype=np.float32)
+    n_out = 0
+
+    def put(chunk: np.ndarray) -> None:
+        nonlocal out, n_out
+        if n_out + chunk.size > out.size:
+            grown = np.empty(max(n_out + chunk.size, out.size * 2), dtype=np.float32)
+            grown[:n_out] = out[:n_out]
+            out = grown
+        out[n_out : n_out + chunk.size] = chunk
+        n_out += chunk.size
+
+    n_in = 0
+    peak = 0.0
+    try:
+        for block in _blocks(snd):
+            n_in += block.shape[0]
+            if max_in_frames is not None and n_in > max_in_frames:
+                raise AudioDecodeError(
+                    f"{name}: more than {max_seconds:g} s of audio (limit max_seconds)"
+                )
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if not np.isfinite(mono).all():
+                raise AudioDecodeError(f"{name}: contains NaN or infinite samples")
+            if mono.size:
+                peak = max(peak, float(np.max(np.abs(mono))))
             if stream is not None:
-                put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
-        except AudioDecodeError:
-            raise
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            raise AudioDecodeError(f"{name}: corrupt audio data ({' '.join(str(exc).split())})") from exc
+                mono = stream.resample_chunk(mono, last=False)
+            put(mono)
+        if stream is not None:
+            put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    except AudioDecodeError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioDecodeError(f"{name}: corrupt audio data ({' '.join(str(exc).split())})") from exc
     if n_in == 0:
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
     # a view when the slack is small (the usual case: the header's frame count was right)

@@ -19,7 +19,13 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "bench": ("faiss",),
     "clickhouse": ("chdb",),
     "spark": ("pyspark",),
+    "m4a": ("av",),  # PyAV: M4A/AAC voice memos (hashing/av_audio.py)
 }
+
+
+def installed(extra: str) -> bool:
+    """Whether every package of ``extra`` is importable (looked up, not imported)."""
+    return not missing(EXTRAS[extra])
 
 
 def missing(modules: tuple[str, ...] | list[str]) -> list[str]:

@@ -3,7 +3,9 @@ with what was left out and why.
 
 Why the skipped list: a folder is read for the audio files speechvault decodes (by suffix);
 anything else in it used to vanish without a word ("added 1 · errors 0" for a folder holding a
-phone's ``.m4a`` memos too). Now those files are listed, so the summary can say so. Hidden
+phone's ``.m4a`` memos too). Now those files are listed, so the summary can say so. M4A/AAC
+memos are read when the ``m4a`` extra (PyAV) is installed, and listed as skipped, with the
+``pip install`` line, when it is not. Hidden
 files (``.DS_Store``, ``._memo.wav``) are left out silently: they are never recordings.
 """
 
@@ -18,6 +20,8 @@ AUDIO_SUFFIXES = {
     ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
     ".snd", ".caf", ".w64", ".rf64",
 }
+#: suffixes PyAV decodes (phone voice memos), when the ``m4a`` extra is installed
+MP4_SUFFIXES = {".m4a", ".aac"}
 GLOB_CHARS = set("*?[")
 
 
@@ -32,11 +36,22 @@ class Sources:
 
 
 def is_audio_name(path: Path) -> bool:
-    return path.suffix.lower() in AUDIO_SUFFIXES
+    suffix = path.suffix.lower()
+    return suffix in AUDIO_SUFFIXES or (suffix in MP4_SUFFIXES and _m4a_installed())
+
+
+def _m4a_installed() -> bool:
+    from speechvault.extras import installed
+
+    return installed("m4a")
 
 
 def skip_reason(path: Path) -> str:
     suffix = path.suffix.lower()
+    if suffix in MP4_SUFFIXES:
+        from speechvault.extras import install_hint
+
+        return f"M4A/AAC needs PyAV: {install_hint('m4a')}"
     return f"not a format speechvault reads ({suffix or 'no suffix'})"
 
 

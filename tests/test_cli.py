@@ -146,6 +146,60 @@ def test_no_args_shows_help():
     assert "Traceback" not in r.stderr
 
 
+def test_shell_completion(tmp_path):
+    """--install-completion / --show-completion exist, and the completion protocol answers with
+    the command names and options (it used to be off: "no such option")."""
+    r = run_cli("--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+    r = run_cli("--show-completion", "bash")
+    assert r.returncode == 0, r.stderr
+    assert "_SPEECHVAULT_COMPLETE" in r.stdout and "complete " in r.stdout
+    ask = {"_SPEECHVAULT_COMPLETE": "complete_bash", "COMP_WORDS": "speechvault sea",
+           "COMP_CWORD": "1"}
+    assert run_cli(env=ask).stdout.split() == ["search"]
+    ask.update(COMP_WORDS="speechvault search v.duckdb --thr", COMP_CWORD="3")
+    assert run_cli(env=ask).stdout.split() == ["--threshold"]
+
+
+def test_help_text_is_not_cut_at_source_line_breaks():
+    """A docstring's line breaks used to show in --help: "unless --decrypt-to (or the vault's" /
+    "index is encrypted)" on two lines, and the Usage named cli.py under `python -m cli`."""
+    r = run_cli("search", "--help", env={"COLUMNS": "200"})
+    assert "Usage: speechvault search" in r.stdout
+    assert "No passphrase needed unless --decrypt-to (or the vault's index is encrypted)." in r.stdout
+    r = run_cli("--help", env={"COLUMNS": "200"})
+    assert "(no passphrase needed unless the index is encrypted)" in r.stdout
+
+
+@pytest.mark.parametrize("command", ["eval", "bench", "eval-identify"])
+def test_result_commands_need_out(command, tmp_path):
+    """No default --out docs/results: relative to the current folder it wrote wherever the
+    command happened to run (and nothing is written here when --out is missing)."""
+    r = run_cli(command, "--quick", cwd=tmp_path)
+    assert r.returncode == 2 and "Missing option '--out'" in r.stdout + r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_at_80_columns_cuts_nothing():
+    """At 80 columns typer's tables cut long words with an ellipsis ("--holdout-speak…",
+    "'speechvault[encrypt-in…"): every option name is whole and nothing is cut."""
+    import re
+
+    import cli
+
+    for name, command in [(c.name, c) for c in cli.app.registered_commands]:
+        name = name or command.callback.__name__
+        r = run_cli(name, "--help", env={"COLUMNS": "80"})
+        assert r.returncode == 0, r.stderr
+        assert "…" not in r.stdout, (name, r.stdout)
+        shown = set(re.findall(r"--[a-z][a-z0-9-]*", r.stdout))
+        import typer.main
+
+        params = typer.main.get_command(cli.app).commands[name].params
+        longs = {o for p in params for o in p.opts if o.startswith("--")}
+        assert longs <= shown, (name, longs - shown)
+
+
 # --------------------------------------------------------------------------- passphrase sources
 def test_key_file_strips_one_newline(tmp_path):
     from speechvault.passphrase import get_passphrase
@@ -250,13 +304,13 @@ def test_expand_sources(tmp_path):
     (tmp_path / ".DS_Store").write_text("x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.flac").write_bytes(b"x")
-    (tmp_path / "sub" / "memo.m4a").write_bytes(b"x")
+    (tmp_path / "sub" / "memo.amr").write_bytes(b"x")
     src = expand_sources([str(tmp_path)], recursive=False)
     assert [p.name for p in src.files] == ["a.wav"] and src.problems == []
     assert [p.name for p in src.skipped] == ["b.txt"]  # hidden files are not reported
     src = expand_sources([str(tmp_path)], recursive=True)
     assert sorted(p.name for p in src.files) == ["a.wav", "c.flac"]
-    assert sorted(p.name for p in src.skipped) == ["b.txt", "memo.m4a"]
+    assert sorted(p.name for p in src.skipped) == ["b.txt", "memo.amr"]
     src = expand_sources([str(tmp_path / "*.wav"), str(tmp_path / "a.wav")], recursive=False)
     assert [p.name for p in src.files] == ["a.wav"]  # de-duplicated
     src = expand_sources([str(tmp_path / "b.txt")], recursive=False)
@@ -871,20 +925,20 @@ def test_ingest_folder_recursive_and_glob(tmp_path):
     (src / a.name).write_bytes(a.read_bytes())
     (src / "deep" / b.name).write_bytes(b.read_bytes())
     (src / "readme.txt").write_text("not audio, reported as skipped")
-    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # a phone's voice memo
+    (src / "memo1.amr").write_bytes(b"#!AMR\n")  # an old phone's voice memo (not read)
     r = run_cli("ingest", path, src, "--json", passphrase=PASS)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert [row["name"] for row in rep["added"]] == [a.name]
     assert sorted(Path(row["path"]).name for row in rep["skipped_unsupported"]) == [
-        "memo1.m4a", "readme.txt"]
-    assert ".m4a" in rep["skipped_unsupported"][0]["reason"]
+        "memo1.amr", "readme.txt"]
+    assert ".amr" in rep["skipped_unsupported"][0]["reason"]
     r = run_cli("ingest", path, src, "--recursive", "--json", passphrase=PASS)
     rep = json.loads(r.stdout)
     assert [row["name"] for row in rep["added"]] == [b.name] and len(rep["skipped_duplicates"]) == 1
     r = run_cli("ingest", path, src, passphrase=PASS)  # the summary says it too
     assert r.returncode == 0, r.stderr
-    assert f"skipped {src / 'memo1.m4a'} (not a format speechvault reads (.m4a))" in r.stdout
+    assert f"skipped {src / 'memo1.amr'} (not a format speechvault reads (.amr))" in r.stdout
     summary = r.stdout.splitlines()
     header = next(i for i, ln in enumerate(summary) if "skipped" in ln and "errors" in ln)
     assert summary[header + 2].replace("│", " ").split()[-1] == "2"  # added dup err skipped
@@ -979,3 +1033,41 @@ def test_models_lists_both_architectures_and_init_takes_a_name(tmp_path):
     assert_user_error(run_cli("init", tmp_path / "w.duckdb", "--model", "no-such-model",
                               "--kdf-log2n", "10", passphrase=PASS), contains="no such model")
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_search_table_shows_the_neighbours_of_a_match(tmp_path):
+    """--top rows: the match, then the nearest non-matching recordings (they used to be hidden
+    whenever something matched). The whole-copy model: its search ranks every recording (the
+    default's excerpt search returns only keyed candidates, store/search.py)."""
+    vault = tmp_path / "v.duckdb"
+    assert run_cli("init", vault, "--kdf-log2n", "10", "--model", "fsdd-crnn-k384-dda",
+                   passphrase=PASS).returncode == 0
+    clips = digit_clips()[:8]
+    assert run_cli("ingest", vault, *clips, passphrase=PASS).returncode == 0
+    r = run_cli("search", vault, clips[0], "--top", "4", "--mode", "traversal")
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ".wav" in ln]
+    assert len(rows) == 4, r.stdout
+    assert clips[0].name in rows[0] and "MATCH" in rows[0]
+    assert any("MATCH" not in ln for ln in rows[1:]), r.stdout
+    js = json.loads(run_cli("search", vault, clips[0], "--top", "4", "--mode", "traversal",
+                            "--json").stdout)
+    names = [h["name"] for h in js["hits"]] + [h["name"] for h in js["nearest"]]
+    assert all(any(n in ln for ln in rows) for n in dict.fromkeys(names))
+
+
+def test_list_tsv_one_recording_a_line(tmp_path):
+    vault = tmp_path / "v.duckdb"
+    assert run_cli("init", vault, "--kdf-log2n", "10", passphrase=PASS).returncode == 0
+    odd = tmp_path / "a\tb.wav"  # a tab in a name must not add a column
+    odd.write_bytes(digit_clips()[0].read_bytes())
+    assert run_cli("ingest", vault, odd, digit_clips()[1], passphrase=PASS).returncode == 0
+    r = run_cli("list", vault, "--tsv")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split("\t") == ["id", "name", "category", "duration_s", "size_bytes",
+                                     "windows", "added"]
+    rows = [ln.split("\t") for ln in lines[1:]]
+    assert len(rows) == 2 and all(len(row) == 7 for row in rows)
+    assert rows[0][1] == "a\\tb.wav" and rows[1][1] == digit_clips()[1].name
+    assert int(rows[1][4]) == digit_clips()[1].stat().st_size

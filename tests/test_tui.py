@@ -333,14 +333,16 @@ async def test_library_column_widths_set_with_the_rows(fake_vault, fake_encoder,
                                                None, None, None))
         widths = [c.get_render_width(table) - 2 * table.cell_padding
                   for c in table.ordered_columns]
-        # name: the longest; category and duration: their headers; "17.4 KiB"; "YYYY-MM-DD"
-        assert widths == [max(len(r.name) for r in rows), 8, 8, 8, 10]
+        # id: 2 digits; name: the longest; category and duration: their headers; "17.4 KiB";
+        # "YYYY-MM-DD"
+        assert widths == [2, max(len(r.name) for r in rows), 8, 8, 8, 10]
+        assert [str(table.get_row_at(i)[0]) for i in range(3)] == [str(r.id) for r in rows[:3]]
         assert table.row_count == len(CORPUS)
         # a name that looks like markup is shown as it is, not parsed (nor a MarkupError)
         odd = [dataclasses.replace(rows[0], name="x[/b][bold]y.wav")]
         screen.on_library_loaded(LibraryLoaded(odd, {odd[0].category: 1}, None, None, None))
-        assert str(table.get_row_at(0)[0]) == "x[/b][bold]y.wav"
-        assert table.ordered_columns[0].get_render_width(table) - 2 * table.cell_padding == 16
+        assert str(table.get_row_at(0)[1]) == "x[/b][bold]y.wav"
+        assert table.ordered_columns[1].get_render_width(table) - 2 * table.cell_padding == 16
 
 
 @async_test
@@ -515,7 +517,7 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
     write_wav(src / "new_a.wav", tone_mix(7, 0.4))
     write_wav(src / "new_b.wav", tone_mix(8, 0.6))
     (src / "broken.wav").write_bytes(b"this is not audio at all")
-    (src / "memo1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # not read: reported
+    (src / "memo1.amr").write_bytes(b"#!AMR\n")  # not read: reported
     shutil.copy(EXAMPLES / TARGET, src / "dup.wav")
     app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", browse_root=src,
                    read_only=False)
@@ -532,8 +534,8 @@ async def test_ingest_lists_per_file_errors(vault_copy, fake_encoder, tmp_path, 
         assert len(r.added) == 2 and len(r.skipped_duplicates) == 1 and len(r.errors) == 1
         assert [Path(p).name for p, _ in screen.errors] == ["broken.wav"]
         assert "broken.wav" in str(screen.query_one("#ingest-errors").render())
-        assert [Path(p).name for p in screen.skipped] == ["memo1.m4a"]
-        assert "skipped 1 (not audio: .m4a)" in str(screen.query_one("#ingest-status").render())
+        assert [Path(p).name for p in screen.skipped] == ["memo1.amr"]
+        assert "skipped 1 (not audio: .amr)" in str(screen.query_one("#ingest-status").render())
         assert app.vault.read_only
         assert app.vault.category_counts().get("tones") == 2
 
@@ -882,7 +884,7 @@ async def test_search_excerpt_says_where_it_was_found(tmp_path, no_env_passphras
         verdict = str(screen.query_one("#verdict").render())
         assert "meeting.wav" in verdict and "found at 0:12.5" in verdict
         table = screen.query_one("#hits")
-        assert table.get_row_at(0)[4] == "0:12.5"
+        assert table.get_row_at(0)[5] == "0:12.5"
 
 
 @async_test
@@ -932,3 +934,270 @@ def test_guess_limiter_doubles_the_wait_and_resets_on_success():
     g2.record(False)
     g2.record(True)
     assert g2.delay() == 0.0
+
+
+# =============================================================================================
+# issue 15, "Low": labels, help, ids, tau, stale hits, passphrase after ingest, fast keys
+# =============================================================================================
+
+def test_hash_bits_name_the_indexed_code():
+    bits = np.ones(384, np.uint8)
+    text = render_hash_bits(1, 4, bits, color=False, code="fingerprint").plain
+    assert "fingerprint (K=384 bits" in text and "h2" not in text
+    assert render_hash_bits(None, None, None, color=False, code="fingerprint").plain == \
+        "fingerprint: -"
+
+
+@async_test
+async def test_record_of_a_fingerprint_vault_says_fingerprint(real_vault, no_env_passphrase):
+    """The default model indexes its excerpt fingerprint, not the paper's h2: the record screen
+    used to call it h2 whatever the vault held."""
+    app = make_app(real_vault, vault_cls_for(None))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        rec = app.screen
+        assert isinstance(rec, RecordScreen)
+        assert "h1 || fingerprint" in str(rec.query_one("#code-title").render())
+        assert "fingerprint (K=" in rec.query_one("#bits")._text(100).plain
+
+
+@async_test
+async def test_help_lists_the_keys_of_the_screen(vault_copy, fake_encoder, no_env_passphrase):
+    app = make_app(vault_copy, vault_cls_for(fake_encoder))  # read-only: no Delete
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        modal = app.screen
+        from tui.screens.modals import HelpModal
+
+        assert isinstance(modal, HelpModal) and modal.screen_name == "library"
+        keys = dict(modal.keys)
+        assert keys["F3"] == "Search" and keys["/"] == "Filter" and keys["ctrl+q"] == "Quit"
+        assert "Delete" not in keys.values()  # not offered where it does nothing
+        assert "recordings in the vault" in str(modal.query_one("#help-about").render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, LibraryScreen)
+        # in the search screen's query field "?" is a character (a glob), F1 still helps
+        await pilot.press("f3")
+        await settle(pilot)
+        await pilot.press("question_mark")
+        assert app.screen.query_one("#query").value == "?"
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpModal) and app.screen.screen_name == "search"
+
+
+@async_test
+async def test_search_shows_ids_and_no_tau_before_the_first_search(fake_vault, fake_encoder,
+                                                                    tmp_path, no_env_passphrase):
+    query = cpo_copy(EXAMPLES / TARGET, tmp_path / "q.wav")
+    app = make_app(fake_vault, vault_cls_for(fake_encoder), start_mode="search")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        chart = screen.query_one("#chart")
+        assert chart.tau is None
+        assert "τ" not in chart.render().plain  # no made-up 0.26 line before a search
+        await set_field(pilot, "#query", str(query))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert chart.tau == pytest.approx(screen.result.tau)
+        table = screen.query_one("#hits")
+        first = screen.rows[0]
+        assert table.get_row_at(0)[1] == str(first.recording_id) and first.name == TARGET
+
+
+@async_test
+async def test_failed_search_clears_the_earlier_hits(fake_vault, fake_encoder, tmp_path,
+                                                     no_env_passphrase):
+    query = cpo_copy(EXAMPLES / TARGET, tmp_path / "q.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    app = make_app(fake_vault, vault_cls_for(fake_encoder), start_mode="search")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await set_field(pilot, "#query", str(query))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.query_one("#hits").row_count > 0
+        await set_field(pilot, "#query", str(bad))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ErrorModal)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert screen.query_one("#hits").row_count == 0 and screen.rows == []
+        assert screen.result is None and screen.query_one("#chart").bars == ()
+        assert "search failed" in str(screen.query_one("#verdict").render())
+
+
+@async_test
+async def test_passphrase_typed_for_an_ingest_is_kept_after_it(vault_copy, fake_encoder, tmp_path,
+                                                               no_env_passphrase):
+    src = tmp_path / "audio"
+    src.mkdir()
+    write_wav(src / "new.wav", tone_mix(11, 0.4))
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", read_only=False,
+                   browse_root=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await set_field(pilot, "#source", str(src))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, PassphraseModal)
+        await type_text(pilot, PW)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(app.screen.report.added) == 1
+        assert app.is_unlocked() and "unlocked" in app.sub_title
+        await pilot.press("f2")
+        await settle(pilot)
+        await pilot.press("enter")  # a record: decrypting asks for nothing
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)
+        assert app.screen.query_one("#heatmap").spectrogram is not None
+
+
+@async_test
+async def test_keys_typed_during_a_screen_switch_reach_the_new_screen(fake_vault, fake_encoder,
+                                                                      no_env_passphrase):
+    """F3 then a path typed at once (the keys arrive before the search screen is built): the
+    path lands in the search screen's query field, not in the library."""
+    from textual import events
+
+    app = make_app(fake_vault, vault_cls_for(fake_encoder))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        for key in ("f3", "a", "b", "c"):  # queued together, as a fast typist's are
+            app._driver.send_message(events.Key(key, None if key == "f3" else key))
+        await settle(pilot)
+        assert isinstance(app.screen, SearchScreen)
+        assert app.screen.query_one("#query").value == "abc"
+        for key in ("f2", "f3", "d"):  # and to a screen built earlier
+            app._driver.send_message(events.Key(key, "d" if key == "d" else None))
+        await settle(pilot)
+        assert isinstance(app.screen, SearchScreen)
+        assert app.screen.query_one("#query").value == "abcd"
+        assert app._screen_stacks["library"][0].query_one("#name-filter").value == ""
+
+
+# =============================================================================================
+# issue 15, item 4: the files a session may name (speechvault/path_policy.py)
+# =============================================================================================
+
+def test_path_completion_stays_inside_the_session_root(tmp_path):
+    from speechvault.path_policy import PathPolicy
+    from tui.suggest import complete_path
+
+    root = tmp_path / "recordings"
+    (root / "calls").mkdir(parents=True)
+    (root / "calls" / "a.m4a").write_bytes(b"")
+    (tmp_path / "secret.txt").write_text("x")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    base = str(tmp_path) + "/"
+    anywhere = PathPolicy.anywhere()
+    assert complete_path(base + "se", policy=anywhere) == base + "secret.txt"
+    policy = PathPolicy.under(root)
+    assert complete_path(base + "se", policy=policy) is None              # outside the root
+    assert complete_path(str(root) + "/c", policy=policy) == str(root) + "/calls/"
+    assert complete_path(str(root) + "/calls/", policy=policy) == str(root) + "/calls/a.m4a"
+    assert complete_path(str(root) + "/li", policy=policy) is None        # a symlink out of it
+    assert not policy.allows(str(root) + "/../secret.txt")
+    nothing = PathPolicy.nothing()
+    assert complete_path("/etc/ss", policy=nothing) is None               # no server paths
+    assert complete_path(str(root) + "/c", policy=nothing) is None
+
+
+@async_test
+async def test_ssh_session_names_no_server_files(fake_vault, fake_encoder, env_passphrase):
+    """The ssh-serve TUI: a query path is refused (the query comes on stdin instead), nothing
+    is completed, and export (a file written on the server) is refused."""
+    from speechvault.path_policy import PathPolicy
+
+    app = make_app(fake_vault, vault_cls_for(fake_encoder), start_mode="search",
+                   paths=PathPolicy.nothing())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        field = screen.query_one("#query")
+        assert await field.suggester.get_suggestion("/etc/ss") is None
+        await set_field(pilot, "#query", str(EXAMPLES / TARGET))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.result is None
+        assert "ssh HOST search < query.wav" in str(screen.query_one("#verdict").render())
+        await pilot.press("f2")
+        await settle(pilot)
+        await pilot.press("enter")  # a record
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, RecordScreen)  # no export modal
+
+
+@async_test
+async def test_ingest_is_bounded_by_the_root(vault_copy, fake_encoder, tmp_path, env_passphrase):
+    from speechvault.path_policy import PathPolicy
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    write_wav(root / "ok.wav", tone_mix(21, 0.4))
+    other = tmp_path / "other"
+    other.mkdir()
+    write_wav(other / "theirs.wav", tone_mix(22, 0.4))
+    (root / "sneaky.wav").symlink_to(other / "theirs.wav")
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", read_only=False,
+                   browse_root=tmp_path, paths=PathPolicy.under(root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one("#tree").path == root.resolve()  # not the folder above it
+        await set_field(pilot, "#source", str(other))
+        await pilot.press("enter")
+        assert screen.sources == []
+        assert "outside" in str(screen.query_one("#ingest-status").render())
+        await set_field(pilot, "#source", str(root))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+        r = screen.report
+        assert [row.name for row in r.added] == ["ok.wav"]
+        assert [Path(p).name for p, _ in screen.errors] == ["sneaky.wav"]
+
+
+def test_ssh_serve_opens_the_tui_without_paths(monkeypatch, tmp_path):
+    import cli
+
+    seen = {}
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "")
+    monkeypatch.setattr(cli, "_run_tui", lambda vault, **kw: seen.update(kw))
+    cli.ssh_serve(tmp_path / "v.duckdb")
+    assert seen == {"write": False, "key_file": None, "paths": "none"}
+
+
+@async_test
+async def test_ingest_warns_about_a_silent_recording(vault_copy, fake_encoder, tmp_path,
+                                                     env_passphrase):
+    src = tmp_path / "audio"
+    src.mkdir()
+    sf.write(src / "muted.wav", np.zeros(16000 * 2, np.float32), 16000)
+    write_wav(src / "tone.wav", tone_mix(31, 0.6))
+    app = make_app(vault_copy, vault_cls_for(fake_encoder), start_mode="ingest", read_only=False,
+                   browse_root=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await set_field(pilot, "#source", str(src))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+        assert len(screen.report.added) == 2
+        assert [Path(p).name for p, _ in screen.warnings] == ["muted.wav"]
+        shown = str(screen.query_one("#ingest-errors").render())
+        assert "warnings (1)" in shown and "muted.wav" in shown and "silence" in shown

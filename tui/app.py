@@ -72,10 +72,15 @@ class SpeechVaultApp(VaultWrites, App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     BINDINGS = [
-        Binding("f2", "show_mode('library')", "Library"),
-        Binding("f3", "show_mode('search')", "Search"),
-        Binding("f4", "show_mode('ingest')", "Ingest"),
+        # priority: the app switches before the keys typed after F2-F4 are handed to a widget,
+        # so they reach the new screen (not the old one's focused field)
+        Binding("f2", "show_mode('library')", "Library", priority=True),
+        Binding("f3", "show_mode('search')", "Search", priority=True),
+        Binding("f4", "show_mode('ingest')", "Ingest", priority=True),
         Binding("ctrl+r", "reopen", "Retry"),
+        # ?: not a priority binding, so a "?" typed into a field (a glob) stays a character
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -92,14 +97,18 @@ class SpeechVaultApp(VaultWrites, App[None]):
                  read_only: bool = True, passphrase: str | None = None,
                  vault_cls: Any = None, freeze: bool | None = None,
                  browse_root: str | os.PathLike | None = None, start_mode: str = "library",
-                 search_top: int = 10) -> None:
+                 search_top: int = 10, paths: Any = None) -> None:
         # MODES hold import strings so that textual imports screens lazily; resolve them here
         self.MODES = {name: _load(target) for name, target in type(self).MODES.items()}
         super().__init__()
         self.vault_path = Path(vault_path)
         self.read_only = bool(read_only)
         self.fmt = Formatter(freeze)
-        self.browse_root = Path(browse_root) if browse_root is not None else Path.cwd()
+        from speechvault.path_policy import PathPolicy
+
+        #: which files of this machine the session may name (speechvault/path_policy.py)
+        self.paths = paths if paths is not None else PathPolicy.anywhere()
+        self.browse_root = self.paths.start_folder(browse_root)
         self.start_mode = start_mode
         self.search_top = int(search_top)
         self._vault_cls = vault_cls
@@ -221,12 +230,43 @@ class SpeechVaultApp(VaultWrites, App[None]):
         finally:
             self.vault_lock.release()
 
-    def action_show_mode(self, mode: str) -> None:
-        # pop modals/record screens of the current mode? keep them: each mode has its stack
+    async def action_show_mode(self, mode: str) -> None:
+        """Switch screens (each mode keeps its stack). Awaited, so that keys typed while the new
+        screen is being built wait for it (they used to be dropped, or go to the old screen)
+        instead of being handled before it has focused its first field."""
+        from textual.screen import ModalScreen
+
+        if isinstance(self.screen, ModalScreen):  # answer the question first (F2-F4 are priority)
+            self.bell()
+            return
         if mode == "ingest" and self.read_only:
             self.notify(READ_ONLY_HINT.format(what="ingest"), severity="warning")
             return
-        self.switch_mode(mode)
+        await self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        """The keys of the current screen and what it is for (tui/screens/modals.HelpModal)."""
+        from textual.screen import ModalScreen
+
+        from tui.screens.modals import HelpModal
+
+        if isinstance(self.screen, ModalScreen):
+            return  # a question is open (or the help itself): its own keys are in its footer
+        from textual.screen import Screen
+
+        own = {b.action for b in [*type(self).BINDINGS, *type(self.screen).BINDINGS]
+               if isinstance(b, Binding)}  # ours: not Textual's tab/copy nor a widget's cursor
+        keys: list[tuple[str, str]] = []
+        for active in self.active_bindings.values():
+            binding = active.binding
+            ours = isinstance(active.node, (App, Screen)) and binding.action in own
+            if ours and active.enabled and binding.description and binding.action != "help":
+                entry = (_key_name(binding.key), binding.description)
+                if entry not in keys:
+                    keys.append(entry)
+        keys.append(("? / F1", "this help"))
+        name = "record" if self.screen.has_class("record") else (self.screen.id or "screen")
+        self.push_screen(HelpModal(name, keys))
 
     def check_action(self, action: str, parameters) -> bool | None:
         if action == "reopen":
@@ -429,7 +469,8 @@ class SpeechVaultApp(VaultWrites, App[None]):
             bits = unpack_words(codes.words, int(codes.K))
         category = codes.category
         category = int(category[0]) if getattr(category, "size", 0) else None
-        screen.post_message(m.RecordLoaded(row, category, bits, list(info.class_names)))
+        screen.post_message(m.RecordLoaded(row, category, bits, list(info.class_names),
+                                           code=_indexed_code(vault)))
 
     @work(thread=True, exit_on_error=False, group="decrypt")
     def decrypt_spectrogram(self, screen, recording_id: int) -> None:
@@ -450,6 +491,31 @@ class SpeechVaultApp(VaultWrites, App[None]):
             vault = self._require_vault()
             out = vault.export_to(recording_id, path)
         screen.post_message(m.Exported(recording_id, str(out)))
+
+
+#: how the help names keys that Textual spells out
+_KEY_NAMES = {"slash": "/", "escape": "esc", "delete": "del", "question_mark": "?",
+              "enter": "enter"}
+
+
+def _key_name(key: str) -> str:
+    if key in _KEY_NAMES:
+        return _KEY_NAMES[key]
+    if len(key) > 1 and key[0] == "f" and key[1:].isdigit():
+        return key.upper()
+    return key
+
+
+def _indexed_code(vault: Any) -> str:
+    """"fingerprint" when the vault's model indexes its excerpt fingerprint, else "h2" (read
+    from the stored model's metadata: the model itself is not loaded for this)."""
+    try:
+        from hashing.model_meta import ModelMeta
+
+        _, meta_json = vault.model_bytes()
+        return "fingerprint" if ModelMeta.from_json(meta_json).fingerprint is not None else "h2"
+    except (SpeechVaultError, AttributeError, ValueError, KeyError):  # no readable metadata
+        return "h2"
 
 
 def _feature_spec_of(vault: Any):

@@ -30,9 +30,10 @@ class SearchDone(Message):
 
 
 class RecordLoaded(Message):
-    def __init__(self, row: Any, category: int | None, bits: Any, class_names: list[str] | None
-                 ) -> None:
+    def __init__(self, row: Any, category: int | None, bits: Any, class_names: list[str] | None,
+                 code: str = "h2") -> None:
         super().__init__()
+        self.code = code  # what the index holds: "h2" or "fingerprint"
         self.row = row
         self.category = category
         self.bits = bits
@@ -70,8 +71,9 @@ class IngestDone(Message):
     ``problems``: (source, why it gave no file)."""
 
     def __init__(self, report: Any, skipped: list | None = None,
-                 problems: list | None = None) -> None:
+                 problems: list | None = None, warnings: list | None = None) -> None:
         super().__init__()
+        self.warnings = list(warnings or [])  # (path, message): e.g. almost all silence
         self.report = report
         self.skipped = list(skipped or [])
         self.problems = list(problems or [])

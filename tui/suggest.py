@@ -1,7 +1,9 @@
 """Path completion for the TUI's path inputs: a textual ``Suggester`` over the filesystem.
 
 Typing ``~/rec/a`` suggests the first entry of ``~/rec`` that starts with ``a`` (directories end
-with ``/``); the right arrow (or end) accepts it, as with any textual suggester.
+with ``/``); the right arrow (or end) accepts it, as with any textual suggester. A session's
+``PathPolicy`` bounds it: nothing outside its root is suggested, and a session that names no
+paths (the SSH search account) gets no suggestion at all -- it used to list the server's files.
 """
 
 from __future__ import annotations
@@ -11,12 +13,23 @@ import os
 
 from textual.suggester import Suggester
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
+from speechvault.path_policy import PathPolicy
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au",
+                  ".m4a", ".aac")
 
 
-def complete_path(value: str, *, audio_first: bool = True, limit: int = 2000) -> str | None:
-    if not value:
+def complete_path(value: str, *, audio_first: bool = True, limit: int = 2000,
+                  policy: PathPolicy | None = None) -> str | None:
+    if not value or (policy is not None and not policy.names_paths):
         return None
+    completed = _complete(value, audio_first=audio_first, limit=limit)
+    if completed is not None and policy is not None and not policy.allows(completed):
+        return None
+    return completed
+
+
+def _complete(value: str, *, audio_first: bool, limit: int) -> str | None:
     expanded = os.path.expanduser(value)
     directory, prefix = os.path.split(expanded)
     directory_for_listing = directory or "."
@@ -55,8 +68,9 @@ def complete_path(value: str, *, audio_first: bool = True, limit: int = 2000) ->
 class PathSuggester(Suggester):
     """Suggests the completion of a path from the filesystem (never cached: dirs change)."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: PathPolicy | None = None) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
+        self.policy = policy
 
     async def get_suggestion(self, value: str) -> str | None:
-        return await asyncio.to_thread(complete_path, value)
+        return await asyncio.to_thread(complete_path, value, policy=self.policy)

@@ -126,13 +126,21 @@ class BerChart(Widget):
     """
 
     bars: reactive[tuple[Bar, ...]] = reactive(tuple, layout=True)
-    tau: reactive[float] = reactive(0.26)
+    #: None until a search has answered: no tau line is drawn before the vault's tau is known
+    #: (a fixed 0.26 was drawn, which is not every vault's threshold)
+    tau: reactive[float | None] = reactive(None)
 
     def set_data(self, bars: Sequence[Bar], tau: float) -> None:
         self.tau = float(tau)
         self.bars = tuple(bars)
 
+    def clear(self) -> None:
+        self.bars = ()
+        self.tau = None
+
     def render(self) -> Text:
+        if self.tau is None:
+            return Text("BER chart: after a search", style="dim" if not self.app.no_color else "")
         rows = max(1, self.size.height - 3) if self.size.height else None
         return render_ber_chart(self.bars, self.tau, self.size.width or 60,
                                 color=not self.app.no_color, max_rows=rows)
@@ -259,9 +267,11 @@ class SpectrogramHeatmap(Widget):
 
 def render_hash_bits(category: int | None, n_classes: int | None, bits: np.ndarray | None,
                      *, class_name: str | None = None, window: int = 0, n_windows: int = 1,
-                     width: int = 80, color: bool = True) -> Text:
-    """h1 (one-hot category) and h2 (K semantic bits) of one window, 64 bits a line in groups
-    of 8 ('1' bold, '0' dim)."""
+                     width: int = 80, color: bool = True, code: str = "h2") -> Text:
+    """h1 (one-hot category) and the indexed code (K bits) of one window, 64 bits a line in
+    groups of 8 ('1' bold, '0' dim). ``code`` names what the vault indexes: "h2" (the paper's
+    semantic hash) or "fingerprint" (the default model's excerpt fingerprint) -- calling a
+    fingerprint "h2" told the user something false about what is stored."""
     out = Text(no_wrap=True, overflow="crop")
     if category is not None and n_classes:
         h1 = "".join("1" if i == int(category) else "0" for i in range(int(n_classes)))
@@ -269,12 +279,12 @@ def render_hash_bits(category: int | None, n_classes: int | None, bits: np.ndarr
         out.append(f"h1 ({int(n_classes)} bits) ", style="bold" if color else "")
         out.append(h1 + name + "\n")
     if bits is None or np.asarray(bits).size == 0:
-        out.append("h2: -")
+        out.append(f"{code}: -")
         return out
     b = np.asarray(bits).reshape(-1)
     k = b.size
     per_line = 64 if width >= 76 else 32
-    out.append(f"h2 (K={k} bits, window {window + 1}/{n_windows})", style="bold" if color else "")
+    out.append(f"{code} (K={k} bits, window {window + 1}/{n_windows})", style="bold" if color else "")
     for start in range(0, k, per_line):
         chunk = b[start:start + per_line]
         out.append(f"\n{start:>4} ")
@@ -302,8 +312,10 @@ class HashBitsView(Widget):
         self.class_name: str | None = None
         self.bits: np.ndarray | None = None  # (n_windows, K)
         self.window = 0
+        self.code = "h2"
 
-    def set_codes(self, category, n_classes, bits, class_name=None) -> None:
+    def set_codes(self, category, n_classes, bits, class_name=None, code: str = "h2") -> None:
+        self.code = code
         self.category = category
         self.n_classes = n_classes
         self.class_name = class_name
@@ -321,7 +333,7 @@ class HashBitsView(Widget):
         n = 1 if self.bits is None else len(self.bits)
         return render_hash_bits(self.category, self.n_classes, row, class_name=self.class_name,
                                 window=self.window, n_windows=n, width=width,
-                                color=not self.app.no_color)
+                                color=not self.app.no_color, code=self.code)
 
     def render(self) -> Text:
         return self._text(self.size.width or 80)

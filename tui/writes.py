@@ -46,13 +46,20 @@ class VaultWrites:
 
         def ingest(handle) -> None:
             found = expand_sources([str(Path(s).expanduser()) for s in sources], recursive=True)
+            # a folder inside the root may hold a symlink out of it: those files are refused
+            outside = [f for f in found.files if not self.paths.allows(f)]
+            found.files = [f for f in found.files if self.paths.allows(f)]
+            found.problems += [(str(f), "outside the folder this session may use") for f in outside]
             screen.post_message(m.IngestStarted(len(found.files)))
             # no app lock here: the Vault serialises its own calls, and the progress callback
             # waits for the main thread, which may itself want the lock (on quit)
             report = handle.ingest(found.files, category=category or None, progress=progress,
                                    cancel=cancel)
+            from speechvault.silence import added_paths, silent_files
+
+            warnings = silent_files(added_paths(found.files, report), handle.max_ingest_seconds)
             screen.post_message(m.IngestDone(report, skipped=found.skipped,
-                                             problems=found.problems))
+                                             problems=found.problems, warnings=warnings))
 
         self._ingest_cancel = cancel
         try:  # whatever happens, the screen leaves its running state (IngestFinished)
@@ -80,8 +87,12 @@ class VaultWrites:
     def _write_session(self, label: str, body: Callable[[Any], None], *,
                        passphrase: str | None = None) -> None:
         """(worker thread) Close the read-only handle, run ``body`` on a read-write one, and
-        reopen read-only, whatever happened."""
+        reopen read-only, whatever happened. A session that knew the passphrase stays unlocked
+        on the new handle (it used to look locked after an ingest, the next decrypt asking for
+        a new scrypt -- or, when the key came from a prompt, for the passphrase again)."""
         rw = None
+        keep = passphrase or (self.passphrase if self.is_unlocked() else None)
+        done = False
         self.writes_idle.clear()
         try:
             self.call_from_thread(self._begin_write, label)
@@ -90,6 +101,7 @@ class VaultWrites:
             rw = self.vault_cls.open(self.vault_path, read_only=False, passphrase=passphrase,
                                      **self._index_kwargs())
             body(rw)
+            done = True
         finally:
             if rw is not None:
                 try:
@@ -103,8 +115,9 @@ class VaultWrites:
                                             **self._index_kwargs())
             except SpeechVaultError as exc:
                 error = exc.message
+            unlocked = done and vault is not None and keep and _unlock(vault, keep)
             try:
-                self.call_from_thread(self._end_write, vault, error)
+                self.call_from_thread(self._end_write, vault, error, bool(unlocked))
             except RuntimeError:  # the app has gone: do not leak the handle
                 if vault is not None:
                     vault.close()
@@ -120,10 +133,21 @@ class VaultWrites:
         self.ingesting, self.write_label = True, label
         self.refresh_status()
 
-    def _end_write(self, vault: Any, error: str | None) -> None:
+    def _end_write(self, vault: Any, error: str | None, unlocked: bool = False) -> None:
         self.ingesting = False
         self._ingest_cancel = None
+        if unlocked:
+            self._unlocked_handle = vault
         self._set_vault(vault, error)
         if error:
             self.notify(f"could not reopen the vault read-only: {error} (ctrl+r to retry)",
                         severity="error")
+
+
+def _unlock(vault: Any, passphrase: str) -> bool:
+    """Unlock the reopened read-only handle with the passphrase the write just used."""
+    try:
+        vault.unlock(passphrase)
+    except SpeechVaultError:
+        return False
+    return True

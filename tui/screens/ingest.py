@@ -37,7 +37,8 @@ class SourceTree(DirectoryTree):
         self.root.set_label(path.name or str(path))
 
     def filter_paths(self, paths):
-        return [p for p in paths if not p.name.startswith(".")]
+        policy = self.app.paths  # a symlink out of the session's root is not shown
+        return [p for p in paths if not p.name.startswith(".") and policy.allows(p)]
 
 
 class IngestScreen(Screen):
@@ -56,17 +57,22 @@ class IngestScreen(Screen):
         self.running = False
         self.report = None
         self.skipped: list = []
+        self.warnings: list = []
         self.counts = {"added": 0, "duplicate": 0, "error": 0}
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="ingest-body"):
-            yield SourceTree(self.app.browse_root, id="tree")
+            if self.app.paths.names_paths:
+                yield SourceTree(self.app.browse_root, id="tree")
+            else:
+                yield Static("no server files in this session", id="tree")
             with Vertical(id="ingest-main"):
                 with Horizontal(classes="form-row"):
                     yield Label("path", classes="field-label")
                     yield Field(placeholder="file or folder (→ completes, enter adds)",
-                                id="source", suggester=PathSuggester(), compact=True)
+                                id="source", suggester=PathSuggester(self.app.paths),
+                                compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("category", classes="field-label")
                     yield Field(placeholder="blank: the model's prediction", id="category",
@@ -81,7 +87,8 @@ class IngestScreen(Screen):
     def on_mount(self) -> None:
         self.errors: list[tuple[str, str]] = []
         # the path input, not the tree: typing a path must not fire the tree's `a` (add)
-        self.query_one("#source", Input).focus()
+        # (set now, not deferred as ``focus()`` is: keys typed during the switch come next)
+        self.set_focus(self.query_one("#source", Input))
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
     def _vault_changed(self, _generation: int) -> None:
@@ -103,7 +110,13 @@ class IngestScreen(Screen):
 
     # -- choosing sources --------------------------------------------------------------------
     def _add(self, path: str) -> None:
-        path = str(Path(path).expanduser())
+        from speechvault.errors import InvalidInputError
+
+        try:
+            path = str(self.app.paths.check(path))
+        except InvalidInputError as exc:
+            self.query_one("#ingest-status", Static).update(exc.message)
+            return
         if path and path not in self.sources:
             self.sources.append(path)
         self._show_sources()
@@ -119,7 +132,9 @@ class IngestScreen(Screen):
         self.query_one("#selected", Static).update(text)
 
     def action_add_highlighted(self) -> None:
-        tree = self.query_one("#tree", DirectoryTree)
+        tree = self.query_one("#tree")
+        if not isinstance(tree, DirectoryTree):
+            return
         node = tree.cursor_node
         if node is not None and node.data is not None:
             self._add(str(node.data.path))
@@ -167,6 +182,7 @@ class IngestScreen(Screen):
         self.report = None
         self.skipped = []
         self.errors = []
+        self.warnings = []
         self.query_one("#ingest-errors", Static).update("")
         self.query_one("#progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#ingest-status", Static).update("opening the vault read-write…")
@@ -206,21 +222,33 @@ class IngestScreen(Screen):
         if (path, message) in self.errors:
             return
         self.errors.append((path, message))
+        self._show_issues()
+
+    def _show_issues(self) -> None:
+        """Errors (not stored), then warnings (stored, but worth a look: almost all silence)."""
         from rich.text import Text
 
-        text = Text(f"errors ({len(self.errors)}):", style="bold")
-        for p, msg in self.errors:
-            text.append("\n✗ ")
-            text.append(Path(p).name or p, style="bold")
-            text.append(f": {_strip_source(msg, p)}")
+        text = Text(style="bold")  # as before: the whole list bold
+        for title, mark, items in (("errors", "✗", self.errors), ("warnings", "⚠", self.warnings)):
+            if not items:
+                continue
+            if text.plain:
+                text.append("\n")
+            text.append(f"{title} ({len(items)}):", style="bold")
+            for p, msg in items:
+                text.append(f"\n{mark} ")
+                text.append(Path(p).name or p, style="bold")
+                text.append(f": {_strip_source(msg, p)}")
         self.query_one("#ingest-errors", Static).update(text)
 
     def on_ingest_done(self, message: IngestDone) -> None:
         r = message.report
         self.report = r
         self.skipped = message.skipped
+        self.warnings = list(message.warnings)
         for path, msg in [*message.problems, *r.errors]:
             self._add_error(path, msg)
+        self._show_issues()
         state = "cancelled" if r.cancelled else "done"
         self.query_one("#ingest-status", Static).update(
             f"{state}: added {len(r.added)} · duplicates {len(r.skipped_duplicates)} · "

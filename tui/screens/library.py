@@ -20,7 +20,8 @@ from textual.widgets.option_list import Option
 from tui.messages import Deleted, Exported, LibraryLoaded
 
 ALL = "\x00all"
-COLUMNS = ("name", "category", "duration", "size", "added")
+#: "id" first: the number ``speechvault export/delete ID`` take
+COLUMNS = ("id", "name", "category", "duration", "size", "added")
 
 
 class LibraryScreen(Screen):
@@ -56,7 +57,7 @@ class LibraryScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one("#recordings", DataTable)
         self._set_columns(table, [])
-        table.focus()
+        self.set_focus(table)  # now, not deferred: keys typed during the switch come next
         self.watch(self.app, "vault_generation", self._vault_changed, init=True)
 
     def _vault_changed(self, _generation: int) -> None:
@@ -77,7 +78,7 @@ class LibraryScreen(Screen):
     def on_library_loaded(self, message: LibraryLoaded) -> None:
         fmt = self.app.fmt
         self.rows = list(message.rows)
-        cells = [(Text(r.name), Text(r.category), fmt.duration(r.duration), fmt.size(r.size),
+        cells = [(str(r.id), Text(r.name), Text(r.category), fmt.duration(r.duration), fmt.size(r.size),
                   fmt.added(r.added, date_only=True)) for r in self.rows]
         table = self.query_one("#recordings", DataTable)
         table.clear(columns=True)

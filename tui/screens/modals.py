@@ -144,7 +144,8 @@ class ExportModal(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Label("Export decrypted original", classes="title")
             yield Static(f"{self.recording_name} → file:")
-            yield SubmitInput(value=self.default, suggester=PathSuggester(), id="export-path",
+            yield SubmitInput(value=self.default, suggester=PathSuggester(self.app.paths),
+                              id="export-path",
                               submit_label="Export")
             yield Static("", id="export-error", classes="error")
         yield Footer()
@@ -158,7 +159,13 @@ class ExportModal(ModalScreen[str | None]):
         if not value:
             self.query_one("#export-error", Static).update("type a path")
             return
-        path = Path(value).expanduser()
+        from speechvault.errors import InvalidInputError
+
+        try:
+            path = self.app.paths.check(value)
+        except InvalidInputError as exc:
+            self.query_one("#export-error", Static).update(exc.message)
+            return
         if path.is_dir():
             path = path / self.recording_name
         self.dismiss(str(path))
@@ -192,3 +199,45 @@ class ConfirmModal(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+#: what each screen is for, shown above its keys in the help (``?`` / F1)
+SCREEN_HELP = {
+    "library": "The recordings in the vault: id, name, category, length, size, date. Enter opens "
+               "one; / filters by name; c picks a category. Browsing needs no passphrase.",
+    "search": "Type the path of a query recording and press enter. Hits under τ (the vault's "
+              "threshold unless you set one) are matches; the chart shows each hit's BER.",
+    "ingest": "Add files or folders (type a path, or `a` on the tree), optionally a category, "
+              "then ctrl+s. Needs a session started with --write and the passphrase.",
+    "record": "One recording: its metadata and public hash code; d decrypts it to draw the "
+              "spectrogram, e exports the original (both ask for the passphrase).",
+}
+
+
+class HelpModal(ModalScreen[None]):
+    """The keys of the screen it was opened on (``?`` or F1), and what that screen is for.
+
+    Built from the bindings active when it was asked for, so it never lists a key that does
+    nothing there (no Delete in a read-only session)."""
+
+    BINDINGS = [Binding("escape,enter,question_mark,q,f1", "close", "Close")]
+
+    def __init__(self, screen_name: str, keys: list[tuple[str, str]]) -> None:
+        super().__init__(classes="modal")
+        self.screen_name = screen_name
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        from rich.markup import escape
+
+        width = max((len(k) for k, _ in self.keys), default=0)
+        lines = [f"[b]{escape(k.ljust(width))}[/b]  {escape(d)}" for k, d in self.keys]
+        with Vertical(id="dialog"):
+            yield Label(f"Help: {self.screen_name}", classes="title")
+            yield Static(SCREEN_HELP.get(self.screen_name, ""), id="help-about")
+            yield Static("\n".join(lines), id="help-keys")
+            yield Static("escape/?: close", classes="hint")
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -22,12 +22,18 @@ def ask_export(screen: Screen, recording_id: int, name: str) -> None:
     app = screen.app
     from tui.screens.modals import ExportModal
 
+    if not app.paths.names_paths:  # an export would write a file on the server
+        from speechvault.path_policy import NO_PATHS_HINT
+
+        app.notify(NO_PATHS_HINT, severity="warning")
+        return
+
     def chosen(path: str | None) -> None:
         if path:
             app.export_recording(screen, recording_id, path)
 
     def then() -> None:
-        default = str(Path.cwd() / Path(name).name)
+        default = str(app.paths.start_folder() / Path(name).name)
         app.push_screen(ExportModal(name, default), chosen)
 
     app.with_passphrase("Export", then)
@@ -70,7 +76,7 @@ class RecordScreen(Screen):
             yield Static("loading…", id="record-meta")
             yield Label("Log-Mel spectrogram (time →, frequency ↑)", classes="panel-title")
             yield SpectrogramHeatmap(id="heatmap")
-            yield Label("Hash code h1 || h2 (public index)", classes="panel-title")
+            yield Label("Hash code h1 || h2 (public index)", classes="panel-title", id="code-title")
             yield HashBitsView(id="bits")
         yield Footer(compact=True)
 
@@ -96,8 +102,10 @@ class RecordScreen(Screen):
         cname = names[message.category] if message.category is not None and \
             0 <= message.category < len(names) else None
         n_classes = len(names) or None
+        code = getattr(message, "code", "h2")
+        self.query_one("#code-title", Label).update(f"Hash code h1 || {code} (public index)")
         self.query_one("#bits", HashBitsView).set_codes(message.category, n_classes,
-                                                         message.bits, cname)
+                                                         message.bits, cname, code=code)
 
     def on_spectrogram_ready(self, message: SpectrogramReady) -> None:
         if message.recording_id == self.recording_id:

@@ -40,8 +40,8 @@ class SearchScreen(Screen):
         with Vertical(id="search-form"):
             with Horizontal(classes="form-row"):
                 yield Label("query", classes="field-label")
-                yield Field(placeholder="path of an audio file (→ completes)", id="query",
-                            suggester=PathSuggester(), compact=True)
+                yield Field(placeholder=_query_placeholder(self.app.paths), id="query",
+                            suggester=PathSuggester(self.app.paths), compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("τ", classes="field-label")
                 yield Field(placeholder="vault τ", id="tau", compact=True,
@@ -61,9 +61,10 @@ class SearchScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#hits", DataTable)
-        for label in ("#", "name", "category", "BER", "at", "match"):
+        for label in ("#", "id", "name", "category", "BER", "at", "match"):
             table.add_column(label, key=label)
-        self.query_one("#query", Input).focus()
+        # set now, not deferred (``focus()``): keys typed during the switch come next
+        self.set_focus(self.query_one("#query", Input))
 
     # -- actions ---------------------------------------------------------------------------
     def action_focus_query(self) -> None:
@@ -111,9 +112,30 @@ class SearchScreen(Screen):
         query, tau, mode, top = p
         from pathlib import Path
 
+        from speechvault.errors import InvalidInputError
+
+        try:
+            self.app.paths.check(query)
+        except InvalidInputError as exc:
+            self._clear_results()
+            self.query_one("#verdict", Static).update(_esc(exc.message))
+            return
+
         self.query_one("#verdict", Static).update(f"searching {Path(query).name} ({mode})…")
+        self._clear_results()  # no hits of an earlier query may stand under this one's answer
+        self.app.track(self.app.run_search(self, query, tau, mode, top),
+                       on_error=self._search_failed)
+
+    def _clear_results(self) -> None:
+        self.result = None
+        self.rows = []
+        self.query_one("#hits", DataTable).clear()
+        self.query_one("#chart", BerChart).clear()
         self.query_one("#timings", Static).update("")
-        self.app.run_search(self, query, tau, mode, top)
+
+    def _search_failed(self, error: BaseException) -> None:
+        message = getattr(error, "message", None) or " ".join(str(error).split())
+        self.query_one("#verdict", Static).update(f"[b]search failed[/b]: {_esc(message)}")
 
     # -- results ---------------------------------------------------------------------------
     def on_search_done(self, message: SearchDone) -> None:
@@ -138,11 +160,11 @@ class SearchScreen(Screen):
         for i, h in enumerate(rows, 1):
             if not h.is_match and not separator_done:
                 if n_match:
-                    table.add_row("", f"── τ = {res.tau:.2f} ──", "", "", "", "", key="sep")
+                    table.add_row("", "", f"── τ = {res.tau:.2f} ──", "", "", "", "", key="sep")
                 separator_done = True
             mark = "✓ < τ" if h.is_match else "✗"
             name = f"[b]{_esc(h.name)}[/b]" if h.is_match else _esc(h.name)
-            table.add_row(str(i), name, _esc(h.category), fmt.ber(h.ber),
+            table.add_row(str(i), str(h.recording_id), name, _esc(h.category), fmt.ber(h.ber),
                           fmt.clock(getattr(h, "offset", None)), mark, key=str(h.recording_id))
         self.query_one("#chart", BerChart).set_data(
             [Bar(h.name, float(h.ber), bool(h.is_match)) for h in rows], float(res.tau))
@@ -179,6 +201,12 @@ class SearchScreen(Screen):
             from tui.screens.record import RecordScreen
 
             self.app.push_screen(RecordScreen(int(key)))
+
+
+def _query_placeholder(paths) -> str:
+    if not paths.names_paths:
+        return "no server files here: ssh HOST search < query.wav"
+    return "path of an audio file (→ completes)"
 
 
 def _esc(text) -> str:
