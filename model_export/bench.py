@@ -239,6 +239,7 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
                     con.unregister(t)
                 except Exception:
                     pass
+    vault._rows_cache = None  # the per-open row counts (store.vault._category_rows)
     if compact:
         vault.compact()
     else:
