@@ -409,6 +409,7 @@ class Vault:
 
     def _load_meta(self) -> None:
         self._rows_cache = None
+        self._search_threads = None  # DuckDB's default until a search chooses
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
             "class_names, tau FROM vault_meta").fetchone()
@@ -945,12 +946,20 @@ class Vault:
         total_rows = sum(per_cat.values())
         candidates = (total_rows * q.n_windows if probes is None
                       else sum(per_cat.get(c, 0) for p in probes for c in p))
+        scanned = total_rows if probes is None else sum(
+            per_cat.get(c, 0) for c in {c for p in probes for c in p})
         found: list = []
         seconds: list[float] = []
         if candidates:
             with self._lock:
-                found, seconds = _search.nearest_recordings(
-                    self._db(), self.K, [[int(x) for x in w] for w in q.words], probes, top)
+                con = self._db()
+                threads = _search.threads_for(scanned)
+                if threads != getattr(self, "_search_threads", None):
+                    seconds.append(_search.set_threads(con, threads))
+                    self._search_threads = threads
+                found, more = _search.nearest_recordings(
+                    con, self.K, [[int(x) for x in w] for w in q.words], probes, top)
+                seconds += more
         nearest = [Hit(recording_id=n.recording_id, name=n.name, category=n.category,
                        ber=n.dist / self.K, window=n.window, is_match=(n.dist / self.K) < tau,
                        query_window=n.query_window, distance=n.dist) for n in found]

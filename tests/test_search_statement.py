@@ -140,7 +140,8 @@ def test_growing_l_and_grouped_fallback_equal_the_first_statement(vault, monkeyp
 def test_one_statement_per_search(vault, monkeypatch):
     """A decided search sends exactly one statement (no count(*), no label lookup)."""
     v = vault
-    v._category_rows()  # the per-open row counts are read once, before
+    for mode in ("two-stage", "traversal", "multi-probe"):  # counts read, threads chosen
+        v.search(_queries(v)[0], mode=mode, top=5)
     sent = []
     real = v._con
 
@@ -175,3 +176,10 @@ def test_statement_is_parameterised_only():
         search.search_sql(384, 2, [1, 2], shared_categories=True)
     with pytest.raises(ValueError):
         search.search_sql(384, 0, None)
+
+
+def test_threads_one_below_a_row_group():
+    """A scan within one row group runs on one DuckDB thread (no hand-offs); larger, every core."""
+    assert search.threads_for(10_000) == 1
+    assert search.threads_for(search.ROW_GROUP_ROWS - 1) == 1
+    assert search.threads_for(10 * search.ROW_GROUP_ROWS) >= 1
