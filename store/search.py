@@ -46,7 +46,7 @@ import duckdb
 
 from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
 
-__all__ = ["distance_expr", "search_sql", "search_params", "nearest_recordings", "Nearest",
+__all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
            "unpack_key", "threads_for", "set_threads",
            "rows_sql", "grouped_sql", "best_per_recording", "count_sql", "compact",
            "needs_compaction"]
@@ -149,84 +149,85 @@ _DIST_SHIFT = 281474976710656     # 2**48
 MAX_QUERY_WINDOWS = 65_536
 
 
-def _window_distance(K: int, qw: int, first_param: int, cat_params: list[str] | None) -> str:
-    """Distance of a row to query window ``qw`` (its words from ``$first_param``); NULL for a
-    row outside the window's own categories when windows probe different categories."""
-    d = distance_expr(K, first_param)
-    if cat_params is None:
-        return f"{d} AS d{qw}"
-    return f"CASE WHEN c.category IN ({', '.join(cat_params)}) THEN {d} END AS d{qw}"
+#: windows that probe the same categories: (their numbers, how many categories they probe)
+ProbeGroup = tuple[tuple[int, ...], int]
 
 
-def _distances_cte(K: int, n_categories: list[int] | None, n_windows: int,
-                   shared_categories: bool) -> str:
-    """``d``: each candidate row's distance to every query window. Parameters from ``$3``: the
-    W words of each window, each followed by its categories (unless shared: then once, last)."""
-    W = len(word_columns(K))
-    p = 3
-    cols, every_cat = [], []
+def probe_groups(probes: list[list[int]] | None, n_windows: int) -> list[ProbeGroup] | None:
+    """The query windows grouped by the set of categories they probe (first appearance order);
+    None for traversal (every row, one group of every window)."""
+    if probes is None:
+        return None
+    groups: dict[tuple[int, ...], list[int]] = {}
     for qw in range(n_windows):
-        first = p
-        p += W
-        own = None
-        if n_categories is not None and not shared_categories:
-            own = [f"${p + i}::SMALLINT" for i in range(n_categories[qw])]
-            every_cat += own
-            p += n_categories[qw]
-        cols.append(_window_distance(K, qw, first, own))
-    if n_categories is not None and shared_categories:
-        every_cat = [f"${p + i}::SMALLINT" for i in range(n_categories[0])]
-    where = f"\n    WHERE c.category IN ({', '.join(every_cat)})" if every_cat else ""
-    body = ",\n           ".join(cols)
-    return (f"d AS (\n    SELECT c.recording_id, c.win,\n           {body}\n"
-            f"    FROM codes AS c{where}\n)")
+        groups.setdefault(tuple(sorted({int(c) for c in probes[qw]})), []).append(qw)
+    return [(tuple(ws), len(cats)) for cats, ws in groups.items()]
 
 
-def _nearest_window_cte(n_windows: int) -> str:
-    """``m``: per row, its distance to the nearest query window and that window's number (the
-    first of equals), so one ranked scan serves every window of the query."""
-    if n_windows == 1:
-        return "m AS (SELECT recording_id, win, d0 AS dist, 0 AS qw FROM d)"
-    ds = ", ".join(f"d{i}" for i in range(n_windows))
-    which = " ".join(f"WHEN d{i} = dist THEN {i}" for i in range(n_windows))
-    return ("m AS (\n    SELECT recording_id, win, dist, CASE " + which + " END AS qw\n"
-            f"    FROM (SELECT *, least({ds}) AS dist FROM d)\n)")
+def _group_pairs(K: int, windows: Sequence[int], first_cat_param: int | None,
+                 n_categories: int) -> str:
+    """(row, nearest window of the group) pairs of one probe group: a scan of its categories,
+    the distance to each of its windows (their words at ``$3 + W * window``), the least, and the
+    first window at that distance."""
+    W = len(word_columns(K))
+    cols = ",\n               ".join(
+        f"{distance_expr(K, 3 + W * qw)} AS d{qw}" for qw in windows)
+    where = ""
+    if first_cat_param is not None:
+        cats = ", ".join(f"${first_cat_param + i}::SMALLINT" for i in range(n_categories))
+        where = f"\n        WHERE c.category IN ({cats})"
+    if len(windows) == 1:
+        dist, qw = f"d{windows[0]}", f"{windows[0]}"
+    else:
+        dist = f"least({', '.join(f'd{w}' for w in windows)})"
+        qw = "CASE " + " ".join(f"WHEN d{w} = dist THEN {w}" for w in windows) + " END"
+    return (f"SELECT recording_id, win, dist, {qw} AS qw FROM (\n"
+            f"    SELECT *, {dist} AS dist FROM (\n"
+            f"        SELECT c.recording_id, c.win,\n               {cols}\n"
+            f"        FROM codes AS c{where}))")
 
 
-def search_sql(K: int, n_windows: int, n_categories: int | Sequence[int] | None, *,
-               shared_categories: bool = True, grouped: bool = False) -> str:
+def _pairs_cte(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None) -> str:
+    """``m``: each candidate row with its distance to the nearest query window that probes its
+    category, one scan per probe group (UNION ALL: a row of two groups appears twice, harmless
+    to the ranking). Parameters: ``$3 ..`` the W words of every window, then each group's
+    categories."""
+    if groups is None:
+        return f"m AS (\n{_group_pairs(K, range(n_windows), None, 0)}\n)"
+    p = 3 + len(word_columns(K)) * n_windows
+    parts = []
+    for windows, n_cat in groups:
+        parts.append(_group_pairs(K, windows, p, n_cat))
+        p += n_cat
+    return "m AS (\n" + "\nUNION ALL\n".join(parts) + "\n)"
+
+
+def search_sql(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None, *,
+               grouped: bool = False) -> str:
     """The whole per-window search of one query as one statement.
 
-    ``n_windows`` query windows; ``n_categories`` categories probed per window (one number for
-    all, or one per window; None: every row, traversal); ``shared_categories``: every window
-    probes the same categories (passed once). Parameters: ``$1`` L (rows ranked), ``$2`` top,
-    then ``search_params``' words and categories.
+    ``n_windows`` query windows; ``groups``: the windows grouped by the categories they probe
+    (``probe_groups``; None: every row, traversal). Parameters: ``$1`` L (rows ranked),
+    ``$2`` top, then ``search_params``' words and categories.
 
-    ``top_rows`` are the L rows nearest any window, ordered by (dist, recording_id, query
-    window, window): DuckDB keeps a top-L heap over one scan and fetches the words late.
-    ``grouped`` ranks every candidate row instead (the exact fallback when L would be too
-    large). Each recording's best pair is its smallest packed key (``unpack_key``); the labels
-    come from ``recordings`` in the same statement; ``n_rows`` / ``n_recordings`` (window
-    aggregates, taken before the LIMIT) let the caller check that the L rows decided the top.
-    Columns: recording_id, key, name, category, n_rows, n_recordings."""
+    ``top_rows`` are the L (row, window) pairs nearest the query, ordered by (dist,
+    recording_id, query window, window): DuckDB keeps a top-L heap over the scans and fetches
+    the words late. ``grouped`` ranks every candidate pair instead (the exact fallback when L
+    would be too large). Each recording's best pair is its smallest packed key
+    (``unpack_key``); the labels come from ``recordings`` in the same statement; ``n_rows`` /
+    ``n_recordings`` (window aggregates, taken before the LIMIT) let the caller check that the
+    L rows decided the top. Columns: recording_id, key, name, category, n_rows, n_recordings."""
     if n_windows < 1 or n_windows > MAX_QUERY_WINDOWS:
         raise ValueError(f"1 .. {MAX_QUERY_WINDOWS} query windows, not {n_windows}")
-    if isinstance(n_categories, int):
-        n_categories = [n_categories] * n_windows
-    if n_categories is not None:
-        n_categories = [int(n) for n in n_categories]
-        if len(n_categories) != n_windows or min(n_categories) < 1:
-            raise ValueError("at least one category to probe, for every query window")
-        if shared_categories and len(set(n_categories)) > 1:
-            raise ValueError("shared categories: the same number for every window")
-    per_window = n_categories is not None and not shared_categories and n_windows > 1
-    cands = "SELECT recording_id, win, dist, qw FROM m" + (
-        " WHERE dist IS NOT NULL" if per_window else "")  # NULL: in no window's categories
-    top_rows = (f"{cands} {'AND' if per_window else 'WHERE'} $1::BIGINT > 0" if grouped
+    if groups is not None:
+        covered = sorted(w for ws, _ in groups for w in ws)
+        if covered != list(range(n_windows)) or min(n for _, n in groups) < 1:
+            raise ValueError("every query window in one probe group of at least one category")
+    cands = "SELECT recording_id, win, dist, qw FROM m"
+    top_rows = (f"{cands} WHERE $1::BIGINT > 0" if grouped
                 else f"{cands}\n    ORDER BY dist, recording_id, qw, win LIMIT $1")
     return (
-        f"WITH {_distances_cte(K, n_categories, n_windows, shared_categories)},\n"
-        f"{_nearest_window_cte(n_windows)},\n"
+        f"WITH {_pairs_cte(K, n_windows, groups)},\n"
         f"top_rows AS (\n    {top_rows}\n)\n"
         + (_group_then_label() if grouped else _label_then_group()))
 
@@ -271,17 +272,15 @@ def unpack_key(key: int) -> tuple[int, int, int]:
 
 
 def search_params(words: list[list[int]], probes: list[list[int]] | None, L: int,
-                  top: int) -> tuple[list, bool]:
-    """The parameters of ``search_sql`` and whether the windows share their categories."""
-    shared = probes is None or all(p == probes[0] for p in probes)
+                  top: int) -> tuple[list, list[ProbeGroup] | None]:
+    """The parameters of ``search_sql`` and the probe groups to build it with."""
+    groups = probe_groups(probes, len(words))
     params: list = [int(L), int(top)]
-    for qw, w in enumerate(words):
+    for w in words:
         params += [int(x) for x in w]
-        if probes is not None and not shared:
-            params += [int(c) for c in probes[qw]]
-    if probes is not None and shared:
-        params += [int(c) for c in probes[0]]
-    return params, shared
+    for windows, _ in groups or []:
+        params += sorted({int(c) for c in probes[windows[0]]})
+    return params, groups
 
 
 def threads_for(scan_rows: int) -> int:
@@ -324,13 +323,12 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
     every candidate row); otherwise L grows x4 and, past ``GROUPED_FALLBACK_ROWS``, every
     candidate row is ranked. A top-L heap is far cheaper than grouping every candidate row
     (measured at 1M rows: ~100 ms vs ~580 ms for traversal)."""
-    n_cat = None if probes is None else [len(p) for p in probes]
     L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
     seconds: list[float] = []
     while True:
         grouped = L > GROUPED_FALLBACK_ROWS
-        params, shared = search_params(words, probes, L, top)
-        sql = search_sql(K, len(words), n_cat, shared_categories=shared, grouped=grouped)
+        params, groups = search_params(words, probes, L, top)
+        sql = search_sql(K, len(words), groups, grouped=grouped)
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         seconds.append(time.perf_counter() - t0)

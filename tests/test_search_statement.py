@@ -164,16 +164,18 @@ def test_one_statement_per_search(vault, monkeypatch):
 
 
 def test_statement_is_parameterised_only():
-    for n_cat, shared in ((None, True), (1, True), (2, False), ([1, 3, 2], False)):
+    for probes in (None, [[1]] * 3, [[1], [3], [1]], [[0, 2], [2, 0], [1, 3]]):
+        groups = search.probe_groups(probes, 3)
         for grouped in (False, True):
-            sql = search.search_sql(384, 3, n_cat, shared_categories=shared, grouped=grouped)
+            sql = search.search_sql(384, 3, groups, grouped=grouped)
             nums = sorted({int(x) for x in re.findall(r"\$(\d+)", sql)})
             assert nums == list(range(1, nums[-1] + 1))
             stripped = re.sub(r"\$\d+|\b[wdq]\d+\b|::\w+", "", sql)
             assert set(re.findall(r"\d+", stripped)) <= {"0", "1", "2", "65536", "4294967296",
                                                           "281474976710656"}
+    assert search.probe_groups([[1], [3], [1]], 3) == [((0, 2), 1), ((1,), 1)]
     with pytest.raises(ValueError):
-        search.search_sql(384, 2, [1, 2], shared_categories=True)
+        search.search_sql(384, 3, [((0, 1), 1)])  # window 2 in no group
     with pytest.raises(ValueError):
         search.search_sql(384, 0, None)
 
