@@ -978,16 +978,21 @@ class Vault:
     def _category_rows(self) -> dict[int, int]:
         """Index rows per category, read once per vault open and after this process writes (a
         write elsewhere needs the file, so a session's counts stay true). Search reports its
-        candidates from it without a count statement per query."""
-        if getattr(self, "_rows_cache", None) is None:
+        candidates from it without a count statement per query; ``_rows_cache`` is their sum
+        (every write resets it, which is what makes this re-read)."""
+        if getattr(self, "_rows_cache", None) is None or getattr(self, "_cat_rows", None) is None:
             with self._lock:
-                self._rows_cache = {int(c): int(n) for c, n in self._db().execute(
+                self._cat_rows = {int(c): int(n) for c, n in self._db().execute(
                     "SELECT category, count(*) FROM codes GROUP BY category").fetchall()}
-        return self._rows_cache
+                self._rows_cache = sum(self._cat_rows.values())
+        return self._cat_rows
 
     def _index_rows(self) -> int:
-        """Rows of the index (``_category_rows``)."""
-        return sum(self._category_rows().values())
+        """Rows of the index, read once per session and after this process writes (it only
+        chooses how candidates are found)."""
+        if getattr(self, "_rows_cache", None) is None:
+            self._category_rows()
+        return self._rows_cache
 
     def _is_long_excerpt(self, q: QueryCode) -> bool:
         """A query coded with identification windows that spans more than one stored window
