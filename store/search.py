@@ -6,31 +6,38 @@ derived from integers.
 
 One statement per search (``search_sql``, run by ``nearest_recordings``): every query window,
 the category filter (stage 1), the ranking (stage 2, eq. 16), the best window per recording and
-the labels. For K = 384, W = 6, a query of two windows, two-stage::
+the labels. The query windows are grouped by the categories they probe (``probe_groups``); each
+group is one scan of its categories giving every row its distance to the nearest window of the
+group. For K = 384, W = 6, a query of two windows of the same class, two-stage::
 
-    WITH d AS (SELECT c.recording_id, c.win,
-                      bit_count(xor(c.w0, $3::UBIGINT))::INTEGER + ... AS d0,   -- window 0
-                      bit_count(xor(c.w0, $9::UBIGINT))::INTEGER + ... AS d1    -- window 1
-               FROM codes AS c WHERE c.category IN ($15::SMALLINT)),            -- stage 1
-    m AS (... least(d0, d1) AS dist, the first window at that distance AS qw ...),
-    top_rows AS (SELECT ... FROM m ORDER BY dist, recording_id, qw, win LIMIT $1),
-    best AS (min packed (dist, qw, win) per recording, top $2 by (dist, recording_id))
-    SELECT ..., r.name, r.category FROM best LEFT JOIN recordings AS r ...
+    WITH m AS (
+        SELECT recording_id, win, dist, CASE WHEN d0 = dist THEN 0 WHEN d1 = dist THEN 1 END AS qw
+        FROM (SELECT *, least(d0, d1) AS dist FROM (
+            SELECT c.recording_id, c.win,
+                   bit_count(xor(c.w0, $3::UBIGINT))::INTEGER + ... AS d0,   -- window 0
+                   bit_count(xor(c.w0, $9::UBIGINT))::INTEGER + ... AS d1    -- window 1
+            FROM codes AS c WHERE c.category IN ($15::SMALLINT)))),        -- stage 1
+    top_rows AS (SELECT ... FROM m ORDER BY dist, recording_id, qw, win LIMIT $1)
+    SELECT t.recording_id, min(packed (dist, qw, win)) AS key, any_value(r.name), ...
+    FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id
+    GROUP BY t.recording_id ORDER BY dist, recording_id LIMIT $2
 
-Windows that probe different categories (multi-probe, or two-stage with windows of different
-classes) get ``CASE WHEN c.category IN (their own) THEN ... END`` per column. ``top_rows`` is a
-top-L heap over one scan; when its L rows do not hold ``top`` recordings (many windows per
+Windows that probe other categories (two-stage windows of other classes, multi-probe) add one
+``UNION ALL`` branch per group; traversal is one branch without the filter. ``top_rows`` is a
+top-L heap over the scans; when its L rows do not hold ``top`` recordings (many windows per
 recording) L grows x4 in a new statement, and past ``GROUPED_FALLBACK_ROWS`` every candidate
-row is grouped (exact, see ``nearest_recordings``). Candidate counts come from per-category row
+pair is grouped (exact, see ``nearest_recordings``). Candidate counts come from per-category row
 counts the vault reads once per open (``Vault._category_rows``): no ``count(*)`` per query.
 
 Timings (``SearchResult.timings``): ``hamming_stage`` is the time of every statement the search
-ran (one, unless L had to grow); ``category_stage`` is 0: the filter runs inside the statement
-(DuckDB pushes it into the scan and skips row groups whose ``category`` zone map excludes it,
-which only helps if rows are clustered by category, as ``compact`` ensures).
+ran (one, unless L had to grow; plus a ``SET threads`` when ``threads_for`` changes its choice);
+``category_stage`` is 0: the filter runs inside the statement (DuckDB pushes it into the scan
+and skips row groups whose ``category`` zone map excludes it, which only helps if rows are
+clustered by category, as ``compact`` ensures).
 
 ``rows_sql`` / ``grouped_sql`` / ``best_per_recording`` / ``count_sql`` are the former
-per-window statements, kept as the reference the one statement is tested against.
+per-window statements, kept as the reference the one statement is tested against
+(tests/test_search_statement.py) and for the row-group pruning test.
 
 BER = dist / K is computed from the exact integer distance.
 """
