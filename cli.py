@@ -54,7 +54,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
-    rich_markup_mode="rich",
+    # rich help on a terminal; plain text to a pipe or file (and no rich import: start-up)
+    rich_markup_mode="rich" if sys.stdout.isatty() else None,
     pretty_exceptions_show_locals=False,  # locals may hold a passphrase
     context_settings={"help_option_names": ["-h", "--help"]},
 )

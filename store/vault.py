@@ -415,6 +415,7 @@ class Vault:
 
     def _load_meta(self) -> None:
         self._rows_cache = None
+        self._search_threads = None  # DuckDB's default until a search chooses
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
             "class_names, tau FROM vault_meta").fetchone()
@@ -953,61 +954,100 @@ class Vault:
         """One SQL search of a coded query in ``mode`` (not "auto"); timings: the two stages."""
         if q.frames is not None and self._excerpt_rule() is not None:
             return self._search_excerpt(q, tau, mode, probe, top)
-        t_cat = t_ham = 0.0
-        candidates = 0
-        best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
-        probed: set[int] = set()
-        with self._lock:
-            con = self._db()
-            total_rows = int(con.execute("SELECT count(*) FROM codes").fetchone()[0])
-            for w in range(q.n_windows):
-                cats = self._probes(q, w, mode, probe)
-                words = [int(x) for x in q.words[w]]
-                t0 = time.perf_counter()
-                if cats is None:
-                    n_cand = total_rows
-                else:
-                    probed.update(cats)
-                    n_cand = int(con.execute(_search.count_sql(len(cats), self._dialect),
-                                             self._dialect.bind(cats)).fetchone()[0])
-                t1 = time.perf_counter()
-                rows = _search.best_per_recording(con, self.K, words, cats, top,
-                                                  self._dialect) if n_cand else []
-                t2 = time.perf_counter()
-                t_cat += t1 - t0
-                t_ham += t2 - t1
-                candidates += n_cand
-                for rid, win, dist in rows:
-                    key = (dist, w, win)
-                    old = best.get(rid)
-                    if old is None or key < old:
-                        best[rid] = key
-            ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
-            labels = {}
-            if ranked:
-                labels = {r[0]: (r[1], r[2]) for r in con.execute(
-                    _dialects.labels_sql(self._dialect),
-                    self._dialect.bind([[rid for rid, _ in ranked]])).fetchall()}
-        nearest = [Hit(recording_id=rid, name=labels.get(rid, ("", ""))[0],
-                       category=labels.get(rid, ("", ""))[1], ber=v[0] / self.K,
-                       window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
-                       distance=v[0]) for rid, v in ranked]
+        if self._dialect is _dialects.DUCKDB:  # a vault file: one statement (issue 13)
+            probes = None if mode == "traversal" else [
+                self._probes(q, w, mode, probe) for w in range(q.n_windows)]
+            per_cat = self._category_rows()
+            total_rows = sum(per_cat.values())
+            candidates = (total_rows * q.n_windows if probes is None
+                          else sum(per_cat.get(c, 0) for p in probes for c in p))
+            scanned = total_rows if probes is None else sum(
+                per_cat.get(c, 0) for c in {c for p in probes for c in p})
+            found: list = []
+            seconds: list[float] = []
+            if candidates:
+                with self._lock:
+                    con = self._db()
+                    threads = _search.threads_for(scanned)
+                    if threads != getattr(self, "_search_threads", None):
+                        seconds.append(_search.set_threads(con, threads))
+                        self._search_threads = threads
+                    found, more = _search.nearest_recordings(
+                        con, self.K, [[int(x) for x in w] for w in q.words], probes, top)
+                    seconds += more
+            nearest = [Hit(recording_id=n.recording_id, name=n.name, category=n.category,
+                           ber=n.dist / self.K, window=n.window, is_match=(n.dist / self.K) < tau,
+                           query_window=n.query_window, distance=n.dist) for n in found]
+        else:  # a lake engine (store.sql_dialects): one statement per query window
+            t_cat = t_ham = 0.0
+            candidates = 0
+            best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
+            probed: set[int] = set()
+            with self._lock:
+                con = self._db()
+                total_rows = int(con.execute("SELECT count(*) FROM codes").fetchone()[0])
+                for w in range(q.n_windows):
+                    cats = self._probes(q, w, mode, probe)
+                    words = [int(x) for x in q.words[w]]
+                    t0 = time.perf_counter()
+                    if cats is None:
+                        n_cand = total_rows
+                    else:
+                        probed.update(cats)
+                        n_cand = int(con.execute(_search.count_sql(len(cats), self._dialect),
+                                                 self._dialect.bind(cats)).fetchone()[0])
+                    t1 = time.perf_counter()
+                    rows = _search.best_per_recording(con, self.K, words, cats, top,
+                                                      self._dialect) if n_cand else []
+                    t2 = time.perf_counter()
+                    t_cat += t1 - t0
+                    t_ham += t2 - t1
+                    candidates += n_cand
+                    for rid, win, dist in rows:
+                        key = (dist, w, win)
+                        old = best.get(rid)
+                        if old is None or key < old:
+                            best[rid] = key
+                ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
+                labels = {}
+                if ranked:
+                    labels = {r[0]: (r[1], r[2]) for r in con.execute(
+                        _dialects.labels_sql(self._dialect),
+                        self._dialect.bind([[rid for rid, _ in ranked]])).fetchall()}
+            nearest = [Hit(recording_id=rid, name=labels.get(rid, ("", ""))[0],
+                           category=labels.get(rid, ("", ""))[1], ber=v[0] / self.K,
+                           window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
+                           distance=v[0]) for rid, v in ranked]
+            probes, seconds = ([sorted(probed)] if probed else None), [t_cat, t_ham]
         matches = [h for h in nearest if h.is_match]
         qcats = [self.class_names[int(c)] for c in q.category]
+        probed = sorted({c for p in probes for c in p}) if probes else []
         return SearchResult(
             hits=matches if matches else list(nearest), matched=bool(matches), tau=tau, mode=mode,
             query_category=qcats[0] if qcats else None,
-            timings={"category_stage": t_cat, "hamming_stage": t_ham}, nearest=nearest,
+            # one statement: the category filter runs inside it (stage 1 has no time of its own)
+            timings={"category_stage": 0.0, "hamming_stage": sum(seconds)}, nearest=nearest,
             query_categories=qcats,
-            probed_categories=[self.class_names[c] for c in sorted(probed)],
+            probed_categories=[self.class_names[c] for c in probed],
             candidates=candidates, total_rows=total_rows)
+
+    def _category_rows(self) -> dict[int, int]:
+        """Index rows per category, read once per vault open and after this process writes (a
+        write elsewhere needs the file, so a session's counts stay true). Search reports its
+        candidates from it without a count statement per query; ``_rows_cache`` is their sum
+        (every write resets it, which is what makes this re-read)."""
+        if getattr(self, "_rows_cache", None) is None or getattr(self, "_cat_rows", None) is None:
+            with self._lock:
+                self._cat_rows = {int(c): int(n) for c, n in self._db().execute(
+                    "SELECT category, count(*) FROM codes GROUP BY category").fetchall()}
+                self._rows_cache = sum(self._cat_rows.values())
+        return self._cat_rows
 
     def _index_rows(self) -> int:
         """Rows of the index, read once per session and after this process writes (it only
-        chooses how candidates are found, so another process's ingest may leave it stale)."""
+        chooses how candidates are found)."""
         if getattr(self, "_rows_cache", None) is None:
-            with self._lock:
-                self._rows_cache = int(self._db().execute("SELECT count(*) FROM codes").fetchone()[0])
+            self._category_rows()
         return self._rows_cache
 
     def _is_long_excerpt(self, q: QueryCode) -> bool:

@@ -54,3 +54,19 @@ def test_a_command_error_loads_nothing_heavy(tmp_path):
             f"{str(tmp_path / 'q.wav')!r}, '--top', '3']\nimport cli\n"
             "try:\n    cli.main()\nexcept SystemExit:\n    pass")
     assert _loaded_after(code) == []
+
+
+def test_help_to_a_pipe_is_plain_and_loads_no_rich():
+    """``--help`` into a pipe or file is plain text (no rich import: start-up); the commands
+    are all listed. On a terminal typer's rich help is kept."""
+    code = ("import sys\nsys.argv = ['speechvault', '--help']\nimport cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('RICH=' + str(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'rich')) + '\\n')\n")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert "RICH=[]" in r.stderr, r.stderr
+    assert r.stdout.startswith("Usage: speechvault")
+    for command in ("init", "ingest", "search", "export", "bench", "tui"):
+        assert f"\n  {command} " in r.stdout
+    assert "╭" not in r.stdout  # no rich panel borders

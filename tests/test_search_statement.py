@@ -1,0 +1,187 @@
+"""The per-window search as one statement (store.search.search_sql) returns exactly what the
+former per-window statements returned (one ranked statement per query window and L, two
+``count(*)``, a label lookup: kept here as the reference), on the same vault, in every mode."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from store import search
+from store.records import QueryCode
+from store.vault import Vault
+from tests.fakes import FakeEncoder, tone_mix, write_wav
+
+PW = "pw for statement tests"
+MODES = ("two-stage", "traversal", "auto", "multi-probe")
+
+
+def reference_search(v: Vault, q: QueryCode, mode: str, probe: int, top: int):
+    """The former ``Vault._search_coded``: per query window, ``count(*)`` of its categories and
+    ``search.best_per_recording`` (growing L), merged in Python; labels looked up after."""
+    con = v._con
+    best: dict[int, tuple[int, int, int]] = {}
+    candidates = 0
+    total = int(con.execute("SELECT count(*) FROM codes").fetchone()[0])
+    probed: set[int] = set()
+    for w in range(q.n_windows):
+        cats = v._probes(q, w, mode, probe)
+        words = [int(x) for x in q.words[w]]
+        if cats is None:
+            n = total
+        else:
+            probed.update(cats)
+            n = int(con.execute(search.count_sql(len(cats)), cats).fetchone()[0])
+        candidates += n
+        for rid, win, dist in (search.best_per_recording(con, v.K, words, cats, top) if n else []):
+            key = (dist, w, win)
+            if rid not in best or key < best[rid]:
+                best[rid] = key
+    ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
+    labels = {r[0]: (r[1], r[2]) for r in con.execute(
+        "SELECT id, name, category FROM recordings") .fetchall()}
+    hits = [(rid, labels[rid][0], labels[rid][1], d, qw, win) for rid, (d, qw, win) in ranked]
+    return hits, candidates, total, sorted(probed)
+
+
+def _hits(res) -> list[tuple]:
+    return [(h.recording_id, h.name, h.category, h.distance, h.query_window, h.window)
+            for h in res.nearest]
+
+
+def reference_auto(v: Vault, q: QueryCode, tau: float, probe: int, top: int):
+    hits, cand, total, _ = reference_search(v, q, "two-stage", probe, top)
+    if any(d / v.K < tau for _, _, _, d, _, _ in hits):
+        return hits, cand
+    again, cand2, _, _ = reference_search(v, q, "traversal", probe, top)
+    return again, cand + cand2
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory):
+    """Recordings of 1-4 windows (near-identical windows: many rows per recording tie)."""
+    d = tmp_path_factory.mktemp("stmt")
+    enc = FakeEncoder(K=384, C=4, seed=3, clip_seconds=0.5)
+    paths = []
+    for i in range(48):
+        y = tone_mix(500 + i, 0.4 + 0.5 * (i % 4))  # 0.4 .. 1.9 s: 1 .. 4 windows
+        p = d / f"r{i:02d}.wav"
+        write_wav(p, y)
+        paths.append(p)
+    v = Vault.create(d / "v.duckdb", PW, encoder=enc, kdf_log2_n=10)
+    assert len(v.ingest(paths).added) == 48
+    assert max(r.n_windows for r in v.list()) >= 3
+    yield v
+    v.close()
+
+
+def _queries(v: Vault) -> list[QueryCode]:
+    rng = np.random.default_rng(5)
+    qs = [v.encode_query(tone_mix(500 + i, 1.9)) for i in (1, 6)]  # several windows
+    qs += [v.encode_query(tone_mix(900 + i, 1.4)) for i in range(2)]  # not stored
+    for rid in (3, 17):  # a stored window's code with a few bits flipped, one window
+        c = v.codes_of(rid)
+        w = c.words[:1].copy()
+        w[0, 0] ^= np.uint64(rng.integers(1, 2**40))
+        qs.append(QueryCode(category=c.category[:1], words=w, K=v.K,
+                            probs=np.eye(v.C, dtype=np.float32)[c.category[:1]]))
+    return qs
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("top", [1, 3, 10, 60])
+def test_one_statement_equals_the_per_window_statements(vault, mode, top):
+    for q in _queries(vault):
+        for tau in (0.05, 0.3):
+            res = vault.search(q, mode=mode, top=top, tau=tau, probe=2)
+            if mode == "auto":
+                ref, cand = reference_auto(vault, q, tau, 2, top)
+            else:
+                ref, cand, total, probed = reference_search(vault, q, mode, 2, top)
+                assert res.total_rows == total
+                assert res.probed_categories == [vault.class_names[c] for c in probed]
+            assert _hits(res) == ref
+            assert res.candidates == cand
+            assert [h.is_match for h in res.nearest] == [h[3] / vault.K < tau for h in ref]
+
+
+def test_growing_l_and_grouped_fallback_equal_the_first_statement(vault, monkeypatch):
+    """L too small for the top (many windows per recording): L grows, or every candidate row
+    is ranked; the answer is the same and every statement run is timed."""
+    q = _queries(vault)[0]
+    want = {m: _hits(vault.search(q, mode=m, top=20)) for m in MODES}
+    calls = []
+    real = vault._con.execute
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(vault._con, name)
+
+        def execute(self, sql, *a):
+            calls.append(sql)
+            return real(sql, *a)
+
+    for fallback in (10**6, 8):  # L grows 4 -> 16 -> 64 ... / grouped after the first
+        monkeypatch.setattr(search, "FIRST_L_FACTOR", 0)
+        monkeypatch.setattr(search, "MIN_FIRST_L", 4)
+        monkeypatch.setattr(search, "GROUPED_FALLBACK_ROWS", fallback)
+        monkeypatch.setattr(vault, "_db", lambda: Spy())
+        for m in MODES:
+            calls.clear()
+            res = vault.search(q, mode=m, top=20)
+            assert _hits(res) == want[m]
+            assert len(calls) >= 2  # the first L could not decide 20 recordings
+            assert res.timings["hamming_stage"] > 0
+        monkeypatch.undo()
+
+
+def test_one_statement_per_search(vault, monkeypatch):
+    """A decided search sends exactly one statement (no count(*), no label lookup)."""
+    v = vault
+    for mode in ("two-stage", "traversal", "multi-probe"):  # counts read, threads chosen
+        v.search(_queries(v)[0], mode=mode, top=5)
+    sent = []
+    real = v._con
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *a):
+            sent.append(sql)
+            return real.execute(sql, *a)
+
+    monkeypatch.setattr(v, "_db", lambda: Spy())
+    for q in _queries(v):
+        for mode in ("two-stage", "traversal", "multi-probe"):
+            sent.clear()
+            res = v.search(q, mode=mode, top=5)
+            assert len(sent) == 1, sent
+            assert "count(*) FROM codes" not in sent[0]
+            assert res.timings["hamming_stage"] > 0
+
+
+def test_statement_is_parameterised_only():
+    for probes in (None, [[1]] * 3, [[1], [3], [1]], [[0, 2], [2, 0], [1, 3]]):
+        groups = search.probe_groups(probes, 3)
+        for grouped in (False, True):
+            sql = search.search_sql(384, 3, groups, grouped=grouped)
+            nums = sorted({int(x) for x in re.findall(r"\$(\d+)", sql)})
+            assert nums == list(range(1, nums[-1] + 1))
+            stripped = re.sub(r"\$\d+|\b[wdq]\d+\b|::\w+", "", sql)
+            assert set(re.findall(r"\d+", stripped)) <= {"0", "1", "2", "65536", "4294967296",
+                                                          "281474976710656"}
+    assert search.probe_groups([[1], [3], [1]], 3) == [((0, 2), 1), ((1,), 1)]
+    with pytest.raises(ValueError):
+        search.search_sql(384, 3, [((0, 1), 1)])  # window 2 in no group
+    with pytest.raises(ValueError):
+        search.search_sql(384, 0, None)
+
+
+def test_threads_one_below_a_row_group():
+    """A scan within one row group runs on one DuckDB thread (no hand-offs); larger, every core."""
+    assert search.threads_for(10_000) == 1
+    assert search.threads_for(search.ROW_GROUP_ROWS - 1) == 1
+    assert search.threads_for(10 * search.ROW_GROUP_ROWS) >= 1
