@@ -79,6 +79,11 @@ class ExcerptRule:
     share_ber: float | None = 0.05
     #: a recording matches when its evidence reaches this (queries of one window)
     min_evidence: float = 0.15
+    #: a match covering several stored windows needs this many of them within ``cand_ber``
+    #: (several windows agreeing at one offset, as landmark matching asks), whatever its
+    #: evidence: windows of unrelated but alike sounds (one voice, one room) can each sit just
+    #: under ``tau_window`` and add up without one of them being a copy
+    min_close_windows: int = 2
     #: ((windows, threshold), ...): the evidence needed when the query covers at most that many
     #: stored windows of the recording (more windows give impostors more chances); the last
     #: entry holds beyond. Empty: ``min_evidence`` for all.
@@ -107,6 +112,12 @@ class ExcerptRule:
         return float(self.evidence_by_windows[-1][1]) if self.evidence_by_windows \
             else float(self.min_evidence)
 
+    def accepts(self, hit: "ExcerptHit") -> bool:
+        """Whether ``hit`` is a match: enough evidence for its covered windows, and enough of
+        them close (``min_close_windows``, at most all it covers)."""
+        return (hit.evidence >= self.threshold(hit.windows)
+                and hit.close >= min(self.min_close_windows, hit.windows))
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["evidence_by_windows"] = [list(x) for x in self.evidence_by_windows]
@@ -126,7 +137,7 @@ class ExcerptRule:
 
 
 #: what a stored rule that lacks a setting meant (models calibrated before the setting existed)
-_RULE_BEFORE = {"share_ber": None, "key_probes": 0}
+_RULE_BEFORE = {"share_ber": None, "key_probes": 0, "min_close_windows": 0}
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,7 @@ class ExcerptHit:
     best_ber: float
     best_window: int       # stored start frame of the best window
     best_query_window: int  # its query window's start frame
+    close: int = 0          # covered windows within ``cand_ber``
 
 
 def _dist(K: int, first_param: int) -> str:
@@ -301,7 +313,8 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
         hit = ExcerptHit(recording_id=rid, offset_frames=int(np.median(offs[ds < tau]))
                          if np.any(ds < tau) else int(offs[i]), evidence=float(ev),
                          windows=len(win), mean_ber=float(ds.mean()), best_ber=float(ds[i]),
-                         best_window=win[i][0], best_query_window=win[i][1])
+                         best_window=win[i][0], best_query_window=win[i][1],
+                         close=int(np.sum(ds <= rule.cand_ber)))
         if rid not in best or hit.evidence > best[rid].evidence:
             best[rid] = hit
     return sorted(best.values(), key=lambda h: (-h.evidence, h.mean_ber, h.recording_id))

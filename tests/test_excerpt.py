@@ -192,6 +192,24 @@ def test_candidate_ties_go_to_the_nearest_not_the_lowest_id(keyed):
     assert decide(rows, K, rule)[0].recording_id == 12
 
 
+def test_a_match_needs_several_close_windows_not_only_evidence():
+    """Seven windows each just under tau_window (alike but unrelated sounds) add up to enough
+    evidence, but only one of them is within cand_ber: no match. A copy with two close windows
+    among seven is one; a one-window clip needs only its one."""
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    rule = ExcerptRule(tau_window=0.34, evidence_by_windows=((1, 0.25), (8, 0.25)))
+    alike = [(1, 0, 16 * k, 16 * k, d(0.20 if k == 0 else 0.29)) for k in range(7)]
+    copy = [(2, 0, 16 * k, 16 * k, d(0.10 if k < 2 else 0.30)) for k in range(7)]
+    (h_alike,) = decide(alike, K, rule)
+    (h_copy,) = decide(copy, K, rule)
+    assert h_alike.evidence >= rule.threshold(7) and h_alike.close == 1
+    assert not rule.accepts(h_alike) and rule.accepts(h_copy)
+    (clip,) = decide([(3, 0, 0, 0, d(0.05))], K, rule)
+    assert rule.accepts(clip)
+    assert ExcerptRule.from_dict({"tau_window": 0.3}).min_close_windows == 0  # older models
+
+
 # --------------------------------------------------------------------------- the real path
 
 
