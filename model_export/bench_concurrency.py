@@ -51,7 +51,8 @@ with open(out, "w") as f:
         t0 = time.time()
         try:
             r = v.search(q)
-            rec = {"t0": t0, "s": time.time() - t0, "ok": True, "matched": bool(r.matched)}
+            rec = {"t0": t0, "s": time.time() - t0, "ok": True, "matched": bool(r.matched),
+                   "coding": sum(r.timings.get(k, 0.0) for k in ("decode", "features", "inference"))}
         except Exception as exc:  # a refusal is a result of the benchmark, not a crash
             rec = {"t0": t0, "s": time.time() - t0, "ok": False, "error": str(exc)[:300]}
         f.write(json.dumps(rec) + "\\n")
@@ -100,8 +101,21 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def _latency(recs: list[dict], limit: float = LIMIT_S) -> dict:
+    answered = [r for r in recs if r["ok"]]
+    lat = [r["s"] for r in answered]
+    vault = [r["s"] - r.get("coding", 0.0) for r in answered]  # connect, wait, SQL
+    return {"searches": len(recs), "answered": len(answered),
+            "within": sum(x <= limit for x in lat),
+            "p50": round(_pct(lat, 0.5), 3), "p95": round(_pct(lat, 0.95), 3),
+            "p99": round(_pct(lat, 0.99), 3), "max": round(max(lat, default=0), 3),
+            "vault_p50": round(_pct(vault, 0.5), 3), "vault_p99": round(_pct(vault, 0.99), 3),
+            "matched_pct": round(100.0 * sum(r.get("matched", False) for r in answered)
+                                 / max(1, len(answered)), 2)}
+
+
 def run(out_dir: Path, searchers: int, n_files: int, n_base: int, pause: float,
-        handles: str, work: Path) -> dict:
+        handles: str, work: Path, idle_s: float = 15.0) -> dict:
     vault = work / "bench.duckdb"
     base, files = _clips(n_base, n_files)
     env = _env()
@@ -123,6 +137,9 @@ def run(out_dir: Path, searchers: int, n_files: int, n_base: int, pause: float,
         line = p.stdout.readline().strip()
         if line != "open":
             raise SystemExit(f"error: a searcher did not open the vault: {p.stderr.read()[-500:]}")
+    t_idle = time.time()
+    time.sleep(idle_s)  # the same searchers with no ingest: the latency the ingest adds to
+    load_idle = Path("/proc/loadavg").read_text().strip()
     t_start = time.time()
     if handles == "shared":
         ing = subprocess.run(_cli("ingest", str(vault), *files, "--json", "--wait", "60"),
@@ -137,6 +154,7 @@ def run(out_dir: Path, searchers: int, n_files: int, n_base: int, pause: float,
         p.communicate(timeout=120)
     recs = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
     during = [r for r in recs if t_start <= r["t0"] <= t_end]
+    idle = [r for r in recs if t_idle <= r["t0"] < t_start]
     answered = [r for r in during if r["ok"]]
     fast = [r for r in answered if r["s"] <= LIMIT_S]
     errors: dict[str, int] = {}
@@ -155,6 +173,8 @@ def run(out_dir: Path, searchers: int, n_files: int, n_base: int, pause: float,
     return {
         "handles": handles, "searchers": searchers, "files": n_files, "base": n_base,
         "pause_s": pause, "load_before": load_before, "load_after_ingest": load_during,
+        "load_after_idle": load_idle, "idle_s": idle_s,
+        "idle": _latency(idle), "during": _latency(during),
         "ingest_s": round(t_end - t_start, 2), "ingest_exit": ing.returncode,
         "ingest_stderr": ing.stderr.strip().splitlines()[-1:] if ing.returncode else [],
         "added": added,
@@ -177,6 +197,7 @@ def markdown(r: dict, command: str) -> str:
     ok = (r["within_2s_pct"] >= 99.0 and r["ingest_exit"] == 0 and r["verify_exit"] == 0
           and r["counts_exact"])
     v = r["verify"]
+    i, d = r["idle"], r["during"]
     lines = [
         f"# Concurrency: {r['searchers']} searchers + 1 ingest of {r['files']} files "
         f"({r['handles']} handles)", "",
@@ -197,6 +218,15 @@ def markdown(r: dict, command: str) -> str:
         f"| recordings after / expected | {r['recordings']} / {r['expected_recordings']} "
         f"(exact: {r['counts_exact']}) |",
         f"| pause between one searcher's searches | {r['pause_s']} s |", "",
+        "The same searchers with no ingest (the first {0:.0f} s, before it started) and during "
+        "it: search wall time (an audio file in, hits out) and its part outside coding the "
+        "query (connecting, waiting for the writer, SQL):".format(r["idle_s"]), "",
+        "| phase | searches | answered | within 2 s | p50 / p95 / p99 / max (s) "
+        "| outside coding p50 / p99 (s) |", "|---|---|---|---|---|---|",
+        *[f"| {name} | {x['searches']} | {x['answered']} | {x['within']} | {x['p50']} / "
+          f"{x['p95']} / {x['p99']} / {x['max']} | {x['vault_p50']} / {x['vault_p99']} |"
+          for name, x in (("no ingest", i), ("during the ingest", d))], "",
+        f"Load after the no-ingest phase: `{r['load_after_idle']}`.", "",
         f"Target (>= 99 % answered within 2 s, ingest completes, verify ok, counts exact): "
         f"**{'met' if ok else 'NOT met'}**.", "",
     ]
@@ -217,10 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=int, default=100)
     ap.add_argument("--pause", type=float, default=0.25)
     ap.add_argument("--handles", choices=("shared", "held"), default="shared")
+    ap.add_argument("--idle-seconds", type=float, default=15.0,
+                    help="searchers alone before the ingest starts (the baseline)")
     a = ap.parse_args(argv)
     command = "python -m model_export.bench_concurrency " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="sv-conc-") as tmp:
-        r = run(a.out, a.searchers, a.files, a.base, a.pause, a.handles, Path(tmp))
+        r = run(a.out, a.searchers, a.files, a.base, a.pause, a.handles, Path(tmp),
+                a.idle_seconds)
     text = markdown(r, command)
     print(text)
     if a.out:

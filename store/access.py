@@ -9,7 +9,9 @@ kept it open for its 77 s refused every search. The options were measured
 * **shared handles** hold the DuckDB file only for one operation, a *session*: a search's SQL,
   one ingest batch's commit, a listing. Between sessions they keep what they need in memory
   (metadata, the model, the unwrapped key) and no lock. An ingest encodes its next files
-  outside any session, so readers get in between its commits.
+  outside any session, so readers get in between its commits. A shared *reader* keeps its
+  connection idle after a session and closes it within ``IDLE_POLL`` s of a writer taking the
+  turnstile: connecting (~30 ms) would otherwise cost more than the search itself.
 * **a turnstile**, ``<vault>.lock`` (``flock``): a writer takes it exclusively for its session,
   so new readers queue behind it rather than starving it; a reader takes it shared only while it
   connects. Sessions are short (tens of ms), so either side waits little.
@@ -48,6 +50,8 @@ DEFAULT_READ_WAIT = 10.0
 #: seconds a write (ingest, delete, passwd, ...) waits for another writer or for readers
 DEFAULT_WRITE_WAIT = 30.0
 _FIRST_PAUSE, _MAX_PAUSE = 0.002, 0.05
+#: how often a shared reader's idle connection checks for a waiting writer (seconds)
+IDLE_POLL = 0.01
 
 
 def lock_file(vault: Path) -> Path:
@@ -127,7 +131,8 @@ def busy_error(vault: Path, waited: float | None = None) -> VaultBusyError:
     """"vault is busy: <who holds it and how>" from the kernel's lock table and the writer file."""
     found = _holders.lock_holders(vault)
     writer = _current_writer(vault)
-    if writer is not None and not any(h.pid == writer.pid for h in found):
+    if writer is not None and writer.pid != os.getpid() \
+            and not any(h.pid == writer.pid for h in found):
         found.append(writer)
     tail = "" if waited is None else f" (waited {waited:.0f} s; --wait SECONDS waits longer)"
     return VaultBusyError(f"vault is busy: {_holders.describe(found)}{tail}")
@@ -146,6 +151,10 @@ class VaultAccess:
         self.wait = max(0.0, float(wait))
         self._turnstile = _Flock(lock_file(self.path))
         self._writer: _Flock | None = None
+        self._idle: Any = None
+        self._idle_guard = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self.fresh = True
 
     # -- the handle: one writer at a time ------------------------------------------------------
     def open_handle(self) -> None:
@@ -163,6 +172,7 @@ class VaultAccess:
             os.pwrite(self._writer.fd, _holders.writer_record().encode(), 0)
 
     def close(self) -> None:
+        self._drop_idle()
         if self._writer is not None:
             if self._writer.fd is not None:
                 with contextlib.suppress(OSError):
@@ -175,7 +185,12 @@ class VaultAccess:
     def connect(self) -> Any:
         """A connection, after waiting (at most ``wait`` s in all) for the turnstile and for
         DuckDB's lock. A reader leaves the turnstile once connected; a writer keeps it until
-        ``disconnect`` so readers queue behind it."""
+        ``disconnect`` so readers queue behind it. ``fresh``: False when a shared reader got
+        its idle connection back (nothing can have changed: it kept DuckDB's shared lock)."""
+        con = self._take_idle()
+        self.fresh = con is None
+        if con is not None:
+            return con
         t0 = time.monotonic()
         deadline = t0 + self.wait
         if not self._turnstile.take(not self.read_only, deadline):
@@ -204,7 +219,16 @@ class VaultAccess:
 
     def disconnect(self, con: Any) -> None:
         """Close a session's connection (a writer's close folds its log into the file) and let
-        queued readers in."""
+        queued readers in. A shared reader keeps it idle instead, until a writer takes the
+        turnstile (``_watch``): connecting costs more than most searches."""
+        if con is not None and self.read_only and self.shared and self._turnstile.fd is not None:
+            with self._idle_guard:
+                self._idle = con
+                if self._watcher is None:
+                    self._watcher = threading.Thread(target=self._watch, daemon=True,
+                                                     name=f"vault-idle-{self.path.name}")
+                    self._watcher.start()
+            return
         try:
             if con is not None:
                 with self._umask():
@@ -212,6 +236,50 @@ class VaultAccess:
         finally:
             if not self.read_only:
                 self._turnstile.drop()
+
+    # -- a shared reader's idle connection -------------------------------------------------------
+    def _writer_waiting(self) -> bool:
+        """A writer holds the turnstile (this reader's shared request would block)."""
+        try:
+            fcntl.flock(self._turnstile.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except (OSError, TypeError):
+            return False
+        fcntl.flock(self._turnstile.fd, fcntl.LOCK_UN)
+        return False
+
+    def _take_idle(self) -> Any:
+        """The idle connection if no writer is waiting; else close it and return None."""
+        with self._idle_guard:
+            con, self._idle = self._idle, None
+        if con is not None and self._writer_waiting():
+            con.close()
+            return None
+        return con
+
+    def _watch(self) -> None:
+        """Close the idle connection as soon as a writer takes the turnstile (checked every
+        ``IDLE_POLL`` s), so DuckDB lets it in; ends when there is nothing idle to watch."""
+        while True:
+            time.sleep(IDLE_POLL)
+            with self._idle_guard:
+                if self._idle is None:
+                    self._watcher = None
+                    return
+                if self._writer_waiting():
+                    with contextlib.suppress(Exception):
+                        self._idle.close()
+                    self._idle = None
+                    self._watcher = None
+                    return
+
+    def _drop_idle(self) -> None:
+        with self._idle_guard:
+            con, self._idle = self._idle, None
+        if con is not None:
+            with contextlib.suppress(Exception):
+                con.close()
 
     def _umask(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext() if self.read_only else _private.private_umask()

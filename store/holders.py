@@ -86,7 +86,8 @@ def writer_record() -> str:
     """The writer file's content for this process (JSON: pid, command, since)."""
     import sys
 
-    return json.dumps({"pid": os.getpid(), "command": short_command(sys.argv),
+    command = _command_of(os.getpid()) or short_command(sys.argv)  # /proc: the real program
+    return json.dumps({"pid": os.getpid(), "command": command,
                        "since": _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S UTC")})
 
 

@@ -512,6 +512,8 @@ class Vault:
         if self._closed or self._con is not None:
             return
         self._con = self._access.connect()
+        if not self._access.fresh:  # an idle connection kept under DuckDB's lock: unchanged
+            return
         try:
             self._refresh_meta()
         except BaseException:
