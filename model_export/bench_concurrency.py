@@ -222,9 +222,10 @@ def markdown(r: dict, command: str) -> str:
         "it: search wall time (an audio file in, hits out) and its part outside coding the "
         "query (connecting, waiting for the writer, SQL):".format(r["idle_s"]), "",
         "| phase | searches | answered | within 2 s | p50 / p95 / p99 / max (s) "
-        "| outside coding p50 / p99 (s) |", "|---|---|---|---|---|---|",
+        "| outside coding p50 / p99 (s) | matched |", "|---|---|---|---|---|---|---|",
         *[f"| {name} | {x['searches']} | {x['answered']} | {x['within']} | {x['p50']} / "
-          f"{x['p95']} / {x['p99']} / {x['max']} | {x['vault_p50']} / {x['vault_p99']} |"
+          f"{x['p95']} / {x['p99']} / {x['max']} | {x['vault_p50']} / {x['vault_p99']} "
+          f"| {x['matched_pct']} % |"
           for name, x in (("no ingest", i), ("during the ingest", d))], "",
         f"Load after the no-ingest phase: `{r['load_after_idle']}`.", "",
         f"Target (>= 99 % answered within 2 s, ingest completes, verify ok, counts exact): "
