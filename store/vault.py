@@ -1350,6 +1350,9 @@ class Vault:
             os.replace(tmp, self.path)
             _ei.fsync_dir(self.path)
             self._con = _connect_encrypted(str(self.path), key, read_only=False)
+            if self._access.shared:  # later sessions open the file under the new key
+                self._access.connector = functools.partial(
+                    _connect_encrypted, str(self.path), key, read_only=False)
             del key
         _chmod_private(self.path)
 
