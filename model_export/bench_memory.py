@@ -86,11 +86,17 @@ def _limit(gb: float):
     return apply
 
 
-def measure(what: str, vault: Path, audio: Path, seconds: float, limit_gb: float) -> dict:
+def measure(what: str, vault: Path, audio: Path, seconds: float, limit_gb: float,
+            timeout_s: float = 900.0) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-c", _CHILD, what, str(vault), str(audio), str(seconds),
-                        PASSPHRASE], capture_output=True, text=True, env=env, cwd=str(REPO),
-                       preexec_fn=_limit(limit_gb))
+    try:
+        p = subprocess.run([sys.executable, "-c", _CHILD, what, str(vault), str(audio),
+                            str(seconds), PASSPHRASE], capture_output=True, text=True, env=env,
+                           cwd=str(REPO), preexec_fn=_limit(limit_gb), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "errors": [f"not done after {timeout_s:.0f} s"], "what": what,
+                "minutes": round(seconds / 60, 2),
+                "load": Path("/proc/loadavg").read_text().split()[0]}
     try:
         out = json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
