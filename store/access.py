@@ -78,12 +78,15 @@ class _Flock:
     """One lock file opened by this handle (its own open file description, so two handles in one
     process exclude each other as two processes do). ``None`` fd: the file could not be opened."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.fd: int | None = None
+        if path is None:
+            return
         try:
             with _private.private_umask():
-                self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-                                              | os.O_CLOEXEC, _private.PRIVATE_MODE)
+                self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  _private.PRIVATE_MODE)
         except OSError:
             self.fd = None
 
@@ -108,6 +111,16 @@ class _Flock:
         if self.fd is not None:
             os.close(self.fd)  # also drops its lock
             self.fd = None
+
+
+def _is_database(path: Path) -> bool:
+    """The file starts like a DuckDB database (its magic "DUCK" at byte 8): only then are lock
+    files made next to it (opening a recording by mistake must leave nothing beside it)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
 
 
 def _current_writer(vault: Path) -> _holders.Holder | None:
@@ -149,7 +162,9 @@ class VaultAccess:
         self.read_only = bool(read_only)
         self.shared = bool(shared)
         self.wait = max(0.0, float(wait))
-        self._turnstile = _Flock(lock_file(self.path))
+        #: lock files only next to a database (not next to a file opened by mistake)
+        self._coordinated = _is_database(self.path)
+        self._turnstile = _Flock(lock_file(self.path) if self._coordinated else None)
         self._writer: _Flock | None = None
         self._idle: Any = None
         self._idle_guard = threading.Lock()
@@ -162,7 +177,7 @@ class VaultAccess:
         if self.read_only:
             return
         t0 = time.monotonic()
-        self._writer = _Flock(writer_file(self.path))
+        self._writer = _Flock(writer_file(self.path) if self._coordinated else None)
         if not self._writer.take(True, t0 + self.wait):
             err = busy_error(self.path, time.monotonic() - t0)
             self.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from speechvault.errors import VaultBusyError
+from speechvault.errors import SpeechVaultError, VaultBusyError
 from store import access as _access
 from store.holders import short_command
 from store.vault import Vault
@@ -235,3 +235,11 @@ def test_short_command_keeps_no_arguments():
         == "speechvault ingest"
     assert short_command(["/usr/bin/python3", "-c", "code"]) == "python3"
     assert short_command([]) == ""
+
+
+def test_opening_a_recording_by_mistake_leaves_no_lock_files(vault):
+    _, enc, base, _ = vault
+    for ro in (True, False):
+        with pytest.raises(SpeechVaultError):  # not a vault: one line, as before
+            Vault.open(base[0], read_only=ro, passphrase=PW, encoder=enc, shared=True)
+    assert not _access.lock_file(base[0]).exists() and not _access.writer_file(base[0]).exists()
