@@ -44,6 +44,8 @@ from speechvault.passphrase import (
 
 __all__ = ["app", "main"]
 
+from store.access import DEFAULT_READ_WAIT, DEFAULT_WRITE_WAIT  # noqa: E402  (no DuckDB)
+
 MAX_ROWS_SHOWN = 50  # ingest summary: rows listed before "... and N more"
 
 app = typer.Typer(
@@ -227,6 +229,10 @@ KeyFileOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+_WAIT_HELP = ("Wait up to this many seconds for another process that holds the vault (an "
+              "ingest's commit, another writer, a long read), then fail naming it.")
+ReadWaitOpt = Annotated[float, typer.Option("--wait", min=0.0, metavar="SECONDS", help=_WAIT_HELP)]
+WriteWaitOpt = Annotated[float, typer.Option("--wait", min=0.0, metavar="SECONDS", help=_WAIT_HELP)]
 
 
 def _existing_vault(path: Path | str) -> Path | str:
@@ -247,11 +253,13 @@ def _passphrase(key_file: Optional[Path], *, confirm: bool = False) -> str:
 
 
 def _open(path: Path, *, write: bool = False, passphrase: Optional[str] = None,
-          have: Optional[str] = None, key_file: Optional[Path] = None):
+          have: Optional[str] = None, key_file: Optional[Path] = None,
+          wait: Optional[float] = None):
     """Open the vault; ``passphrase`` also unlocks it. A vault whose index is encrypted needs a
     passphrase just to be read: ``passphrase``, else ``have`` (already read, not for unlocking),
     else one read now from ``key_file`` / the environment / the prompt. A lake URI
-    (``store.lake_uri``) opens the lake read-only."""
+    (``store.lake_uri``) opens the lake read-only. A vault file's handle is shared
+    (``store.access``): it holds the file only while an operation runs, waiting ``wait`` s."""
     if not isinstance(_existing_vault(path), Path):
         from store.lake import open_uri
 
@@ -261,8 +269,10 @@ def _open(path: Path, *, write: bool = False, passphrase: Optional[str] = None,
     index_passphrase = None
     if Vault.index_is_encrypted(path):
         index_passphrase = passphrase or have or _index_passphrase(key_file)
+    if wait is None:
+        wait = DEFAULT_WRITE_WAIT if write else DEFAULT_READ_WAIT
     return Vault.open(path, read_only=not write, passphrase=passphrase,
-                      index_passphrase=index_passphrase)
+                      index_passphrase=index_passphrase, shared=True, wait=wait)
 
 
 def _index_passphrase(key_file: Optional[Path]) -> str:
@@ -478,6 +488,7 @@ def ingest(
                                "the header, before reading the file).")] = 3600.0,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
+    wait: WriteWaitOpt = DEFAULT_WRITE_WAIT,
 ) -> None:
     """Encrypt and index audio files. Exit 1 if any file failed (after the summary)."""
     from speechvault.sources import expand_sources
@@ -492,7 +503,7 @@ def ingest(
             _err_line(f"{raw}: {msg}")
         raise InvalidInputError("nothing to ingest")
     passphrase = _passphrase(key_file)
-    with _open(vault, write=True, have=passphrase) as v:
+    with _open(vault, write=True, have=passphrase, wait=wait) as v:
         v.unlock(passphrase)
         v.max_ingest_seconds = max_duration
         progress = _progress("ingest", enabled=not as_json)
@@ -604,6 +615,7 @@ def search(
         "--max-duration", help="Refuse a query longer than this many seconds.")] = 600.0,
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
+    wait: ReadWaitOpt = DEFAULT_READ_WAIT,
 ) -> None:
     """Find recordings by their sound. No passphrase needed unless --decrypt-to (or the vault's
     index is encrypted).
@@ -617,7 +629,7 @@ def search(
     max_duration = check_limit(max_duration)
 
     def opened():
-        v = _open(vault, have=passphrase, key_file=key_file)
+        v = _open(vault, have=passphrase, key_file=key_file, wait=wait)
         v.max_query_seconds = max_duration
         return v
 
@@ -635,7 +647,7 @@ def search(
     passphrase = _passphrase(key_file) if decrypt_to is not None else None
     saved, failed = [], []
     source = batch.read_stdin_audio() if query == batch.STDIN else Path(query)
-    with _open(vault, have=passphrase, key_file=key_file) as v:
+    with _open(vault, have=passphrase, key_file=key_file, wait=wait) as v:
         v.max_query_seconds = max_duration
         result = v.search(source, tau=threshold, mode=mode.value, probe=probe, top=top)
         if decrypt_to is not None and result.matched:
@@ -729,6 +741,7 @@ def export(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file; "
                                         "with -o -, write to a terminal.")] = False,
     key_file: KeyFileOpt = None,
+    wait: ReadWaitOpt = DEFAULT_READ_WAIT,
 ) -> None:
     """Decrypt one recording, byte-identical to the file that was ingested."""
     from store.exports import is_folder_target, save_recording
@@ -741,7 +754,7 @@ def export(
         raise InvalidInputError(f"{output}: already exists (use --force to overwrite)")
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
-    with _open(vault, passphrase=passphrase) as v:
+    with _open(vault, passphrase=passphrase, wait=wait) as v:
         if to_stdout:
             sys.stdout.buffer.write(v.export(recording_id))
             sys.stdout.buffer.flush()
@@ -790,9 +803,10 @@ def list_(
     tsv: Annotated[bool, typer.Option("--tsv", help="Tab-separated lines for scripts: a header, "
                                       "then one recording a line (seconds, bytes, ISO time).")]
     = False,
+    wait: ReadWaitOpt = DEFAULT_READ_WAIT,
 ) -> None:
     """List the recordings (no passphrase needed unless the index is encrypted)."""
-    with _open(vault, key_file=key_file) as v:
+    with _open(vault, key_file=key_file, wait=wait) as v:
         rows = v.list(category=category, name_like=name, limit=limit)
     if as_json:
         _print_json(rows)
@@ -845,10 +859,11 @@ def _print_info_table(info: Any, counts: dict) -> None:
 
 
 @_command()
-def info(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+def info(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False,
+         wait: ReadWaitOpt = DEFAULT_READ_WAIT) -> None:
     """Vault summary: format, model, cipher, KDF cost, counts (no passphrase needed unless the
     index is encrypted)."""
-    with _open(vault, key_file=key_file) as v:
+    with _open(vault, key_file=key_file, wait=wait) as v:
         inf = v.info()
         counts = v.category_counts()
     if as_json:
@@ -868,10 +883,11 @@ def delete(
                                                 show_default=False)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     key_file: KeyFileOpt = None,
+    wait: WriteWaitOpt = DEFAULT_WRITE_WAIT,
 ) -> None:
     """Delete one recording (its code and its encrypted audio)."""
     _existing_vault(vault)
-    with _open(vault, write=True, key_file=key_file) as v:
+    with _open(vault, write=True, key_file=key_file, wait=wait) as v:
         row = v.get(recording_id)
         if not yes:
             if not sys.stdin.isatty():
@@ -888,11 +904,12 @@ def delete(
 
 # --------------------------------------------------------------------------- verify
 @_command()
-def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False) -> None:
+def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False,
+           wait: ReadWaitOpt = DEFAULT_READ_WAIT) -> None:
     """Decrypt and authenticate every blob; exit 1 if any fails."""
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
-    with _open(vault, passphrase=passphrase) as v:
+    with _open(vault, passphrase=passphrase, wait=wait) as v:
         progress = _progress("verify", enabled=not as_json)
         if progress is None:
             report = v.verify()
@@ -945,13 +962,14 @@ def reindex(
     = "default",
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
+    wait: WriteWaitOpt = DEFAULT_WRITE_WAIT,
 ) -> None:
     """Re-code every recording with a model (e.g. a format-2 vault with the excerpt-searchable
     default). Decrypts each blob, so it asks for the passphrase; crash-safe."""
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
     enc = _model_encoder(model)
-    with _open(vault, write=True, passphrase=passphrase) as v:
+    with _open(vault, write=True, passphrase=passphrase, wait=wait) as v:
         progress = _progress("reindex", enabled=not as_json)
         if progress is None:
             report = v.reindex(enc)
@@ -984,12 +1002,13 @@ def passwd(
         "--rekey", help="Also draw a new master key and re-seal every recording (one "
                         "transaction): an old copy of the vault plus the old passphrase then "
                         "opens nothing added afterwards. The new passphrase may equal the old.")] = False,
+    wait: WriteWaitOpt = DEFAULT_WRITE_WAIT,
 ) -> None:
     """Change the passphrase (re-wraps the master key; audio is not re-encrypted unless --rekey).
     A vault whose index is encrypted is rewritten under the new passphrase's database key."""
     _existing_vault(vault)
     old = _passphrase(key_file)
-    with _open(vault, write=True, have=old) as v:
+    with _open(vault, write=True, have=old, wait=wait) as v:
         v.unlock(old)
         new = get_passphrase(key_file=new_key_file, confirm=True, prompt="New passphrase: ",
                              env_var=NEW_ENV_VAR, key_file_option="--new-key-file")

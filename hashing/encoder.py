@@ -428,9 +428,12 @@ class Encoder:
         the model window at the same place. The model runs on windows at least one window
         apart (a query tries a window every 16 ms: running the CNN on each would cost ~60x);
         every identification window takes the category of the nearest one it ran on."""
+        from hashing import streaming
         from hashing.features import model_windows_at
         from hashing.windowing import query_windows, stored_windows
 
+        if a.shape[0] > streaming.STREAM_SAMPLES:  # a long signal: the same codes, in blocks
+            return streaming.encode_windowed(self, a, purpose, tm)
         spec = self._windowing
         t0 = time.perf_counter()
         w = (stored_windows if purpose == "store" else query_windows)(a, spec)

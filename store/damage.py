@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import duckdb
 
-from speechvault.errors import VaultBusyError, VaultFormatError
+from speechvault.errors import VaultFormatError
 
 __all__ = ["is_lock_error", "is_read_damage", "damaged", "guarded", "check_meta", "MAX_K",
            "MAX_C", "HEX64"]
@@ -33,7 +33,6 @@ MAX_K = 4096
 MAX_C = 32767
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
-_BUSY = "vault is busy: another speechvault process is writing to it; try again"
 _READ_DAMAGE = ("corrupt", "checksum", "could not read", "not a valid duckdb", "serializ")
 
 
@@ -68,7 +67,9 @@ def guarded(method: Callable) -> Callable:
             return method(self, *args, **kwargs)
         except duckdb.Error as exc:
             if is_lock_error(exc):
-                raise VaultBusyError(_BUSY) from None
+                from store.access import busy_error  # names who holds the vault
+
+                raise busy_error(getattr(self, "path", "vault")) from None
             raise damaged(getattr(self, "path", "vault"), exc) from None
 
     return wrapper

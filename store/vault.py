@@ -7,8 +7,11 @@ passphrase; ``ingest`` (sealing), ``export`` and ``verify`` (opening blobs) need
 memory only while the vault is open and unlocked.
 
 Concurrency: DuckDB allows one read-write process or many read-only processes per file. Open
-read-only (the default) for search/list/info/export; read-write for ingest/delete/passwd. A lock
-held by another process is reported as ``VaultBusyError``.
+read-only (the default) for search/list/info/export; read-write for ingest/delete/passwd. A
+*shared* handle (``open(..., shared=True)``, what the CLI, TUI and SSH use) holds the file only
+for one operation at a time, so searches go on during an ingest and an ingest starts while
+searchers are open (``store.access``); a held handle (the default) keeps it open. A lock held
+longer than ``wait`` seconds is reported as ``VaultBusyError`` naming the holder.
 
 Category label of an ingested recording: ``category=`` if given, else the model's predicted class
 name of the recording's first window. (The index's ``codes.category`` is always the model's class
@@ -51,6 +54,7 @@ from speechvault.errors import (
     VaultFormatError,
     WrongPassphraseError,
 )
+from store import access as _access
 from store import damage as _damage
 from store import encrypted_index as _ei
 from store import integrity as _integrity
@@ -95,7 +99,7 @@ CIPHERS = ("rossler", "chacha20poly1305")
 MODES = ("auto", "two-stage", "traversal", "multi-probe")
 #: files per ingest transaction
 DEFAULT_BATCH_SIZE = 32
-_BUSY = ("vault is busy: another speechvault process is writing to it; try again")
+_BUSY = "vault is busy: another process has it open"  # store.access names it after waiting
 _REC_COLS = "id, name, category, sha256, sample_rate, channels, duration, size, added, n_windows"
 
 
@@ -290,15 +294,21 @@ class Vault:
     _dialect: _dialects.Dialect = _dialects.DUCKDB
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool,
-                 encoder: Any | None, index_encrypted: bool = False) -> None:
+                 encoder: Any | None, index_encrypted: bool = False,
+                 access: "_access.VaultAccess | None" = None) -> None:
         self.path = Path(path)
         #: the whole file is under DuckDB's database encryption (``init --encrypt-index``)
         self.index_encrypted = bool(index_encrypted)
         self._con: duckdb.DuckDBPyConnection | None = con
         self.read_only = bool(read_only)
         self._encoder = encoder
+        self._encoder_given = encoder is not None
         self._master: bytes | None = None
-        self._lock = threading.RLock()
+        self._closed = False
+        self._access = access or _access.VaultAccess(self.path, lambda: con, read_only=read_only,
+                                                     shared=False)
+        self._lock = _access.Sessions(self._begin_session, self._end_session,
+                                      shared=self._access.shared)
         self._load_meta()
         if encoder is not None:
             self._check_encoder(encoder)
@@ -351,7 +361,10 @@ class Vault:
         finally:
             del index_key
         _chmod_private(p)
-        v = cls(p, con, read_only=False, encoder=encoder, index_encrypted=encrypt_index)
+        access = _access.VaultAccess(p, lambda: con, read_only=False, shared=False)
+        access.open_handle()  # records this process as the vault's writer
+        v = cls(p, con, read_only=False, encoder=encoder, index_encrypted=encrypt_index,
+                access=access)
         v._master = master
         v.bind()  # no blobs yet: signs the integrity record of the new vault
         return v
@@ -359,13 +372,17 @@ class Vault:
     @classmethod
     @_private_writes
     def open(cls, path, *, read_only: bool = True, passphrase: str | None = None,
-             encoder: Any | None = None, index_passphrase: str | None = None) -> "Vault":
+             encoder: Any | None = None, index_passphrase: str | None = None,
+             shared: bool = False, wait: float = 0.0) -> "Vault":
         """Open an existing vault. ``encoder`` None -> the model stored in the vault (loaded only
         when something must be encoded); an encoder of another model -> ``ModelMismatchError``.
 
         ``passphrase`` also unlocks the vault. A vault whose index is encrypted cannot even be
         read without one: ``index_passphrase`` (else ``passphrase``) opens it without unlocking;
-        neither -> ``PassphraseRequiredError``, a wrong one -> ``WrongPassphraseError``."""
+        neither -> ``PassphraseRequiredError``, a wrong one -> ``WrongPassphraseError``.
+
+        ``shared``: hold the file only during each operation (``store.access``); ``wait``: seconds
+        to wait for another process's session or writer before ``VaultBusyError``."""
         p = Path(path)
         if not p.exists():
             raise NotFoundError(f"{p}: no such vault")
@@ -374,12 +391,19 @@ class Vault:
         encrypted = _ei.is_encrypted_file(p)
         if encrypted:
             key = _ei.derive_index_key(passphrase if index_passphrase is None else index_passphrase)
-            try:
-                con = _connect_encrypted(str(p), key, read_only=read_only)
-            finally:
-                del key
+            connector = functools.partial(_connect_encrypted, str(p), key, read_only=read_only)
+            del key
         else:
-            con = _connect(str(p), read_only=read_only)
+            connector = functools.partial(_connect, str(p), read_only=read_only)
+        access = _access.VaultAccess(p, connector, read_only=read_only, shared=shared, wait=wait)
+        access.open_handle()
+        try:
+            con = access.connect()
+        except BaseException:
+            access.close()
+            raise
+        if not shared:
+            access.connector = None  # a held handle never reconnects: keep no key for it
         try:
             version = _schema.read_format_version(con, str(p))
             if version < _schema.FORMAT_VERSION:
@@ -388,17 +412,22 @@ class Vault:
                         f"{p} is vault format version {version}; open it read-write once to "
                         f"upgrade it to version {_schema.FORMAT_VERSION}")
                 _schema.upgrade(con, str(p), version)
-            v = cls(p, con, read_only=read_only, encoder=encoder, index_encrypted=encrypted)
+            v = cls(p, con, read_only=read_only, encoder=encoder, index_encrypted=encrypted,
+                    access=access)
         except duckdb.Error as exc:
             with contextlib.suppress(Exception):
-                con.close()
+                access.disconnect(con)
+            access.close()
             if _damage.is_lock_error(exc):
-                raise VaultBusyError(_BUSY) from None
+                raise _access.busy_error(p) from None
             raise _damage.damaged(p, exc) from None
         except BaseException:
             with contextlib.suppress(Exception):
-                con.close()
+                access.disconnect(con)
+            access.close()
             raise
+        if shared:
+            v._end_session()  # the first session ends here; each operation opens its own
         if passphrase is not None:
             try:
                 v.unlock(passphrase)
@@ -452,6 +481,8 @@ class Vault:
     @_damage.guarded
     def encoder(self):
         """The vault's encoder: the one given to ``open``/``create``, else the stored model."""
+        if self._encoder is not None:  # no session needed (a shared handle would connect)
+            return self._encoder
         with self._lock:
             if self._encoder is None:
                 row = self._db().execute(
@@ -480,9 +511,43 @@ class Vault:
 
     # ------------------------------------------------------------------ lifecycle
     def _db(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
+        if self._closed or (self._con is None and not self._access.shared):
             raise InvalidInputError("the vault is closed")
+        if self._con is None:  # a shared handle outside ``with self._lock``: until the next end
+            self._begin_session()
         return self._con
+
+    def _begin_session(self) -> None:
+        """Connect a shared handle for one operation, and see what other processes changed."""
+        if self._closed or self._con is not None:
+            return
+        self._con = self._access.connect()
+        if not self._access.fresh:  # an idle connection kept under DuckDB's lock: unchanged
+            return
+        try:
+            self._refresh_meta()
+        except BaseException:
+            self._end_session()
+            raise
+
+    def _end_session(self) -> None:
+        con, self._con = self._con, None
+        self._access.disconnect(con)
+
+    def _refresh_meta(self) -> None:
+        """Between two sessions another process may have changed the passphrase (the cached
+        unwrapped key may be stale: locked again) or re-indexed the vault (the cached model and
+        a query coded by it are of the old model: refused once, then the new one is loaded)."""
+        model, wrap = self.model_sha256, self._key_wrap
+        self._load_meta()
+        if wrap != self._key_wrap:
+            self._master = None
+        if model != self.model_sha256:
+            if not self._encoder_given:
+                self._encoder = None
+            raise ModelMismatchError(
+                f"{self.path}: the vault was re-indexed by another process (model "
+                f"{model[:12]} -> {self.model_sha256[:12]}) while it was open; run it again")
 
     @property
     def unlocked(self) -> bool:
@@ -490,7 +555,7 @@ class Vault:
 
     @property
     def closed(self) -> bool:
-        return self._con is None
+        return self._closed
 
     def unlock(self, passphrase: str) -> None:
         """Unwrap the master key; ``WrongPassphraseError`` (key check, before any decryption)."""
@@ -505,13 +570,15 @@ class Vault:
         self._master = None
 
     def close(self) -> None:
-        with self._lock:
+        self._closed = True  # no new session from here on
+        with self._lock.held():
             self._master = None
-            if self._con is not None:
-                try:
-                    self._con.close()
-                finally:
-                    self._con = None
+            try:
+                if self._con is not None:
+                    self._end_session()
+            finally:
+                self._con = None
+                self._access.close()
 
     def __enter__(self) -> "Vault":
         return self
@@ -642,6 +709,8 @@ class Vault:
         except TypeError:
             total = None
         report = IngestReport()
+        with self._lock:  # the stored SHA-256s once: a shared writer then needs no session per file
+            known = dict(self._db().execute("SELECT sha256, id FROM recordings").fetchall())
         pending: list[dict[str, Any]] = []
         pending_sha: dict[str, str] = {}
         pending_path: dict[str, str] = {}
@@ -657,6 +726,7 @@ class Vault:
                 return
             n_err = len(report.errors)
             added = self._insert_batch(pending, report)
+            known.update((row.sha256, row.id) for row in added)
             for row in added:
                 emit("added", pending_path[row.sha256], row.id, at=pending_index[row.sha256])
             for path, msg in report.errors[n_err:]:  # a file the database refused
@@ -675,7 +745,7 @@ class Vault:
             index += 1
             spath = str(src)
             try:
-                item = self._prepare(src, enc, master, label, pending_sha)
+                item = self._prepare(src, enc, master, label, pending_sha, known)
             except SpeechVaultError as exc:
                 report.errors.append((spath, exc.message))
                 emit("error", spath, None, exc.message)
@@ -687,10 +757,7 @@ class Vault:
                 continue
             if "pending_duplicate" in item:  # same bytes earlier in this batch: commit, look up
                 flush()
-                with self._lock:
-                    row = self._db().execute("SELECT id FROM recordings WHERE sha256 = ?",
-                                             [item["pending_duplicate"]]).fetchone()
-                item = {"duplicate_of": int(row[0]) if row else -1}
+                item = {"duplicate_of": int(known.get(item["pending_duplicate"], -1))}
             if "duplicate_of" in item:
                 report.skipped_duplicates.append((spath, item["duplicate_of"]))
                 emit("duplicate", spath, item["duplicate_of"], None)
@@ -719,7 +786,7 @@ class Vault:
     def _invalidate(self) -> None:
         """After a failed write DuckDB may have invalidated the database: close the connection
         (the file keeps every committed transaction; reopening replays the WAL)."""
-        with self._lock:
+        with self._lock.held():
             self._master = None
             if self._con is not None:
                 with contextlib.suppress(Exception):
@@ -727,16 +794,14 @@ class Vault:
                 self._con = None
 
     def _prepare(self, src, enc, master: bytes, label: str | None,
-                 pending_sha: dict[str, str]) -> dict[str, Any]:
+                 pending_sha: dict[str, str], known: dict[str, int]) -> dict[str, Any]:
         from hashing.audio import read_info
 
         p = Path(src)
         data, _ = _sources.read_source(p, self.max_ingest_seconds)  # regular file, within limits
         sha = hashlib.sha256(data).hexdigest()
-        with self._lock:
-            row = self._db().execute("SELECT id FROM recordings WHERE sha256 = ?", [sha]).fetchone()
-        if row is not None:
-            return {"duplicate_of": int(row[0])}
+        if sha in known:  # read at the start of this ingest; this handle is the only writer
+            return {"duplicate_of": int(known[sha])}
         if sha in pending_sha:
             return {"pending_duplicate": sha}
         if not data:
@@ -815,7 +880,7 @@ class Vault:
                     raise _storage_error(exc, self.path) from None
                 if _is_lock_error(exc) or len(items) == 1:
                     if _is_lock_error(exc):
-                        raise VaultBusyError(_BUSY) from None
+                        raise _access.busy_error(self.path) from None
                     it = items[0]
                     report.errors.append((it["path"], f"{it['path']}: could not be stored "
                                           f"({str(exc).splitlines()[0]})"))
@@ -926,6 +991,18 @@ class Vault:
         if coded_here and not model_loaded:
             # the first query of a session also loads the model from the vault: its own stage
             timings["model_load"] = max(0.0, t_code - sum(timings.values()))
+        with self._lock:  # one session for every stage (the query was coded outside it)
+            res = self._search_in_mode(q, tau, mode, probe, top)
+        timings.update(res.timings)
+        # wall clock of this call; a code made elsewhere adds the stages it reports
+        timings["total"] = time.perf_counter() - t_total
+        if not coded_here:
+            timings["total"] += timings["decode"] + timings["features"] + timings["inference"]
+        res.timings = timings
+        return res
+
+    def _search_in_mode(self, q: QueryCode, tau: float, mode: str, probe: int,
+                        top: int) -> SearchResult:
         if mode == "auto" and self._is_long_excerpt(q):
             # the category of a window of arbitrary speech says little: every row at once
             res = self._search_coded(q, tau, "traversal", probe, top)
@@ -942,12 +1019,6 @@ class Vault:
             res.mode = "auto"
         else:
             res = self._search_coded(q, tau, mode, probe, top)
-        timings.update(res.timings)
-        # wall clock of this call; a code made elsewhere adds the stages it reports
-        timings["total"] = time.perf_counter() - t_total
-        if not coded_here:
-            timings["total"] += timings["decode"] + timings["features"] + timings["inference"]
-        res.timings = timings
         return res
 
     def _search_coded(self, q: QueryCode, tau: float, mode: str, probe: int, top: int) -> SearchResult:
@@ -1204,7 +1275,7 @@ class Vault:
                 report.failures.append((-1, "", f"{orphans} index rows belong to no recording"))
         except duckdb.Error as exc:
             unreadable("the index (codes)", exc)
-        for i, rid in enumerate(ids):
+        for i, rid in _access.in_sessions(self._lock, ids):  # shared: writers get in between
             report.checked += 1
             name = "?"
             try:
@@ -1375,6 +1446,9 @@ class Vault:
             os.replace(tmp, self.path)
             _ei.fsync_dir(self.path)
             self._con = _connect_encrypted(str(self.path), key, read_only=False)
+            if self._access.shared:  # later sessions open the file under the new key
+                self._access.connector = functools.partial(
+                    _connect_encrypted, str(self.path), key, read_only=False)
             del key
         _chmod_private(self.path)
 

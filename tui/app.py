@@ -25,6 +25,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from store.access import DEFAULT_READ_WAIT
 from speechvault.errors import (
     SpeechVaultError,
     VaultBusyError,
@@ -333,8 +334,8 @@ class SpeechVaultApp(VaultWrites, App[None]):
     @work(thread=True, exit_on_error=False, group="open", exclusive=True)
     def open_vault(self) -> None:
         try:
-            vault = self.vault_cls.open(self.vault_path, read_only=True,
-                                        **self._index_kwargs())
+            vault = self.vault_cls.open(self.vault_path, read_only=True, shared=True,
+                                        wait=DEFAULT_READ_WAIT, **self._index_kwargs())
         except SpeechVaultError as exc:
             self.call_from_thread(self._set_vault, None, exc.message)
             raise

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from textual import work
 
+from store.access import DEFAULT_READ_WAIT, DEFAULT_WRITE_WAIT
 from speechvault.errors import InvalidInputError, PassphraseRequiredError, SpeechVaultError
 from speechvault.sources import expand_sources
 from tui import messages as m
@@ -99,6 +100,7 @@ class VaultWrites:
             with self.vault_lock:
                 self._close_vault_locked()
             rw = self.vault_cls.open(self.vault_path, read_only=False, passphrase=passphrase,
+                                     shared=True, wait=DEFAULT_WRITE_WAIT,
                                      **self._index_kwargs())
             body(rw)
             done = True
@@ -111,8 +113,8 @@ class VaultWrites:
             self.writes_idle.set()
             vault, error = None, None
             try:
-                vault = self.vault_cls.open(self.vault_path, read_only=True,
-                                            **self._index_kwargs())
+                vault = self.vault_cls.open(self.vault_path, read_only=True, shared=True,
+                                            wait=DEFAULT_READ_WAIT, **self._index_kwargs())
             except SpeechVaultError as exc:
                 error = exc.message
             unlocked = done and vault is not None and keep and _unlock(vault, keep)

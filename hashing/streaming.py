@@ -1,0 +1,183 @@
+"""The identification windows of a long signal, block by block (issue 17, item 7).
+
+Why: ``hashing.windowing`` computes a whole recording at once: the STFT of every frame, then a
+(windows, frames, bands) float64 array for the per-window normalisation, and the encoder matches
+every window against every model window with an (n, m) distance matrix. For an hour of speech
+that is gigabytes (a query window every 16 ms: 225,000 windows). This module gives the same
+windows, computed ``block`` at a time, to the same functions (``band_log_mel``-equivalent frames
+via ``features._mel_power`` on a slice of the signal, ``windowing._cut``, the fingerprint), and
+finds nearest windows by binary search over sorted starts instead of a distance matrix. A test
+checks that the codes equal the one-shot path's (tests/test_streaming.py).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from hashing import windowing as _w
+from hashing.features import _as_signal, _mel_power
+
+__all__ = ["band_log_mel_blocks", "encode_windowed", "nearest_sorted", "spread_sorted",
+           "STREAM_SAMPLES"]
+
+#: signals longer than this (samples) take the block-by-block path (60 s at 16 kHz)
+STREAM_SAMPLES = 60 * 16_000
+
+#: frames of the Log-Mel spectrogram computed at once (16 ms each: ~65 s)
+FRAME_BLOCK = 4096
+#: windows cut and fingerprinted at once (64 x 64 values each)
+WINDOW_BLOCK = 1024
+
+
+def band_log_mel_blocks(y: np.ndarray, spec: "_w.WindowingSpec",
+                        block: int = FRAME_BLOCK) -> np.ndarray:
+    """``windowing.band_log_mel(y, spec)``, computed ``block`` frames at a time: each block's
+    frames come from the slice of the signal they see (``n_fft // 2`` samples either side, one
+    more before for the pre-emphasis), so no whole-signal STFT is ever held."""
+    a = np.asarray(y)
+    if a.ndim != 1 or a.shape[0] == 0:
+        return _w.band_log_mel(a, spec)  # its one-line error
+    ms = spec.mel_spec()
+    hop, half = spec.hop_length, spec.n_fft // 2
+    n_frames = 1 + a.shape[0] // hop
+    out = np.empty((n_frames, spec.n_mels), dtype=np.float32)
+    for f0 in range(0, n_frames, block):
+        f1 = min(n_frames, f0 + block)
+        s0, s1 = f0 * hop - half, (f1 - 1) * hop + half  # samples the frames see (pre-padding)
+        lo, hi = max(0, s0 - 1), min(a.shape[0], s1)
+        piece = _as_signal(a[lo:hi])  # float64 a slice at a time (checked finite)
+        mel = _slice_mel_power(piece, lo, s0, s1, ms, first=(lo == 0))
+        out[f0:f1] = np.log(np.maximum(mel, _w._LOG_FLOOR)).T.astype(np.float32)
+    return out
+
+
+def _slice_mel_power(piece: np.ndarray, lo: int, s0: int, s1: int, ms, first: bool) -> np.ndarray:
+    """Mel power of the frames centred in [s0 + n_fft/2, s1 - n_fft/2] of a signal whose samples
+    [lo, lo + len(piece)) are ``piece``: pre-emphasis as on the whole signal (the sample before
+    the slice feeds its first difference), zeros outside the signal, no further padding."""
+    from hashing.features import frame_signal, power_spectrum, _hamming_cached, _mel_fb_cached, \
+        pre_emphasis
+
+    x = pre_emphasis(piece, ms.pre_emphasis)
+    if not first:
+        x = x[1:]  # its first value lacked the sample before; the next ones are exact
+        lo += 1
+    seg = np.zeros(s1 - s0, dtype=np.float64)
+    a0 = max(lo, s0)
+    seg[a0 - s0: a0 - s0 + (lo + x.shape[0] - a0)] = x[a0 - lo:]
+    frames = frame_signal(seg, ms.n_fft, ms.hop_length, center=False)
+    win = _hamming_cached(ms.n_fft, float(ms.hamming_alpha), bool(ms.periodic_window))
+    pw = power_spectrum(frames, win, ms.n_fft)
+    fb = _mel_fb_cached(int(ms.sample_rate), int(ms.n_fft), int(ms.n_mels), float(ms.fmin),
+                        float(ms.fmax_hz))
+    return fb @ pw.T
+
+
+def nearest_sorted(sorted_values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each target, the index of the nearest of ``sorted_values`` (strictly increasing),
+    the lower index on a tie: ``np.abs(v[None, :] - t[:, None]).argmin(axis=1)`` without the
+    (targets x values) matrix."""
+    v = np.asarray(sorted_values, dtype=np.int64)
+    t = np.asarray(targets, dtype=np.int64)
+    j = np.searchsorted(v, t, side="left")
+    lo = np.clip(j - 1, 0, v.size - 1)
+    hi = np.clip(j, 0, v.size - 1)
+    return np.where(np.abs(t - v[lo]) <= np.abs(v[hi] - t), lo, hi)
+
+
+def spread_sorted(starts: np.ndarray, gap: int, anchor: int) -> np.ndarray:
+    """``hashing.encoder._spread`` (the starts nearest to ``anchor + k * gap``) by binary search."""
+    s = np.asarray(starts, dtype=np.int64)
+    last = max(int(s[-1]), anchor)
+    return np.unique(nearest_sorted(s, np.arange(anchor, last + 1, gap)))
+
+
+def _window_starts(n_frames: int, a0: int, a1: int, spec, purpose: str) -> np.ndarray:
+    """The candidate starts of ``windowing.stored_windows`` / ``query_windows`` (same rules)."""
+    W = spec.window_frames
+    if purpose == "store":
+        H = spec.store_hop_frames
+        starts = list(range(a0, max(a0, a1 - W) + 1, H))
+        if a1 - (starts[-1] + W) >= W // 2:
+            starts.append(a1 - W)
+        return np.asarray(starts, np.int64)
+    S = spec.query_slack_frames
+    last = max(a0, a1 - W)
+    starts = np.arange(a0 - S, last + S + 1, spec.query_hop_frames, dtype=np.int64)
+    return starts[(starts + W > 0) & (starts < n_frames)]
+
+
+def _activity(active: np.ndarray, starts: np.ndarray, W: int) -> np.ndarray:
+    """Fraction of active frames per window (``windowing._cut``'s activity), from a running
+    count instead of a (windows x frames) gather."""
+    c = np.concatenate([[0], np.cumsum(active, dtype=np.int64)])
+    lo = np.clip(starts, 0, active.shape[0])
+    hi = np.clip(starts + W, 0, active.shape[0])
+    return ((c[hi] - c[lo]) / W).astype(np.float32)
+
+
+def _kept(activity: np.ndarray, spec) -> np.ndarray:
+    """``windowing._keep_active``'s mask."""
+    keep = activity >= spec.min_active_fraction
+    if not keep.any():
+        keep = activity == activity.max()
+        keep &= np.cumsum(keep) == 1
+    return keep
+
+
+def _model_inputs(a: np.ndarray, start_samples: np.ndarray, fspec, block: int) -> np.ndarray:
+    """``features.model_windows_at`` over slices of the signal (it converts its input to float64
+    whole): each block sees the samples its windows cover, and the signal's real ends."""
+    from hashing.features import model_windows_at
+
+    clip, n = fspec.clip_samples, a.shape[0]
+    parts = []
+    for i in range(0, len(start_samples), block):
+        st = np.asarray(start_samples[i:i + block], dtype=np.int64)
+        lo = max(0, min(int(st.min()), n - clip))
+        hi = min(n, int(st.max()) + clip)
+        parts.append(model_windows_at(a[lo:hi], st - lo, fspec))
+    return np.concatenate(parts)
+
+
+def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
+                    frame_block: int = FRAME_BLOCK, window_block: int = WINDOW_BLOCK):
+    """``Encoder._encode_windowed`` block by block: the same ``WindowCodes``."""
+    import time
+
+    from hashing import codes
+    from hashing.encoder import WindowCodes
+    from speechvault.errors import ModelError
+
+    spec = enc._windowing
+    t0 = time.perf_counter()
+    logmel = band_log_mel_blocks(a, spec, frame_block)
+    active = _w.frame_activity(logmel, spec)
+    a0, a1 = _w._active_span(active, spec)
+    cand = _window_starts(logmel.shape[0], a0, a1, spec, purpose)
+    act = _activity(active, cand, spec.window_frames)
+    keep = _kept(act, spec)
+    starts, act = cand[keep], act[keep]
+    bits = []
+    for i in range(0, starts.shape[0], window_block):
+        w = _w._cut(logmel, active, starts[i:i + window_block], spec)
+        bits.append(enc._fp.bits(w.x))
+        del w
+    bits = np.concatenate(bits)
+    picked = spread_sorted(starts, spec.window_frames, a0)
+    model_in = _model_inputs(a, starts[picked] * spec.hop_length, enc._spec, window_block)
+    tm["features"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    h, p = enc.run_windows(model_in)
+    if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
+        raise ModelError(f"model {enc._meta.name!r} produced NaN/inf outputs")
+    nearest = nearest_sorted(starts[picked], starts)
+    tm["inference"] = time.perf_counter() - t1
+    return WindowCodes(
+        category=np.argmax(p, axis=1).astype(np.int64)[nearest], probs=p[nearest], bits=bits,
+        words=codes.pack_words(bits), K=enc.K,
+        starts=starts.astype(np.float64) * spec.frame_seconds, timings=tm,
+        hash_words=codes.pack_words(codes.hash_bits(h))[nearest], code=enc.code_name,
+        frames=starts, activity=act)

@@ -1,0 +1,166 @@
+"""Peak memory and time of ingesting and of searching one long recording, per length
+(issue 17, item 7: "stream decode and features in blocks ... memory bounded by a constant,
+stated in a benchmark").
+
+    python -m model_export.bench_memory --ingest 15 30 60 --search 5 15 30 --out docs/results
+
+The recording: the shipped ``sentence_en-us_1.wav`` (espeak-ng speech) repeated with a random
+gain and a little noise to the length asked, 16 kHz mono 16-bit, written block by block. Each
+measurement runs in a fresh process with the default model: ``Vault.create`` + ``ingest`` of the
+file, or ``Vault.open`` + ``search`` with it as the query (``max_query_seconds`` raised to fit).
+The figure is that process's ``ru_maxrss`` (everything it held at its peak: interpreter, TFLite,
+DuckDB, the file's bytes, the decoded signal, the features), beside the same for a 10-second
+file (the fixed part). Each process runs under an address-space limit (``--limit-gb``, default
+6) so that a run that would need more fails with "over the limit" instead of exhausting a
+machine shared with others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO / "speechvault" / "examples" / "sentence_en-us_1.wav"
+PASSPHRASE = "memory bench passphrase"
+SR = 16_000
+
+_CHILD = """
+import json, resource, sys, time
+from store.vault import Vault
+what, vault, audio, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+t0 = time.perf_counter()
+try:
+    if what == "ingest":
+        with Vault.create(vault, sys.argv[5], kdf_log2_n=10) as v:
+            v.max_ingest_seconds = seconds + 1
+            rep = v.ingest([audio])
+        out = {"ok": not rep.errors, "windows": rep.added[0].n_windows if rep.added else 0,
+               "errors": [m for _, m in rep.errors]}
+    else:
+        with Vault.open(vault) as v:
+            v.max_query_seconds = seconds + 1
+            r = v.search(audio)
+        out = {"ok": True, "matched": bool(r.matched),
+               "hit": r.hits[0].recording_id if r.hits else None}
+except MemoryError:
+    out = {"ok": False, "errors": ["over the address-space limit (MemoryError)"]}
+out["s"] = round(time.perf_counter() - t0, 1)
+out["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+print(json.dumps(out))
+"""
+
+
+def long_speech(path: Path, seconds: float, seed: int = 0) -> Path:
+    """``seconds`` of the shipped sentence repeated (random gain 0.5-1.0, noise at -50 dBFS),
+    written one repetition at a time so the parent never holds the whole signal."""
+    import soundfile as sf
+
+    from hashing.audio import load_audio
+
+    clip = load_audio(str(SOURCE), SR)
+    rng = np.random.default_rng(seed)
+    left = int(round(seconds * SR))
+    with sf.SoundFile(str(path), "w", samplerate=SR, channels=1, subtype="PCM_16") as f:
+        while left > 0:
+            part = clip[:left] * np.float32(rng.uniform(0.5, 1.0))
+            part = part + rng.normal(0, 0.003, part.size).astype(np.float32)
+            f.write(np.clip(part, -1, 1))
+            left -= part.size
+    return path
+
+
+def _limit(gb: float):
+    def apply() -> None:
+        cap = int(gb * 1024 ** 3)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    return apply
+
+
+def measure(what: str, vault: Path, audio: Path, seconds: float, limit_gb: float,
+            timeout_s: float = 900.0) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    try:
+        p = subprocess.run([sys.executable, "-c", _CHILD, what, str(vault), str(audio),
+                            str(seconds), PASSPHRASE], capture_output=True, text=True, env=env,
+                           cwd=str(REPO), preexec_fn=_limit(limit_gb), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "errors": [f"not done after {timeout_s:.0f} s"], "what": what,
+                "minutes": round(seconds / 60, 2),
+                "load": Path("/proc/loadavg").read_text().split()[0]}
+    try:
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        out = {"ok": False, "errors": [f"exit {p.returncode}: {tail[:200]}"]}
+    out.update(what=what, minutes=round(seconds / 60, 2),
+               load=Path("/proc/loadavg").read_text().split()[0])
+    return out
+
+
+def run(ingest_min: list[float], search_min: list[float], limit_gb: float, work: Path) -> list[dict]:
+    rows = []
+    base = long_speech(work / "ten-seconds.wav", 10.0)
+    rows.append(measure("ingest", work / "base.duckdb", base, 10.0, limit_gb))
+    rows.append(measure("search", work / "base.duckdb", base, 10.0, limit_gb))
+    for m in sorted(set(ingest_min) | set(search_min)):
+        audio = long_speech(work / f"{m:g}min.wav", m * 60)
+        vault = work / f"{m:g}min.duckdb"
+        if m in ingest_min or m in search_min:
+            rows.append(measure("ingest", vault, audio, m * 60, limit_gb))
+        if m in search_min and rows[-1].get("ok"):
+            rows.append(measure("search", vault, audio, m * 60, limit_gb))
+        audio.unlink()
+    return rows
+
+
+def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
+    lines = [
+        "# Long inputs: peak memory and time (issue 17, item 7)", "",
+        f"Command: `{command}`", "",
+        "One fresh process per row (default model; `ru_maxrss` of that process; address space "
+        f"capped at {limit_gb:g} GB). The machine: 2 cores shared with other agents; the load "
+        "(1-minute average) is given per row.", "",
+        "| what | minutes | peak RSS (MB) | seconds | result | load |", "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        res = ("ok" if r.get("ok") else "; ".join(r.get("errors", []))[:120])
+        if r["what"] == "ingest" and r.get("ok"):
+            res += f", {r.get('windows')} windows"
+        if r["what"] == "search" and r.get("ok"):
+            res += f", matched {r.get('matched')}"
+        lines.append(f"| {r['what']} | {r['minutes']} | {r.get('rss_mb', '-')} | {r.get('s', '-')} "
+                     f"| {res} | {r['load']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ingest", type=float, nargs="*", default=[15, 30, 60])
+    ap.add_argument("--search", type=float, nargs="*", default=[5, 15])
+    ap.add_argument("--limit-gb", type=float, default=6.0)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    command = "python -m model_export.bench_memory " + " ".join(argv or sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="sv-mem-") as tmp:
+        rows = run(a.ingest, a.search, a.limit_gb, Path(tmp))
+    text = markdown(rows, command, a.limit_gb)
+    print(text)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "long_inputs_memory.md").write_text(text)
+        (a.out / "long_inputs_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Long signals are encoded block by block (hashing/streaming.py) with exactly the codes of the
+one-shot path (issue 17, item 7): every field of ``WindowCodes`` equal, for stored and query
+windows, at block sizes down to one frame and one window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hashing import streaming, windowing
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "speechvault" / "examples"
+FIELDS = ("category", "probs", "bits", "words", "starts", "hash_words", "frames", "activity")
+
+
+@pytest.fixture(scope="module")
+def enc():
+    pytest.importorskip("ai_edge_litert")
+    from hashing.encoder import Encoder
+
+    e = Encoder.default()
+    if e.windowing is None:
+        pytest.skip("the default model has no identification windows")
+    return e
+
+
+@pytest.fixture(scope="module")
+def signals(enc):
+    from hashing.audio import load_audio
+
+    sent = load_audio(str(EXAMPLES / "sentence_en-us_1.wav"), enc.sample_rate)
+    digit = load_audio(str(EXAMPLES / "3_en-m3_1.wav"), enc.sample_rate)
+    rng = np.random.default_rng(1)
+    quiet = np.zeros(20_000, np.float32)
+    return {
+        "digit": digit, "part of a window": sent[:3000], "silence": np.zeros(16_000, np.float32),
+        "pauses around": np.concatenate([quiet, sent, quiet[:9000]]),
+        "three gains": np.concatenate([sent * g for g in (1.0, 0.6, 0.8)]
+                                      + [rng.normal(0, 0.001, 5000).astype(np.float32)]),
+    }
+
+
+def _same(a, b) -> list[str]:
+    bad = [f for f in FIELDS if not np.array_equal(getattr(a, f), getattr(b, f))]
+    return bad + ([] if (a.K, a.code) == (b.K, b.code) else ["K/code"])
+
+
+@pytest.mark.parametrize("n", [100, 511, 512, 5000, 112_123])
+def test_band_log_mel_in_blocks_is_bit_identical(enc, n):
+    y = (np.random.default_rng(n).standard_normal(n) * 0.1).astype(np.float32)
+    ref = windowing.band_log_mel(y, enc.windowing)
+    for block in (1, 7, 64, streaming.FRAME_BLOCK):
+        assert np.array_equal(streaming.band_log_mel_blocks(y, enc.windowing, block), ref)
+
+
+@pytest.mark.parametrize("purpose", ["store", "query"])
+def test_windowed_codes_in_blocks_equal_the_one_shot_codes(enc, signals, purpose):
+    for name, a in signals.items():
+        ref = enc._encode_windowed(a, purpose, {})  # short: the one-shot path
+        for fb, wb in ((streaming.FRAME_BLOCK, streaming.WINDOW_BLOCK), (37, 5), (1, 1)):
+            got = streaming.encode_windowed(enc, a, purpose, {}, frame_block=fb, window_block=wb)
+            assert _same(ref, got) == [], (name, purpose, fb, wb)
+
+
+def test_a_long_signal_takes_the_block_path_with_the_same_codes(enc, signals, monkeypatch):
+    a = np.tile(signals["three gains"], 3)[: streaming.STREAM_SAMPLES + 16_000]  # 61 s
+    calls = []
+    real = streaming.encode_windowed
+    monkeypatch.setattr(streaming, "encode_windowed",
+                        lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    streamed = enc.encode_audio(a, purpose="query")
+    assert calls == [1]
+    monkeypatch.setattr(streaming, "STREAM_SAMPLES", 10 ** 12)  # the one-shot path
+    one_shot = enc.encode_audio(a, purpose="query")
+    assert calls == [1] and _same(one_shot, streamed) == []
+
+
+def test_nearest_sorted_is_argmin_with_ties_to_the_lower_index():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        v = np.unique(rng.integers(-50, 500, rng.integers(1, 40)))
+        t = rng.integers(-80, 600, 300)
+        ref = np.abs(v[None, :] - t[:, None]).argmin(axis=1)
+        assert np.array_equal(streaming.nearest_sorted(v, t), ref)
+    assert list(streaming.nearest_sorted(np.array([0, 10]), np.array([5]))) == [0]  # a tie
