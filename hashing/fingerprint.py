@@ -74,7 +74,15 @@ class Fingerprint:
         x = np.asarray(windows, dtype=np.float32).reshape(len(windows), -1)
         if x.shape[1] != self.dim:
             raise ModelError(f"fingerprint expects windows of {self.dim} values, got {x.shape[1]}")
-        return ((x - self.mean) @ self._p32 > 0).astype(np.uint8)
+        # a single row would go through BLAS's matrix-vector kernel, which sums in another order
+        # than the matrix-matrix one: a stored one-window clip and the same window among a
+        # query's many could then differ in a bit whose projection is ~0. Two rows take the same
+        # kernel as any batch.
+        one = x.shape[0] == 1
+        if one:
+            x = np.repeat(x, 2, axis=0)
+        bits = ((x - self.mean) @ self._p32 > 0).astype(np.uint8)
+        return bits[:1] if one else bits
 
     def words(self, windows: np.ndarray) -> np.ndarray:
         return codes.pack_words(self.bits(windows))

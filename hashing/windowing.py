@@ -161,19 +161,15 @@ def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: Windo
     safe = np.clip(idx, 0, n_frames - 1)
     win = logmel[safe].astype(np.float32, copy=False)              # (n, W, n_mels)
     top = np.float32(spec.top_db * _DB_TO_NEPER)
-    if real.all():  # the common case: no padding to leave out
-        floor = win.max(axis=(1, 2)) - top
-        win = np.maximum(win, floor[:, None, None])
-        mu = win.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
-        dev = win - mu
-    else:
-        mask = real[:, :, None]
-        floor = win.max(axis=(1, 2), where=mask, initial=-np.inf) - top
-        win = np.maximum(win, floor[:, None, None].astype(np.float32))
-        count = np.maximum(real.sum(axis=1) * spec.n_mels, 1)[:, None, None]
-        mu = (np.sum(win, axis=(1, 2), where=mask, keepdims=True, dtype=np.float64)
-              / count).astype(np.float32)
-        dev = np.where(mask, win - mu, np.float32(0.0))
+    # one code path whatever else is in the batch: a window's values must not depend on its
+    # neighbours (the streaming encoder cuts the same windows in other batches)
+    mask = real[:, :, None]
+    floor = win.max(axis=(1, 2), where=mask, initial=-np.inf) - top
+    win = np.maximum(win, floor[:, None, None].astype(np.float32))
+    count = np.maximum(real.sum(axis=1) * spec.n_mels, 1)[:, None, None]
+    mu = (np.sum(win, axis=(1, 2), where=mask, keepdims=True, dtype=np.float64)
+          / count).astype(np.float32)
+    dev = np.where(mask, win - mu, np.float32(0.0))
     sd = np.sqrt(np.einsum("nwm,nwm->n", dev, dev, dtype=np.float64)
                  / np.maximum(real.sum(axis=1) * spec.n_mels, 1))
     dev /= np.where(sd > 1e-6, sd, 1.0).astype(np.float32)[:, None, None]

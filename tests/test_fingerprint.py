@@ -174,3 +174,4 @@ def test_vault_stores_the_fingerprint_and_reopens_with_it(tmp_path):
         res = v.search(add_noise_snr(y, 20.0, np.random.default_rng(1)), mode="traversal")
         assert v.encoder.sha256 == enc.sha256 and v.encoder.fingerprint_bytes == enc.fingerprint_bytes
     assert res.matched and [h.name for h in res.hits] == ["3_en_2.wav"]
+
