@@ -77,12 +77,14 @@ def _fill(v, n_target: int, flip: float, rng: np.random.Generator) -> int:
 
 def _time_queries(v, queries: Sequence[np.ndarray], candidates: str) -> dict[str, Any]:
     rows = v._index_rows()
-    if candidates.startswith("keys:"):  # keys:N - only the first N 16-bit slices as keys
-        import dataclasses
+    if candidates.startswith("keys:"):  # keys:N - at most N 16-bit slices; keys:all - every
+        import dataclasses                # slice for every query (no probe budget)
 
         fp = v.encoder._fp
+        arg = candidates.split(":")[1]
+        change = {"key_probes": 0} if arg == "all" else {"key_bands": int(arg)}
         object.__setattr__(v.encoder, "_fp", dataclasses.replace(
-            fp, rule={**(fp.rule or {}), "key_bands": int(candidates.split(":")[1])}))
+            fp, rule={**(fp.rule or {}), **change}))
     v._rows_cache = 0 if candidates == "scan" else 10**12  # force the strategy
     v.search(queries[0])  # warm: model loaded, statement planned once
     wall, sql, found = [], [], 0
