@@ -59,7 +59,8 @@ app = typer.Typer(
     # rich help on a terminal; plain text to a pipe or file (and no rich import: start-up)
     rich_markup_mode="rich" if sys.stdout.isatty() else None,
     pretty_exceptions_show_locals=False,  # locals may hold a passphrase
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # plain help (to a pipe) wraps at the terminal's width, not click's default 80 columns
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 200},
 )
 
 
@@ -1273,7 +1274,7 @@ def main() -> None:
     """Console-script entry point (``speechvault = "cli:main"``)."""
     from speechvault.help_format import fold_long_words, wants_help
 
-    if wants_help(sys.argv):
+    if wants_help(sys.argv) and sys.stdout.isatty():  # rich help only on a terminal
         fold_long_words()  # a long option name or install line is folded, never cut with "…"
     try:
         # the name in Usage lines and of the completion variable (_SPEECHVAULT_COMPLETE), also
