@@ -498,6 +498,13 @@ def _write(res: dict, out: Path) -> None:
     (out / "loso.md").write_text(to_markdown(res))
 
 
+def default_model_path() -> Path:
+    """The shipped default model (``hashing/models/default.tflite``)."""
+    from model_export.ship import MODELS_DIR
+
+    return MODELS_DIR / "default.tflite"
+
+
 def _load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -509,10 +516,12 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
              recipes: Sequence[str] = RECIPES, speakers: Sequence[str] | None = None,
              cache_dir: str | Path | None = None, seed: int = 0, threads: int = 2,
              default_model: str | Path | None = None, export_dir: str | Path | None = None,
-             export_fold: str | None = None, command: str = "", log=print) -> dict[str, Any]:
+             export_fold: str | None = None, resume: bool = False, command: str = "",
+             log=print) -> dict[str, Any]:
     """Run LOSO for the recipes (and judge the shipped default); write loso.md / loso.json into
     ``out`` after every fold. ``export_fold``: the diverse model of that fold is exported
-    (TFLite + JSON, tau calibrated) into ``export_dir``."""
+    (TFLite + JSON, tau calibrated) into ``export_dir``. ``resume``: keep the rows of an earlier
+    ``out/loso.json`` (same epochs and K) and run only the missing (speaker, model) pairs."""
     import tensorflow as tf
 
     from hashing.features import FeatureSpec
@@ -532,6 +541,17 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
     spec = FeatureSpec(input_mode="native")
     res: dict[str, Any] = {"command": command, "load_start": _load(), "epochs": int(epochs), "K": int(K),
                            "recipes": list(recipes), "rows": [], "notes": [], "histories": {}}
+    prev = out / "loso.json"
+    if resume and prev.is_file():  # keep the rows of an earlier run with the same settings
+        old = json.loads(prev.read_text())
+        if (old.get("epochs"), old.get("K")) != (int(epochs), int(K)):
+            raise InvalidInputError(f"{prev} was made with other epochs/K; resume needs the same")
+        for key in ("rows", "notes", "histories"):
+            res[key] = old.get(key, res[key])
+        res["load_start"] = old.get("load_start", res["load_start"])
+        res["command"] = old.get("command", "") + (f" ; resumed: {command}" if command else "")
+        t_start -= float(old.get("seconds", 0.0))
+    done = {(r["held_out"], r["model"]) for r in res["rows"]}
     corpus = build_corpus(Path(data_dir), spec, cache, seed=seed, log=log)
     res["espeak_test_voices"] = corpus.esp_test_voices
     res["espeak_fit_voices"] = corpus.esp_fit_voices
@@ -552,6 +572,8 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         run = _tflite_outputs(dpath)
         cal_idx = np.flatnonzero(np.isin(corpus.speakers, sorted(cal)))
         for f in folds:
+            if (f.held_out, "default") in done:
+                continue
             t0 = time.perf_counter()
             test_idx = np.flatnonzero(corpus.speakers == f.held_out)
             ci = cal_idx if f.held_out not in cal else np.flatnonzero(np.isin(corpus.speakers, sorted(seen)))[::8]
@@ -560,6 +582,7 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
                                 "model_name": meta.name, **row})
             log(f"  default on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
                 f"({time.perf_counter() - t0:.0f} s)")
+        res["notes"] = [n for n in res["notes"] if not n.startswith("default = ")]
         res["notes"].append(f"default = hashing/models/default.tflite ({meta.name}), trained on "
                             f"{', '.join(sorted(seen))}, validated on {', '.join(sorted(cal))}; its tau "
                             "calibrated the same way on its validation speaker's CPO copies.")
@@ -570,6 +593,8 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         Xv, pv = corpus.clean.select(val_idx)
         yv = corpus.labels[val_idx][pv]
         for recipe in recipes:
+            if (f.held_out, recipe) in done:
+                continue
             t0 = time.perf_counter()
             X, y = training_set(corpus, recipe, train_idx)
             log(f"fold {f.held_out} / {recipe}: {len(X)} training windows")
@@ -583,8 +608,13 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             log(f"  {recipe} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
                 f"espeak h1 {row['espeak_test']['h1_accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
             if recipe == "diverse" and export_fold == f.held_out and export_dir is not None:
-                _export(model, Path(export_dir), K, spec, f, train_idx, val_idx, corpus, Xv, row,
-                        epochs, hist, command)
+                try:  # a failed export must not cost the LOSO figures
+                    _export(model, Path(export_dir), K, spec, f, train_idx, val_idx, corpus, Xv, row,
+                            epochs, hist, command)
+                    log(f"  exported the {f.held_out} fold's diverse model to {export_dir}")
+                except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+                    res["notes"].append(f"export of the {f.held_out} fold failed: {exc}")
+                    log(f"  export failed: {exc}")
             res["load_end"] = _load()
             res["seconds"] = time.perf_counter() - t_start
             _write(res, out)
@@ -634,13 +664,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--export-fold", default=None, help="export the diverse model of this fold")
     p.add_argument("--export-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="keep the rows of OUT/loso.json")
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
-                 export_dir=a.export_dir, export_fold=a.export_fold, command=cmd,
+                 export_dir=a.export_dir, export_fold=a.export_fold, resume=a.resume, command=cmd,
                  log=lambda s: print(s, flush=True))
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -110,3 +110,16 @@ def test_tiny_loso_fold_end_to_end_on_synthetic_windows():
                            "summary_rows": [("diverse", [{"held_out": "theo", **row}])],
                            "espeak_test_clips": 30, "espeak_test_voices": ["v"]})
     assert "| diverse | 1 |" in md and "theo" in md
+
+
+def test_eval_loso_cli_bad_data_is_one_line(tmp_path):
+    pytest.importorskip("tensorflow")
+    from typer.testing import CliRunner
+
+    import cli
+
+    (tmp_path / "only").mkdir()
+    r = CliRunner().invoke(cli.app, ["eval-loso", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0
+    assert "error:" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o" / "loso.md").exists()
