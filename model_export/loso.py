@@ -558,10 +558,12 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
     res["espeak_test_clips"] = int(corpus.esp_test.n)
     res["espeak_fit_clips"] = int(corpus.esp_fit.n)
     folds = loso_folds(corpus.speakers.tolist())
-    if speakers:
-        folds = [f for f in folds if f.held_out in set(speakers)]
-        if export_fold in set(speakers):  # the exported fold first: it is the one a user gets
-            folds.sort(key=lambda f: f.held_out != export_fold)
+    if speakers:  # in the order given (a run cut short by the clock keeps the first ones)
+        by = {f.held_out: f for f in folds}
+        unknown = [s for s in speakers if s not in by]
+        if unknown:
+            raise InvalidInputError(f"unknown speaker(s) {', '.join(unknown)}")
+        folds = [by[s] for s in dict.fromkeys(speakers)]
     if default_model is not None:
         from hashing.model_meta import ModelMeta
 
