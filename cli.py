@@ -1419,6 +1419,39 @@ def bench_cmd(
         _stdout().print(f"wrote {rep.md_path} and {rep.json_path}")
 
 
+@_command("eval-loso")
+def eval_loso_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where loso.md and loso.json go.")]
+    = Path("docs/results"),
+    data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
+                                                     help="FSDD folder (default: $SPEECHVAULT_FSDD "
+                                                          "or ../shared/data/fsdd).")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per model (same for every recipe).")] = 6,
+    speakers: Annotated[Optional[str], typer.Option(help="Held-out speakers, comma-separated "
+                                                    "(default: all six).", show_default=False)] = None,
+    recipes: Annotated[str, typer.Option(help="baseline, diverse or both.")] = "baseline,diverse",
+) -> None:
+    """Leave-one-speaker-out: h1 accuracy, mAP of h2, recall/precision at tau and auto's
+    traversal share per held-out FSDD speaker and on unseen espeak-ng voices, for the shipped
+    default and the training recipes (needs: pip install 'speechvault\\[train]')."""
+    from speechvault.extras import require
+
+    require("eval-loso", "train")
+    from model_export.loso import default_model_path, run_loso
+    from model_export.report import find_fsdd
+
+    data = data_dir or find_fsdd()
+    if data is None:
+        raise NotFoundError("no FSDD folder: give --data or set $SPEECHVAULT_FSDD")
+    command = _cmdline("eval-loso", None, [("--data", data_dir), ("--epochs", epochs),
+                                            ("--speakers", speakers), ("--recipes", recipes), ("--out", out)])
+    err = _stderr()
+    run_loso(data, out, epochs=epochs, recipes=recipes.split(","),
+             speakers=speakers.split(",") if speakers else None, default_model=default_model_path(),
+             command=command, log=lambda s: err.print(s, markup=False, highlight=False))
+    _stdout().print(f"wrote {out / 'loso.md'} and {out / 'loso.json'}")
+
+
 @_command("eval-identify")
 def eval_identify_cmd(
     # required, as for eval and bench: a default of docs/results wrote into whatever folder

@@ -1,0 +1,125 @@
+"""model_export.loso: the leave-one-speaker-out split never lets a held-out speaker into
+training or validation, and a tiny LOSO fold runs end to end on synthetic windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_export import loso
+from speechvault.errors import InvalidInputError
+
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+
+
+def _fsdd_like(n_takes: int = 5):
+    spk, lab = [], []
+    for s in SPEAKERS:
+        for d in range(10):
+            for _ in range(n_takes):
+                spk.append(s), lab.append(d)
+    return np.array(spk), np.array(lab)
+
+
+def test_folds_hold_out_each_speaker_once_and_train_on_all_others():
+    folds = loso.loso_folds(list(SPEAKERS) * 3)
+    assert [f.held_out for f in folds] == sorted(SPEAKERS)
+    for f in folds:
+        assert f.held_out not in f.train_speakers
+        assert set(f.train_speakers) | {f.held_out} == set(SPEAKERS)
+    with pytest.raises(InvalidInputError):
+        loso.loso_folds(["theo", "theo"])
+
+
+@pytest.mark.parametrize("held_out", SPEAKERS)
+def test_split_never_leaks_the_held_out_speaker(held_out):
+    spk, lab = _fsdd_like()
+    tr, va, te = loso.split_fold(spk, lab, held_out, seed=3)
+    assert set(spk[te]) == {held_out} and len(te) == np.sum(spk == held_out)
+    assert held_out not in set(spk[tr]) and held_out not in set(spk[va])
+    assert not set(tr) & set(va) and not set(tr) & set(te) and not set(va) & set(te)
+    assert len(tr) + len(va) + len(te) == len(spk)
+    # validation: a stratified 10 % of every digit of the other speakers
+    assert sorted(set(lab[va])) == list(range(10))
+    assert np.all(np.bincount(lab[va]) == round(0.1 * 5 * 5))
+
+
+def test_split_is_deterministic_and_rejects_unknown_speakers():
+    spk, lab = _fsdd_like()
+    a = loso.split_fold(spk, lab, "theo", seed=1)
+    b = loso.split_fold(spk, lab, "theo", seed=1)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(InvalidInputError):
+        loso.split_fold(spk, lab, "nobody")
+
+
+def test_training_set_of_a_fold_holds_no_held_out_window():
+    spk, lab = _fsdd_like(2)
+    n = len(spk)
+    # every window carries its clip number, so leaked clips would show
+    bank = lambda: loso.Bank(np.arange(n, dtype=np.float16)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float16),
+                             np.arange(n), n)
+    esp = loso.Bank(np.full((20, 2, 2, 1), -1, np.float16), np.arange(20), 20)
+    corpus = loso.Corpus(lab, spk, bank(), {}, [bank(), bank()], [bank(), bank()], esp, esp,
+                         np.arange(20) % 10, esp, {}, np.arange(20) % 10, [], [])
+    tr, va, te = loso.split_fold(spk, lab, "lucas")
+    for recipe in loso.RECIPES:
+        X, y = loso.training_set(corpus, recipe, tr)
+        clips = X[:, 0, 0, 0].astype(int)
+        fsdd = clips[clips >= 0]
+        assert not np.isin(fsdd, te).any() and not np.isin(fsdd, va).any()
+        np.testing.assert_array_equal(y[clips >= 0], lab[fsdd])
+        assert len(fsdd) == 3 * len(tr)
+        assert np.sum(clips < 0) == (40 if recipe == "diverse" else 0)
+
+
+def test_tiny_loso_fold_end_to_end_on_synthetic_windows():
+    pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    spk, lab = _fsdd_like(4)
+    n = len(spk)
+    H, W = 16, 16
+    proto = rng.standard_normal((10, H, W, 1))
+
+    def bank(noise, m=n, labels=lab):
+        X = proto[labels] + noise * rng.standard_normal((m, H, W, 1))
+        return loso.Bank(X.astype(np.float16), np.arange(m), m)
+
+    elab = np.arange(30) % 10
+    corpus = loso.Corpus(lab, spk, bank(0.3), {c: bank(0.35) for c in loso.TEST_CPOS},
+                         [bank(0.4), bank(0.4)], [bank(0.5), bank(0.5)],
+                         bank(0.3, 30, elab), bank(0.5, 30, elab), elab, bank(0.3, 30, elab),
+                         {c: bank(0.35, 30, elab) for c in loso.TEST_CPOS}, elab, ["v"], ["w"])
+    tr, va, te = loso.split_fold(spk, lab, "theo")
+    X, y = loso.training_set(corpus, "diverse", tr)
+    Xv, pv = corpus.clean.select(va)
+    model, hist = loso.fit(X, y, Xv, lab[va][pv], K=64, epochs=8, seed=0, spec_augment=True,
+                           log=lambda s: None)
+    assert len(hist) == 8
+    row = loso.judge(loso._keras_outputs(model), 64, corpus, te, va)
+    f = row["fsdd"]
+    assert f["n_clips"] == len(te)
+    for v in (f["h1_accuracy"], f["mAP_h2"], f["retrieval"]["auto_traversal_share"],
+              row["espeak_test"]["h1_accuracy"]):
+        assert 0.0 <= v <= 1.0
+    # prototypes per digit are easy: the category stage must beat chance clearly
+    assert f["h1_accuracy"] > 0.3
+    md = loso.to_markdown({"command": "x", "load_start": "1 1 1", "epochs": 2, "K": 64,
+                           "rows": [{"held_out": "theo", "model": "diverse", **row}],
+                           "summary_rows": [("diverse", [{"held_out": "theo", **row}])],
+                           "espeak_test_clips": 30, "espeak_test_voices": ["v"]})
+    assert "| diverse | 1 |" in md and "theo" in md
+
+
+def test_eval_loso_cli_bad_data_is_one_line(tmp_path):
+    pytest.importorskip("tensorflow")
+    from typer.testing import CliRunner
+
+    import cli
+
+    (tmp_path / "only").mkdir()
+    r = CliRunner().invoke(cli.app, ["eval-loso", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0
+    assert "error:" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o" / "loso.md").exists()

@@ -1,0 +1,41 @@
+"""model_export.attach_fingerprint: a new CRNN takes the shipped default's fingerprint and tau
+unchanged, so switching the category stage leaves the indexed code as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashing.encoder import Encoder
+from hashing.model_meta import ModelMeta
+from model_export.attach_fingerprint import attach_fingerprint
+from model_export.ship import MODELS_DIR
+from speechvault.errors import ModelError
+
+NEW = MODELS_DIR / "fsdd-cnn-k384.tflite"      # a shipped model without a fingerprint
+DONOR = MODELS_DIR / "default.tflite"
+
+
+def test_attached_model_indexes_the_donors_fingerprint_and_keeps_its_own_h1(tmp_path):
+    t = attach_fingerprint(NEW, DONOR, tmp_path, "candidate")
+    meta, donor = ModelMeta.load(t.with_suffix(".json")), ModelMeta.load(DONOR.with_suffix(".json"))
+    assert meta.fingerprint == donor.fingerprint and meta.tau == donor.tau
+    assert meta.metrics["h2_tau"] == ModelMeta.load(NEW.with_suffix(".json")).tau
+    assert t.read_bytes() == NEW.read_bytes()
+    enc = Encoder.from_files(t, num_threads=1)
+    ref, new_alone = Encoder.default(num_threads=1), Encoder.from_files(NEW, num_threads=1)
+    assert enc.code_name == "fingerprint"
+    rng = np.random.default_rng(0)
+    y = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    a, b = enc.encode_audio(y), ref.encode_audio(y)
+    np.testing.assert_array_equal(a.words, b.words)           # the same indexed code
+    # h1 comes from the new network: on the same windows it gives the new model's outputs
+    X = new_alone.windows(y)[0]
+    np.testing.assert_allclose(enc.run_windows(X)[1], new_alone.run_windows(X)[1], atol=1e-6)
+    assert not np.allclose(enc.run_windows(X)[1], ref.run_windows(X)[1], atol=1e-3)
+    assert enc.tflite_sha256 == new_alone.tflite_sha256 != ref.tflite_sha256
+
+
+def test_donor_without_fingerprint_is_refused(tmp_path):
+    with pytest.raises(ModelError):
+        attach_fingerprint(DONOR, NEW, tmp_path)
