@@ -161,13 +161,7 @@ class LakeVault(Vault):
         except BaseException:
             con.close()
             raise
-        if passphrase is not None:
-            try:
-                v.unlock(passphrase)
-            except BaseException:
-                v.close()
-                raise
-        return v
+        return v.unlocked_or_closed(passphrase)
 
     def info(self):
         d = super().info()

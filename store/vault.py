@@ -428,13 +428,17 @@ class Vault:
             raise
         if shared:
             v._end_session()  # the first session ends here; each operation opens its own
+        return v.unlocked_or_closed(passphrase)
+
+    def unlocked_or_closed(self, passphrase: str | None) -> "Vault":
+        """This vault unlocked with ``passphrase`` (as it is when None); closed if that fails."""
         if passphrase is not None:
             try:
-                v.unlock(passphrase)
+                self.unlock(passphrase)
             except BaseException:
-                v.close()
+                self.close()
                 raise
-        return v
+        return self
 
     @staticmethod
     def index_is_encrypted(path) -> bool:
