@@ -111,6 +111,8 @@ class QueryCode:
     name: str | None = None
     #: identification windows (``hashing.windowing``): start frame of each query window
     frames: np.ndarray | None = None
+    #: and the fraction of its frames that hold speech (0 everywhere: a silent query)
+    activity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.category = np.atleast_1d(np.asarray(self.category, dtype=np.int64))
@@ -129,12 +131,18 @@ class QueryCode:
     def n_windows(self) -> int:
         return int(self.words.shape[0])
 
+    @property
+    def silent(self) -> bool:
+        """No window holds a frame of speech: silence matches silence at BER 0, and proves
+        nothing (issue 15), so such a query matches no recording."""
+        return self.activity is not None and not np.any(np.asarray(self.activity) > 0)
+
     @classmethod
     def from_window_codes(cls, wc: Any, *, name: str | None = None) -> "QueryCode":
         t = getattr(wc, "timings", None) or {}
         return cls(category=wc.category, words=wc.words, K=int(wc.K),
                    probs=getattr(wc, "probs", None), timings=dict(t), name=name,
-                   frames=getattr(wc, "frames", None))
+                   frames=getattr(wc, "frames", None), activity=getattr(wc, "activity", None))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1176,7 +1176,7 @@ class Vault:
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,
                        window=h.best_window,
-                       is_match=(rule.accepts(h)
+                       is_match=(rule.accepts(h) and not q.silent
                                  and (max_ber is None or h.best_ber < max_ber)),
                        query_window=h.best_query_window, distance=round(h.best_ber * self.K),
                        offset=max(0.0, h.offset_frames * frame_s), evidence=h.evidence,

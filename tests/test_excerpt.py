@@ -269,6 +269,25 @@ def test_excerpt_of_an_outside_recording_matches_nothing(excerpt_vault):
             assert not res.matched, [(h.name, h.evidence, h.windows) for h in res.nearest]
 
 
+def test_silence_matches_nothing_not_even_stored_silence(tmp_path):
+    """A silent file may be stored (ingest warns), but a silent query matches no recording:
+    every window of silence has the same code, so BER 0 against it proves nothing."""
+    from hashing.audio import write_wav
+    from store.vault import Vault
+
+    quiet = np.zeros(3 * SR, np.float32)
+    write_wav(tmp_path / "muted.wav", quiet, SR)
+    write_wav(tmp_path / "talk.wav", long_recording(7, 8.0), SR)
+    with Vault.create(tmp_path / "v.duckdb", "pw", kdf_log2_n=10) as v:
+        if v.encoder.windowing is None:
+            pytest.skip("the default model has no identification windows")
+        assert len(v.ingest([tmp_path / "muted.wav", tmp_path / "talk.wav"]).added) == 2
+        res = v.search(np.zeros(2 * SR, np.float32))
+        assert not res.matched
+        assert res.nearest and res.nearest[0].name == "muted.wav"  # nearest, not a match
+        assert v.search(long_recording(7, 8.0)[2 * SR: 6 * SR]).matched  # speech still does
+
+
 # --------------------------------------------------------------------------- format 2 -> 3
 
 
