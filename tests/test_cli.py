@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import signal
 import sys
 import threading
 import wave
@@ -272,9 +273,15 @@ def test_init_prompt_mismatch_and_ctrl_c(tmp_path):
     pexpect = pytest.importorskip("pexpect")
     env = _env()
 
+    def default_sigint():
+        # a test run started in the background by a non-interactive shell ignores SIGINT, and
+        # the ignore is inherited: the child would never see the Ctrl-C below (it hung so)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     def spawn():
         return pexpect.spawn(sys.executable, ["-m", "cli", "init", str(tmp_path / "v.duckdb")],
-                             env=env, cwd=str(ROOT), encoding="utf-8", timeout=600)
+                             env=env, cwd=str(ROOT), encoding="utf-8", timeout=600,
+                             preexec_fn=default_sigint)
 
     child = spawn()
     child.expect("Passphrase: ")
