@@ -170,8 +170,7 @@ def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: Windo
     mu = (np.sum(win, axis=(1, 2), where=mask, keepdims=True, dtype=np.float64)
           / count).astype(np.float32)
     dev = np.where(mask, win - mu, np.float32(0.0))
-    sd = np.sqrt(np.einsum("nwm,nwm->n", dev, dev, dtype=np.float64)
-                 / np.maximum(real.sum(axis=1) * spec.n_mels, 1))
+    sd = np.sqrt(np.einsum("nwm,nwm->n", dev, dev, dtype=np.float64) / count[:, 0, 0])
     dev /= np.where(sd > 1e-6, sd, 1.0).astype(np.float32)[:, None, None]
     activity = np.where(real, active[safe], False).sum(axis=1) / W
     # (n, n_mels, W): the same layout as a model window (mel rows, time columns)

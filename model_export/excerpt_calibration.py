@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from model_export import long_speech as ls
+from model_export.excerpt_fingerprint import fit_distortion, write_wav
 from store import excerpt as _ex
 from store.excerpt import ExcerptRule
 
@@ -84,8 +85,6 @@ def _excerpt_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray]
     """(samples, index of the true recording or -1) of ``n`` excerpts of 1-6 s at random offsets,
     half from recordings in the vault, half from recordings that are not, each clean or through
     a random ``fit_distortion``."""
-    from model_export.excerpt_fingerprint import fit_distortion
-
     sr = ls.SAMPLE_RATE
     for i in range(n):
         truth = i // 2 % len(inside) if i % 2 == 0 else -1
@@ -102,8 +101,6 @@ def _clip_queries(clips: Sequence[np.ndarray], babble: Sequence[np.ndarray],
                   rng: np.random.Generator):
     """Every whole short clip of the vault, clean or through a random ``fit_distortion``: the
     one-window case, where the nearest impostors are other takes of the same word."""
-    from model_export.excerpt_fingerprint import fit_distortion
-
     for i, y in enumerate(clips):
         yield (fit_distortion(rng, babble)[0](y, ls.SAMPLE_RATE) if rng.random() < 0.8 else y), i
 
@@ -112,7 +109,6 @@ def collect_rows(encoder, stored: Sequence[np.ndarray], queries: Iterable, tmp: 
                  kind: str) -> list[Query]:
     """Search a vault of ``stored`` with every query through the real path (traversal, no
     threshold) and keep each query's verification rows."""
-    from model_export.excerpt_fingerprint import write_wav
     from store.vault import Vault
 
     paths = []

@@ -260,9 +260,8 @@ def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[i
     match of the audio around it, +-``tol_frames``: a shared prompt or jingle) counts once,
     shared between them. One that a recording matches clearly better than the others (a copy
     of it at BER 0.02 against other takes of the same word at 0.20) belongs to that recording
-    alone: the others get nothing for it. Without
-    ``share_ber`` (models calibrated before it existed) every recording under ``tau_window``
-    shares alike."""
+    alone: the others get nothing for it. Without ``share_ber`` (models calibrated before it
+    existed) every recording under ``tau_window`` shares alike."""
     tau = rule.tau_window
     per_window: dict[int, dict[int, int]] = {}
     for rid, _ob, _s, qs, d in rows:

@@ -356,6 +356,36 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
         L *= 4
 
 
+def nearest_per_window(con, K: int, words: list[list[int]], probes: list[list[int]] | None,
+                       top: int, dialect: Dialect) -> tuple[list[Nearest], list[float]]:
+    """``nearest_recordings`` for the engines that run one statement per query window (a lake on
+    ClickHouse or Spark, ``store.sql_dialects``): each window's ``best_per_recording`` merged by
+    the smallest (dist, query window, window), then the labels; and the time of each statement."""
+    best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
+    seconds: list[float] = []
+    for w, qwords in enumerate(words):
+        t0 = time.perf_counter()
+        rows = best_per_recording(con, K, qwords, None if probes is None else probes[w], top,
+                                  dialect)
+        seconds.append(time.perf_counter() - t0)
+        for rid, win, dist in rows:
+            key = (dist, w, win)
+            if rid not in best or key < best[rid]:
+                best[rid] = key
+    ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
+    labels: dict[int, tuple] = {}
+    if ranked:
+        from store.sql_dialects import labels_sql
+
+        t0 = time.perf_counter()
+        labels = {r[0]: (r[1], r[2]) for r in con.execute(
+            labels_sql(dialect), dialect.bind([[rid for rid, _ in ranked]])).fetchall()}
+        seconds.append(time.perf_counter() - t0)
+    return [Nearest(rid, dist, qw, win, *("" if x is None else str(x)
+                                          for x in labels.get(rid, ("", ""))))
+            for rid, (dist, qw, win) in ranked], seconds
+
+
 def count_sql(n_categories: int | None, dialect: Dialect = DUCKDB) -> str:
     """Stage 1 alone: how many index rows the category filter keeps (``$1 ..`` the categories)."""
     return f"SELECT count(*) FROM codes AS c {_category_filter(1, n_categories, dialect)}"

@@ -1029,71 +1029,33 @@ class Vault:
         """One SQL search of a coded query in ``mode`` (not "auto"); timings: the two stages."""
         if q.frames is not None and self._excerpt_rule() is not None:
             return self._search_excerpt(q, tau, mode, probe, top)
-        if self._dialect is _dialects.DUCKDB:  # a vault file: one statement (issue 13)
-            probes = None if mode == "traversal" else [
-                self._probes(q, w, mode, probe) for w in range(q.n_windows)]
-            per_cat = self._category_rows()
-            total_rows = sum(per_cat.values())
-            candidates = (total_rows * q.n_windows if probes is None
-                          else sum(per_cat.get(c, 0) for p in probes for c in p))
-            scanned = total_rows if probes is None else sum(
-                per_cat.get(c, 0) for c in {c for p in probes for c in p})
-            found: list = []
-            seconds: list[float] = []
-            if candidates:
-                with self._lock:
-                    con = self._db()
+        probes = None if mode == "traversal" else [
+            self._probes(q, w, mode, probe) for w in range(q.n_windows)]
+        per_cat = self._category_rows()
+        total_rows = sum(per_cat.values())
+        candidates = (total_rows * q.n_windows if probes is None
+                      else sum(per_cat.get(c, 0) for p in probes for c in p))
+        scanned = total_rows if probes is None else sum(
+            per_cat.get(c, 0) for c in {c for p in probes for c in p})
+        found: list = []
+        seconds: list[float] = []
+        words = [[int(x) for x in w] for w in q.words]
+        if candidates:
+            with self._lock:
+                con = self._db()
+                if self._dialect is _dialects.DUCKDB:  # a vault file: one statement (issue 13)
                     threads = _search.threads_for(scanned)
                     if threads != getattr(self, "_search_threads", None):
                         seconds.append(_search.set_threads(con, threads))
                         self._search_threads = threads
-                    found, more = _search.nearest_recordings(
-                        con, self.K, [[int(x) for x in w] for w in q.words], probes, top)
-                    seconds += more
-            nearest = [Hit(recording_id=n.recording_id, name=n.name, category=n.category,
-                           ber=n.dist / self.K, window=n.window, is_match=(n.dist / self.K) < tau,
-                           query_window=n.query_window, distance=n.dist) for n in found]
-        else:  # a lake engine (store.sql_dialects): one statement per query window
-            t_cat = t_ham = 0.0
-            candidates = 0
-            best: dict[int, tuple[int, int, int]] = {}  # rid -> (dist, query window, window)
-            probed: set[int] = set()
-            with self._lock:
-                con = self._db()
-                total_rows = int(con.execute("SELECT count(*) FROM codes").fetchone()[0])
-                for w in range(q.n_windows):
-                    cats = self._probes(q, w, mode, probe)
-                    words = [int(x) for x in q.words[w]]
-                    t0 = time.perf_counter()
-                    if cats is None:
-                        n_cand = total_rows
-                    else:
-                        probed.update(cats)
-                        n_cand = int(con.execute(_search.count_sql(len(cats), self._dialect),
-                                                 self._dialect.bind(cats)).fetchone()[0])
-                    t1 = time.perf_counter()
-                    rows = _search.best_per_recording(con, self.K, words, cats, top,
-                                                      self._dialect) if n_cand else []
-                    t2 = time.perf_counter()
-                    t_cat += t1 - t0
-                    t_ham += t2 - t1
-                    candidates += n_cand
-                    for rid, win, dist in rows:
-                        key = (dist, w, win)
-                        old = best.get(rid)
-                        if old is None or key < old:
-                            best[rid] = key
-                ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))[:top]
-                labels = {}
-                if ranked:
-                    labels = {r[0]: (r[1], r[2]) for r in con.execute(
-                        _dialects.labels_sql(self._dialect),
-                        self._dialect.bind([[rid for rid, _ in ranked]])).fetchall()}
-            nearest = [Hit(recording_id=rid, name=labels.get(rid, ("", ""))[0],
-                           category=labels.get(rid, ("", ""))[1], ber=v[0] / self.K,
-                           window=v[2], is_match=(v[0] / self.K) < tau, query_window=v[1],
-                           distance=v[0]) for rid, v in ranked]
-            probes, seconds = ([sorted(probed)] if probed else None), [t_cat, t_ham]
+                    found, more = _search.nearest_recordings(con, self.K, words, probes, top)
+                else:  # a lake engine (store.sql_dialects): one statement per query window
+                    found, more = _search.nearest_per_window(con, self.K, words, probes, top,
+                                                             self._dialect)
+                seconds += more
+        nearest = [Hit(recording_id=n.recording_id, name=n.name, category=n.category,
+                       ber=n.dist / self.K, window=n.window, is_match=(n.dist / self.K) < tau,
+                       query_window=n.query_window, distance=n.dist) for n in found]
         matches = [h for h in nearest if h.is_match]
         qcats = [self.class_names[int(c)] for c in q.category]
         probed = sorted({c for p in probes for c in p}) if probes else []
