@@ -111,9 +111,11 @@ def test_keyed_slices_shrink_as_a_query_covers_more_windows():
 
 
 def test_calibration_keeps_the_tau_window_that_finds_more_and_accepts_no_impostor():
-    """``choose_tau_window`` on hand-made verification rows: genuine copies whose windows sit at
-    BER 0.33 (babble) are lost at tau_window 0.30 and found at 0.36, while impostors (one chance
-    window, the rest at 0.47) stay below every threshold set on the other half."""
+    """``choose_tau_window`` on hand-made verification rows: genuine copies with one window at
+    BER 0.20 and the rest at 0.30-0.35 (babble) are lost at tau_window 0.30 and found at 0.36,
+    while impostors (one chance window, the rest at 0.47) stay below every threshold set on the
+    other half. Asking two close windows would lose every copy for no impostor: the grid keeps
+    one, judging as the vault does (``ExcerptRule.accepts``)."""
     from model_export.excerpt_calibration import Query, bucket_thresholds, choose_tau_window
 
     K = 384
@@ -121,16 +123,19 @@ def test_calibration_keeps_the_tau_window_that_finds_more_and_accepts_no_imposto
     rng = np.random.default_rng(0)
     queries = []
     for i in range(200):
-        genuine = [(1, 0, 16 * k, 16 * k, d(rng.uniform(0.30, 0.35))) for k in range(12)]
+        genuine = [(1, 0, 16 * k, 16 * k, d(0.20 if k == 0 else rng.uniform(0.30, 0.35)))
+                   for k in range(12)]
         chance = [(2 + i % 7, 5, 16 * k, 16 * k, d(0.12 if k == 0 else rng.uniform(0.44, 0.5)))
                   for k in range(12)]
         queries.append(Query(rows=genuine + chance, true_id=1, kind="excerpt"))
         queries.append(Query(rows=list(chance), true_id=None, kind="excerpt"))
-    best, scores = choose_tau_window(queries, K, ExcerptRule(), margin=0.05,
-                                     grid=(0.30, 0.36), log=lambda *_: None)
-    by_tau = {s["tau_window"]: s for s in scores}
-    assert by_tau[0.30]["recall"]["excerpt"] < 0.5 < by_tau[0.36]["recall"]["excerpt"]
-    assert best["tau_window"] == 0.36 and best["cross_false"] == 0
+    best, scores = choose_tau_window(queries, K, ExcerptRule(), margin=0.05, grid=(0.30, 0.36),
+                                     close_grid=(1, 2), log=lambda *_: None)
+    by = {(s["tau_window"], s["min_close_windows"]): s for s in scores}
+    assert by[(0.30, 1)]["recall"]["excerpt"] < 0.5 < by[(0.36, 1)]["recall"]["excerpt"]
+    assert by[(0.36, 2)]["recall"]["excerpt"] == 0.0  # one close window each: the guard's cost
+    assert (best["tau_window"], best["min_close_windows"]) == (0.36, 1)
+    assert best["cross_false"] == 0 and best["rule"].min_close_windows == 1
     # thresholds: largest impostor evidence of the bucket + margin, never under the floor
     t = bucket_thresholds([(1, 0.1), (12, -0.5)], 0.05, floor=0.25)
     assert t[0] == [1, 0.25] and all(x[1] >= 0.25 for x in t)
