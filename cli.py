@@ -1466,6 +1466,9 @@ def eval_identify_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the recordings, offsets and noise.")] = 0,
     model: Annotated[Optional[str], typer.Option(help="A shipped model's name or a .tflite file "
                                                  "(default: the default model).", show_default=False)] = None,
+    excerpts: Annotated[int, typer.Option("--excerpts", min=1, max=20,
+                                          help="Excerpts per stored recording and length, each at "
+                                               "its own random offset (more: a finer recall figure).")] = 1,
 ) -> None:
     """Find a recording from 3 s / 5 s excerpts under real-copy degradations, on held-out voices:
     speechvault vs Chromaprint (fpcalc) on the same queries."""
@@ -1476,9 +1479,12 @@ def eval_identify_cmd(
         _stdout().print("skipped: espeak-ng is not installed (the quick run synthesises its speech)")
         return
     command = _cmdline("eval-identify", None, [("--quick", quick), ("--data", data_dir),
-                                                ("--seed", seed or None), ("--model", model), ("--out", out)])
+                                                ("--seed", seed or None), ("--model", model),
+                                                ("--excerpts", excerpts if excerpts > 1 else None),
+                                                ("--out", out)])
     rep = run_excerpt_eval(out, quick=quick, data_dir=data_dir, seed=seed, command=command,
-                           encoder=_model_encoder(model) if model else None)
+                           encoder=_model_encoder(model) if model else None,
+                           excerpts_per_recording=excerpts)
     _stdout().print(f"wrote {out / 'excerpts.md'} and {out / 'excerpts.json'} ({rep['seconds']:.0f} s)")
 
 

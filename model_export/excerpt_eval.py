@@ -365,7 +365,8 @@ def _build_vault(tmp: Path, recs: Sequence[ls.LongRecording], encoder, name: str
 
 def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str | Path | None = None,
                      seed: int = 0, encoder=None, command: str | None = None,
-                     config: EvalConfig | None = None) -> dict[str, Any]:
+                     config: EvalConfig | None = None,
+                     excerpts_per_recording: int | None = None) -> dict[str, Any]:
     """Build the data, run both systems, write ``excerpts.md`` and ``excerpts.json`` into
     ``out_dir``; returns the JSON report. Needs espeak-ng and fpcalc."""
     if not ls.espeak_available():
@@ -377,6 +378,8 @@ def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str 
 
     t0 = time.perf_counter()
     cfg = config or (EvalConfig.quick() if quick else EvalConfig.full())
+    if excerpts_per_recording:
+        cfg = dataclasses.replace(cfg, excerpts_per_recording=int(excerpts_per_recording))
     if data_dir is not None and not Path(data_dir).is_dir():
         raise NotFoundError(f"{data_dir}: no such directory")
     fsdd = None if quick else (Path(data_dir) if data_dir else default_fsdd_dir())
