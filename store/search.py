@@ -181,13 +181,13 @@ def probe_groups(probes: list[list[int]] | None, n_windows: int) -> list[ProbeGr
 
 
 def _group_pairs(K: int, windows: Sequence[int], first_cat_param: int | None,
-                 n_categories: int) -> str:
+                 n_categories: int, first_param: int = 3) -> str:
     """(row, nearest window of the group) pairs of one probe group: a scan of its categories,
     the distance to each of its windows (their words at ``$3 + W * window``), the least, and the
     first window at that distance."""
     W = len(word_columns(K))
     cols = ",\n               ".join(
-        f"{distance_expr(K, 3 + W * qw)} AS d{qw}" for qw in windows)
+        f"{distance_expr(K, first_param + W * qw)} AS d{qw}" for qw in windows)
     where = ""
     if first_cat_param is not None:
         cats = ", ".join(f"${first_cat_param + i}::SMALLINT" for i in range(n_categories))
@@ -203,17 +203,18 @@ def _group_pairs(K: int, windows: Sequence[int], first_cat_param: int | None,
             f"        FROM codes AS c{where}))")
 
 
-def _pairs_cte(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None) -> str:
+def _pairs_cte(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None,
+               first_param: int = 3) -> str:
     """``m``: each candidate row with its distance to the nearest query window that probes its
     category, one scan per probe group (UNION ALL: a row of two groups appears twice, harmless
     to the ranking). Parameters: ``$3 ..`` the W words of every window, then each group's
     categories."""
     if groups is None:
-        return f"m AS (\n{_group_pairs(K, range(n_windows), None, 0)}\n)"
-    p = 3 + len(word_columns(K)) * n_windows
+        return f"m AS (\n{_group_pairs(K, range(n_windows), None, 0, first_param)}\n)"
+    p = first_param + len(word_columns(K)) * n_windows
     parts = []
     for windows, n_cat in groups:
-        parts.append(_group_pairs(K, windows, p, n_cat))
+        parts.append(_group_pairs(K, windows, p, n_cat, first_param))
         p += n_cat
     return "m AS (\n" + "\nUNION ALL\n".join(parts) + "\n)"
 
@@ -246,6 +247,70 @@ def search_sql(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None, *,
         f"WITH {_pairs_cte(K, n_windows, groups)},\n"
         f"top_rows AS (\n    {top_rows}\n)\n"
         + (_group_then_label() if grouped else _label_then_group()))
+
+
+# ----------------------------------------------------------------------------- the fast path
+#: the labels of the ranked pairs, joined in the same statement (no label lookup afterwards)
+_LABEL_ROWS = ("SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category\n"
+               "FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id")
+
+
+def ranked_statement(K: int, words: list[list[int]], probes: list[list[int]] | None,
+                     L: int) -> tuple[str, list]:
+    """The statement of one search (not grouped) and its parameters: the L (row, query window)
+    pairs nearest the query in (dist, recording_id, query window, window) order, each with its
+    recording's labels; columns recording_id, dist, qw, win, name, category (``best_pairs``
+    ranks them). One window: a scan of its categories (``_pairs_cte``). Several windows: the
+    windows are rows of a parameter table joined to ``codes`` (``windows_sql``)."""
+    if len(words) == 1:
+        params, groups = search_params(words, probes, L, 0)
+        params.pop(1)  # no $2 (top): best_pairs ranks the recordings
+        sql = (f"WITH {_pairs_cte(K, 1, groups, first_param=2)},\n"
+               "top_rows AS (\n    SELECT recording_id, win, dist, qw FROM m\n"
+               "    ORDER BY dist, recording_id, qw, win LIMIT $1\n)\n" + _LABEL_ROWS)
+        return sql, params
+    return windows_sql(K, traversal=probes is None), windows_params(words, probes, L)
+
+
+def windows_sql(K: int, traversal: bool) -> str:
+    """The ranked pairs of a query of several windows. The query windows are a table ``q`` of
+    one row per (window, probed category) made from list parameters, joined to ``codes`` on
+    the category (traversal: every row, a cross join), one distance expression for every pair.
+
+    Why not one distance column per window (``_pairs_cte``): DuckDB's binder and optimizer
+    take time in proportion to the expressions of the statement, ~8 ms of a 10-window query's
+    ~12 ms at 10k rows (EXPLAIN ANALYZE, issue 13); here the statement is the same for any
+    number of windows. Parameters: ``$1`` L, ``$2 .. $(W+1)`` the list of each word of every
+    row of ``q``, then its query window numbers and (not traversal) its categories."""
+    W = len(word_columns(K))
+    cols = [f"unnest(${2 + i}::UBIGINT[]) AS q{i}" for i in range(W)]
+    cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
+    if not traversal:
+        cols.append(f"unnest(${3 + W}::SMALLINT[]) AS qcat")
+    dist = " + ".join(f"bit_count(xor(c.{col}, q.q{i}))::INTEGER"
+                      for i, col in enumerate(word_columns(K)))
+    join = "CROSS JOIN q" if traversal else "JOIN q ON c.category = q.qcat"
+    return (f"WITH q AS (SELECT {', '.join(cols)}),\n"
+            "top_rows AS (\n"
+            f"    SELECT c.recording_id, c.win, q.qw, {dist} AS dist\n"
+            f"    FROM codes AS c {join}\n"
+            "    ORDER BY dist, recording_id, qw, win LIMIT $1\n)\n" + _LABEL_ROWS)
+
+
+def windows_params(words: list[list[int]], probes: list[list[int]] | None, L: int) -> list:
+    """``windows_sql``'s parameters: one row of ``q`` per (window, distinct probed category)."""
+    W = len(words[0])
+    cols: list[list[int]] = [[] for _ in range(W)]
+    qws: list[int] = []
+    cats: list[int] = []
+    for qw, w in enumerate(words):
+        for c in [None] if probes is None else sorted({int(c) for c in probes[qw]}):
+            qws.append(qw)
+            for i in range(W):
+                cols[i].append(int(w[i]))
+            if c is not None:
+                cats.append(c)
+    return [int(L), *cols, qws, *([] if probes is None else [cats])]
 
 
 #: each recording's smallest (dist, query window, window), packed (``unpack_key``)
@@ -333,27 +398,55 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
     (dist, query window, window)), ordered by (dist, recording_id); and the time of each
     statement run.
 
-    Exact: the L rows come sorted by (dist, recording_id, query window, window), so a recording
-    first seen at one of them has its best pair there, and a recording absent from them ranks
-    after all of them. One statement decides when the L rows hold ``top`` recordings (or are
-    every candidate row); otherwise L grows x4 and, past ``GROUPED_FALLBACK_ROWS``, every
-    candidate row is ranked. A top-L heap is far cheaper than grouping every candidate row
-    (measured at 1M rows: ~100 ms vs ~580 ms for traversal)."""
+    Exact: ``ranked_statement`` returns the first (row, window) pairs in (dist, recording_id,
+    query window, window) order, so a recording among them has its best pair among them, and a
+    recording absent from them ranks after all of them. One statement decides when the pairs
+    hold ``top`` recordings (or are every candidate pair); otherwise L grows x4 and, past
+    ``GROUPED_FALLBACK_ROWS``, every candidate pair is grouped in SQL (``search_sql``). A top-L
+    heap is far cheaper than grouping every candidate row (measured at 1M rows: ~100 ms vs
+    ~580 ms for traversal).
+
+    A query of n windows ranks L * n pairs: the row at rank r (by its best pair) has at most
+    (r - 1) * n pairs before its best one, so those pairs hold the best pair of each of the L
+    first rows, and decide whenever L rows by their nearest window did (the per-window-column
+    form ``search_sql`` ranks such rows)."""
     L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
     seconds: list[float] = []
-    while True:
-        grouped = L > GROUPED_FALLBACK_ROWS
-        params, groups = search_params(words, probes, L, top)
-        sql = search_sql(K, len(words), groups, grouped=grouped)
+    while L <= GROUPED_FALLBACK_ROWS:
+        # a stored row is up to one pair per query window: L rows' worth of pairs (see below)
+        pairs = min(L * len(words), max(L, GROUPED_FALLBACK_ROWS))
+        sql, params = ranked_statement(K, words, probes, pairs)
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         seconds.append(time.perf_counter() - t0)
-        n_rows, n_recs = (int(rows[0][4]), int(rows[0][5])) if rows else (0, 0)
-        if grouped or n_recs >= top or n_rows < L:
-            return [Nearest(int(r[0]), *unpack_key(r[1]),
-                            "" if r[2] is None else str(r[2]), "" if r[3] is None else str(r[3]))
-                    for r in rows], seconds
+        found, n_recordings = best_pairs(rows, top)
+        if n_recordings >= top or len(rows) < pairs:
+            return found, seconds
         L *= 4
+    params, groups = search_params(words, probes, L, top)
+    t0 = time.perf_counter()
+    rows = con.execute(search_sql(K, len(words), groups, grouped=True), params).fetchall()
+    seconds.append(time.perf_counter() - t0)
+    return [Nearest(int(r[0]), *unpack_key(r[1]),
+                    "" if r[2] is None else str(r[2]), "" if r[3] is None else str(r[3]))
+            for r in rows], seconds
+
+
+def best_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
+    """The ``top`` recordings of ``ranked_statement``'s rows (in any order), each by its
+    smallest (dist, query window, window), ordered by (dist, recording_id); and how many
+    distinct recordings the rows hold. Done here rather than by a GROUP BY in the statement:
+    DuckDB's hash aggregate and window operators cost ~1 ms CPU of a ~4 ms 10k-row search
+    (measured, issue 13), and the rows are at most L."""
+    best: dict[int, tuple] = {}
+    for rid, dist, qw, win, name, cat in rows:
+        key = (int(dist), int(qw), int(win))
+        if rid not in best or key < best[rid][0]:
+            best[rid] = (key, name, cat)
+    ranked = sorted(best.items(), key=lambda kv: (kv[1][0][0], kv[0]))[:top]
+    return [Nearest(int(rid), *key, "" if name is None else str(name),
+                    "" if cat is None else str(cat))
+            for rid, (key, name, cat) in ranked], len(best)
 
 
 def nearest_per_window(con, K: int, words: list[list[int]], probes: list[list[int]] | None,
