@@ -213,8 +213,9 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
            "sha256": np.array([f"synthetic:{int(i)}" for i in ids], dtype=object),
            "n_windows": n_win}
     frame = {"recording_id": ids[owner], "win": win, "category": cat}
+    stored = schema.signed_words(words)  # the codes table's BIGINT words (format 5)
     for i, c in enumerate(schema.word_columns(vault.K)):
-        frame[c] = np.ascontiguousarray(words[:, i])
+        frame[c] = np.ascontiguousarray(stored[:, i])
     cols = ", ".join(["recording_id", "win", "category", *schema.word_columns(vault.K)])
     with vault._lock:
         con.execute("BEGIN TRANSACTION")

@@ -14,8 +14,8 @@ group. For K = 384, W = 6, a query of two windows of the same class, two-stage::
         SELECT recording_id, win, dist, CASE WHEN d0 = dist THEN 0 WHEN d1 = dist THEN 1 END AS qw
         FROM (SELECT *, least(d0, d1) AS dist FROM (
             SELECT c.recording_id, c.win,
-                   bit_count(xor(c.w0, $3::UBIGINT))::INTEGER + ... AS d0,   -- window 0
-                   bit_count(xor(c.w0, $9::UBIGINT))::INTEGER + ... AS d1    -- window 1
+                   bit_count(xor(c.w0, $3::BIGINT))::INTEGER + ... AS d0,    -- window 0
+                   bit_count(xor(c.w0, $9::BIGINT))::INTEGER + ... AS d1     -- window 1
             FROM codes AS c WHERE c.category IN ($15::SMALLINT)))),        -- stage 1
     top_rows AS (SELECT ... FROM m ORDER BY dist, recording_id, qw, win LIMIT $1)
     SELECT t.recording_id, min(packed (dist, qw, win)) AS key, any_value(r.name), ...
@@ -52,7 +52,7 @@ from typing import Sequence
 import duckdb
 
 from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
-from store.sql_dialects import DUCKDB, Dialect
+from store.sql_dialects import DUCKDB, Dialect, to_signed
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
            "unpack_key", "threads_for", "set_threads",
@@ -62,7 +62,7 @@ __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "near
 
 def distance_expr(K: int, first_param: int = 1, alias: str = "c",
                   dialect: Dialect = DUCKDB) -> str:
-    """``bit_count(xor(c.w0, $1::UBIGINT))::INTEGER + ...``: Hamming distance in bits to the
+    """``bit_count(xor(c.w0, $1::BIGINT))::INTEGER + ...``: Hamming distance in bits to the
     query. The cast matters: DuckDB < 2 types bit_count as TINYINT, and K > 127 overflows it.
     ``dialect``: the engine's spelling (``store.sql_dialects``)."""
     return " + ".join(
@@ -264,7 +264,7 @@ def ranked_statement(K: int, words: list[list[int]], probes: list[list[int]] | N
     if len(words) == 1:
         cats = None if probes is None else sorted({int(c) for c in probes[0]})
         return (window_sql(K, None if cats is None else len(cats)),
-                [int(L), *(int(x) for x in words[0]), *(cats or [])])
+                [int(L), *DUCKDB.word_values(words[0]), *(cats or [])])
     return windows_sql(K, traversal=probes is None), windows_params(words, probes, L)
 
 
@@ -290,7 +290,7 @@ def windows_sql(K: int, traversal: bool) -> str:
     number of windows. Parameters: ``$1`` L, ``$2 .. $(W+1)`` the list of each word of every
     row of ``q``, then its query window numbers and (not traversal) its categories."""
     W = len(word_columns(K))
-    cols = [f"unnest(${2 + i}::UBIGINT[]) AS q{i}" for i in range(W)]
+    cols = [f"unnest(${2 + i}::{DUCKDB.type('WORD')}[]) AS q{i}" for i in range(W)]
     cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
     if not traversal:
         cols.append(f"unnest(${3 + W}::SMALLINT[]) AS qcat")
@@ -314,7 +314,7 @@ def windows_params(words: list[list[int]], probes: list[list[int]] | None, L: in
         for c in [None] if probes is None else sorted({int(c) for c in probes[qw]}):
             qws.append(qw)
             for i in range(W):
-                cols[i].append(int(w[i]))
+                cols[i].append(to_signed(w[i]))
             if c is not None:
                 cats.append(c)
     return [int(L), *cols, qws, *([] if probes is None else [cats])]
@@ -365,7 +365,7 @@ def search_params(words: list[list[int]], probes: list[list[int]] | None, L: int
     groups = probe_groups(probes, len(words))
     params: list = [int(L), int(top)]
     for w in words:
-        params += [int(x) for x in w]
+        params += DUCKDB.word_values(w)
     for windows, _ in groups or []:
         params += sorted({int(c) for c in probes[windows[0]]})
     return params, groups
