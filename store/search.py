@@ -20,11 +20,12 @@ window pair per recording is then picked in Python from the at most L ranked pai
 A query of several windows (``windows_sql``) binds its windows as list parameters, one row per
 (window, probed category) in a table ``q`` joined to ``codes`` on the category (traversal: a
 cross join): the statement's text, and so DuckDB's bind and optimize time, does not grow with
-the windows. Measured (issue 13, 10k rows, 10-window query, CPU per statement at load ~10):
-two-stage 17.5 -> 6.4 ms, traversal 17.3 -> 8.7 ms; the former text with one distance column
-per window (``search_sql``) spent ~8 ms of ~12 in DuckDB's binder alone (EXPLAIN ANALYZE).
-Grouping by recording in SQL (a hash aggregate and two window aggregates over L rows) cost
-~1 ms CPU of ~4 at 10k rows; over at most L rows Python does it for ~0.05 ms.
+the windows. Measured (docs/measure_statement_cost.py, 10k rows, a 10 s recording's 10 windows,
+two-stage, one thread, load ~4.5): the former text with one distance column per window
+(``search_sql``) took 12.9 ms CPU, of which DuckDB's profile puts 7.0 ms in binding and 6.3 ms
+in the optimizer; this one 3.8 ms (0.8 + 0.8). Grouping by recording in SQL (a hash aggregate
+and two window aggregates) made a one-window search 4.8 ms CPU against 3.1 ms without; over
+at most L rows Python does it in well under a millisecond.
 
 ``top_rows`` is a top-L heap over the scan; when its pairs do not hold ``top`` recordings (many
 windows per recording) L grows x4 in a new statement, and past ``GROUPED_FALLBACK_ROWS`` every
@@ -33,8 +34,9 @@ candidate pair is grouped in SQL (``search_sql(grouped=True)``; exact, see
 per open (``Vault._category_rows``): no ``count(*)`` per query.
 
 Not adopted, measured: SQL ``PREPARE`` / ``EXECUTE`` on the reused connection (DuckDB's Python
-client has no prepared-statement object): ``EXECUTE`` re-binds (the profile shows ~2 ms of
-binding for the one-window statement) and saved 0.5-0.8 ms of ~5.5 ms CPU at 10k rows.
+client has no prepared-statement object; ``EXECUTE`` with the values as literals): 2.55 ms CPU
+against 3.07 for a one-window search at 10k rows (same script), worth a per-connection cache of
+statement names only if the labels' 1.4 ms goes first (see docs/results/bench.md).
 
 Timings (``SearchResult.timings``): ``hamming_stage`` is the time of every statement the search
 ran (one, unless L had to grow; plus a ``SET threads`` when ``threads_for`` changes its choice);
