@@ -36,7 +36,7 @@ per open (``Vault._category_rows``): no ``count(*)`` per query.
 Not adopted, measured: SQL ``PREPARE`` / ``EXECUTE`` on the reused connection (DuckDB's Python
 client has no prepared-statement object; ``EXECUTE`` with the values as literals): 2.55 ms CPU
 against 3.07 for a one-window search at 10k rows (same script), worth a per-connection cache of
-statement names only if the labels' 1.4 ms goes first (see docs/results/bench.md).
+statement names only if the label join's ~1.1 ms goes first (same script).
 
 Timings (``SearchResult.timings``): ``hamming_stage`` is the time of every statement the search
 ran (one, unless L had to grow; plus a ``SET threads`` when ``threads_for`` changes its choice);
