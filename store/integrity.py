@@ -227,7 +227,7 @@ def _stored_codes(con: duckdb.DuckDBPyConnection, K: int) -> dict[int, tuple]:
         f"SELECT recording_id, win, category, coalesce(start, 0) AS s, start IS NULL AS sn, "
         f"{', '.join(wcols)} FROM codes ORDER BY recording_id, win").fetchnumpy()
     rid = np.asarray(res["recording_id"], np.int64)
-    words = np.stack([np.asarray(res[c], np.uint64) for c in wcols], axis=1) if len(rid) \
+    words = np.stack([_schema.unsigned_words(res[c]) for c in wcols], axis=1) if len(rid) \
         else np.zeros((0, len(wcols)), np.uint64)
     ids, first = np.unique(rid, return_index=True)
     bounds = list(first) + [len(rid)]
@@ -310,12 +310,28 @@ class IntegrityFindings:
     notes: list[str] = field(default_factory=list)
 
 
+def _upgraded(con: duckdb.DuckDBPyConnection, old: Any, new: Any) -> bool:
+    """Whether the live ``format_version`` is the authenticated one upgraded by
+    ``store.schema.upgrade``, which runs at open without the key (format 5 changes only how the
+    code words are stored; the index MACs are over the code's bits, so they still verify):
+    forward only, up to this code's version, every step recorded in ``schema_migrations``. The
+    next keyed write signs the new version."""
+    if not (isinstance(old, int) and isinstance(new, int)
+            and old < new <= _schema.FORMAT_VERSION):
+        return False
+    done = {int(r[0]) for r in con.execute(
+        "SELECT version FROM schema_migrations WHERE version > ? AND version <= ?",
+        [old, new]).fetchall()}
+    return done == set(range(old + 1, new + 1))
+
+
 def _settings_problems(con: duckdb.DuckDBPyConnection, rec: dict) -> list[str]:
     """Each setting or model part that differs from its authenticated value, named."""
     out = []
     live = _settings(con)
     for key, good in sorted(rec.get("settings", {}).items()):
-        if live.get(key) != good:
+        if live.get(key) != good and not (key == "format_version"
+                                          and _upgraded(con, good, live.get(key))):
             out.append(f"setting {key} changed: {live.get(key)!r} now, {good!r} authenticated")
     model = _model_digests(con, str(live.get("model_sha256")))  # the model search would use
     names = {"row": "the model row (id)", "tflite": "the model's TFLite bytes",

@@ -15,7 +15,8 @@ object store, so the lake is plain files (``DEST`` is a folder)::
 
 Choices, each measured or forced (issue 14):
 
-* words are INT64 (two's complement of the vault's UBIGINT): Spark reads UINT64 as DECIMAL and
+* words are INT64 (two's complement of the code's unsigned words, as the vault stores them
+  since format 5): Spark reads UINT64 as DECIMAL and
   ``^`` then fails; XOR and popcount do not care about the sign (``store.sql_dialects``);
 * uncompressed, row groups of ``ROW_GROUP_ROWS``: a search is a scan of whole word columns, so
   decompression would be pure cost, and the category filter prunes whole files (hive
@@ -105,10 +106,9 @@ def lake_id(master: bytes) -> str:
 
 
 def signed_words_sql(K: int) -> str:
-    """``w0 .. w{W-1}`` as INT64 with the same bits (UBIGINT >= 2^63 wraps to negative)."""
-    return ", ".join(
-        f"CAST(CASE WHEN {c} >= 9223372036854775808 THEN {c}::HUGEINT - 18446744073709551616 "
-        f"ELSE {c}::HUGEINT END AS BIGINT) AS {c}" for c in word_columns(K))
+    """``w0 .. w{W-1}`` as INT64 with the code's bits: the vault stores them so since format 5
+    (``store.schema._v4_to_v5``), so the columns are copied as they are."""
+    return ", ".join(word_columns(K))
 
 
 def read_manifest(dest: Path) -> dict | None:

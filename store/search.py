@@ -4,30 +4,39 @@ Every value is a bound parameter (``$n``). The only text generated into the SQL 
 word columns ``w0 .. w{W-1}``, the parameter numbers, window numbers and the integer K, all
 derived from integers.
 
-One statement per search (``search_sql``, run by ``nearest_recordings``): every query window,
-the category filter (stage 1), the ranking (stage 2, eq. 16), the best window per recording and
-the labels. The query windows are grouped by the categories they probe (``probe_groups``); each
-group is one scan of its categories giving every row its distance to the nearest window of the
-group. For K = 384, W = 6, a query of two windows of the same class, two-stage::
+One statement per search (``ranked_statement``, run by ``nearest_recordings``): every query
+window, the category filter (stage 1), the ranking (stage 2, eq. 16) and the labels; the best
+window pair per recording is then picked in Python from the at most L ranked pairs
+(``best_pairs``). For K = 384, W = 6, a query of one window, two-stage (``window_sql``)::
 
-    WITH m AS (
-        SELECT recording_id, win, dist, CASE WHEN d0 = dist THEN 0 WHEN d1 = dist THEN 1 END AS qw
-        FROM (SELECT *, least(d0, d1) AS dist FROM (
-            SELECT c.recording_id, c.win,
-                   bit_count(xor(c.w0, $3::UBIGINT))::INTEGER + ... AS d0,   -- window 0
-                   bit_count(xor(c.w0, $9::UBIGINT))::INTEGER + ... AS d1    -- window 1
-            FROM codes AS c WHERE c.category IN ($15::SMALLINT)))),        -- stage 1
-    top_rows AS (SELECT ... FROM m ORDER BY dist, recording_id, qw, win LIMIT $1)
-    SELECT t.recording_id, min(packed (dist, qw, win)) AS key, any_value(r.name), ...
+    WITH top_rows AS (
+        SELECT c.recording_id, c.win, 0 AS qw,
+               bit_count(xor(c.w0, $2::BIGINT))::INTEGER + ... AS dist
+        FROM codes AS c WHERE c.category IN ($8::SMALLINT)                -- stage 1
+        ORDER BY dist, recording_id, win LIMIT $1)
+    SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category
     FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id
-    GROUP BY t.recording_id ORDER BY dist, recording_id LIMIT $2
 
-Windows that probe other categories (two-stage windows of other classes, multi-probe) add one
-``UNION ALL`` branch per group; traversal is one branch without the filter. ``top_rows`` is a
-top-L heap over the scans; when its L rows do not hold ``top`` recordings (many windows per
-recording) L grows x4 in a new statement, and past ``GROUPED_FALLBACK_ROWS`` every candidate
-pair is grouped (exact, see ``nearest_recordings``). Candidate counts come from per-category row
-counts the vault reads once per open (``Vault._category_rows``): no ``count(*)`` per query.
+A query of several windows (``windows_sql``) binds its windows as list parameters, one row per
+(window, probed category) in a table ``q`` joined to ``codes`` on the category (traversal: a
+cross join): the statement's text, and so DuckDB's bind and optimize time, does not grow with
+the windows. Measured (docs/measure_statement_cost.py, 10k rows, a 10 s recording's 10 windows,
+two-stage, one thread, load ~4.5): the former text with one distance column per window
+(``search_sql``) took 12.9 ms CPU, of which DuckDB's profile puts 7.0 ms in binding and 6.3 ms
+in the optimizer; this one 3.8 ms (0.8 + 0.8). Grouping by recording in SQL (a hash aggregate
+and two window aggregates) made a one-window search 4.8 ms CPU against 3.1 ms without; over
+at most L rows Python does it in well under a millisecond.
+
+``top_rows`` is a top-L heap over the scan; when its pairs do not hold ``top`` recordings (many
+windows per recording) L grows x4 in a new statement, and past ``GROUPED_FALLBACK_ROWS`` every
+candidate pair is grouped in SQL (``search_sql(grouped=True)``; exact, see
+``nearest_recordings``). Candidate counts come from per-category row counts the vault reads once
+per open (``Vault._category_rows``): no ``count(*)`` per query.
+
+Not adopted, measured: SQL ``PREPARE`` / ``EXECUTE`` on the reused connection (DuckDB's Python
+client has no prepared-statement object; ``EXECUTE`` with the values as literals): 2.55 ms CPU
+against 3.07 for a one-window search at 10k rows (same script), worth a per-connection cache of
+statement names only if the label join's ~1.1 ms goes first (same script).
 
 Timings (``SearchResult.timings``): ``hamming_stage`` is the time of every statement the search
 ran (one, unless L had to grow; plus a ``SET threads`` when ``threads_for`` changes its choice);
@@ -37,7 +46,8 @@ clustered by category, as ``compact`` ensures).
 
 ``rows_sql`` / ``grouped_sql`` / ``best_per_recording`` / ``count_sql`` are the former
 per-window statements, kept as the reference the one statement is tested against
-(tests/test_search_statement.py) and for the row-group pruning test.
+(tests/test_search_statement.py) and for the row-group pruning test; ``search_sql`` without
+``grouped`` is the former one-statement text (per-window distance columns, grouped in SQL).
 
 BER = dist / K is computed from the exact integer distance.
 """
@@ -52,7 +62,7 @@ from typing import Sequence
 import duckdb
 
 from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
-from store.sql_dialects import DUCKDB, Dialect
+from store.sql_dialects import DUCKDB, Dialect, to_signed
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
            "unpack_key", "threads_for", "set_threads",
@@ -62,7 +72,7 @@ __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "near
 
 def distance_expr(K: int, first_param: int = 1, alias: str = "c",
                   dialect: Dialect = DUCKDB) -> str:
-    """``bit_count(xor(c.w0, $1::UBIGINT))::INTEGER + ...``: Hamming distance in bits to the
+    """``bit_count(xor(c.w0, $1::BIGINT))::INTEGER + ...``: Hamming distance in bits to the
     query. The cast matters: DuckDB < 2 types bit_count as TINYINT, and K > 127 overflows it.
     ``dialect``: the engine's spelling (``store.sql_dialects``)."""
     return " + ".join(
@@ -248,6 +258,78 @@ def search_sql(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None, *,
         + (_group_then_label() if grouped else _label_then_group()))
 
 
+# ----------------------------------------------------------------------------- the fast path
+#: the labels of the ranked pairs, joined in the same statement (no label lookup afterwards)
+_LABEL_ROWS = ("SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category\n"
+               "FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id")
+
+
+def ranked_statement(K: int, words: list[list[int]], probes: list[list[int]] | None,
+                     L: int) -> tuple[str, list]:
+    """The statement of one search (not grouped) and its parameters: the L (row, query window)
+    pairs nearest the query in (dist, recording_id, query window, window) order, each with its
+    recording's labels; columns recording_id, dist, qw, win, name, category (``best_pairs``
+    ranks them). One window: a scan of its categories (``window_sql``). Several windows: the
+    windows are rows of a parameter table joined to ``codes`` (``windows_sql``)."""
+    if len(words) == 1:
+        cats = None if probes is None else sorted({int(c) for c in probes[0]})
+        return (window_sql(K, None if cats is None else len(cats)),
+                [int(L), *DUCKDB.word_values(words[0]), *(cats or [])])
+    return windows_sql(K, traversal=probes is None), windows_params(words, probes, L)
+
+
+def window_sql(K: int, n_categories: int | None) -> str:
+    """The ranked pairs of a query of one window: one scan of its categories (``None``: every
+    row), no subquery (a flat statement binds ~0.3 ms faster than ``_pairs_cte``'s nesting,
+    measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories."""
+    where = _category_filter(2 + len(word_columns(K)), n_categories)
+    return ("WITH top_rows AS (\n"
+            f"    SELECT c.recording_id, c.win, 0 AS qw, {distance_expr(K, 2)} AS dist\n"
+            f"    FROM codes AS c {where}\n"
+            "    ORDER BY dist, recording_id, win LIMIT $1\n)\n" + _LABEL_ROWS)
+
+
+def windows_sql(K: int, traversal: bool) -> str:
+    """The ranked pairs of a query of several windows. The query windows are a table ``q`` of
+    one row per (window, probed category) made from list parameters, joined to ``codes`` on
+    the category (traversal: every row, a cross join), one distance expression for every pair.
+
+    Why not one distance column per window (``_pairs_cte``): DuckDB's binder and optimizer
+    take time in proportion to the expressions of the statement, ~8 ms of a 10-window query's
+    ~12 ms at 10k rows (EXPLAIN ANALYZE, issue 13); here the statement is the same for any
+    number of windows. Parameters: ``$1`` L, ``$2 .. $(W+1)`` the list of each word of every
+    row of ``q``, then its query window numbers and (not traversal) its categories."""
+    W = len(word_columns(K))
+    cols = [f"unnest(${2 + i}::{DUCKDB.type('WORD')}[]) AS q{i}" for i in range(W)]
+    cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
+    if not traversal:
+        cols.append(f"unnest(${3 + W}::SMALLINT[]) AS qcat")
+    dist = " + ".join(f"bit_count(xor(c.{col}, q.q{i}))::INTEGER"
+                      for i, col in enumerate(word_columns(K)))
+    join = "CROSS JOIN q" if traversal else "JOIN q ON c.category = q.qcat"
+    return (f"WITH q AS (SELECT {', '.join(cols)}),\n"
+            "top_rows AS (\n"
+            f"    SELECT c.recording_id, c.win, q.qw, {dist} AS dist\n"
+            f"    FROM codes AS c {join}\n"
+            "    ORDER BY dist, recording_id, qw, win LIMIT $1\n)\n" + _LABEL_ROWS)
+
+
+def windows_params(words: list[list[int]], probes: list[list[int]] | None, L: int) -> list:
+    """``windows_sql``'s parameters: one row of ``q`` per (window, distinct probed category)."""
+    W = len(words[0])
+    cols: list[list[int]] = [[] for _ in range(W)]
+    qws: list[int] = []
+    cats: list[int] = []
+    for qw, w in enumerate(words):
+        for c in [None] if probes is None else sorted({int(c) for c in probes[qw]}):
+            qws.append(qw)
+            for i in range(W):
+                cols[i].append(to_signed(w[i]))
+            if c is not None:
+                cats.append(c)
+    return [int(L), *cols, qws, *([] if probes is None else [cats])]
+
+
 #: each recording's smallest (dist, query window, window), packed (``unpack_key``)
 _KEY = f"min((t.dist::BIGINT * 65536 + t.qw) * {_QW_SHIFT} + t.win)"
 #: window aggregates over the grouped ``top_rows``, taken before the LIMIT
@@ -293,7 +375,7 @@ def search_params(words: list[list[int]], probes: list[list[int]] | None, L: int
     groups = probe_groups(probes, len(words))
     params: list = [int(L), int(top)]
     for w in words:
-        params += [int(x) for x in w]
+        params += DUCKDB.word_values(w)
     for windows, _ in groups or []:
         params += sorted({int(c) for c in probes[windows[0]]})
     return params, groups
@@ -333,27 +415,55 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
     (dist, query window, window)), ordered by (dist, recording_id); and the time of each
     statement run.
 
-    Exact: the L rows come sorted by (dist, recording_id, query window, window), so a recording
-    first seen at one of them has its best pair there, and a recording absent from them ranks
-    after all of them. One statement decides when the L rows hold ``top`` recordings (or are
-    every candidate row); otherwise L grows x4 and, past ``GROUPED_FALLBACK_ROWS``, every
-    candidate row is ranked. A top-L heap is far cheaper than grouping every candidate row
-    (measured at 1M rows: ~100 ms vs ~580 ms for traversal)."""
+    Exact: ``ranked_statement`` returns the first (row, window) pairs in (dist, recording_id,
+    query window, window) order, so a recording among them has its best pair among them, and a
+    recording absent from them ranks after all of them. One statement decides when the pairs
+    hold ``top`` recordings (or are every candidate pair); otherwise L grows x4 and, past
+    ``GROUPED_FALLBACK_ROWS``, every candidate pair is grouped in SQL (``search_sql``). A top-L
+    heap is far cheaper than grouping every candidate row (measured at 1M rows: ~100 ms vs
+    ~580 ms for traversal).
+
+    A query of n windows ranks L * n pairs: the row at rank r (by its best pair) has at most
+    (r - 1) * n pairs before its best one, so those pairs hold the best pair of each of the L
+    first rows, and decide whenever L rows by their nearest window did (the per-window-column
+    form ``search_sql`` ranks such rows)."""
     L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
     seconds: list[float] = []
-    while True:
-        grouped = L > GROUPED_FALLBACK_ROWS
-        params, groups = search_params(words, probes, L, top)
-        sql = search_sql(K, len(words), groups, grouped=grouped)
+    while L <= GROUPED_FALLBACK_ROWS:
+        # a stored row is up to one pair per query window: L rows' worth of pairs (see below)
+        pairs = min(L * len(words), max(L, GROUPED_FALLBACK_ROWS))
+        sql, params = ranked_statement(K, words, probes, pairs)
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         seconds.append(time.perf_counter() - t0)
-        n_rows, n_recs = (int(rows[0][4]), int(rows[0][5])) if rows else (0, 0)
-        if grouped or n_recs >= top or n_rows < L:
-            return [Nearest(int(r[0]), *unpack_key(r[1]),
-                            "" if r[2] is None else str(r[2]), "" if r[3] is None else str(r[3]))
-                    for r in rows], seconds
+        found, n_recordings = best_pairs(rows, top)
+        if n_recordings >= top or len(rows) < pairs:
+            return found, seconds
         L *= 4
+    params, groups = search_params(words, probes, L, top)
+    t0 = time.perf_counter()
+    rows = con.execute(search_sql(K, len(words), groups, grouped=True), params).fetchall()
+    seconds.append(time.perf_counter() - t0)
+    return [Nearest(int(r[0]), *unpack_key(r[1]),
+                    "" if r[2] is None else str(r[2]), "" if r[3] is None else str(r[3]))
+            for r in rows], seconds
+
+
+def best_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
+    """The ``top`` recordings of ``ranked_statement``'s rows (in any order), each by its
+    smallest (dist, query window, window), ordered by (dist, recording_id); and how many
+    distinct recordings the rows hold. Done here rather than by a GROUP BY in the statement:
+    DuckDB's hash aggregate and window operators cost ~1 ms CPU of a ~4 ms 10k-row search
+    (measured, issue 13), and the rows are at most L."""
+    best: dict[int, tuple] = {}
+    for rid, dist, qw, win, name, cat in rows:
+        key = (int(dist), int(qw), int(win))
+        if rid not in best or key < best[rid][0]:
+            best[rid] = (key, name, cat)
+    ranked = sorted(best.items(), key=lambda kv: (kv[1][0][0], kv[0]))[:top]
+    return [Nearest(int(rid), *key, "" if name is None else str(name),
+                    "" if cat is None else str(cat))
+            for rid, (key, name, cat) in ranked], len(best)
 
 
 def nearest_per_window(con, K: int, words: list[list[int]], probes: list[list[int]] | None,

@@ -8,8 +8,9 @@ values are bound. A ``Dialect`` answers those questions; the statement builders 
 
 The four dialects:
 
-* ``DUCKDB``: a vault file. Words are ``UBIGINT``; the SQL is exactly what the builders wrote
-  before dialects existed (``$n::T`` parameters, ``bit_count(xor(a, b))``).
+* ``DUCKDB``: a vault file (``$n::T`` parameters, ``bit_count(xor(a, b))``). Words are
+  ``BIGINT`` since vault format 5 (``store.schema._v4_to_v5``): the code's unsigned words bound
+  as their two's-complement signed values, for DuckDB's native ``bit_count(BIGINT)``.
 * ``DUCKDB_LAKE``: DuckDB reading the Parquet lake (``store.lake``). Words are stored as INT64
   (Spark reads UINT64 as DECIMAL, and ``^`` then fails); XOR and popcount do not care about the
   sign, so the query's words are bound as their two's-complement signed values.
@@ -46,7 +47,7 @@ class NamedParams(dict):
 
 #: generic type -> spelling, per dialect. "WORD" is a 64-bit code word.
 _TYPES = {
-    "duckdb": {"WORD": "UBIGINT", "SMALLINT": "SMALLINT", "INTEGER": "INTEGER",
+    "duckdb": {"WORD": "BIGINT", "SMALLINT": "SMALLINT", "INTEGER": "INTEGER",
                "BIGINT": "BIGINT", "DOUBLE": "DOUBLE"},
     "duckdb-lake": {"WORD": "BIGINT", "SMALLINT": "SMALLINT", "INTEGER": "INTEGER",
                     "BIGINT": "BIGINT", "DOUBLE": "DOUBLE"},
@@ -65,7 +66,8 @@ class Dialect:
 
     @property
     def signed_words(self) -> bool:
-        return self.name != "duckdb"
+        """Every engine stores the words as signed 64-bit integers (a vault since format 5)."""
+        return True
 
     @property
     def family(self) -> str:
@@ -121,7 +123,7 @@ class Dialect:
         return f"{table}.{column}" if self.family == "clickhouse" else column
 
     def word_values(self, words: Iterable[int]) -> list[int]:
-        """The query words as bound: unsigned for a vault file, signed INT64 elsewhere."""
+        """The query words as bound: signed INT64 with the same bits."""
         if self.signed_words:
             return [to_signed(w) for w in words]
         return [int(w) for w in words]

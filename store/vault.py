@@ -683,7 +683,7 @@ class Vault:
             res = self._db().execute(
                 f"SELECT win, category, {cols} FROM codes WHERE recording_id = ? ORDER BY win",
                 [int(recording_id)]).fetchnumpy()
-        words = np.stack([np.asarray(res[c], dtype=np.uint64) for c in _schema.word_columns(self.K)],
+        words = np.stack([_schema.unsigned_words(res[c]) for c in _schema.word_columns(self.K)],
                          axis=1) if len(res["win"]) else np.zeros((0, self.W), np.uint64)
         return StoredCodes(recording_id=int(recording_id),
                            category=np.asarray(res["category"], dtype=np.int64),

@@ -114,7 +114,7 @@ def _word_cols(con) -> list[str]:
 
 
 def _codes_inverted(con, ctx):
-    sets = ", ".join(f"{c} = xor({c}, 18446744073709551615::UBIGINT)" for c in _word_cols(con))
+    sets = ", ".join(f"{c} = xor({c}, -1::BIGINT)" for c in _word_cols(con))
     con.execute(f"UPDATE codes SET {sets} WHERE recording_id = 2")
 
 

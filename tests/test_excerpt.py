@@ -178,10 +178,10 @@ def test_candidate_ties_go_to_the_nearest_not_the_lowest_id(keyed):
     cols = word_columns(K)
     con = duckdb.connect()
     con.execute("CREATE TABLE codes (recording_id BIGINT, start INTEGER, category SMALLINT, "
-                + ", ".join(f"{c} UBIGINT" for c in cols) + ")")
+                + ", ".join(f"{c} BIGINT" for c in cols) + ")")  # as a vault (format 5)
 
     from hashing import codes as _codes
-    pack = lambda b: [int(x) for x in _codes.pack_words(b[None, :])[0]]  # noqa: E731
+    pack = lambda b: [int(x) for x in _codes.pack_words(b[None, :])[0].view(np.int64)]  # noqa: E731
     for rid in range(1, 12):  # ids 1-11: impostors at BER 0.18; id 12: the copy
         b = bits.copy()
         b[rng.choice(K, int(0.18 * K), replace=False)] ^= 1

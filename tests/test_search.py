@@ -13,6 +13,7 @@ from hashing.codes import ber as np_ber
 from speechvault.errors import InvalidInputError
 from store import schema, search
 from store.records import QueryCode
+from store.sql_dialects import DUCKDB
 from store.vault import Vault
 from tests.fakes import FakeEncoder, FakeWindowCodes, tone_mix, write_wav
 
@@ -243,7 +244,7 @@ def test_fast_path_equals_grouped_fallback(lib, monkeypatch):
     con = v._con
     for seed in range(4):
         q = v.encode_query(tone_mix(seed + 77, 0.4))
-        words = [int(x) for x in q.words[0]]
+        words = DUCKDB.word_values(q.words[0])  # as bound to the BIGINT words (format 5)
         for cats in (None, [int(q.category[0])], [0, 1, 2]):
             for top in (1, 5, 60):
                 n = None if cats is None else len(cats)
@@ -271,7 +272,7 @@ def test_clustering_prunes_row_groups(tmp_path):
     enc = FakeEncoder(K=384, C=4, seed=1)
     v = Vault.create(tmp_path / "big.duckdb", PW, encoder=enc, kdf_log2_n=10)
     n = 4 * schema.ROW_GROUP_ROWS
-    words = ", ".join(f"hash(i * 7 + {k}) AS w{k}" for k in range(6))
+    words = ", ".join(f"(hash(i * 7 + {k}) >> 1)::BIGINT AS w{k}" for k in range(6))
     v._con.execute(f"INSERT INTO codes BY NAME SELECT i AS recording_id, 0 AS win, "
                    f"(hash(i) % 4)::SMALLINT AS category, {words} FROM range({n}) t(i)")
     v._con.execute("CHECKPOINT")

@@ -185,3 +185,61 @@ def test_threads_one_below_a_row_group():
     assert search.threads_for(10_000) == 1
     assert search.threads_for(search.ROW_GROUP_ROWS - 1) == 1
     assert search.threads_for(10 * search.ROW_GROUP_ROWS) >= 1
+
+
+def _many_window_query(v: Vault, n: int) -> QueryCode:
+    """``n`` windows taken from stored codes of several recordings, a few bits flipped, so that
+    pairs of different query windows tie and compete (the multi-window statement's ranking)."""
+    rng = np.random.default_rng(11)
+    rows = [(c.words[i], c.category[i]) for rid in (2, 5, 9, 14, 21, 30)
+            for c in [v.codes_of(rid)] for i in range(c.words.shape[0])]
+    pick = [rows[i % len(rows)] for i in range(n)]
+    words = np.stack([w for w, _ in pick]).copy()
+    words[:, 0] ^= rng.integers(1, 2**20, n).astype(np.uint64)
+    cats = np.array([c for _, c in pick])
+    probs = np.full((n, v.C), 0.1, np.float32)
+    probs[np.arange(n), cats] = 0.7
+    probs[np.arange(n), (cats + 1) % v.C] = 0.2
+    return QueryCode(category=cats, words=words, K=v.K, probs=probs)
+
+
+@pytest.mark.parametrize("mode", ("two-stage", "traversal", "multi-probe"))
+def test_many_window_query_equals_the_per_window_statements(vault, mode):
+    """12 query windows (the windows-as-a-table statement): the same hits as one statement per
+    window, whatever the top (L grows when the pairs of one recording crowd the first L)."""
+    q = _many_window_query(vault, 12)
+    for top in (1, 5, 30):
+        res = vault.search(q, mode=mode, top=top, probe=2)
+        ref, cand, total, _ = reference_search(vault, q, mode, 2, top)
+        assert _hits(res) == ref
+        assert res.candidates == cand
+
+
+def test_windows_statement_does_not_grow_with_the_windows():
+    """DuckDB binds a statement in time proportional to its expressions: a query of many
+    windows is one fixed statement whose windows are bound as lists (issue 13)."""
+    w = [[1, 2, 3, 4, 5, 6]]
+    for probes_of in (lambda n: None, lambda n: [[i % 3] for i in range(n)],
+                      lambda n: [[i % 3, 3] for i in range(n)]):
+        sql2, p2 = search.ranked_statement(384, w * 2, probes_of(2), 40)
+        sql12, p12 = search.ranked_statement(384, w * 12, probes_of(12), 40)
+        assert sql2 == sql12
+        assert len(p2) == len(p12) and len(p12[1]) == 12 * (1 if probes_of(1) is None
+                                                             else len(probes_of(1)[0]))
+        nums = sorted({int(x) for x in re.findall(r"\$(\d+)", sql12)})
+        assert nums == list(range(1, len(p12) + 1))
+    one, params = search.ranked_statement(384, w, [[2, 1, 2]], 40)
+    assert params == [40, 1, 2, 3, 4, 5, 6, 1, 2]  # L, the words, distinct categories
+    assert "unnest" not in one
+
+
+def test_best_pairs_ranks_rows_in_any_order():
+    """The statement's rows come unordered (after the label join): each recording by its
+    smallest (dist, query window, window), then (dist, recording id); ties kept exact."""
+    rows = [(7, 5, 1, 0, "b", "x"), (3, 5, 0, 2, "a", "y"), (7, 4, 2, 1, "b", "x"),
+            (3, 5, 0, 1, "a", "y"), (9, 4, 0, 0, None, None), (1, 6, 0, 0, "c", "z")]
+    for perm in (rows, rows[::-1], rows[2:] + rows[:2]):
+        found, n = search.best_pairs(perm, 3)
+        assert n == 4
+        assert [(f.recording_id, f.dist, f.query_window, f.window, f.name) for f in found] == [
+            (7, 4, 2, 1, "b"), (9, 4, 0, 0, ""), (3, 5, 0, 1, "a")]
