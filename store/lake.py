@@ -206,6 +206,40 @@ class LakeVault(Vault):
             raise
         return v.unlocked_or_closed(passphrase)
 
+    def prepare_batch(self, queries: list[str], *, mode: str, probe: int,
+                      top: int) -> dict[str, Any]:
+        """On Spark: code the query files and answer every search they will make in ONE
+        statement (``store.lake_batch``); returns {query: its code} for ``search`` to take
+        instead of the file. A query that cannot be coded is left out (its own search then
+        says why). Other engines: {} (one statement per search is what they are fast at)."""
+        from store import lake_batch
+        from store.vault import MODES
+
+        if self.engine != "spark" or mode not in MODES:
+            return {}
+        coded: dict[str, Any] = {}
+        requests = []
+        for q in queries:
+            try:
+                code = self._as_query(Path(q))
+            except (SpeechVaultError, OSError):
+                continue
+            coded[q] = code
+            requests += lake_batch.requests_for(self, code, mode, probe, top)
+        with self._lock:
+            answers, seconds = lake_batch.run_batch(self._db().engine, self.K, requests)
+        share = seconds / max(1, len(answers))
+        self._batch_answers = {r: (found, [share]) for r, found in answers.items()}
+        return coded
+
+    def _nearest_on_engine(self, con, words, probes, top: int):
+        from store.lake_batch import request_key
+
+        answer = getattr(self, "_batch_answers", {}).pop(request_key(words, probes, top), None)
+        if answer is not None:
+            return answer
+        return super()._nearest_on_engine(con, words, probes, top)
+
     def info(self):
         d = super().info()
         if isinstance(self.location, S3Location):

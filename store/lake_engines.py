@@ -132,6 +132,20 @@ class SparkLake:
         except Exception as exc:
             raise LakeError(f"Spark: {_first_line(exc)}") from None
 
+    def rows_joined(self, table: str, columns: list[str], table_rows: list[tuple], sql: str,
+                    params: dict[str, Any]) -> list[tuple]:
+        """Run ``sql`` with ``table_rows`` visible as the temporary view ``table`` (its
+        ``columns`` as "name TYPE"): a batch's query windows joined to the codes in one job."""
+        try:
+            self._spark.createDataFrame(table_rows, schema=", ".join(columns)) \
+                .createOrReplaceTempView(table)
+            try:
+                return [tuple(r) for r in self._spark.sql(sql, args=params).collect()]
+            finally:
+                self._spark.catalog.dropTempView(table)
+        except Exception as exc:
+            raise LakeError(f"Spark: {_first_line(exc)}") from None
+
     def close(self) -> None:
         """The session stays up for the process (a second lake reuses it); views are dropped."""
         spark = getattr(self, "_spark", None)
