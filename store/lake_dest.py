@@ -162,7 +162,8 @@ class S3Dest:
             token = page["NextContinuationToken"]
 
     def is_empty(self) -> bool:
-        return not self._keys("", delimiter=True)[1] and not self._keys("", delimiter=True)[0]
+        dirs, names = self._keys("", delimiter=True)
+        return not dirs and not names
 
     def prepare(self) -> None:
         pass

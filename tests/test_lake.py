@@ -530,6 +530,7 @@ def _spark_batch_same_hits(v: Vault, lv: LakeVault, tmp_path: Path, modes=MODES)
             calls.update(rows=0, joined=0)
             outs = list(batch.search_queries(lv, paths, mode=mode, top=10))
             assert calls == {"rows": 0, "joined": 1}, (mode, calls)
+            assert len(engine.last_jobs) == 1, (mode, engine.last_jobs)  # one Spark job
             for p, o in zip(paths, outs):
                 assert o.error is None, o.error
                 alone = v.search(Path(p), mode=mode, top=10)
