@@ -767,9 +767,9 @@ def export(
 @_command("export-lake")
 def export_lake(
     vault: VaultArg,
-    dest: Annotated[Path, typer.Argument(metavar="DEST", show_default=False,
-                                         help="The lake folder (new, empty, or this vault's lake "
-                                              "to bring up to date).")],
+    dest: Annotated[str, typer.Argument(metavar="DEST", show_default=False,
+                                        help="The lake folder or s3://BUCKET/PREFIX (new, empty, "
+                                             "or this vault's lake to bring up to date).")],
     key_file: KeyFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -139,10 +139,16 @@ class Decryptor:
 def search_queries(vault, queries: Iterable[str], *, tau: Optional[float] = None,
                    mode: str = "auto", probe: int = 2, top: int = 10, stdin=None,
                    decrypt: Optional[Decryptor] = None) -> Iterator[QueryOutcome]:
-    """Answer each query with ``vault.search`` (the model loads on the first one), in order."""
+    """Answer each query with ``vault.search`` (the model loads on the first one), in order.
+    A vault that answers a batch at once (a lake on Spark: ``prepare_batch``) codes the files
+    first and runs one job; each search then takes its answer."""
+    queries = list(queries)
+    prepare = getattr(vault, "prepare_batch", None)
+    coded = prepare([q for q in queries if q != STDIN], mode=mode, probe=probe,
+                    top=top) if prepare is not None else {}
     for q in queries:
         try:
-            source = read_stdin_audio(stdin) if q == STDIN else Path(q)
+            source = read_stdin_audio(stdin) if q == STDIN else coded.get(q, Path(q))
             result = vault.search(source, tau=tau, mode=mode, probe=probe, top=top)
             written = decrypt(vault, result) if decrypt is not None else []
             yield QueryOutcome(q, result, None, written)

@@ -17,6 +17,7 @@ from speechvault.errors import RuntimeMissingError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("tensorflow", "matplotlib"),
     "bench": ("faiss",),
+    "lake": ("boto3", "duckdb_extension_httpfs"),  # s3:// lakes (store/lake_s3.py)
     "clickhouse": ("chdb",),
     "spark": ("pyspark",),
     "m4a": ("av",),  # PyAV: M4A/AAC voice memos (hashing/av_audio.py)

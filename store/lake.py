@@ -16,7 +16,9 @@ How a lake is seen (an in-memory DuckDB connection, always -- DuckDB is a core d
 URIs (``open_uri``):
 
 * a path: the vault file (not handled here);
-* ``lake:DEST``: DuckDB scans the Parquet (dialect ``DUCKDB_LAKE``: INT64 words);
+* ``lake:DEST``: DuckDB scans the Parquet (dialect ``DUCKDB_LAKE``: INT64 words); DEST may be
+  ``s3://bucket/prefix`` (httpfs, endpoint and credentials from the AWS environment variables,
+  ``store.lake_s3``): the same views over ``s3://`` URLs;
 * ``clickhouse:DEST`` (or ``chdb:DEST``): ClickHouse in-process (pip ``chdb``, extra
   ``[clickhouse]``) scans the same files with the ClickHouse spelling of the same statements;
 * ``spark:DEST`` (local mode, ``local[2]``) or ``spark://HOST:PORT/DEST`` (a standalone
@@ -40,7 +42,9 @@ import duckdb
 
 from speechvault.errors import LakeError, NotFoundError, SpeechVaultError, VaultFormatError
 from store import sql_dialects as _dialects
-from store.lake_export import MANIFEST, object_name, read_manifest
+from store.lake_dest import parse_manifest_text
+from store.lake_export import MANIFEST, check_manifest, object_name, read_manifest
+from store.lake_s3 import S3Location, duckdb_s3_connection, is_s3, parse_s3
 from store.lake_uri import DEFAULT_SPARK_MASTER, ENGINES, is_lake_uri, parse_uri
 from store.schema import word_columns
 from store.vault import Vault
@@ -52,9 +56,16 @@ def _sql_str(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _duckdb_view(dest: Path, m: dict) -> duckdb.DuckDBPyConnection:
-    """The in-memory DuckDB connection that sees the lake as a vault's tables."""
-    con = duckdb.connect(":memory:")
+def _at(root, rel: str) -> str:
+    """The name DuckDB reads the lake file ``rel`` by: a local path or ``s3://bucket/key``."""
+    return root.url(rel) if isinstance(root, S3Location) else str(Path(root) / rel)
+
+
+def _duckdb_view(root, m: dict, con: duckdb.DuckDBPyConnection | None = None
+                 ) -> duckdb.DuckDBPyConnection:
+    """The in-memory DuckDB connection that sees the lake at ``root`` (a folder or an
+    ``S3Location``; then ``con`` reads ``s3://``) as a vault's tables."""
+    con = con if con is not None else duckdb.connect(":memory:")
     con.execute(
         "CREATE TABLE vault_meta AS SELECT $1::INTEGER AS format_version, "
         "$2::TIMESTAMPTZ AS created, $3::VARCHAR AS app_version, $4::VARCHAR AS cipher, "
@@ -66,12 +77,12 @@ def _duckdb_view(dest: Path, m: dict) -> duckdb.DuckDBPyConnection:
          m["tau"], m["blob_vault_id"],
          # sealed objects open with the binding they were sealed under (store.integrity)
          b"bound in the vault" if m["blobs_bound"] else None])
-    con.execute(f"CREATE VIEW model AS SELECT * FROM read_parquet({_sql_str(dest / m['model'])})")
+    con.execute(f"CREATE VIEW model AS SELECT * FROM read_parquet({_sql_str(_at(root, m['model']))})")
     con.execute("CREATE VIEW recordings AS SELECT * FROM "
-                f"read_parquet({_sql_str(dest / 'recordings' / 'recordings.parquet')})")
+                f"read_parquet({_sql_str(_at(root, 'recordings/recordings.parquet'))})")
     words = ", ".join(word_columns(m["K"]))
     if m["partitions"]:
-        glob = dest / m["codes"] / "*" / "*.parquet"
+        glob = _at(root, f"{m['codes']}/*/*.parquet")
         con.execute(
             f"CREATE VIEW codes AS SELECT recording_id, win, category, start, {words} FROM "
             f"read_parquet({_sql_str(glob)}, hive_partitioning = true, "
@@ -81,6 +92,38 @@ def _duckdb_view(dest: Path, m: dict) -> duckdb.DuckDBPyConnection:
         con.execute("CREATE TABLE codes (recording_id BIGINT, win INTEGER, category SMALLINT, "
                     f"start INTEGER, {cols})")
     return con
+
+
+def _open_s3(loc: S3Location, engine: str) -> tuple[duckdb.DuckDBPyConnection, dict]:
+    """The DuckDB view of the lake at ``loc`` and its manifest (read over the S3 API)."""
+    if engine != "duckdb":
+        raise LakeError(f"{loc}: only lake:s3://... (DuckDB) reads a lake in object storage "
+                        "here; point ClickHouse or Spark at a copy they can read (docs/scale.md)")
+    con = duckdb_s3_connection()
+    try:
+        try:
+            (text,) = con.execute(
+                f"SELECT content FROM read_text({_sql_str(loc.url(MANIFEST))})").fetchone()
+        except duckdb.Error as exc:
+            msg = str(exc).splitlines()[0]
+            if "No files found" in msg or "404" in msg or "does not exist" in msg:
+                raise NotFoundError(f"{loc}: no such lake (no {MANIFEST})") from None
+            raise LakeError(f"{loc}: {msg}") from None
+        m = check_manifest(parse_manifest_text(text, loc), loc)
+        return _duckdb_view(loc, m, con), m
+    except BaseException:
+        con.close()
+        raise
+
+
+def _open_folder(dest: Path) -> tuple[duckdb.DuckDBPyConnection, dict]:
+    """The DuckDB view of the lake in folder ``dest`` and its manifest."""
+    if not dest.is_dir():
+        raise NotFoundError(f"{dest}: no such lake")
+    m = read_manifest(dest)
+    if m is None:
+        raise VaultFormatError(f"{dest}: not a speechvault lake (no {MANIFEST})")
+    return _duckdb_view(dest, m), m
 
 
 class _Rows:
@@ -119,26 +162,26 @@ class _EngineConnection:
 class LakeVault(Vault):
     """A lake opened read-only as a vault (search, list, info, get, codes_of, export)."""
 
-    def __init__(self, dest: Path, con: Any, manifest: dict, engine: str,
+    def __init__(self, dest, con: Any, manifest: dict, engine: str,
                  dialect: _dialects.Dialect) -> None:
+        #: where the lake is: a folder (``Path``) or ``S3Location``
+        self.location = dest
         self.manifest = manifest
         self.engine = engine
         self._dialect = dialect
-        super().__init__(dest, con, read_only=True, encoder=None)
+        super().__init__(Path(str(dest)), con, read_only=True, encoder=None)
 
     @classmethod
     def open_lake(cls, dest, *, engine: str = "duckdb", spark_master: str | None = None,
                   passphrase: str | None = None) -> "LakeVault":
         """Open the lake at folder ``dest`` with ``engine`` (duckdb, clickhouse or spark);
         ``passphrase`` also unlocks it (for ``export``)."""
-        dest = Path(dest).absolute()
-        if not dest.is_dir():
-            raise NotFoundError(f"{dest}: no such lake")
-        m = read_manifest(dest)
-        if m is None:
-            raise VaultFormatError(f"{dest}: not a speechvault lake (no {MANIFEST})")
+        dest = parse_s3(dest) if is_s3(dest) else Path(dest).absolute()
         try:
-            duck = _duckdb_view(dest, m)
+            if isinstance(dest, S3Location):
+                duck, m = _open_s3(dest, engine)
+            else:
+                duck, m = _open_folder(dest)
         except (KeyError, TypeError) as exc:
             raise VaultFormatError(f"{dest}: damaged lake manifest ({exc})") from None
         except duckdb.Error as exc:
@@ -163,25 +206,81 @@ class LakeVault(Vault):
             raise
         return v.unlocked_or_closed(passphrase)
 
+    def prepare_batch(self, queries: list[str], *, mode: str, probe: int,
+                      top: int) -> dict[str, Any]:
+        """On Spark: code the query files and answer every search they will make in ONE
+        statement (``store.lake_batch``); returns {query: its code} for ``search`` to take
+        instead of the file. A query that cannot be coded is left out (its own search then
+        says why). Other engines: {} (one statement per search is what they are fast at)."""
+        from store import lake_batch
+        from store.vault import MODES
+
+        if self.engine != "spark" or mode not in MODES:
+            return {}
+        coded: dict[str, Any] = {}
+        requests = []
+        for q in queries:
+            try:
+                code = self._as_query(Path(q))
+            except (SpeechVaultError, OSError):
+                continue
+            coded[q] = code
+            requests += lake_batch.requests_for(self, code, mode, probe, top)
+        with self._lock:
+            answers, seconds = lake_batch.run_batch(self._db().engine, self.K, requests)
+        share = seconds / max(1, len(answers))
+        self._batch_answers = {r: (found, [share]) for r, found in answers.items()}
+        return coded
+
+    def _nearest_on_engine(self, con, words, probes, top: int):
+        from store.lake_batch import request_key
+
+        answer = getattr(self, "_batch_answers", {}).pop(request_key(words, probes, top), None)
+        if answer is not None:
+            return answer
+        return super()._nearest_on_engine(con, words, probes, top)
+
     def info(self):
         d = super().info()
-        d.size_bytes = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        if isinstance(self.location, S3Location):
+            d.path = self.location.url()
+            with self._lock:
+                (size,) = self._db().execute(
+                    f"SELECT coalesce(sum(size), 0) FROM read_blob({_sql_str(self.location.url('**'))})"
+                ).fetchone()
+            d.size_bytes = int(size)
+        else:
+            d.size_bytes = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return d
+
+    def _sealed_object(self, name: str) -> bytes | None:
+        """The sealed object ``objects/<name>``, None if the lake does not have it."""
+        if not isinstance(self.location, S3Location):
+            try:
+                return (self.path / "objects" / name).read_bytes()
+            except FileNotFoundError:
+                return None
+        with self._lock:
+            try:
+                row = self._db().execute(
+                    "SELECT content FROM read_blob("
+                    f"{_sql_str(self.location.url('objects/' + name))})").fetchone()
+            except duckdb.Error:
+                return None
+        return bytes(row[0]) if row else None
 
     def export(self, recording_id: int) -> bytes:
         """The original bytes of a recording from its sealed object, decrypted and checked."""
         master = self._require_key("export")
         row = self.get(recording_id)
-        path = self.path / "objects" / object_name(master, row.sha256)
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
+        blob = self._sealed_object(object_name(master, row.sha256))
+        if blob is None:
             raise NotFoundError(f"recording {recording_id}: its sealed object is missing from "
                                 "the lake (export-lake again)") from None
         return self._open_blob(master, blob, row.sha256, int(recording_id))
 
     def __repr__(self) -> str:
-        return f"<LakeVault {str(self.path)!r} engine={self.engine} K={self.K}>"
+        return f"<LakeVault {str(self.location)!r} engine={self.engine} K={self.K}>"
 
 
 def open_uri(uri: str, *, passphrase: str | None = None) -> LakeVault:

@@ -132,6 +132,33 @@ class SparkLake:
         except Exception as exc:
             raise LakeError(f"Spark: {_first_line(exc)}") from None
 
+    def rows_joined(self, table: str, columns: list[str], table_rows: list[tuple], sql: str,
+                    params: dict[str, Any], conf: dict[str, str] | None = None) -> list[tuple]:
+        """Run ``sql`` with ``table_rows`` visible as the temporary view ``table`` (its
+        ``columns`` as "name TYPE") under the session settings ``conf`` (restored after): a
+        batch's query windows joined to the codes. The statement's Spark job ids are kept in
+        ``last_jobs`` (its job group), so a caller can see how many jobs it took."""
+        spark = self._spark
+        saved = {k: spark.conf.get(k, None) for k in (conf or {})}
+        group = f"speechvault-batch-{id(table_rows)}"
+        try:
+            spark.createDataFrame(table_rows, schema=", ".join(columns)) \
+                .createOrReplaceTempView(table)
+            for k, v in (conf or {}).items():
+                spark.conf.set(k, v)
+            spark.sparkContext.setJobGroup(group, "speechvault batch search")
+            try:
+                rows = [tuple(r) for r in spark.sql(sql, args=params).collect()]
+                self.last_jobs = list(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+                return rows
+            finally:
+                spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+                for k, v in saved.items():
+                    spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+                spark.catalog.dropTempView(table)
+        except Exception as exc:
+            raise LakeError(f"Spark: {_first_line(exc)}") from None
+
     def close(self) -> None:
         """The session stays up for the process (a second lake reuses it); views are dropped."""
         spark = getattr(self, "_spark", None)

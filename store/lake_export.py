@@ -2,7 +2,8 @@
 
 Why (issue 14): one vault file is right for one machine; an archive of millions of hours must be
 searched by an existing distributed engine. Those engines all read Parquet from a folder or an
-object store, so the lake is plain files (``DEST`` is a folder)::
+object store, so the lake is plain files (``DEST`` is a folder or ``s3://bucket/prefix``: the
+same layout under the prefix, written through ``store.lake_dest``)::
 
     DEST/manifest.json                          one per vault: format, model sha, K, C, class
                                                 names, tau, cipher, wrapped key, digests
@@ -41,9 +42,6 @@ import datetime as _dt
 import hashlib
 import hmac
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +54,7 @@ from store.keys import hkdf_sha256
 from store.schema import ROW_GROUP_ROWS, word_columns
 
 __all__ = ["LAKE_FORMAT", "LAKE_VERSION", "LakeExportReport", "export_lake", "export_lake_file",
-           "object_name",
-           "lake_id", "read_manifest", "signed_words_sql"]
+           "object_name", "lake_id", "read_manifest", "check_manifest", "signed_words_sql"]
 
 LAKE_FORMAT = "speechvault-lake"
 LAKE_VERSION = 1
@@ -111,31 +108,32 @@ def signed_words_sql(K: int) -> str:
     return ", ".join(word_columns(K))
 
 
-def read_manifest(dest: Path) -> dict | None:
-    """The lake's manifest, None if ``dest`` has none; ``VaultFormatError`` if it is not ours."""
-    path = Path(dest) / MANIFEST
-    if not path.exists():
+def read_manifest(dest) -> dict | None:
+    """The lake's manifest, None if ``dest`` (a folder, or a ``LocalDest``/``S3Dest``) has
+    none; ``VaultFormatError`` if it is not ours."""
+    from store.lake_dest import LocalDest, parse_manifest_text
+
+    d = dest if hasattr(dest, "manifest_text") else LocalDest(dest)
+    return check_manifest(parse_manifest_text(d.manifest_text(MANIFEST), d), d)
+
+
+def check_manifest(m: dict | None, where) -> dict | None:
+    """``m`` if it is a manifest of a lake this speechvault reads (None stays None)."""
+    if m is None:
         return None
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise VaultFormatError(f"{dest}: unreadable lake manifest") from None
     if not isinstance(m, dict) or m.get("format") != LAKE_FORMAT:
-        raise VaultFormatError(f"{dest}: not a speechvault lake (manifest format)")
+        raise VaultFormatError(f"{where}: not a speechvault lake (manifest format)")
     if not isinstance(m.get("version"), int) or m["version"] > LAKE_VERSION:
-        raise VaultFormatError(f"{dest}: lake format version {m.get('version')!r} is newer than "
+        raise VaultFormatError(f"{where}: lake format version {m.get('version')!r} is newer than "
                                f"this speechvault supports ({LAKE_VERSION})")
     return m
 
 
-def _check_dest(dest: Path, master: bytes) -> dict | None:
+def _check_dest(dest, master: bytes) -> dict | None:
     """The previous manifest (None: a new lake); refuse a folder that is something else."""
-    if dest.exists() and not dest.is_dir():
-        raise InvalidInputError(f"{dest}: exists and is not a folder")
-    if not dest.parent.exists():
-        raise NotFoundError(f"{dest.parent}: no such directory")
-    old = read_manifest(dest) if dest.exists() else None
-    if old is None and dest.exists() and any(dest.iterdir()):
+    dest.check_writable()
+    old = read_manifest(dest)
+    if old is None and not dest.is_empty():
         raise InvalidInputError(f"{dest}: not empty and not a speechvault lake; choose an empty "
                                 "or new folder")
     if old is not None and old.get("vault_id") != lake_id(master):
@@ -147,35 +145,23 @@ def _digests(con, sql: str) -> dict[int, tuple[int, str]]:
     return {int(k): (int(n), str(d)) for k, n, d in con.execute(sql).fetchall()}
 
 
-def _replace_dir(new: Path, final: Path) -> None:
-    """Put ``new`` at ``final`` (the old one, if any, is removed after the rename)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    trash = None
-    if final.exists():
-        trash = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.replace(final, trash)
-    os.replace(new, final)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _export_codes(con, K: int, sha12: str, dest: Path, old: dict | None,
+def _export_codes(con, K: int, sha12: str, dest, old: dict | None,
                   report: LakeExportReport) -> dict:
     """Rewrite the category partitions whose digest changed; drop the ones gone."""
     now = _digests(con, "SELECT category, count(*), md5(list_sort(list(DISTINCT recording_id))"
                         "::VARCHAR) FROM codes GROUP BY category")
     before = {} if old is None or old.get("model_sha256", "")[:12] != sha12 else {
         int(k): (int(v["rows"]), str(v["digest"])) for k, v in old.get("partitions", {}).items()}
-    model_dir = dest / "codes" / f"model={sha12}"
+    model_dir = f"codes/model={sha12}"
+    present = set(dest.dirs(model_dir))
     changed = sorted(k for k, v in now.items()
-                     if before.get(k) != v or not (model_dir / f"category={k}").is_dir())
+                     if before.get(k) != v or f"category={k}" not in present)
     if changed:
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
-        try:
+        with dest.staging() as staging:
             rel = con.sql(
                 f"SELECT recording_id, win, category, start, {signed_words_sql(K)} FROM codes "
                 f"WHERE list_contains($1::SMALLINT[], category) "
@@ -185,19 +171,16 @@ def _export_codes(con, K: int, sha12: str, dest: Path, old: dict | None,
             for k in changed:
                 part = staging / "codes" / f"category={k}"
                 report.bytes_written += _dir_bytes(part)
-                _replace_dir(part, model_dir / f"category={k}")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                dest.put_dir(part, f"{model_dir}/category={k}")
     report.partitions_written = changed
-    if model_dir.is_dir():
-        for d in sorted(model_dir.iterdir()):
-            k = d.name.removeprefix("category=")
-            if d.is_dir() and k.lstrip("-").isdigit() and int(k) not in now:
-                shutil.rmtree(d)
-                report.partitions_removed.append(int(k))
-    for d in (dest / "codes").iterdir():  # codes of a previous model (after reindex)
-        if d.is_dir() and d.name != model_dir.name and d.name.startswith("model="):
-            shutil.rmtree(d)
+    for name in sorted(present):
+        k = name.removeprefix("category=")
+        if k.lstrip("-").isdigit() and int(k) not in now:
+            dest.remove_dir(f"{model_dir}/{name}")
+            report.partitions_removed.append(int(k))
+    for name in dest.dirs("codes"):  # codes of a previous model (after reindex)
+        if name != f"model={sha12}" and name.startswith("model="):
+            dest.remove_dir(f"codes/{name}")
     report.partitions_kept = len(now) - len(changed)
     report.windows = sum(n for n, _ in now.values())
     return {str(k): {"rows": n, "digest": d} for k, (n, d) in sorted(now.items())}
@@ -206,94 +189,89 @@ def _export_codes(con, K: int, sha12: str, dest: Path, old: dict | None,
 _REC_COLS = "id, name, category, sha256, sample_rate, channels, duration, size, added, n_windows"
 
 
-def _export_recordings(con, dest: Path, old: dict | None, report: LakeExportReport) -> dict:
+def _export_recordings(con, dest, old: dict | None, report: LakeExportReport) -> dict:
     n, digest = con.execute(
         f"SELECT count(*), md5(coalesce(string_agg(concat_ws('|', {_REC_COLS}), chr(10) "
         "ORDER BY id), '')) FROM recordings").fetchall()[0]
-    final = dest / "recordings" / "recordings.parquet"
+    rel_path = "recordings/recordings.parquet"
     report.recordings = int(n)
     prev = (old or {}).get("recordings", {})
-    if prev.get("digest") != digest or not final.exists():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".recordings-{os.getpid()}.parquet")
-        con.sql(f"SELECT {_REC_COLS} FROM recordings ORDER BY id").write_parquet(
-            str(tmp), compression="uncompressed")
-        report.bytes_written += tmp.stat().st_size
-        os.replace(tmp, final)
+    if prev.get("digest") != digest or not dest.has(rel_path):
+        with dest.staging() as staging:
+            tmp = staging / "recordings.parquet"
+            con.sql(f"SELECT {_REC_COLS} FROM recordings ORDER BY id").write_parquet(
+                str(tmp), compression="uncompressed")
+            report.bytes_written += tmp.stat().st_size
+            dest.put_file(tmp, rel_path)
         report.recordings_written = True
     return {"rows": int(n), "digest": str(digest)}
 
 
-def _export_model(con, vault, dest: Path, sha12: str, report: LakeExportReport) -> str:
-    rel_path = f"model/{sha12}.parquet"
-    final = dest / rel_path
-    if not final.exists():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".model-{os.getpid()}.parquet")
-        con.sql("SELECT sha256, meta_json, tflite, fingerprint FROM model "
-                        "WHERE sha256 = $1", params=[vault.model_sha256]).write_parquet(str(tmp))
-        report.bytes_written += tmp.stat().st_size
-        os.replace(tmp, final)
-    for f in final.parent.iterdir():  # a previous model's file
-        if f.name != final.name and f.suffix == ".parquet":
-            f.unlink()
-    return rel_path
+def _export_model(con, vault, dest, sha12: str, report: LakeExportReport) -> str:
+    name = f"{sha12}.parquet"
+    present = dest.files("model")
+    if name not in present:
+        with dest.staging() as staging:
+            tmp = staging / name
+            con.sql("SELECT sha256, meta_json, tflite, fingerprint FROM model "
+                    "WHERE sha256 = $1", params=[vault.model_sha256]).write_parquet(str(tmp))
+            report.bytes_written += tmp.stat().st_size
+            dest.put_file(tmp, f"model/{name}")
+    for f in present:  # a previous model's file
+        if f != name and f.endswith(".parquet"):
+            dest.remove_file(f"model/{f}")
+    return f"model/{name}"
 
 
-def _export_objects(con, master: bytes, dest: Path, report: LakeExportReport) -> int:
+def _export_objects(con, master: bytes, dest, report: LakeExportReport) -> int:
     """Copy each sealed blob not yet there; delete the objects of deleted recordings."""
-    objects = dest / "objects"
-    objects.mkdir(exist_ok=True)
     wanted = {object_name(master, sha): int(rid)
               for rid, sha in con.execute("SELECT id, sha256 FROM recordings").fetchall()}
-    present = {f.name for f in objects.iterdir() if f.is_file()}
+    present = set(dest.files("objects"))
     missing = {wanted[name]: name for name in set(wanted) - present}
     if missing:  # one statement, read in batches: the blobs of a big vault do not fit in RAM
         cur = con.execute("SELECT id, blob FROM recordings WHERE id IN (SELECT unnest($1::BIGINT[]))",
                           [sorted(missing)])
         while batch := cur.fetchmany(256):
             for rid, blob in batch:
-                name = missing[int(rid)]
-                tmp = objects / f".{name}.partial"
-                tmp.write_bytes(bytes(blob))
-                os.replace(tmp, objects / name)
+                dest.put_bytes(f"objects/{missing[int(rid)]}", bytes(blob))
                 report.objects_written += 1
                 report.bytes_written += len(blob)
     for name in sorted(present - set(wanted)):
         if len(name) == 64 and set(name) <= _HEX64:  # ours; anything else is left alone
-            (objects / name).unlink()
+            dest.remove_file(f"objects/{name}")
             report.objects_removed += 1
     return len(wanted)
 
 
 def export_lake(vault, dest) -> LakeExportReport:
-    """Export (or bring up to date) the lake of an open, unlocked ``vault`` at folder ``dest``."""
+    """Export (or bring up to date) the lake of an open, unlocked ``vault`` at ``dest``: a
+    local folder or ``s3://bucket/prefix`` (``store.lake_dest``)."""
+    from store.lake_dest import dest_for
+
     if vault.index_encrypted:
         raise InvalidInputError(ENCRYPTED_INDEX_REFUSAL)
     master = vault._require_key("export-lake")
     t0 = time.perf_counter()
-    dest = Path(dest)
-    old = _check_dest(dest, master)
+    where = dest_for(dest)
+    old = _check_dest(where, master)
     sha12 = vault.model_sha256[:12]
-    report = LakeExportReport(dest=str(dest), model=sha12)
+    report = LakeExportReport(dest=str(where), model=sha12)
     with _private.private_umask():
-        dest.mkdir(exist_ok=True)
+        where.prepare()
         with vault._lock:
             con = vault._db().cursor()  # its own cursor: no pending result of the vault's
             try:
-                model_path = _export_model(con, vault, dest, sha12, report)
-                (dest / "codes").mkdir(exist_ok=True)
-                partitions = _export_codes(con, vault.K, sha12, dest, old, report)
-                recordings = _export_recordings(con, dest, old, report)
-                n_objects = _export_objects(con, master, dest, report)
+                model_path = _export_model(con, vault, where, sha12, report)
+                partitions = _export_codes(con, vault.K, sha12, where, old, report)
+                recordings = _export_recordings(con, where, old, report)
+                n_objects = _export_objects(con, master, where, report)
             finally:
                 con.close()
         manifest = _manifest(vault, master, model_path, partitions, recordings, n_objects)
         if _changed(old, manifest):  # an unchanged vault leaves the lake untouched
-            tmp = dest / f".{MANIFEST}.partial"
-            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-                           encoding="utf-8")
-            os.replace(tmp, dest / MANIFEST)
+            where.put_bytes(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+                            .encode("utf-8"))
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -333,8 +311,11 @@ def export_lake_file(path, dest, get_passphrase) -> LakeExportReport:
     (asked only once the vault is known to be exportable), export to ``dest``."""
     from store.vault import Vault
 
+    from store.lake_dest import dest_for
+
     if Vault.index_is_encrypted(path):
         raise InvalidInputError(ENCRYPTED_INDEX_REFUSAL)
+    where = dest_for(dest)  # a missing [lake] extra is said before the passphrase is asked
     with Vault.open(path, read_only=True) as v:
         v.unlock(get_passphrase())
-        return export_lake(v, dest)
+        return export_lake(v, where)

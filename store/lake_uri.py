@@ -3,7 +3,8 @@
 Why a module of its own: the CLI decides "vault file or lake?" before importing DuckDB or an
 engine, and a URI's grammar should be written down once::
 
-    lake:DEST                    DuckDB reading the Parquet lake at folder DEST
+    lake:DEST                    DuckDB reading the Parquet lake at folder DEST, or at
+                                 s3://BUCKET/PREFIX (httpfs; store.lake_s3)
     clickhouse:DEST, chdb:DEST   ClickHouse in-process (chDB) reading the same files
     spark:DEST                   Spark SQL in local mode (local[2])
     spark://HOST:PORT/DEST       Spark SQL on a standalone master (DEST: an absolute path that

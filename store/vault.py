@@ -1050,8 +1050,7 @@ class Vault:
                         self._search_threads = threads
                     found, more = _search.nearest_recordings(con, self.K, words, probes, top)
                 else:  # a lake engine (store.sql_dialects): one statement per query window
-                    found, more = _search.nearest_per_window(con, self.K, words, probes, top,
-                                                             self._dialect)
+                    found, more = self._nearest_on_engine(con, words, probes, top)
                 seconds += more
         nearest = [Hit(recording_id=n.recording_id, name=n.name, category=n.category,
                        ber=n.dist / self.K, window=n.window, is_match=(n.dist / self.K) < tau,
@@ -1067,6 +1066,10 @@ class Vault:
             query_categories=qcats,
             probed_categories=[self.class_names[c] for c in probed],
             candidates=candidates, total_rows=total_rows)
+
+    def _nearest_on_engine(self, con, words, probes, top: int):
+        """A lake engine's nearest recordings (``LakeVault`` may have them from a batch)."""
+        return _search.nearest_per_window(con, self.K, words, probes, top, self._dialect)
 
     def _category_rows(self) -> dict[int, int]:
         """Index rows per category, read once per vault open and after this process writes (a

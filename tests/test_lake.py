@@ -498,3 +498,64 @@ def test_spark_standalone_cluster_same_hits(exported, spark_cluster):
         assert lv.engine == "spark"
         assert lv._db().engine._spark.sparkContext.master == spark_cluster
         assert _same_hits(v, lv, [v.encode_query(_signal(6))], tops=(10,)) > 5
+
+
+# --------------------------------------------------------------------------- Spark batch
+
+
+def _spark_batch_same_hits(v: Vault, lv: LakeVault, tmp_path: Path, modes=MODES) -> int:
+    """``batch.search_queries`` on a Spark lake: ONE joined statement per batch (no per-window
+    statement), and per query the same hits as the vault file answering it alone."""
+    from speechvault import batch
+
+    paths = []
+    for i in (1, 6, 13, 22, 37, 77):  # 77: not in the vault
+        p = tmp_path / f"q{i}.wav"
+        write_wav(p, _signal(i))
+        paths.append(str(p))
+    lv.encode_query = v.encode_query  # the fake encoder of the vault (no model in the lake)
+    engine = lv._db().engine
+    calls = {"rows": 0, "joined": 0}
+    rows, joined = engine.rows, engine.rows_joined
+
+    def counting(name, fn):
+        def wrapped(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapped
+
+    engine.rows, engine.rows_joined = counting("rows", rows), counting("joined", joined)
+    compared = 0
+    try:
+        for mode in modes:
+            calls.update(rows=0, joined=0)
+            outs = list(batch.search_queries(lv, paths, mode=mode, top=10))
+            assert calls == {"rows": 0, "joined": 1}, (mode, calls)
+            assert len(engine.last_jobs) == 1, (mode, engine.last_jobs)  # one Spark job
+            for p, o in zip(paths, outs):
+                assert o.error is None, o.error
+                alone = v.search(Path(p), mode=mode, top=10)
+                assert _key(o.result) == _key(alone), (mode, p)
+                assert (o.result.matched, o.result.candidates, o.result.fell_back) == \
+                       (alone.matched, alone.candidates, alone.fell_back)
+                compared += len(alone.nearest)
+    finally:
+        engine.rows, engine.rows_joined = rows, joined
+    return compared
+
+
+@pytest.mark.slow
+@needs_spark
+def test_spark_local_batch_is_one_statement_with_the_same_hits(exported, tmp_path):
+    v, dest, _ = exported
+    with open_uri(f"spark:{dest}") as lv:
+        assert _spark_batch_same_hits(v, lv, tmp_path) > 20
+
+
+@pytest.mark.slow
+@needs_spark
+def test_spark_standalone_cluster_batch_same_hits(exported, spark_cluster, tmp_path):
+    v, dest, _ = exported
+    with open_uri(f"{spark_cluster}{dest.absolute()}") as lv:
+        assert lv._db().engine._spark.sparkContext.master == spark_cluster
+        assert _spark_batch_same_hits(v, lv, tmp_path, modes=("auto", "traversal")) > 10
