@@ -36,7 +36,7 @@ def band_log_mel_blocks(y: np.ndarray, spec: "_w.WindowingSpec",
     """``windowing.band_log_mel(y, spec)``, computed ``block`` frames at a time: each block's
     frames come from the slice of the signal they see (``n_fft // 2`` samples either side, one
     more before for the pre-emphasis), so no whole-signal STFT is ever held."""
-    a = np.asarray(y)
+    a = y if hasattr(y, "shape") and hasattr(y, "ndim") else np.asarray(y)  # a DecodedSignal stays lazy
     if a.ndim != 1 or a.shape[0] == 0:
         return _w.band_log_mel(a, spec)  # its one-line error
     ms = spec.mel_spec()
