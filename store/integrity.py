@@ -315,6 +315,8 @@ def _settings_problems(con: duckdb.DuckDBPyConnection, rec: dict) -> list[str]:
     out = []
     live = _settings(con)
     for key, good in sorted(rec.get("settings", {}).items()):
+        if key == "format_version" and _upgraded(con, good, live.get(key)):
+            continue  # a keyless format upgrade since the last keyed write (it re-signs)
         if live.get(key) != good:
             out.append(f"setting {key} changed: {live.get(key)!r} now, {good!r} authenticated")
     model = _model_digests(con, str(live.get("model_sha256")))  # the model search would use
@@ -327,6 +329,19 @@ def _settings_problems(con: duckdb.DuckDBPyConnection, rec: dict) -> list[str]:
     else:
         out += [f"{names[k]} changed" for k in names if model.get(k) != good_model.get(k)]
     return out
+
+
+def _upgraded(con: duckdb.DuckDBPyConnection, signed: Any, live: Any) -> bool:
+    """Whether the format went from ``signed`` up to ``live`` by recorded upgrade steps. Opening a
+    vault read-write upgrades it without the passphrase (a step only adds what a newer format
+    needs, e.g. ``blob_chunks``), so the signed record may name an older format until the next
+    keyed write re-signs it. A lower format than the signed one is never accepted."""
+    from store.schema import FORMAT_VERSION
+
+    if not (isinstance(signed, int) and isinstance(live, int) and signed < live <= FORMAT_VERSION):
+        return False
+    steps = {int(r[0]) for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    return set(range(signed + 1, live + 1)) <= steps
 
 
 def check_for_write(vault: Any, master: bytes) -> dict[str, Any]:

@@ -240,7 +240,7 @@ def _export_model(con, vault, dest: Path, sha12: str, report: LakeExportReport) 
     return rel_path
 
 
-def _export_objects(con, master: bytes, dest: Path, report: LakeExportReport) -> int:
+def _export_objects(con, vault, master: bytes, dest: Path, report: LakeExportReport) -> int:
     """Copy each sealed blob not yet there; delete the objects of deleted recordings."""
     objects = dest / "objects"
     objects.mkdir(exist_ok=True)
@@ -254,6 +254,9 @@ def _export_objects(con, master: bytes, dest: Path, report: LakeExportReport) ->
         while batch := cur.fetchmany(256):
             for rid, blob in batch:
                 name = missing[int(rid)]
+                if len(blob) == 0:  # a large recording stored in chunks: one sealed object here
+                    blob = vault._seal_blob(vault.export(int(rid)), vault.get(int(rid)).sha256,
+                                            int(rid), master)
                 tmp = objects / f".{name}.partial"
                 tmp.write_bytes(bytes(blob))
                 os.replace(tmp, objects / name)
@@ -285,7 +288,7 @@ def export_lake(vault, dest) -> LakeExportReport:
                 (dest / "codes").mkdir(exist_ok=True)
                 partitions = _export_codes(con, vault.K, sha12, dest, old, report)
                 recordings = _export_recordings(con, dest, old, report)
-                n_objects = _export_objects(con, master, dest, report)
+                n_objects = _export_objects(con, vault, master, dest, report)
             finally:
                 con.close()
         manifest = _manifest(vault, master, model_path, partitions, recordings, n_objects)
