@@ -345,10 +345,10 @@ def mono_chunks(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | Non
             if mono.size:
                 peak = max(peak, float(np.max(np.abs(mono))))
             if stream is not None:
-                mono = stream.resample_chunk(mono, last=False)
+                mono = _finite(stream.resample_chunk(mono, last=False), name, peak)
             yield mono
         if stream is not None:
-            yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+            yield _finite(stream.resample_chunk(np.zeros(0, np.float32), last=True), name, peak)
     except AudioDecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
@@ -356,6 +356,15 @@ def mono_chunks(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | Non
     if n_in == 0:
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
     return peak
+
+
+def _finite(y: np.ndarray, name: str, peak: float) -> np.ndarray:
+    """A resampled chunk, refused if the resampler overflowed: finite float samples near the
+    float32 limit (a corrupt float file) sum past it in the filter (found by the 10^6-input
+    fuzzing: the NaN came out of ``load_audio``)."""
+    if not np.isfinite(y).all():
+        raise AudioDecodeError(f"{name}: sample values too large to resample (peak {peak:.3g})")
+    return y
 
 
 def finish_chunk(y: np.ndarray, peak: float) -> np.ndarray:
