@@ -468,7 +468,7 @@ class Encoder:
         if purpose not in ("store", "query"):
             raise InvalidInputError(f"purpose must be 'store' or 'query', not {purpose!r}")
         if self._windowing is not None and is_long(source, self.sample_rate,
-                                                   streaming.STREAM_SAMPLES):
+                                                   streaming.LAZY_SAMPLES):
             # never the whole signal in memory: decoded again slice by slice (issue 17, item 7)
             sig = DecodedSignal(source, self.sample_rate, limit)
             return self._encode_windowed(sig, purpose, {"decode": time.perf_counter() - t0})

@@ -20,10 +20,14 @@ from hashing import windowing as _w
 from hashing.features import _as_signal, _mel_power
 
 __all__ = ["band_log_mel_blocks", "encode_windowed", "nearest_sorted", "spread_sorted",
-           "STREAM_SAMPLES"]
+           "STREAM_SAMPLES", "LAZY_SAMPLES"]
 
-#: signals longer than this (samples) take the block-by-block path (60 s at 16 kHz)
-STREAM_SAMPLES = 60 * 16_000
+#: signals longer than this (samples) take the block-by-block path (20 s at 16 kHz): a query's
+#: windows come every 16 ms, and cutting a minute of them at once held 123 MB of float64
+STREAM_SAMPLES = 20 * 16_000
+#: files longer than this (samples at the model rate) are coded from a ``DecodedSignal``
+#: (``hashing.lazy_signal``), never decoded whole (5 minutes: 19 MB of float32)
+LAZY_SAMPLES = 5 * 60 * 16_000
 
 #: frames of the Log-Mel spectrogram computed at once (16 ms each: ~65 s)
 FRAME_BLOCK = 4096

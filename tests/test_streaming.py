@@ -65,7 +65,7 @@ def test_windowed_codes_in_blocks_equal_the_one_shot_codes(enc, signals, purpose
 
 
 def test_a_long_signal_takes_the_block_path_with_the_same_codes(enc, signals, monkeypatch):
-    a = np.tile(signals["three gains"], 3)[: streaming.STREAM_SAMPLES + 16_000]  # 61 s
+    a = np.tile(signals["three gains"], 3)[: streaming.STREAM_SAMPLES + 16_000]  # 21 s
     calls = []
     real = streaming.encode_windowed
     monkeypatch.setattr(streaming, "encode_windowed",
@@ -140,7 +140,8 @@ def test_a_long_file_is_coded_without_its_whole_signal_with_the_same_codes(enc, 
     from hashing import lazy_signal
     from hashing.audio import load_audio
 
-    n = (streaming.STREAM_SAMPLES + 16_000) * 22_050 // 16_000  # 61 s
+    monkeypatch.setattr(streaming, "LAZY_SAMPLES", 60 * 16_000)  # the 5-minute bar: at 60 s
+    n = (60 * 16_000 + 16_000) * 22_050 // 16_000  # 61 s
     a = np.tile(signals["three gains"], 1 + n // signals["three gains"].size)[:n]
     sf.write(tmp_path / "long.wav", a, 22_050, subtype="PCM_16")  # resampled on decode
     made = []
