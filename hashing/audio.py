@@ -339,7 +339,9 @@ def mono_chunks(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | Non
                 raise AudioDecodeError(
                     f"{name}: more than {max_seconds:g} s of audio (limit max_seconds)"
                 )
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            with np.errstate(all="ignore"):  # inf - inf in a corrupt file: refused just below,
+                mono = (block.mean(axis=1, dtype=np.float32)  # no RuntimeWarning on stderr
+                        if block.shape[1] > 1 else block[:, 0])
             if not np.isfinite(mono).all():
                 raise AudioDecodeError(f"{name}: contains NaN or infinite samples")
             if mono.size:
