@@ -17,6 +17,7 @@ the SHA-256 of the joined plaintext -- itself covered by the recording's listing
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
 from typing import Any, BinaryIO, Callable, Iterator
@@ -27,7 +28,7 @@ from speechvault.errors import AudioDecodeError, IntegrityError
 from store import integrity as _integrity
 
 __all__ = ["CHUNK_BYTES", "DDL", "chunk_ad", "is_chunked", "sha256_of", "store", "open_chunks",
-           "reseal", "delete", "has_table"]
+           "reseal", "delete", "discard_orphans", "has_table"]
 
 #: plaintext bytes per chunk (a file larger than this is stored in chunks)
 CHUNK_BYTES = 4 << 20
@@ -73,8 +74,34 @@ def sha256_of(f: BinaryIO) -> tuple[str, int]:
 def store(con: duckdb.DuckDBPyConnection, seal: Callable[[bytes, bytes], bytes], f: BinaryIO,
           size: int, vault_id: str, record_id: int, sha256_hex: str, name: str) -> int:
     """Seal ``f`` (``size`` bytes, SHA-256 ``sha256_hex`` when it was coded) into chunk rows of
-    ``record_id``, inside the caller's transaction; ``seal(data, associated_data)``. A file that
-    changed since (other bytes or length) raises ``AudioDecodeError``: the caller rolls back."""
+    ``record_id``, each committed on its own (``con`` in auto-commit), before the recording's
+    row: DuckDB keeps a transaction's rows in memory until it commits, and a checkpoint (every
+    16 MB of log) can only fold committed ones into the file -- one transaction for an hour of
+    WAV held all of its 110 MB. Until the recording's own transaction commits the chunks are
+    orphans (``discard_orphans``); on any error here they are deleted again. A file that changed
+    since it was coded (other bytes or length) raises ``AudioDecodeError``."""
+    try:
+        return _store(con, seal, f, size, vault_id, record_id, sha256_hex, name)
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            delete(con, record_id)
+        raise
+
+
+def discard_orphans(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete chunks whose recording was never committed (an ingest that failed or was killed
+    between its chunks and its recording row); the writer calls it before an ingest."""
+    if not has_table(con):
+        return 0
+    n = con.execute("SELECT count(*) FROM blob_chunks WHERE recording_id NOT IN "
+                    "(SELECT id FROM recordings)").fetchone()[0]
+    if n:
+        con.execute("DELETE FROM blob_chunks WHERE recording_id NOT IN (SELECT id FROM recordings)")
+    return int(n)
+
+
+def _store(con: duckdb.DuckDBPyConnection, seal: Callable[[bytes, bytes], bytes], f: BinaryIO,
+           size: int, vault_id: str, record_id: int, sha256_hex: str, name: str) -> int:
     count = max(1, -(-int(size) // CHUNK_BYTES))
     f.seek(0)
     h = hashlib.sha256()

@@ -716,6 +716,7 @@ class Vault:
         report = IngestReport()
         with self._lock:  # the stored SHA-256s once: a shared writer then needs no session per file
             known = dict(self._db().execute("SELECT sha256, id FROM recordings").fetchall())
+            _chunks.discard_orphans(self._db())  # of an ingest that died before its rows
         pending: list[dict[str, Any]] = []
         pending_sha: dict[str, str] = {}
         pending_path: dict[str, str] = {}
@@ -846,7 +847,7 @@ class Vault:
         """Sealed here, inside the batch's transaction: the record id (drawn from the sequence
         without a commit of its own) is part of the blob's associated data."""
         now = _dt.datetime.now(_dt.timezone.utc)
-        rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
+        rid = item.get("rid") or int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
         master = self._require_key("ingest")
         blob = (b"" if item.get("file") is not None  # empty: stored in chunks, below
                 else self._seal_blob(item["data"], item["sha256"], rid, master))
@@ -857,10 +858,17 @@ class Vault:
             [rid, item["name"], item["category"], item["sha256"], item["sample_rate"],
              item["channels"], item["duration"], item["size"], now, int(item["words"].shape[0]),
              blob]).fetchone()
-        if item.get("file") is not None:
-            _chunks.store(con, _chunks.seal_with(self, master), item["file"], item["size"],
-                          self.vault_id, rid, item["sha256"], item["path"])
         return self._row(r)
+
+    def _store_chunks(self, con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]]) -> None:
+        """The chunks of the large files among ``items``, committed before their batch's
+        transaction (``store.blob_chunks.store`` says why), each under the id its row gets."""
+        for it in items:
+            if it.get("file") is not None and "rid" not in it:
+                rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
+                _chunks.store(con, _chunks.seal_with(self, self._require_key("ingest")),
+                              it["file"], it["size"], self.vault_id, rid, it["sha256"], it["path"])
+                it["rid"] = rid
 
     def _insert_items(self, con: duckdb.DuckDBPyConnection,
                       items: list[dict[str, Any]]) -> list[RecordingRow]:
@@ -888,6 +896,7 @@ class Vault:
         with self._lock:
             con = self._db()
             try:
+                self._store_chunks(con, items)
                 con.execute("BEGIN TRANSACTION")
                 rows = self._insert_items(con, items)
                 con.execute("COMMIT")

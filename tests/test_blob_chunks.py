@@ -150,3 +150,34 @@ def _con(path: Path):
     import duckdb
 
     return duckdb.connect(str(path), read_only=True)
+
+
+def test_chunks_are_committed_before_their_row_and_orphans_go_with_the_next_ingest(
+        vault, files, tmp_path, monkeypatch):
+    """An ingest that dies between its chunks and its recording row leaves orphan chunks (never
+    a half recording); the next ingest deletes them."""
+    import duckdb
+
+    big = tmp_path / "big.wav"
+    big.write_bytes(wav_bytes(tone_mix(77, 1.0), SR))
+    with Vault.open(vault, read_only=False, passphrase=PW, encoder=FakeEncoder()) as v:
+        def die(*a, **k):
+            raise KeyboardInterrupt  # after the chunks, inside the recording's transaction
+        monkeypatch.setattr(v, "_insert_items", die)
+        with pytest.raises(KeyboardInterrupt):
+            v.ingest([big])
+    con = duckdb.connect(str(vault), read_only=True)
+    orphans = con.execute("SELECT count(*) FROM blob_chunks WHERE recording_id NOT IN "
+                          "(SELECT id FROM recordings)").fetchone()[0]
+    n_rec = con.execute("SELECT count(*) FROM recordings").fetchone()[0]
+    con.close()
+    assert orphans == -(-big.stat().st_size // CHUNK) and n_rec == 3
+    monkeypatch.undo()
+    monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", CHUNK)
+    with Vault.open(vault, read_only=False, passphrase=PW, encoder=FakeEncoder()) as v:
+        rep = v.ingest([big])
+        assert not rep.errors and len(rep.added) == 1
+        rid = rep.added[0].id
+        assert v.export(rid) == big.read_bytes() and v.verify().ok
+        assert v._query("SELECT count(*) FROM blob_chunks WHERE recording_id NOT IN "
+                        "(SELECT id FROM recordings)")[0][0] == 0
