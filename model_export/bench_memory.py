@@ -141,22 +141,20 @@ def run(ingest_min: list[float], search_min: list[float], limit_gb: float, work:
     rows = []
     for fmt in formats:
         base = long_speech(work / f"ten-seconds.{fmt}", 10.0)
-        rows.append(measure("ingest", work / f"base-{fmt}.duckdb", base, 10.0, limit_gb))
-        rows.append(measure("search", work / f"base-{fmt}.duckdb", base, 10.0, limit_gb))
+        mb = round(base.stat().st_size / 2 ** 20, 2)
+        for what in ("ingest", "search"):
+            rows.append({**measure(what, work / f"base-{fmt}.duckdb", base, 10.0, limit_gb),
+                         "format": fmt, "mb": mb})
         for m in sorted(set(ingest_min) | set(search_min)):
             audio = long_speech(work / f"{m:g}min.{fmt}", m * 60)
             vault = work / f"{m:g}min-{fmt}.duckdb"
-            rows.append(measure("ingest", vault, audio, m * 60, limit_gb))
+            mb = round(audio.stat().st_size / 2 ** 20, 1)
+            rows.append({**measure("ingest", vault, audio, m * 60, limit_gb), "format": fmt, "mb": mb})
             if m in search_min and rows[-1].get("ok"):
-                rows.append(measure("search", vault, audio, m * 60, limit_gb))
-            for r in rows[-2:]:
-                r.setdefault("format", fmt)
-                r.setdefault("mb", round(audio.stat().st_size / 2 ** 20, 1))
+                rows.append({**measure("search", vault, audio, m * 60, limit_gb), "format": fmt,
+                             "mb": mb})
             audio.unlink()
             vault.unlink()
-        for r in rows:
-            r.setdefault("format", fmt)
-            r.setdefault("mb", round(base.stat().st_size / 2 ** 20, 2))
     return rows
 
 
