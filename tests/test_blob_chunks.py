@@ -181,3 +181,17 @@ def test_chunks_are_committed_before_their_row_and_orphans_go_with_the_next_inge
         assert v.export(rid) == big.read_bytes() and v.verify().ok
         assert v._query("SELECT count(*) FROM blob_chunks WHERE recording_id NOT IN "
                         "(SELECT id FROM recordings)")[0][0] == 0
+
+
+def test_a_chunked_recording_reaches_a_lake_as_one_sealed_object(vault, files, tmp_path):
+    from store import lake_export
+    from store.exports import save_recording
+    from store.lake import LakeVault
+
+    with Vault.open(vault, passphrase=PW, encoder=FakeEncoder()) as v:
+        lake_export.export_lake(v, tmp_path / "lake")
+    with LakeVault.open_lake(tmp_path / "lake", passphrase=PW) as lv:
+        for rid, p in zip((1, 2, 3), files):
+            assert lv.export(rid) == p.read_bytes()
+            out = save_recording(lv, rid, f"{tmp_path / 'out'}/", file_name=f"r{rid}.wav")
+            assert out.path.read_bytes() == p.read_bytes()
