@@ -28,7 +28,7 @@ from speechvault.errors import AudioDecodeError, IntegrityError
 from store import integrity as _integrity
 
 __all__ = ["CHUNK_BYTES", "DDL", "chunk_ad", "is_chunked", "sha256_of", "store", "open_chunks",
-           "reseal", "delete", "discard_orphans", "has_table", "lean_buffer"]
+           "reseal", "delete", "discard_orphans", "has_table"]
 
 #: plaintext bytes per chunk (a file larger than this is stored in chunks)
 CHUNK_BYTES = 4 << 20
@@ -86,24 +86,6 @@ def store(con: duckdb.DuckDBPyConnection, seal: Callable[[bytes, bytes], bytes],
         with contextlib.suppress(duckdb.Error):
             delete(con, record_id)
         raise
-
-
-#: DuckDB's buffer pool while chunks pass through it: its default (80 % of RAM) keeps every
-#: block written or read cached, so storing an hour of WAV grew the process by its 110 MB
-LEAN_MEMORY_LIMIT = "64MB"
-
-
-@contextlib.contextmanager
-def lean_buffer(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DuckDB's ``memory_limit`` at ``LEAN_MEMORY_LIMIT`` for the duration (this process's
-    database instance only), then as it was: chunk blocks are evicted, not cached."""
-    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    con.execute(f"SET memory_limit = '{LEAN_MEMORY_LIMIT}'")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("SET memory_limit = ?", [str(before).replace(" ", "")])
 
 
 def discard_orphans(con: duckdb.DuckDBPyConnection) -> int:

@@ -866,10 +866,8 @@ class Vault:
         for it in items:
             if it.get("file") is not None and "rid" not in it:
                 rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
-                with _chunks.lean_buffer(con):
-                    _chunks.store(con, _chunks.seal_with(self, self._require_key("ingest")),
-                                  it["file"], it["size"], self.vault_id, rid, it["sha256"],
-                                  it["path"])
+                _chunks.store(con, _chunks.seal_with(self, self._require_key("ingest")),
+                              it["file"], it["size"], self.vault_id, rid, it["sha256"], it["path"])
                 it["rid"] = rid
 
     def _insert_items(self, con: duckdb.DuckDBPyConnection,
