@@ -757,7 +757,8 @@ def export(
     passphrase = _passphrase(key_file)
     with _open(vault, passphrase=passphrase, wait=wait) as v:
         if to_stdout:
-            sys.stdout.buffer.write(v.export(recording_id))
+            for piece in v.export_chunks(recording_id):  # a long recording, piece by piece
+                sys.stdout.buffer.write(piece)
             sys.stdout.buffer.flush()
             return
         saved = save_recording(v, recording_id, output, force=force)

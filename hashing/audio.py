@@ -46,6 +46,9 @@ __all__ = [
     "load_audio",
     "read_info",
     "iter_mono",
+    "mono_chunks",
+    "finish_chunk",
+    "open_checked",
     "write_wav",
     "source_name",
 ]
@@ -258,19 +261,23 @@ def load_audio(
         return _decode(snd, name, sample_rate, max_seconds)
 
 
+def open_checked(source: AudioSource) -> "tuple[sf.SoundFile | AvAudio, str]":
+    """(decoder, name) of ``source`` with its header checked: for ``mono_chunks``."""
+    snd, name = _open_any(source)
+    try:
+        _check_header(snd, name)
+    except BaseException:
+        snd.close()
+        raise
+    return snd, name
+
+
 def _decode(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | None,
             max_seconds: float | None) -> np.ndarray:
     """Mix ``snd``'s blocks to mono and resample them into one preallocated array."""
     sr_in, _, frames = _facts(snd)
     sr_out = sr_in if sample_rate is None else int(sample_rate)
-    max_in_frames = None if max_seconds is None else int(np.ceil(max_seconds * sr_in))
-    if max_in_frames is not None and frames > max_in_frames and frames < 2**62:
-        raise AudioDecodeError(
-            f"{name}: {frames / sr_in:.0f} s of audio exceeds the limit of {max_seconds:g} s"
-        )
-    stream = None
-    if sr_out != sr_in:
-        stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+    max_in_frames = _max_in_frames(snd, name, max_seconds)
     # one preallocated output buffer (grown only if the header's frame count was short):
     # peak memory is about the output itself, not output + a list of parts + their concatenation
     est = int(np.ceil(max(0, frames) * sr_out / sr_in)) + 64 if 0 < frames < 2**40 else 1 << 16
@@ -278,16 +285,51 @@ def _decode(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | None,
         est = min(est, int(np.ceil(max_in_frames * sr_out / sr_in)) + 64)
     out = np.empty(max(1, est), dtype=np.float32)
     n_out = 0
-
-    def put(chunk: np.ndarray) -> None:
-        nonlocal out, n_out
+    chunks = mono_chunks(snd, name, sample_rate, max_seconds)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration as stop:
+            peak = stop.value
+            break
         if n_out + chunk.size > out.size:
             grown = np.empty(max(n_out + chunk.size, out.size * 2), dtype=np.float32)
             grown[:n_out] = out[:n_out]
             out = grown
         out[n_out : n_out + chunk.size] = chunk
         n_out += chunk.size
+    # a view when the slack is small (the usual case: the header's frame count was right)
+    y = out[:n_out] if out.size - n_out <= 1 << 16 else out[:n_out].copy()
+    del out
+    if y.size == 0:
+        raise AudioDecodeError(f"{name}: no audio frames after resampling")
+    return finish_chunk(y, peak)
 
+
+def _max_in_frames(snd: "sf.SoundFile | AvAudio", name: str, max_seconds: float | None) -> int | None:
+    """The most input frames ``max_seconds`` allows; a header that declares more is refused
+    before anything is decoded."""
+    sr_in, _, frames = _facts(snd)
+    max_in_frames = None if max_seconds is None else int(np.ceil(max_seconds * sr_in))
+    if max_in_frames is not None and frames > max_in_frames and frames < 2**62:
+        raise AudioDecodeError(
+            f"{name}: {frames / sr_in:.0f} s of audio exceeds the limit of {max_seconds:g} s"
+        )
+    return max_in_frames
+
+
+def mono_chunks(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | None,
+                max_seconds: float | None) -> Iterator[np.ndarray]:
+    """The decoded signal as float32 mono chunks at ``sample_rate``, before the peak scaling
+    (``finish_chunk``); the generator returns the input's peak (``StopIteration.value``). Why a
+    generator: ``load_audio`` gathers the chunks, ``hashing.lazy_signal`` keeps only a window of
+    them, and both must see exactly the same samples."""
+    sr_in = _facts(snd)[0]
+    sr_out = sr_in if sample_rate is None else int(sample_rate)
+    max_in_frames = _max_in_frames(snd, name, max_seconds)
+    stream = None
+    if sr_out != sr_in:
+        stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
     n_in = 0
     peak = 0.0
     try:
@@ -297,31 +339,43 @@ def _decode(snd: "sf.SoundFile | AvAudio", name: str, sample_rate: int | None,
                 raise AudioDecodeError(
                     f"{name}: more than {max_seconds:g} s of audio (limit max_seconds)"
                 )
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            with np.errstate(all="ignore"):  # inf - inf in a corrupt file: refused just below,
+                mono = (block.mean(axis=1, dtype=np.float32)  # no RuntimeWarning on stderr
+                        if block.shape[1] > 1 else block[:, 0])
             if not np.isfinite(mono).all():
                 raise AudioDecodeError(f"{name}: contains NaN or infinite samples")
             if mono.size:
                 peak = max(peak, float(np.max(np.abs(mono))))
             if stream is not None:
-                mono = stream.resample_chunk(mono, last=False)
-            put(mono)
+                mono = _finite(stream.resample_chunk(mono, last=False), name, peak)
+            yield mono
         if stream is not None:
-            put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+            yield _finite(stream.resample_chunk(np.zeros(0, np.float32), last=True), name, peak)
     except AudioDecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioDecodeError(f"{name}: corrupt audio data ({' '.join(str(exc).split())})") from exc
     if n_in == 0:
         raise AudioDecodeError(f"{name}: no audio frames (zero-length recording)")
-    # a view when the slack is small (the usual case: the header's frame count was right)
-    y = out[:n_out] if out.size - n_out <= 1 << 16 else out[:n_out].copy()
-    del out
-    if y.size == 0:
-        raise AudioDecodeError(f"{name}: no audio frames after resampling")
+    return peak
+
+
+def _finite(y: np.ndarray, name: str, peak: float) -> np.ndarray:
+    """A resampled chunk, refused if the resampler overflowed: finite float samples near the
+    float32 limit (a corrupt float file) sum past it in the filter (found by the 10^6-input
+    fuzzing: the NaN came out of ``load_audio``)."""
+    if not np.isfinite(y).all():
+        raise AudioDecodeError(f"{name}: sample values too large to resample (peak {peak:.3g})")
+    return y
+
+
+def finish_chunk(y: np.ndarray, peak: float) -> np.ndarray:
+    """A decoded chunk (in place) as ``load_audio`` returns it: a float file whose peak exceeds
+    full scale scaled by that peak, then clipped to [-1, 1] (the resampler can overshoot
+    slightly: Gibbs)."""
     if peak > 1.0:
         # float files may exceed full scale; scale (not clip) so the waveform shape is kept
         y /= np.float32(peak)
-    # the resampler can overshoot full scale slightly (Gibbs); keep the [-1, 1] contract
     np.clip(y, -1.0, 1.0, out=y)
     return y
 

@@ -460,9 +460,19 @@ class Encoder:
         longest recording decoded (None: ``hashing.audio.DEFAULT_MAX_SECONDS``)."""
         from hashing.audio import DEFAULT_MAX_SECONDS, load_audio
 
+        from hashing import streaming
+        from hashing.lazy_signal import DecodedSignal, is_long
+
         t0 = time.perf_counter()
-        y = load_audio(source, self.sample_rate,
-                       max_seconds=DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds)
+        limit = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
+        if purpose not in ("store", "query"):
+            raise InvalidInputError(f"purpose must be 'store' or 'query', not {purpose!r}")
+        if self._windowing is not None and is_long(source, self.sample_rate,
+                                                   streaming.LAZY_SAMPLES):
+            # never the whole signal in memory: decoded again slice by slice (issue 17, item 7)
+            sig = DecodedSignal(source, self.sample_rate, limit)
+            return self._encode_windowed(sig, purpose, {"decode": time.perf_counter() - t0})
+        y = load_audio(source, self.sample_rate, max_seconds=limit)
         return self.encode_audio(y, purpose=purpose, _timings={"decode": time.perf_counter() - t0})
 
 

@@ -20,15 +20,23 @@ from hashing import windowing as _w
 from hashing.features import _as_signal, _mel_power
 
 __all__ = ["band_log_mel_blocks", "encode_windowed", "nearest_sorted", "spread_sorted",
-           "STREAM_SAMPLES"]
+           "STREAM_SAMPLES", "LAZY_SAMPLES"]
 
-#: signals longer than this (samples) take the block-by-block path (60 s at 16 kHz)
-STREAM_SAMPLES = 60 * 16_000
+#: signals longer than this (samples) take the block-by-block path (20 s at 16 kHz): a query's
+#: windows come every 16 ms, and cutting a minute of them at once held 123 MB of float64
+STREAM_SAMPLES = 20 * 16_000
+#: files longer than this (samples at the model rate) are coded from a ``DecodedSignal``
+#: (``hashing.lazy_signal``), never decoded whole (5 minutes: 19 MB of float32)
+LAZY_SAMPLES = 5 * 60 * 16_000
 
-#: frames of the Log-Mel spectrogram computed at once (16 ms each: ~65 s)
-FRAME_BLOCK = 4096
-#: windows cut and fingerprinted at once (64 x 64 values each)
-WINDOW_BLOCK = 1024
+#: frames of the Log-Mel spectrogram computed at once (16 ms each: ~16 s; its STFT in float64
+#: and complex128 takes ~12 MB)
+FRAME_BLOCK = 1024
+#: windows cut and fingerprinted at once (64 x 64 float64 values each: 8 MB)
+WINDOW_BLOCK = 256
+#: model windows prepared and run at once: they lie about a window apart, and their preparation
+#: (``features.model_windows_at``) turns the stretch they cover into float64 (32: ~4 MB)
+MODEL_BLOCK = 32
 
 
 def band_log_mel_blocks(y: np.ndarray, spec: "_w.WindowingSpec",
@@ -36,7 +44,7 @@ def band_log_mel_blocks(y: np.ndarray, spec: "_w.WindowingSpec",
     """``windowing.band_log_mel(y, spec)``, computed ``block`` frames at a time: each block's
     frames come from the slice of the signal they see (``n_fft // 2`` samples either side, one
     more before for the pre-emphasis), so no whole-signal STFT is ever held."""
-    a = np.asarray(y)
+    a = y if hasattr(y, "shape") and hasattr(y, "ndim") else np.asarray(y)  # a DecodedSignal stays lazy
     if a.ndim != 1 or a.shape[0] == 0:
         return _w.band_log_mel(a, spec)  # its one-line error
     ms = spec.mel_spec()
@@ -127,19 +135,30 @@ def _kept(activity: np.ndarray, spec) -> np.ndarray:
     return keep
 
 
-def _model_inputs(a: np.ndarray, start_samples: np.ndarray, fspec, block: int) -> np.ndarray:
-    """``features.model_windows_at`` over slices of the signal (it converts its input to float64
-    whole): each block sees the samples its windows cover, and the signal's real ends."""
+def _model_outputs(enc, a: np.ndarray, start_samples: np.ndarray, block: int
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The model's (h, p) at ``start_samples``: ``features.model_windows_at`` over slices of the
+    signal (it converts its input to float64 whole), each block of windows run as soon as it is
+    prepared (the model runs one window at a time: the same outputs), so the prepared windows
+    of an hour are never held together. Also the seconds spent preparing them."""
+    import time
+
     from hashing.features import model_windows_at
 
+    fspec = enc._spec
     clip, n = fspec.clip_samples, a.shape[0]
-    parts = []
+    hs, ps, prep = [], [], 0.0
     for i in range(0, len(start_samples), block):
+        t0 = time.perf_counter()
         st = np.asarray(start_samples[i:i + block], dtype=np.int64)
         lo = max(0, min(int(st.min()), n - clip))
         hi = min(n, int(st.max()) + clip)
-        parts.append(model_windows_at(a[lo:hi], st - lo, fspec))
-    return np.concatenate(parts)
+        model_in = model_windows_at(a[lo:hi], st - lo, fspec)
+        prep += time.perf_counter() - t0
+        h, p = enc.run_windows(model_in)
+        hs.append(h)
+        ps.append(p)
+    return np.concatenate(hs), np.concatenate(ps), prep
 
 
 def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
@@ -154,7 +173,9 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
     spec = enc._windowing
     t0 = time.perf_counter()
     logmel = band_log_mel_blocks(a, spec, frame_block)
-    active = _w.frame_activity(logmel, spec)
+    energy = np.concatenate([_w.frame_energy_db(logmel[i:i + frame_block])  # float64 per block
+                             for i in range(0, logmel.shape[0], frame_block)])
+    active = _w.activity_of_energy(energy, spec)
     a0, a1 = _w._active_span(active, spec)
     cand = _window_starts(logmel.shape[0], a0, a1, spec, purpose)
     act = _activity(active, cand, spec.window_frames)
@@ -167,14 +188,14 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
         del w
     bits = np.concatenate(bits)
     picked = spread_sorted(starts, spec.window_frames, a0)
-    model_in = _model_inputs(a, starts[picked] * spec.hop_length, enc._spec, window_block)
-    tm["features"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    h, p = enc.run_windows(model_in)
+    h, p, prep = _model_outputs(enc, a, starts[picked] * spec.hop_length,
+                                min(window_block, MODEL_BLOCK))
+    tm["features"] = t1 - t0 + prep
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
         raise ModelError(f"model {enc._meta.name!r} produced NaN/inf outputs")
     nearest = nearest_sorted(starts[picked], starts)
-    tm["inference"] = time.perf_counter() - t1
+    tm["inference"] = time.perf_counter() - t1 - prep
     return WindowCodes(
         category=np.argmax(p, axis=1).astype(np.int64)[nearest], probs=p[nearest], bits=bits,
         words=codes.pack_words(bits), K=enc.K,

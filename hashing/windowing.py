@@ -144,7 +144,17 @@ def band_log_mel(y: np.ndarray, spec: WindowingSpec) -> np.ndarray:
 def frame_activity(logmel: np.ndarray, spec: WindowingSpec) -> np.ndarray:
     """Boolean (n_frames,): the frame's band energy is within ``active_db`` dB of the signal's
     loud level (95th-percentile frame). Digital silence is never active."""
-    energy_db = 10.0 * np.log10(np.exp(logmel.astype(np.float64)).sum(axis=1))
+    return activity_of_energy(frame_energy_db(logmel), spec)
+
+
+def frame_energy_db(logmel: np.ndarray) -> np.ndarray:
+    """Each frame's band energy in dB (float64; row by row, so a block of frames gives the same
+    values as the whole: ``hashing.streaming`` computes it a block at a time)."""
+    return 10.0 * np.log10(np.exp(logmel.astype(np.float64)).sum(axis=1))
+
+
+def activity_of_energy(energy_db: np.ndarray, spec: WindowingSpec) -> np.ndarray:
+    """``frame_activity`` from the frames' energies."""
     floor_db = 10.0 * np.log10(spec.n_mels * _LOG_FLOOR)  # every band at the log floor
     loud = float(np.percentile(energy_db, 95))
     return (energy_db >= loud - spec.active_db) & (energy_db > floor_db + 10.0)

@@ -35,8 +35,33 @@ PASSPHRASE = "memory bench passphrase"
 SR = 16_000
 
 _CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
+from hashing.encoder import Encoder
 from store.vault import Vault
+
+# where the peak is: the resident set sampled every 20 ms, with the stage running at the time
+phase, peak = ["open"], [0.0, "open"]
+def sample():
+    while True:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * 4096 / 2 ** 20
+        if rss > peak[0]:
+            peak[:] = [rss, phase[0]]
+        time.sleep(0.02)
+threading.Thread(target=sample, daemon=True).start()
+def staged(cls, name, label):
+    real = getattr(cls, name)
+    def run(*a, **k):
+        before, phase[0] = phase[0], label
+        try:
+            return real(*a, **k)
+        finally:
+            phase[0] = before
+    setattr(cls, name, run)
+staged(Encoder, "encode_file", "decode+features+model")
+staged(Vault, "_insert_batch", "seal+store")
+staged(Vault, "_search_in_mode", "search SQL")
+
 what, vault, audio, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 t0 = time.perf_counter()
 try:
@@ -56,13 +81,15 @@ except MemoryError:
     out = {"ok": False, "errors": ["over the address-space limit (MemoryError)"]}
 out["s"] = round(time.perf_counter() - t0, 1)
 out["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+out["peak_stage"] = peak[1]
 print(json.dumps(out))
 """
 
 
 def long_speech(path: Path, seconds: float, seed: int = 0) -> Path:
     """``seconds`` of the shipped sentence repeated (random gain 0.5-1.0, noise at -50 dBFS),
-    written one repetition at a time so the parent never holds the whole signal."""
+    written one repetition at a time so the parent never holds the whole signal: a 16-bit WAV,
+    or an MP3 (libsndfile's LAME) when ``path`` ends in ``.mp3``."""
     import soundfile as sf
 
     from hashing.audio import load_audio
@@ -70,7 +97,9 @@ def long_speech(path: Path, seconds: float, seed: int = 0) -> Path:
     clip = load_audio(str(SOURCE), SR)
     rng = np.random.default_rng(seed)
     left = int(round(seconds * SR))
-    with sf.SoundFile(str(path), "w", samplerate=SR, channels=1, subtype="PCM_16") as f:
+    kind = ({"format": "MP3", "subtype": "MPEG_LAYER_III"} if path.suffix == ".mp3"
+            else {"subtype": "PCM_16"})
+    with sf.SoundFile(str(path), "w", samplerate=SR, channels=1, **kind) as f:
         while left > 0:
             part = clip[:left] * np.float32(rng.uniform(0.5, 1.0))
             part = part + rng.normal(0, 0.003, part.size).astype(np.float32)
@@ -107,19 +136,25 @@ def measure(what: str, vault: Path, audio: Path, seconds: float, limit_gb: float
     return out
 
 
-def run(ingest_min: list[float], search_min: list[float], limit_gb: float, work: Path) -> list[dict]:
+def run(ingest_min: list[float], search_min: list[float], limit_gb: float, work: Path,
+        formats: list[str]) -> list[dict]:
     rows = []
-    base = long_speech(work / "ten-seconds.wav", 10.0)
-    rows.append(measure("ingest", work / "base.duckdb", base, 10.0, limit_gb))
-    rows.append(measure("search", work / "base.duckdb", base, 10.0, limit_gb))
-    for m in sorted(set(ingest_min) | set(search_min)):
-        audio = long_speech(work / f"{m:g}min.wav", m * 60)
-        vault = work / f"{m:g}min.duckdb"
-        if m in ingest_min or m in search_min:
-            rows.append(measure("ingest", vault, audio, m * 60, limit_gb))
-        if m in search_min and rows[-1].get("ok"):
-            rows.append(measure("search", vault, audio, m * 60, limit_gb))
-        audio.unlink()
+    for fmt in formats:
+        base = long_speech(work / f"ten-seconds.{fmt}", 10.0)
+        mb = round(base.stat().st_size / 2 ** 20, 2)
+        for what in ("ingest", "search"):
+            rows.append({**measure(what, work / f"base-{fmt}.duckdb", base, 10.0, limit_gb),
+                         "format": fmt, "mb": mb})
+        for m in sorted(set(ingest_min) | set(search_min)):
+            audio = long_speech(work / f"{m:g}min.{fmt}", m * 60)
+            vault = work / f"{m:g}min-{fmt}.duckdb"
+            mb = round(audio.stat().st_size / 2 ** 20, 1)
+            rows.append({**measure("ingest", vault, audio, m * 60, limit_gb), "format": fmt, "mb": mb})
+            if m in search_min and rows[-1].get("ok"):
+                rows.append({**measure("search", vault, audio, m * 60, limit_gb), "format": fmt,
+                             "mb": mb})
+            audio.unlink()
+            vault.unlink()
     return rows
 
 
@@ -130,7 +165,8 @@ def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
         "One fresh process per row (default model; `ru_maxrss` of that process; address space "
         f"capped at {limit_gb:g} GB). The machine: 2 cores shared with other agents; the load "
         "(1-minute average) is given per row.", "",
-        "| what | minutes | peak RSS (MB) | seconds | result | load |", "|---|---|---|---|---|---|",
+        "| what | format | file MB | minutes | peak RSS (MB) | stage at the peak | seconds | result | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         res = ("ok" if r.get("ok") else "; ".join(r.get("errors", []))[:120])
@@ -138,7 +174,8 @@ def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
             res += f", {r.get('windows')} windows"
         if r["what"] == "search" and r.get("ok"):
             res += f", matched {r.get('matched')}"
-        lines.append(f"| {r['what']} | {r['minutes']} | {r.get('rss_mb', '-')} | {r.get('s', '-')} "
+        lines.append(f"| {r['what']} | {r.get('format', '-')} | {r.get('mb', '-')} | {r['minutes']} "
+                     f"| {r.get('rss_mb', '-')} | {r.get('peak_stage', '-')} | {r.get('s', '-')} "
                      f"| {res} | {r['load']} |")
     return "\n".join(lines) + "\n"
 
@@ -147,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ingest", type=float, nargs="*", default=[15, 30, 60])
     ap.add_argument("--search", type=float, nargs="*", default=[5, 15])
+    ap.add_argument("--formats", nargs="*", default=["wav"], choices=["wav", "mp3"])
     ap.add_argument("--limit-gb", type=float, default=6.0)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     command = "python -m model_export.bench_memory " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="sv-mem-") as tmp:
-        rows = run(a.ingest, a.search, a.limit_gb, Path(tmp))
+        rows = run(a.ingest, a.search, a.limit_gb, Path(tmp), a.formats)
     text = markdown(rows, command, a.limit_gb)
     print(text)
     if a.out:

@@ -83,7 +83,7 @@ def save_recording(vault: Any, recording_id: int, target: str | os.PathLike, *,
     from store.private_files import write_private
 
     # 0600 from creation, through an O_EXCL|O_NOFOLLOW temp file published atomically
-    write_private(dest, vault.export(recording_id), overwrite=status == REPLACED)
+    write_private(dest, vault.export_chunks(recording_id), overwrite=status == REPLACED)
     return SavedFile(int(recording_id), dest, status)
 
 

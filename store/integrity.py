@@ -312,8 +312,9 @@ class IntegrityFindings:
 
 def _upgraded(con: duckdb.DuckDBPyConnection, old: Any, new: Any) -> bool:
     """Whether the live ``format_version`` is the authenticated one upgraded by
-    ``store.schema.upgrade``, which runs at open without the key (format 5 changes only how the
-    code words are stored; the index MACs are over the code's bits, so they still verify):
+    ``store.schema.upgrade``, which runs at open without the key (format 5 changes how the code
+    words are stored and adds the empty ``blob_chunks`` table; the index MACs are over the code's
+    bits, so they still verify):
     forward only, up to this code's version, every step recorded in ``schema_migrations``. The
     next keyed write signs the new version."""
     if not (isinstance(old, int) and isinstance(new, int)

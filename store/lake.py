@@ -279,6 +279,10 @@ class LakeVault(Vault):
                                 "the lake (export-lake again)") from None
         return self._open_blob(master, blob, row.sha256, int(recording_id))
 
+    def export_chunks(self, recording_id: int):
+        """``export`` as one piece: a lake keeps each recording as one sealed object."""
+        return iter([self.export(recording_id)])
+
     def __repr__(self) -> str:
         return f"<LakeVault {str(self.location)!r} engine={self.engine} K={self.K}>"
 

@@ -223,7 +223,7 @@ def _export_model(con, vault, dest, sha12: str, report: LakeExportReport) -> str
     return f"model/{name}"
 
 
-def _export_objects(con, master: bytes, dest, report: LakeExportReport) -> int:
+def _export_objects(con, vault, master: bytes, dest, report: LakeExportReport) -> int:
     """Copy each sealed blob not yet there; delete the objects of deleted recordings."""
     wanted = {object_name(master, sha): int(rid)
               for rid, sha in con.execute("SELECT id, sha256 FROM recordings").fetchall()}
@@ -234,7 +234,11 @@ def _export_objects(con, master: bytes, dest, report: LakeExportReport) -> int:
                           [sorted(missing)])
         while batch := cur.fetchmany(256):
             for rid, blob in batch:
-                dest.put_bytes(f"objects/{missing[int(rid)]}", bytes(blob))
+                name = missing[int(rid)]
+                if len(blob) == 0:  # a large recording stored in chunks: one sealed object here
+                    blob = vault._seal_blob(vault.export(int(rid)), vault.get(int(rid)).sha256,
+                                            int(rid), master)
+                dest.put_bytes(f"objects/{name}", bytes(blob))
                 report.objects_written += 1
                 report.bytes_written += len(blob)
     for name in sorted(present - set(wanted)):
@@ -265,7 +269,7 @@ def export_lake(vault, dest) -> LakeExportReport:
                 model_path = _export_model(con, vault, where, sha12, report)
                 partitions = _export_codes(con, vault.K, sha12, where, old, report)
                 recordings = _export_recordings(con, where, old, report)
-                n_objects = _export_objects(con, master, where, report)
+                n_objects = _export_objects(con, vault, master, where, report)
             finally:
                 con.close()
         manifest = _manifest(vault, master, model_path, partitions, recordings, n_objects)

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import secrets
+from typing import Iterable
 from pathlib import Path
 
 from speechvault.errors import InvalidInputError
@@ -79,14 +80,17 @@ def publish_new(tmp: Path, dest: Path) -> None:
     os.unlink(tmp)
 
 
-def write_private(dest: Path, data: bytes, *, overwrite: bool = False) -> Path:
-    """Write ``data`` to ``dest`` as a new 0600 file, atomically (readers never see half a file).
-    ``overwrite`` replaces an existing file (or link: the link itself, never its target)."""
+def write_private(dest: Path, data: "bytes | Iterable[bytes]", *, overwrite: bool = False) -> Path:
+    """Write ``data`` (bytes, or pieces of them: a long recording streamed out) to ``dest`` as a
+    new 0600 file, atomically (readers never see half a file; a piece that fails its check
+    leaves no file). ``overwrite`` replaces an existing file (or link: the link itself, never
+    its target)."""
     dest = Path(dest)
     tmp, fd = _temp_beside(dest)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for piece in ((data,) if isinstance(data, (bytes, bytearray, memoryview)) else data):
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         if overwrite:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import duckdb
 
 from speechvault.errors import StorageError
+from store import blob_chunks as _chunks
 from store import integrity as _integrity
 
 __all__ = ["reseal_all"]
@@ -41,9 +42,13 @@ def reseal_all(vault: Any, old_master: bytes, new_master: bytes, new_wrap: dict,
         for i, rid in enumerate(ids):
             blob, sha = con.execute("SELECT blob, sha256 FROM recordings WHERE id = ?",
                                     [rid]).fetchone()
-            data = vault._open_blob(old_master, blob, sha, rid)  # tag + SHA-256 checked
-            con.execute("UPDATE recordings SET blob = ? WHERE id = ?",
-                        [vault._seal_blob(data, sha, rid, new_master), rid])
+            if _chunks.is_chunked(blob):  # a large recording: chunk by chunk, each checked
+                _chunks.reseal(con, _chunks.opener(old_master), _chunks.seal_with(vault, new_master),
+                               vault.vault_id, rid, sha)
+            else:
+                data = vault._open_blob(old_master, blob, sha, rid)  # tag + SHA-256 checked
+                con.execute("UPDATE recordings SET blob = ? WHERE id = ?",
+                            [vault._seal_blob(data, sha, rid, new_master), rid])
             if progress is not None:
                 progress(i + 1, len(ids))
         con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(new_wrap)])

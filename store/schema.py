@@ -26,6 +26,10 @@ Format ``speechvault-vault``, version 5 (``FORMAT_VERSION``)::
                  model's windowing (``hashing.windowing``), NULL for a model without one.
     record_macs  (version 4) per recording: HMACs under the vault's integrity key over its
                  listing (name, category, sha256, sizes) and over its index rows.
+    blob_chunks  (version 5) the sealed bytes of a recording larger than
+                 ``store.blob_chunks.CHUNK_BYTES``, one row per chunk (recording id, index, count,
+                 sealed chunk); its ``recordings.blob`` is empty. Each chunk's associated data is
+                 the recording's blob binding + its index + the count (``store.blob_chunks``).
     schema_migrations  one row per format version applied (version, applied, description).
 
 Upgrades: ``MIGRATIONS[v]`` turns a version-``v`` vault into version ``v + 1`` inside one
@@ -188,7 +192,9 @@ _RECORD_MACS_DDL = """CREATE TABLE record_macs (
 
 def create_ddl(K: int) -> list[str]:
     """Every statement that creates an empty version-``FORMAT_VERSION`` vault for K-bit codes."""
-    return [*_DDL_V1, codes_ddl(K), _RECORD_MACS_DDL]
+    from store.blob_chunks import DDL as _BLOB_CHUNKS_DDL
+
+    return [*_DDL_V1, codes_ddl(K), _RECORD_MACS_DDL, _BLOB_CHUNKS_DDL]
 
 
 def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
@@ -237,8 +243,8 @@ def _signed_word_sql(col: str) -> str:
             f"- 18446744073709551616 ELSE {col}::HUGEINT END AS BIGINT)")
 
 
-def _v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
-    """Version 5 (issue 13): the code words are BIGINT, the same 64 bits read as two's
+def _signed_words(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 5, part 1 (issue 13): the code words are BIGINT, the same 64 bits read as two's
     complement. Why: DuckDB has ``bit_count`` for BIGINT but not for UBIGINT, whose every word
     it casts to HUGEINT first; the Hamming distance ``bit_count(xor(a, b))`` is the same on the
     signed words (docs/measure_word_layout.py: 0.74x the time at 1M rows, 1 thread). The code
@@ -264,6 +270,23 @@ def _v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE vault_meta SET codes_unclustered = 0")
 
 
+def _blob_chunks_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 5, part 2 (issue 17, item 7): the ``blob_chunks`` table, where ingest stores a
+    large recording's sealed bytes chunk by chunk (``store.blob_chunks``). Every stored blob
+    stays as it is: a version-4 recording reads exactly as before. Needs no key; idempotent."""
+    from store.blob_chunks import DDL, has_table
+
+    if not has_table(con):
+        con.execute(DDL)
+
+
+def _v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 5: signed code words (``_signed_words``) and the ``blob_chunks`` table
+    (``_blob_chunks_table``), in the upgrade's one transaction."""
+    _signed_words(con)
+    _blob_chunks_table(con)
+
+
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
     1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
@@ -271,7 +294,7 @@ MIGRATION_DESCRIPTIONS: dict[int, str] = {
     1: "model.fingerprint column (identification code)",
     2: "codes.start column (identification windows, excerpt search)",
     3: "vault_meta.vault_id and .integrity, record_macs (blobs bound on the next keyed write)",
-    4: "codes words as BIGINT (same bits; native bit_count)"}
+    4: "codes words as BIGINT (same bits; native bit_count); blob_chunks: large recordings sealed and stored in chunks"}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
@@ -299,7 +322,8 @@ def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
             f"({FORMAT_VERSION}); upgrade speechvault to open it")
     if version < 1:
         raise VaultFormatError(f"{path} has an invalid vault format version {version}")
-    missing = {"model", "recordings", "codes", *(["record_macs"] if version >= 4 else [])} - tables
+    missing = {"model", "recordings", "codes", *(["record_macs"] if version >= 4 else []),
+               *(["blob_chunks"] if version >= 5 else [])} - tables
     if missing:
         raise VaultFormatError(
             f"{path} is a damaged speechvault vault (missing {', '.join(sorted(missing))})")

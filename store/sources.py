@@ -25,7 +25,7 @@ from pathlib import Path
 from speechvault.errors import AudioDecodeError, InvalidInputError, NotFoundError
 
 __all__ = ["DEFAULT_MAX_INGEST_SECONDS", "DEFAULT_MAX_QUERY_SECONDS", "check_limit",
-           "open_source", "read_source", "size_bound"]
+           "open_source", "read_or_keep_open", "read_source", "size_bound"]
 
 DEFAULT_MAX_INGEST_SECONDS = 3600.0
 DEFAULT_MAX_QUERY_SECONDS = 600.0
@@ -120,6 +120,36 @@ def read_source(path: str | os.PathLike, max_seconds: float | None):
         except OSError as exc:
             raise AudioDecodeError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return data, info
+
+
+def read_or_keep_open(path: str | os.PathLike, max_seconds: float | None, keep_over: int):
+    """``(bytes, None, size, sha256)`` of a regular audio file within ``max_seconds``, or, when
+    it is larger than ``keep_over`` bytes, ``(None, open file at 0, size, sha256)`` read once for
+    its SHA-256 a chunk at a time (ingest then codes and seals it from the file: issue 17,
+    item 7). The caller closes the file."""
+    import hashlib
+
+    f, _ = open_source(path, max_seconds)
+    try:
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
+        h = hashlib.sha256()
+        if size <= keep_over:
+            with f:
+                data = f.read()
+            return data, None, len(data), hashlib.sha256(data).hexdigest()
+        n = 0
+        for block in iter(lambda: f.read(keep_over), b""):
+            h.update(block)
+            n += len(block)
+        f.seek(0)
+        return None, f, n, h.hexdigest()
+    except OSError as exc:
+        f.close()
+        raise AudioDecodeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except BaseException:
+        f.close()
+        raise
 
 
 class _NamedReader(io.RawIOBase):

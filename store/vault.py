@@ -33,7 +33,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import numpy as np
@@ -55,6 +55,7 @@ from speechvault.errors import (
     WrongPassphraseError,
 )
 from store import access as _access
+from store import blob_chunks as _chunks
 from store import damage as _damage
 from store import encrypted_index as _ei
 from store import integrity as _integrity
@@ -715,6 +716,7 @@ class Vault:
         report = IngestReport()
         with self._lock:  # the stored SHA-256s once: a shared writer then needs no session per file
             known = dict(self._db().execute("SELECT sha256, id FROM recordings").fetchall())
+            _chunks.discard_orphans(self._db())  # of an ingest that died before its rows
         pending: list[dict[str, Any]] = []
         pending_sha: dict[str, str] = {}
         pending_path: dict[str, str] = {}
@@ -729,7 +731,12 @@ class Vault:
             if not pending:
                 return
             n_err = len(report.errors)
-            added = self._insert_batch(pending, report)
+            try:
+                added = self._insert_batch(pending, report)
+            finally:
+                for it in pending:  # a large file kept open for its chunks
+                    if it.get("file") is not None:
+                        it["file"].close()
             known.update((row.sha256, row.id) for row in added)
             for row in added:
                 emit("added", pending_path[row.sha256], row.id, at=pending_index[row.sha256])
@@ -802,16 +809,23 @@ class Vault:
         from hashing.audio import read_info
 
         p = Path(src)
-        data, _ = _sources.read_source(p, self.max_ingest_seconds)  # regular file, within limits
-        sha = hashlib.sha256(data).hexdigest()
-        if sha in known:  # read at the start of this ingest; this handle is the only writer
-            return {"duplicate_of": int(known[sha])}
-        if sha in pending_sha:
-            return {"pending_duplicate": sha}
-        if not data:
-            raise AudioDecodeError(f"{p}: empty file (0 bytes)")
-        info = read_info(_named_buffer(data, p))
-        codes = enc.encode_file(_named_buffer(data, p), max_seconds=self.max_ingest_seconds)
+        # a large file stays on disk, read a chunk at a time (store.blob_chunks); a small one is read
+        data, f, size, sha = _sources.read_or_keep_open(p, self.max_ingest_seconds,
+                                                        _chunks.CHUNK_BYTES)
+        if sha in known or sha in pending_sha:  # known: read at the start of this ingest
+            if f is not None:
+                f.close()
+            return ({"duplicate_of": int(known[sha])} if sha in known
+                    else {"pending_duplicate": sha})
+        source = f if f is not None else _named_buffer(data, p)
+        try:
+            info = read_info(source)
+            source.seek(0)
+            codes = enc.encode_file(source, max_seconds=self.max_ingest_seconds)
+        except BaseException:
+            if f is not None:
+                f.close()
+            raise
         words = np.asarray(codes.words)
         cats = np.asarray(codes.category, dtype=np.int64).reshape(-1)
         if words.ndim != 2 or words.shape[1] != self.W or words.shape[0] != cats.shape[0] \
@@ -824,7 +838,7 @@ class Vault:
         return {
             "name": p.name, "category": name_label, "sha256": sha,
             "sample_rate": int(info.sample_rate), "channels": int(info.channels),
-            "duration": float(info.duration), "size": len(data),
+            "duration": float(info.duration), "size": size, "file": f,
             "words": words.astype(np.uint64, copy=False), "cats": cats, "data": data,
             "path": str(src), "frames": getattr(codes, "frames", None),
         }
@@ -833,8 +847,10 @@ class Vault:
         """Sealed here, inside the batch's transaction: the record id (drawn from the sequence
         without a commit of its own) is part of the blob's associated data."""
         now = _dt.datetime.now(_dt.timezone.utc)
-        rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
-        blob = self._seal_blob(item["data"], item["sha256"], rid, self._require_key("ingest"))
+        rid = item.get("rid") or int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
+        master = self._require_key("ingest")
+        blob = (b"" if item.get("file") is not None  # empty: stored in chunks, below
+                else self._seal_blob(item["data"], item["sha256"], rid, master))
         r = con.execute(
             "INSERT INTO recordings (id, name, category, sha256, sample_rate, channels, duration, "
             "size, added, n_windows, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -843,6 +859,16 @@ class Vault:
              item["channels"], item["duration"], item["size"], now, int(item["words"].shape[0]),
              blob]).fetchone()
         return self._row(r)
+
+    def _store_chunks(self, con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]]) -> None:
+        """The chunks of the large files among ``items``, committed before their batch's
+        transaction (``store.blob_chunks.store`` says why), each under the id its row gets."""
+        for it in items:
+            if it.get("file") is not None and "rid" not in it:
+                rid = int(con.execute("SELECT nextval('recordings_id_seq')").fetchone()[0])
+                _chunks.store(con, _chunks.seal_with(self, self._require_key("ingest")),
+                              it["file"], it["size"], self.vault_id, rid, it["sha256"], it["path"])
+                it["rid"] = rid
 
     def _insert_items(self, con: duckdb.DuckDBPyConnection,
                       items: list[dict[str, Any]]) -> list[RecordingRow]:
@@ -870,6 +896,7 @@ class Vault:
         with self._lock:
             con = self._db()
             try:
+                self._store_chunks(con, items)
                 con.execute("BEGIN TRANSACTION")
                 rows = self._insert_items(con, items)
                 con.execute("COMMIT")
@@ -1194,19 +1221,37 @@ class Vault:
     @_damage.guarded
     def export(self, recording_id: int) -> bytes:
         """The original bytes of a recording, decrypted and checked (tag, then SHA-256)."""
+        return b"".join(self.export_chunks(recording_id))
+
+    @_damage.guarded
+    def export_chunks(self, recording_id: int) -> Iterator[bytes]:
+        """The original bytes in pieces, each checked as it is read (``store.blob_chunks``):
+        a long recording is never held whole. The SHA-256 is checked after the last piece."""
         master = self._require_key("export")
         with self._lock:
             r = self._db().execute("SELECT blob, sha256 FROM recordings WHERE id = ?",
                                    [int(recording_id)]).fetchone()
         if r is None:
             raise NotFoundError(f"no recording with id {recording_id}")
-        return self._open_blob(master, r[0], r[1], int(recording_id))
+        return self._plain_chunks(master, r[0], r[1], int(recording_id))
+
+    def _plain_chunks(self, master: bytes, blob: bytes, sha: str, rid: int) -> Iterator[bytes]:
+        if not _chunks.is_chunked(blob):
+            yield self._open_blob(master, blob, sha, rid)
+            return
+        if not isinstance(sha, str) or not _damage.HEX64.fullmatch(sha):
+            raise IntegrityError(f"recording {rid}: its stored SHA-256 is malformed")
+        try:
+            yield from _chunks.open_chunks(self._query, _chunks.opener(master), self.vault_id,
+                                           rid, sha)
+        except duckdb.Error as exc:  # read lazily: outside the guard of export_chunks
+            raise _damage.damaged(self.path, exc) from None
 
     @_damage.guarded
     def export_to(self, recording_id: int, path) -> Path:
         """Write the original bytes to ``path`` (a directory -> the recording's own name in it).
         Refuses to overwrite an existing file."""
-        data = self.export(recording_id)
+        data = self.export_chunks(recording_id)
         dest = Path(path)
         if dest.is_dir():
             dest = dest / _private.safe_file_name(self.get(recording_id).name,
@@ -1250,7 +1295,8 @@ class Vault:
             try:
                 name, sha, blob, n_win = self._query(
                     "SELECT name, sha256, blob, n_windows FROM recordings WHERE id = ?", [rid])[0]
-                self._open_blob(master, blob, sha, int(rid))
+                for _ in self._plain_chunks(master, blob, sha, int(rid)):
+                    pass  # every tag and the SHA-256 checked, one chunk in memory at a time
                 if counts is not None and int(counts.get(rid, 0)) != int(n_win):
                     raise IntegrityError(f"recording {rid}: {counts.get(rid, 0)} index rows, "
                                          f"expected {n_win}")
@@ -1302,6 +1348,7 @@ class Vault:
             try:
                 con.execute("DELETE FROM codes WHERE recording_id = ?", [int(recording_id)])
                 con.execute("DELETE FROM recordings WHERE id = ?", [int(recording_id)])
+                _chunks.delete(con, int(recording_id))
                 _integrity.after_delete(con, self, int(recording_id))
                 con.execute("COMMIT")
                 _chmod_private(self.path)

@@ -467,3 +467,18 @@ def test_decoding_prints_nothing_on_stderr(capfd):
     out, err = capfd.readouterr()
     assert err == "", err[:500]
     assert not seen, [u.err_msg for u in seen][:3]
+
+
+def test_a_float_wav_that_overflows_the_resampler_is_refused_not_nan():
+    """Found by the 10^6-input fuzzing (tests/fuzz_inputs.py, input 100137): a stereo float WAV
+    at 22.05 kHz whose finite samples are near the float32 limit; the resampler's sums overflow
+    and ``load_audio`` returned NaN."""
+    data = (Path(__file__).parent / "golden" / "fuzz" / "float-overflow-resampled.wav").read_bytes()
+    with pytest.raises(AudioDecodeError, match="too large to resample"):
+        load_audio(data)
+    _check_decode(data)
+    huge = np.full((4000, 1), 3.0e38, np.float32)
+    huge[::2] *= -1
+    buf = io.BytesIO()
+    sf.write(buf, huge, 22_050, format="WAV", subtype="FLOAT")
+    _check_decode(buf.getvalue())

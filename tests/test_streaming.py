@@ -65,7 +65,7 @@ def test_windowed_codes_in_blocks_equal_the_one_shot_codes(enc, signals, purpose
 
 
 def test_a_long_signal_takes_the_block_path_with_the_same_codes(enc, signals, monkeypatch):
-    a = np.tile(signals["three gains"], 3)[: streaming.STREAM_SAMPLES + 16_000]  # 61 s
+    a = np.tile(signals["three gains"], 3)[: streaming.STREAM_SAMPLES + 16_000]  # 21 s
     calls = []
     real = streaming.encode_windowed
     monkeypatch.setattr(streaming, "encode_windowed",
@@ -85,3 +85,73 @@ def test_nearest_sorted_is_argmin_with_ties_to_the_lower_index():
         ref = np.abs(v[None, :] - t[:, None]).argmin(axis=1)
         assert np.array_equal(streaming.nearest_sorted(v, t), ref)
     assert list(streaming.nearest_sorted(np.array([0, 10]), np.array([5]))) == [0]  # a tie
+
+
+def _sources(tmp_path, signals):
+    """A WAV at the model rate, a stereo FLAC at 22.05 kHz (resampled) and a float WAV louder
+    than full scale (scaled by its peak)."""
+    import soundfile as sf
+
+    y = np.tile(signals["three gains"], 2)
+    sf.write(tmp_path / "a.wav", y, 16_000, subtype="PCM_16")
+    sf.write(tmp_path / "b.flac", np.stack([y, y[::-1]], axis=1), 22_050, subtype="PCM_16")
+    sf.write(tmp_path / "c.wav", y * 3.0, 16_000, subtype="FLOAT")
+    return [tmp_path / n for n in ("a.wav", "b.flac", "c.wav")]
+
+
+def test_a_decoded_signal_gives_load_audios_samples_slice_by_slice(tmp_path, signals):
+    from hashing.audio import load_audio
+    from hashing.lazy_signal import DecodedSignal
+
+    rng = np.random.default_rng(4)
+    for path in _sources(tmp_path, signals):
+        ref = load_audio(str(path), 16_000)
+        for source in (str(path), path.read_bytes(), open(path, "rb")):
+            sig = DecodedSignal(source, 16_000, None)
+            assert sig.shape == ref.shape
+            lo = 0
+            for _ in range(40):  # forward slices of any size, overlapping
+                lo = min(ref.size - 1, lo + int(rng.integers(0, 30_000)))
+                hi = lo + int(rng.integers(1, 70_000))
+                assert np.array_equal(sig[lo:hi], ref[lo:hi]), (path.name, lo, hi)
+            passes = sig.passes
+            assert np.array_equal(sig[5:9000], ref[5:9000])  # backwards: decoded again
+            assert sig.passes == passes + 1
+
+
+def test_a_file_changed_between_passes_is_refused(tmp_path, signals):
+    import soundfile as sf
+
+    from hashing.lazy_signal import DecodedSignal
+    from speechvault.errors import AudioDecodeError
+
+    path = _sources(tmp_path, signals)[0]
+    sig = DecodedSignal(str(path), 16_000, None)
+    n = sig.shape[0]
+    sf.write(path, np.zeros(n // 2, np.float32), 16_000)
+    with pytest.raises(AudioDecodeError, match="changed while being read"):
+        sig[0:n]
+
+
+def test_a_long_file_is_coded_without_its_whole_signal_with_the_same_codes(enc, tmp_path,
+                                                                           signals, monkeypatch):
+    import soundfile as sf
+
+    from hashing import lazy_signal
+    from hashing.audio import load_audio
+
+    monkeypatch.setattr(streaming, "LAZY_SAMPLES", 60 * 16_000)  # the 5-minute bar: at 60 s
+    n = (60 * 16_000 + 16_000) * 22_050 // 16_000  # 61 s
+    a = np.tile(signals["three gains"], 1 + n // signals["three gains"].size)[:n]
+    sf.write(tmp_path / "long.wav", a, 22_050, subtype="PCM_16")  # resampled on decode
+    made = []
+    real = lazy_signal.DecodedSignal
+    monkeypatch.setattr(lazy_signal, "DecodedSignal",
+                        lambda *args, **kw: made.append(real(*args, **kw)) or made[-1])
+    for purpose in ("store", "query"):
+        got = enc.encode_file(str(tmp_path / "long.wav"), purpose=purpose)
+        ref = enc.encode_audio(load_audio(str(tmp_path / "long.wav"), enc.sample_rate),
+                               purpose=purpose)
+        assert _same(ref, got) == [], purpose
+    # three decodes each: the length, the features, the model windows (from the start again)
+    assert [s.passes for s in made] == [3, 3]
