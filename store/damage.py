@@ -5,7 +5,7 @@ first touches the damaged block ("Corrupt database file: computed checksum ... d
 "Could not read enough bytes from file ..."), so any method of ``Vault`` can meet one. ``guarded``
 wraps the public methods: a ``duckdb.Error`` that escapes becomes ``VaultFormatError`` naming
 the file and DuckDB's first line (a lock conflict stays ``VaultBusyError``); a write the file
-system refused is handled where it happens (``store.vault._storage_error``).
+system refused is handled where it happens (``store.connection.storage_error``).
 
 ``check_meta`` validates the one ``vault_meta`` row before anything uses it: every value a
 hostile or damaged row can hold (a NUL in a text, a non-hex model hash, ``k = 0``, class names that

@@ -33,7 +33,7 @@ def reseal_all(vault: Any, old_master: bytes, new_master: bytes, new_wrap: dict,
                progress: Callable[[int, int], None] | None = None) -> int:
     """Re-seal every blob of ``vault`` under ``new_master`` and store ``new_wrap``; returns the
     number of recordings. One transaction; ``SpeechVaultError`` leaves the vault unchanged."""
-    from store.vault import _is_storage_error, _storage_error  # one definition of "disk full"
+    from store.connection import is_storage_error, storage_error  # one definition of "disk full"
 
     con = vault._db()
     ids = [int(r[0]) for r in con.execute("SELECT id FROM recordings ORDER BY id").fetchall()]
@@ -57,9 +57,9 @@ def reseal_all(vault: Any, old_master: bytes, new_master: bytes, new_wrap: dict,
     except duckdb.Error as exc:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        if _is_storage_error(exc):
+        if is_storage_error(exc):
             vault._invalidate()
-            raise StorageError(f"{_storage_error(exc, vault.path).message} (the rekey was rolled "
+            raise StorageError(f"{storage_error(exc, vault.path).message} (the rekey was rolled "
                                "back: the old key and passphrase still apply)") from None
         raise
     except BaseException:
@@ -74,12 +74,12 @@ def reseal_all(vault: Any, old_master: bytes, new_master: bytes, new_wrap: dict,
 def checkpoint_after_commit(vault: Any, done: str) -> None:
     """Fold the WAL into the file after a committed change. If the disk refuses, the change is
     committed anyway (the WAL is replayed on the next open): say so instead of a traceback."""
-    from store.vault import _is_storage_error
+    from store.connection import is_storage_error
 
     try:
         vault._db().execute("CHECKPOINT")
     except duckdb.Error as exc:
-        if not _is_storage_error(exc):
+        if not is_storage_error(exc):
             raise
         vault._invalidate()
         raise StorageError(

@@ -40,22 +40,19 @@ import numpy as np
 
 import speechvault
 from speechvault.errors import (
-    AudioDecodeError,
     IntegrityError,
     InvalidInputError,
     ModelError,
     ModelMismatchError,
     NotFoundError,
     PassphraseRequiredError,
-    RuntimeMissingError,
     SpeechVaultError,
     StorageError,
-    VaultBusyError,
     VaultFormatError,
-    WrongPassphraseError,
 )
 from store import access as _access
 from store import blob_chunks as _chunks
+from store import connection as _conn
 from store import damage as _damage
 from store import encrypted_index as _ei
 from store import integrity as _integrity
@@ -100,108 +97,7 @@ CIPHERS = ("rossler", "chacha20poly1305")
 MODES = ("auto", "two-stage", "traversal", "multi-probe")
 #: files per ingest transaction
 DEFAULT_BATCH_SIZE = 32
-_BUSY = "vault is busy: another process has it open"  # store.access names it after waiting
 _REC_COLS = "id, name, category, sha256, sample_rate, channels, duration, size, added, n_windows"
-
-
-# ----------------------------------------------------------------------------- connections
-def _translate_connect_error(exc: Exception, path: str) -> SpeechVaultError:
-    msg = str(exc)
-    low = msg.lower()
-    if "lock" in low and ("conflicting" in low or "could not set lock" in low):
-        return VaultBusyError(_BUSY)
-    if "different configuration" in low or "already attached" in low:
-        return VaultBusyError(
-            "vault is busy: it is already open in this process in another mode; close it first")
-    if "encrypted database" in low and "without a key" in low:
-        return PassphraseRequiredError(_ei.NEEDS_PASSPHRASE)
-    if "read-only mode" in low and "does not exist" in low:
-        return NotFoundError(f"{path}: no such vault")
-    if "not a valid duckdb database" in low or "serialization" in low or "version" in low \
-            or "corrupt" in low or "checksum" in low or "magic" in low:
-        return VaultFormatError(f"{path} is not a speechvault vault (not a DuckDB database, or damaged)")
-    if isinstance(exc, duckdb.IOException):
-        return VaultFormatError(f"{path} could not be opened as a vault: {msg.splitlines()[0]}")
-    return VaultFormatError(f"{path} is not a speechvault vault ({msg.splitlines()[0]})")
-
-
-def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(path, read_only=read_only)
-    except duckdb.Error as exc:
-        raise _translate_connect_error(exc, path) from None
-
-
-def _translate_encrypted_error(exc: Exception, path: str) -> SpeechVaultError:
-    """DuckDB's errors on attaching an encrypted vault, as one-line speechvault errors."""
-    low = str(exc).lower()
-    if "wrong encryption key" in low:
-        return WrongPassphraseError("wrong passphrase")
-    if "read-only crypto module" in low:
-        return RuntimeMissingError(f"writing this vault needs DuckDB's httpfs extension: "
-                                   f"{_ei.INSTALL_HINT}")
-    if "encryption" in low and ("unrecognized" in low or "not supported" in low
-                                or "unsupported" in low):
-        return RuntimeMissingError(f"an encrypted index needs DuckDB >= 1.4 "
-                                   f"({duckdb.__version__} is installed): {_ei.INSTALL_HINT}")
-    if "is not encrypted" in low:
-        return VaultFormatError(f"{path}: the index of this vault is not encrypted")
-    return _translate_connect_error(exc, path)
-
-
-def _connect_encrypted(path: str, key_b64: str, *, read_only: bool,
-                       create: bool = False) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the encrypted vault attached (``store.encrypted_index.ALIAS``)
-    and made the default catalog, so every query of ``Vault`` runs unchanged. Temporary files
-    go next to the vault (``<vault>.tmp``, like a plain vault's) and are encrypted too."""
-    try:
-        con = duckdb.connect(":memory:", config={"temp_directory": path + ".tmp",
-                                                 "temp_file_encryption": True})
-    except duckdb.Error as exc:
-        raise _translate_encrypted_error(exc, path) from None
-    try:
-        _ei.load_crypto(con, required=not read_only)
-        con.execute(_ei.attach_sql(path, key_b64, read_only=read_only, create=create))
-        con.execute(f"USE {_ei.ALIAS}")
-    except duckdb.Error as exc:
-        con.close()
-        raise _translate_encrypted_error(exc, path) from None
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _unlink_db(path: Path) -> None:
-    """Remove a database file and its WAL (missing ones are fine)."""
-    for q in (path, Path(str(path) + ".wal")):
-        with contextlib.suppress(FileNotFoundError):
-            q.unlink()
-
-
-def _is_lock_error(exc: BaseException) -> bool:
-    low = str(exc).lower()
-    return "lock" in low and ("conflicting" in low or "could not set lock" in low)
-
-
-def _is_storage_error(exc: BaseException) -> bool:
-    """A write the file system refused (disk full, file size limit, I/O error) or the fatal
-    error DuckDB raises after one (the database instance is then invalidated)."""
-    if _damage.is_read_damage(exc):  # a damaged file read back, not a refused write
-        return False
-    if isinstance(exc, (duckdb.IOException, duckdb.FatalException)):
-        return True
-    low = str(exc).lower()
-    return any(s in low for s in ("file too large", "no space left", "could not write",
-                                  "invalidated", "disk full", "input/output error"))
-
-
-def _storage_error(exc: BaseException, path: Path) -> StorageError:
-    first = " ".join(str(exc).split())
-    reason = first.rsplit(": ", 1)[-1][:200] if ": " in first else first[:200]
-    return StorageError(
-        f"cannot write to the vault {path} ({reason}): the disk may be full; everything committed "
-        "before is intact -- free some space, then open the vault again and repeat the command")
 
 
 def _check_category_label(category: str | None) -> str | None:
@@ -236,8 +132,8 @@ def _build_new_vault(dest: Path, index_key: str | None, meta_row: list, model_ro
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".init", dir=dest.parent))
     tmp = work / dest.name
     try:
-        con = (_connect(str(tmp), read_only=False) if index_key is None else
-               _connect_encrypted(str(tmp), index_key, read_only=False, create=True))
+        con = (_conn.connect(str(tmp), read_only=False) if index_key is None else
+               _conn.connect_encrypted(str(tmp), index_key, read_only=False, create=True))
         try:
             con.execute("BEGIN TRANSACTION")
             for stmt in _schema.create_ddl(K):
@@ -258,10 +154,10 @@ def _build_new_vault(dest: Path, index_key: str | None, meta_row: list, model_ro
             raise StorageError(f"{dest}: the new vault's write-ahead log was not folded in")
         _private.publish_new(tmp, dest)
     except duckdb.Error as exc:
-        raise (_storage_error(exc, dest) if _is_storage_error(exc)
-               else _translate_connect_error(exc, str(dest))) from None
+        raise (_conn.storage_error(exc, dest) if _conn.is_storage_error(exc)
+               else _conn.translate_connect_error(exc, str(dest))) from None
     except OSError as exc:
-        raise _storage_error(exc, dest) from None
+        raise _conn.storage_error(exc, dest) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -357,8 +253,8 @@ class Vault:
         try:
             with _private.private_umask():
                 _build_new_vault(p, index_key, meta_row, model_row, K)
-                con = (_connect(str(p), read_only=False) if index_key is None else
-                       _connect_encrypted(str(p), index_key, read_only=False))
+                con = (_conn.connect(str(p), read_only=False) if index_key is None else
+                       _conn.connect_encrypted(str(p), index_key, read_only=False))
         finally:
             del index_key
         _chmod_private(p)
@@ -392,10 +288,10 @@ class Vault:
         encrypted = _ei.is_encrypted_file(p)
         if encrypted:
             key = _ei.derive_index_key(passphrase if index_passphrase is None else index_passphrase)
-            connector = functools.partial(_connect_encrypted, str(p), key, read_only=read_only)
+            connector = functools.partial(_conn.connect_encrypted, str(p), key, read_only=read_only)
             del key
         else:
-            connector = functools.partial(_connect, str(p), read_only=read_only)
+            connector = functools.partial(_conn.connect, str(p), read_only=read_only)
         access = _access.VaultAccess(p, connector, read_only=read_only, shared=shared, wait=wait)
         access.open_handle()
         try:
@@ -788,10 +684,10 @@ class Vault:
                 emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
             self._maybe_compact()
         except duckdb.Error as exc:
-            if not _is_storage_error(exc):
+            if not _conn.is_storage_error(exc):
                 raise
             self._invalidate()
-            raise _storage_error(exc, self.path) from None
+            raise _conn.storage_error(exc, self.path) from None
         return report
 
     def _invalidate(self) -> None:
@@ -906,11 +802,11 @@ class Vault:
             except duckdb.Error as exc:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
-                if _is_storage_error(exc):
+                if _conn.is_storage_error(exc):
                     self._invalidate()
-                    raise _storage_error(exc, self.path) from None
-                if _is_lock_error(exc) or len(items) == 1:
-                    if _is_lock_error(exc):
+                    raise _conn.storage_error(exc, self.path) from None
+                if _conn.is_lock_error(exc) or len(items) == 1:
+                    if _conn.is_lock_error(exc):
                         raise _access.busy_error(self.path) from None
                     it = items[0]
                     report.errors.append((it["path"], f"{it['path']}: could not be stored "
@@ -1386,10 +1282,10 @@ class Vault:
             try:  # all or nothing: a refused commit leaves the old passphrase in force
                 con.execute("UPDATE vault_meta SET key_wrap = ?", [json.dumps(d)])
             except duckdb.Error as exc:
-                if not _is_storage_error(exc):
+                if not _conn.is_storage_error(exc):
                     raise
                 self._invalidate()
-                raise StorageError(f"{_storage_error(exc, self.path).message} (the passphrase "
+                raise StorageError(f"{_conn.storage_error(exc, self.path).message} (the passphrase "
                                    "is unchanged)") from None
             self._key_wrap = d
             self._master = master
@@ -1447,7 +1343,7 @@ class Vault:
         (with the new key wrap), then atomically rename it over the vault and reopen it. A crash
         before the rename leaves the old vault intact (the stale copy is removed next time)."""
         tmp = self.path.with_name(self.path.name + ".rekey")
-        _unlink_db(tmp)
+        _conn.unlink_db(tmp)
         key = _ei.derive_index_key(new)
         with self._lock:
             con = self._db()
@@ -1456,15 +1352,15 @@ class Vault:
             self._con = None
             con.close()
             if Path(str(self.path) + ".wal").exists():  # would be replayed against the new file
-                _unlink_db(tmp)
+                _conn.unlink_db(tmp)
                 raise StorageError(f"{self.path}: the write-ahead log was not folded in; the "
                                    "passphrase is unchanged -- open the vault again and retry")
             os.replace(tmp, self.path)
             _ei.fsync_dir(self.path)
-            self._con = _connect_encrypted(str(self.path), key, read_only=False)
+            self._con = _conn.connect_encrypted(str(self.path), key, read_only=False)
             if self._access.shared:  # later sessions open the file under the new key
                 self._access.connector = functools.partial(
-                    _connect_encrypted, str(self.path), key, read_only=False)
+                    _conn.connect_encrypted, str(self.path), key, read_only=False)
             del key
         _chmod_private(self.path)
 
@@ -1487,7 +1383,7 @@ class Vault:
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DETACH {alias}")
-            _unlink_db(tmp)
+            _conn.unlink_db(tmp)
             raise
         _chmod_private(tmp)
 

@@ -1,0 +1,126 @@
+"""Opening a vault's DuckDB file, and naming what goes wrong as one-line speechvault errors.
+
+Why a module of its own: every path into the file (``store.vault``, ``store.access``'s shared
+handles, ``store.rekey``) must turn DuckDB's many messages (a lock held by another process, an
+encrypted file opened without its key, a damaged or foreign file, a full disk) into the same
+few errors (``speechvault.errors``), and a plain vault and an encrypted index
+(``store.encrypted_index``) are opened differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import duckdb
+
+from speechvault.errors import (NotFoundError, PassphraseRequiredError, RuntimeMissingError,
+                                SpeechVaultError, StorageError, VaultBusyError, VaultFormatError,
+                                WrongPassphraseError)
+from store import damage as _damage
+from store import encrypted_index as _ei
+
+__all__ = ["BUSY", "connect", "connect_encrypted", "translate_connect_error", "unlink_db",
+           "is_lock_error", "is_storage_error", "storage_error"]
+
+#: what a refused open says (``store.access`` names the holder after waiting)
+BUSY = "vault is busy: another process has it open"
+
+
+def translate_connect_error(exc: Exception, path: str) -> SpeechVaultError:
+    msg = str(exc)
+    low = msg.lower()
+    if "lock" in low and ("conflicting" in low or "could not set lock" in low):
+        return VaultBusyError(BUSY)
+    if "different configuration" in low or "already attached" in low:
+        return VaultBusyError(
+            "vault is busy: it is already open in this process in another mode; close it first")
+    if "encrypted database" in low and "without a key" in low:
+        return PassphraseRequiredError(_ei.NEEDS_PASSPHRASE)
+    if "read-only mode" in low and "does not exist" in low:
+        return NotFoundError(f"{path}: no such vault")
+    if "not a valid duckdb database" in low or "serialization" in low or "version" in low \
+            or "corrupt" in low or "checksum" in low or "magic" in low:
+        return VaultFormatError(f"{path} is not a speechvault vault (not a DuckDB database, or damaged)")
+    if isinstance(exc, duckdb.IOException):
+        return VaultFormatError(f"{path} could not be opened as a vault: {msg.splitlines()[0]}")
+    return VaultFormatError(f"{path} is not a speechvault vault ({msg.splitlines()[0]})")
+
+
+def connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as exc:
+        raise translate_connect_error(exc, path) from None
+
+
+def translate_encrypted_error(exc: Exception, path: str) -> SpeechVaultError:
+    """DuckDB's errors on attaching an encrypted vault, as one-line speechvault errors."""
+    low = str(exc).lower()
+    if "wrong encryption key" in low:
+        return WrongPassphraseError("wrong passphrase")
+    if "read-only crypto module" in low:
+        return RuntimeMissingError(f"writing this vault needs DuckDB's httpfs extension: "
+                                   f"{_ei.INSTALL_HINT}")
+    if "encryption" in low and ("unrecognized" in low or "not supported" in low
+                                or "unsupported" in low):
+        return RuntimeMissingError(f"an encrypted index needs DuckDB >= 1.4 "
+                                   f"({duckdb.__version__} is installed): {_ei.INSTALL_HINT}")
+    if "is not encrypted" in low:
+        return VaultFormatError(f"{path}: the index of this vault is not encrypted")
+    return translate_connect_error(exc, path)
+
+
+def connect_encrypted(path: str, key_b64: str, *, read_only: bool,
+                       create: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the encrypted vault attached (``store.encrypted_index.ALIAS``)
+    and made the default catalog, so every query of ``Vault`` runs unchanged. Temporary files
+    go next to the vault (``<vault>.tmp``, like a plain vault's) and are encrypted too."""
+    try:
+        con = duckdb.connect(":memory:", config={"temp_directory": path + ".tmp",
+                                                 "temp_file_encryption": True})
+    except duckdb.Error as exc:
+        raise translate_encrypted_error(exc, path) from None
+    try:
+        _ei.load_crypto(con, required=not read_only)
+        con.execute(_ei.attach_sql(path, key_b64, read_only=read_only, create=create))
+        con.execute(f"USE {_ei.ALIAS}")
+    except duckdb.Error as exc:
+        con.close()
+        raise translate_encrypted_error(exc, path) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def unlink_db(path: Path) -> None:
+    """Remove a database file and its WAL (missing ones are fine)."""
+    for q in (path, Path(str(path) + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            q.unlink()
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return "lock" in low and ("conflicting" in low or "could not set lock" in low)
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """A write the file system refused (disk full, file size limit, I/O error) or the fatal
+    error DuckDB raises after one (the database instance is then invalidated)."""
+    if _damage.is_read_damage(exc):  # a damaged file read back, not a refused write
+        return False
+    if isinstance(exc, (duckdb.IOException, duckdb.FatalException)):
+        return True
+    low = str(exc).lower()
+    return any(s in low for s in ("file too large", "no space left", "could not write",
+                                  "invalidated", "disk full", "input/output error"))
+
+
+def storage_error(exc: BaseException, path: Path) -> StorageError:
+    first = " ".join(str(exc).split())
+    reason = first.rsplit(": ", 1)[-1][:200] if ": " in first else first[:200]
+    return StorageError(
+        f"cannot write to the vault {path} ({reason}): the disk may be full; everything committed "
+        "before is intact -- free some space, then open the vault again and repeat the command")
