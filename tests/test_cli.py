@@ -904,10 +904,13 @@ def _wait_exit(pid: int, timeout: float = 300.0) -> int:
 @needs_vault
 def test_tui_exits_on_sighup(vault):
     """A closed SSH connection: SIGHUP ends the TUI through its own handler (vault closed,
-    status 129), not by the signal's default action."""
+    status 129), not by the signal's default action. The child starts with SIGHUP's default
+    disposition: a test run launched under nohup would otherwise hand it SIGHUP ignored, and
+    the TUI rightly keeps a nohup's choice (the next test)."""
     import signal
 
-    child = _spawn_tui(vault["path"])
+    child = _spawn_tui(vault["path"],
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     child.kill(signal.SIGHUP)
     assert _wait_exit(child.pid) == 129
 
