@@ -462,6 +462,8 @@ def model_windows(
        divided by its std (``norm_scale``), over real frames only: a gain change shifts every
        log-Mel cell by the same constant, so the result is gain invariant (exactly, up to the
        absolute ``log_floor`` which trimmed speech never reaches).
+       With ``band_norm`` "cmn"/"cmvn" each Mel band is then normalised over the window's real
+       frames (:func:`band_normalise`); "none" (every model before issue 16) skips it.
     4. A window shorter than ``clip_seconds`` is left-aligned and its missing frames are set to
        ``pad_value`` (0 = the window's mean level) instead of the log of digital silence, so
        that padding does not make different short recordings look alike (measured on FSDD:
