@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,26 @@ def test_fit_with_soft_targets_learns_and_names_rows():
                  cn.esp_fit_aug, cn.esp_test, cn.esp_test_cpo["x"]):
         np.testing.assert_allclose(bank.X.astype(np.float32).mean(axis=2), 0.0, atol=5e-3)
     assert loso.band_normalised(corpus, "none") is corpus
+
+
+def _row(spk, model, h1, m, seen=False):
+    r = {"fsdd": {"h1_accuracy": h1, "mAP_h2": m, "retrieval": {"auto_traversal_share": 0.01}},
+         "espeak_test": {"h1_accuracy": 0.9}}
+    return {"held_out": spk, "model": model, "seen": seen, **r}
+
+
+def test_ablation_table_pairs_folds_and_skips_seen_rows(tmp_path, capsys):
+    from model_export import loso_ablation
+
+    a = {"epochs": 8, "K": 384, "rows": [_row("theo", "diverse", 0.8, 0.8), _row("lucas", "diverse", 0.6, 0.7),
+                                          _row("george", "diverse", 0.5, 0.5), _row("lucas", "default", 1.0, 1.0, True)]}
+    b = {"epochs": 8, "K": 384, "rows": [_row("lucas", "diverse+cmvn", 0.7, 0.65), _row("theo", "diverse+cmvn", 0.9, 0.9)]}
+    (tmp_path / "a.json").write_text(json.dumps(a)), (tmp_path / "b.json").write_text(json.dumps(b))
+    models = loso_ablation.collect([tmp_path / "a.json", tmp_path / "b.json"])
+    assert "default" not in models and sorted(models["diverse"]) == ["george", "lucas", "theo"]
+    md = loso_ablation.ablation_markdown(models, "diverse")
+    line = next(x for x in md.splitlines() if x.startswith("| diverse+cmvn |"))
+    assert "0.800 ± 0.100" in line  # h1 over lucas and theo
+    assert "+0.100 (n=2, 2 up)" in line and "+0.025 (n=2, 1 up)" in line
+    assert loso_ablation.main([str(tmp_path / "a.json"), "--reference", "nothing"]) == 1
+    assert capsys.readouterr().err.startswith("error:")
