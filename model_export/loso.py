@@ -548,13 +548,15 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
              cache_dir: str | Path | None = None, seed: int = 0, threads: int = 2,
              default_model: str | Path | None = None, export_dir: str | Path | None = None,
              export_fold: str | None = None, resume: bool = False, command: str = "",
-             variant: Variant = Variant(), log=print) -> dict[str, Any]:
+             variant: Variant = Variant(), train_seed: int | None = None, log=print) -> dict[str, Any]:
     """Run LOSO for the recipes (and judge the shipped default); write loso.md / loso.json into
     ``out`` after every fold. ``export_fold``: the diverse model of that fold is exported
     (TFLite + JSON, tau calibrated) into ``export_dir``. ``resume``: keep the rows of an earlier
     ``out/loso.json`` (same epochs and K) and run only the missing (speaker, model) pairs.
     ``variant``: one lever on top of each recipe (``model_export.loso_variants``); its rows are
-    named after it (``diverse+cmvn``)."""
+    named after it (``diverse+cmvn``). ``train_seed``: the seed of weight initialisation and
+    batch order only (default ``seed``; splits and augmented copies stay those of ``seed``), to
+    measure how much one fold's figures move between trainings alone."""
     import tensorflow as tf
 
     from hashing.features import FeatureSpec
@@ -632,13 +634,13 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         Xv, pv = corpus.clean.select(val_idx)
         yv = corpus.labels[val_idx][pv]
         for recipe in recipes:
-            label = variant.label(recipe)
+            label = variant.label(recipe) + ("" if train_seed is None else f"@seed{train_seed}")
             if (f.held_out, label) in done:
                 continue
             t0 = time.perf_counter()
             X, y = training_set(corpus, recipe, train_idx)
             log(f"fold {f.held_out} / {label}: {len(X)} training windows")
-            model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed,
+            model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
                               spec_augment=(recipe == "diverse"), variant=variant, log=log)
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
@@ -709,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--band-norm", default="none", help="per-Mel-band normalisation: none, cmn, cmvn")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) alpha (0: off)")
+    p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
+                   "(initialisation, batch order); default --seed")
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
@@ -717,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
                  export_dir=a.export_dir, export_fold=a.export_fold, resume=a.resume, command=cmd,
-                 variant=variant, log=lambda s: print(s, flush=True))
+                 variant=variant, train_seed=a.train_seed, log=lambda s: print(s, flush=True))
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
