@@ -54,9 +54,13 @@ __all__ = [
     "model_windows",
     "window_starts",
     "resize_bilinear",
+    "band_normalise",
+    "BAND_NORMS",
 ]
 
 _DB_TO_NEPER = math.log(10.0) / 10.0  # power dB -> natural-log units
+#: choices of ``FeatureSpec.band_norm``
+BAND_NORMS = ("none", "cmn", "cmvn")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,13 @@ class FeatureSpec:
     pad_value: float = 0.0
     #: divisor after mean removal: "std" (per-window std over real frames) or a fixed number.
     norm_scale: str | float = "std"
+    #: per-Mel-band normalisation over the real frames of a window, after the window
+    #: normalisation (ours, issue 16): "none" (every model before it; omitted from
+    #: ``to_dict`` so their metadata and feature caches are unchanged), "cmn" (each band minus
+    #: its mean over time: removes a fixed spectral tilt, i.e. channel and part of the voice
+    #: colour) or "cmvn" (and divided by its std over time). FSDD digits fit in one window, so
+    #: this is per-utterance CMVN for them.
+    band_norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.input_mode not in ("native", "paper"):
@@ -123,6 +134,8 @@ class FeatureSpec:
             raise InvalidInputError("norm_scale must be 'std' or a positive number")
         if not isinstance(self.norm_scale, str) and not float(self.norm_scale) > 0:
             raise InvalidInputError("norm_scale must be 'std' or a positive number")
+        if self.band_norm not in BAND_NORMS:
+            raise InvalidInputError(f"band_norm must be one of {', '.join(BAND_NORMS)}, not {self.band_norm!r}")
 
     @property
     def fmax_hz(self) -> float:
@@ -133,7 +146,10 @@ class FeatureSpec:
         return int(round(self.clip_seconds * self.sample_rate))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["band_norm"] == "none":  # models made before band_norm existed: same dict
+            del d["band_norm"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSpec":
@@ -392,6 +408,20 @@ def _normalise(logm: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return (logm - mu) / scale
 
 
+def band_normalise(win: np.ndarray, mode: str) -> np.ndarray:
+    """Per-Mel-band normalisation over time (``FeatureSpec.band_norm``) of a window's real
+    frames (n_mels, n_frames): a speaker's or a microphone's fixed spectral colour is a per-band
+    offset of the log-Mel, which "cmn" removes; "cmvn" also equalises each band's spread. A band
+    that is constant (the top_db floor) becomes 0."""
+    if mode == "none" or win.shape[1] == 0:
+        return win
+    out = win - win.mean(axis=1, keepdims=True)
+    if mode == "cmvn":
+        sd = out.std(axis=1, keepdims=True)
+        out = out / np.where(sd > 1e-3, sd, 1.0)
+    return out
+
+
 def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resize of a 2-D array (half-pixel centres, like ``tf.image.resize`` bilinear)."""
     a = np.asarray(img, dtype=np.float64)
@@ -432,6 +462,8 @@ def model_windows(
        divided by its std (``norm_scale``), over real frames only: a gain change shifts every
        log-Mel cell by the same constant, so the result is gain invariant (exactly, up to the
        absolute ``log_floor`` which trimmed speech never reaches).
+       With ``band_norm`` "cmn"/"cmvn" each Mel band is then normalised over the window's real
+       frames (:func:`band_normalise`); "none" (every model before issue 16) skips it.
     4. A window shorter than ``clip_seconds`` is left-aligned and its missing frames are set to
        ``pad_value`` (0 = the window's mean level) instead of the log of digital silence, so
        that padding does not make different short recordings look alike (measured on FSDD:
@@ -468,7 +500,7 @@ def _window_input(piece: np.ndarray, n_lead: int, s: FeatureSpec) -> np.ndarray:
     logm = _log_with_floor(_mel_power(piece, s), s)[:, :n_fr]
     n_lead = min(logm.shape[1] - 1, n_lead)
     win = np.full((s.n_mels, n_fr), s.pad_value, dtype=np.float64)
-    win[:, n_lead : logm.shape[1]] = _normalise(logm[:, n_lead:], s)
+    win[:, n_lead : logm.shape[1]] = band_normalise(_normalise(logm[:, n_lead:], s), s.band_norm)
     if s.input_mode == "paper":
         img = resize_bilinear(win, shape[0], shape[1])
         return np.repeat(img[:, :, None], shape[2], axis=2).astype(np.float32)

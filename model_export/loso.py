@@ -46,6 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from model_export.loso_variants import Variant, band_normalise_bank, soft_batches
 from speechvault.errors import InvalidInputError
 
 __all__ = ["Fold", "loso_folds", "split_fold", "RECIPES", "PAPER_TABLE1_MAP", "run_loso", "main"]
@@ -233,6 +234,21 @@ def build_corpus(data_dir: Path, spec, cache_dir: Path, *, seed: int = 0, fit_ta
                   esp_test_cpo, t_lab, list(ESPEAK_TEST_VOICES), list(ESPEAK_FIT_VOICES))
 
 
+def band_normalised(corpus: Corpus, mode: str) -> Corpus:
+    """The corpus with every window bank per-band normalised (``FeatureSpec.band_norm``)."""
+    if mode == "none":
+        return corpus
+
+    def nb(b: Bank) -> Bank:
+        return Bank(band_normalise_bank(b.X, mode), b.owner, b.n)
+
+    return dataclasses.replace(
+        corpus, clean=nb(corpus.clean), cpo={k: nb(v) for k, v in corpus.cpo.items()},
+        baseline_aug=[nb(b) for b in corpus.baseline_aug], diverse_aug=[nb(b) for b in corpus.diverse_aug],
+        esp_fit=nb(corpus.esp_fit), esp_fit_aug=nb(corpus.esp_fit_aug), esp_test=nb(corpus.esp_test),
+        esp_test_cpo={k: nb(v) for k, v in corpus.esp_test_cpo.items()})
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -254,9 +270,10 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
 
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int, epochs: int,
-        seed: int, spec_augment: bool, log=print):
+        seed: int, spec_augment: bool, variant: Variant = Variant(), log=print):
     """Train the CRNN (classification, Adam 1e-3, batch 32); keep the epoch with the lowest
-    validation loss. Returns (model with outputs [hash, probs], history)."""
+    validation loss. ``variant``: label smoothing / mixup (soft targets). Returns (model with
+    outputs [hash, probs], history)."""
     import keras
 
     from model_export.models import build_model
@@ -265,19 +282,22 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     keras.utils.set_random_seed(int(seed))
     model = build_model("crnn", X.shape[1:], int(K), 10, input_mode="native")
     clf = keras.Model(model.inputs, model.outputs[1])
-    clf.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"])
+    loss = ("categorical_crossentropy" if variant.soft else "sparse_categorical_crossentropy")
+    metric = "categorical_accuracy" if variant.soft else "accuracy"
+    clf.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=[metric])
     tr = _Batches(X, y, 32, 1, True, seed, spec_augment=spec_augment)
     va = _Batches(Xv, yv, 128, 1, False, seed)
+    if variant.soft:
+        tr, va = soft_batches(tr, 10, variant, True), soft_batches(va, 10, Variant(), False)
     best, best_w, hist = np.inf, None, []
     for ep in range(int(epochs)):
         t0 = time.perf_counter()
         h = clf.fit(tr, epochs=1, verbose=0).history
         vl, vacc = clf.evaluate(va, verbose=0)
-        hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]), "accuracy": float(h["accuracy"][0]),
+        hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]), "accuracy": float(h[metric][0]),
                      "val_loss": float(vl), "val_accuracy": float(vacc),
                      "seconds": round(time.perf_counter() - t0, 1)})
-        log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
+        log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} acc {h[metric][0]:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
             f"({hist[-1]['seconds']:.0f} s)")
         if vl < best:
             best, best_w = vl, model.get_weights()
@@ -528,11 +548,15 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
              cache_dir: str | Path | None = None, seed: int = 0, threads: int = 2,
              default_model: str | Path | None = None, export_dir: str | Path | None = None,
              export_fold: str | None = None, resume: bool = False, command: str = "",
-             log=print) -> dict[str, Any]:
+             variant: Variant = Variant(), train_seed: int | None = None, log=print) -> dict[str, Any]:
     """Run LOSO for the recipes (and judge the shipped default); write loso.md / loso.json into
     ``out`` after every fold. ``export_fold``: the diverse model of that fold is exported
     (TFLite + JSON, tau calibrated) into ``export_dir``. ``resume``: keep the rows of an earlier
-    ``out/loso.json`` (same epochs and K) and run only the missing (speaker, model) pairs."""
+    ``out/loso.json`` (same epochs and K) and run only the missing (speaker, model) pairs.
+    ``variant``: one lever on top of each recipe (``model_export.loso_variants``); its rows are
+    named after it (``diverse+cmvn``). ``train_seed``: the seed of weight initialisation and
+    batch order only (default ``seed``; splits and augmented copies stay those of ``seed``), to
+    measure how much one fold's figures move between trainings alone."""
     import tensorflow as tf
 
     from hashing.features import FeatureSpec
@@ -541,6 +565,9 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
     for r in recipes:
         if r not in RECIPES:
             raise InvalidInputError(f"unknown recipe {r!r}; choose {', '.join(RECIPES)}")
+    if default_model is not None and variant.band_norm != "none":
+        raise InvalidInputError("judge the default model in a run without band normalisation "
+                                "(its input has none)")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -563,7 +590,8 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         res["command"] = old.get("command", "") + (f" ; resumed: {command}" if command else "")
         t_start -= float(old.get("seconds", 0.0))
     done = {(r["held_out"], r["model"]) for r in res["rows"]}
-    corpus = build_corpus(Path(data_dir), spec, cache, seed=seed, log=log)
+    corpus = band_normalised(build_corpus(Path(data_dir), spec, cache, seed=seed, log=log), variant.band_norm)
+    spec = spec.replace(band_norm=variant.band_norm)
     res["espeak_test_voices"] = corpus.esp_test_voices
     res["espeak_fit_voices"] = corpus.esp_fit_voices
     res["espeak_test_clips"] = int(corpus.esp_test.n)
@@ -606,24 +634,26 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         Xv, pv = corpus.clean.select(val_idx)
         yv = corpus.labels[val_idx][pv]
         for recipe in recipes:
-            if (f.held_out, recipe) in done:
+            label = variant.label(recipe) + ("" if train_seed is None else f"@seed{train_seed}")
+            if (f.held_out, label) in done:
                 continue
             t0 = time.perf_counter()
             X, y = training_set(corpus, recipe, train_idx)
-            log(f"fold {f.held_out} / {recipe}: {len(X)} training windows")
-            model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed,
-                              spec_augment=(recipe == "diverse"), log=log)
+            log(f"fold {f.held_out} / {label}: {len(X)} training windows")
+            model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
+                              spec_augment=(recipe == "diverse"), variant=variant, log=log)
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
-            res["rows"].append({"held_out": f.held_out, "model": recipe, "train_windows": int(len(X)),
+            res["rows"].append({"held_out": f.held_out, "model": label, "recipe": recipe,
+                                "variant": dataclasses.asdict(variant), "train_windows": int(len(X)),
                                 "fit_seconds": round(t_fit, 1), **row})
-            res["histories"][f"{f.held_out}/{recipe}"] = hist
-            log(f"  {recipe} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
+            res["histories"][f"{f.held_out}/{label}"] = hist
+            log(f"  {label} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
                 f"espeak h1 {row['espeak_test']['h1_accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
             if recipe == "diverse" and export_fold == f.held_out and export_dir is not None:
                 try:  # a failed export must not cost the LOSO figures
                     _export(model, Path(export_dir), K, spec, f, train_idx, val_idx, corpus, Xv, row,
-                            epochs, hist, command)
+                            epochs, hist, command, variant)
                     log(f"  exported the {f.held_out} fold's diverse model to {export_dir}")
                 except Exception as exc:  # noqa: BLE001 - reported, the run goes on
                     res["notes"].append(f"export of the {f.held_out} fold failed: {exc}")
@@ -635,11 +665,11 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
 
 
 def _export(model, export_dir: Path, K: int, spec, fold: Fold, train_idx, val_idx, corpus: Corpus,
-            Xv, row: dict, epochs: int, hist: list, command: str) -> None:
+            Xv, row: dict, epochs: int, hist: list, command: str, variant: Variant = Variant()) -> None:
     from hashing.model_meta import FSDD_LICENSE
     from model_export.export import export_model
 
-    name = f"fsdd-crnn-k{K}-diverse"
+    name = f"fsdd-crnn-k{K}-" + variant.label("diverse").replace("+", "-")
     best = int(np.argmin([h["val_loss"] for h in hist])) + 1
     training = {
         "data": "fsdd", "license": FSDD_LICENSE + "; espeak-ng synthesis (GPL-3 program, output free)",
@@ -652,7 +682,7 @@ def _export(model, export_dir: Path, K: int, spec, fold: Fold, train_idx, val_id
         "augmentation": "clean + 2 x model_export.augment.speaker_chain (VTLP, pitch, tempo, "
                         "synthetic RIR, coloured noise, then hashing.cpo.random_cpo); espeak-ng FIT "
                         "digits clean + 1 chained copy; SpecAugment (dataset.spec_augment)",
-        "recipe": "diverse", "input_mode": "native",
+        "recipe": "diverse", "variant": dataclasses.asdict(variant), "input_mode": "native",
     }
     metrics = {"test": {"clip_accuracy": row["fsdd"]["h1_accuracy"], "n_clips": row["fsdd"]["n_clips"]},
                "loso_fold": row}
@@ -678,14 +708,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--export-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="keep the rows of OUT/loso.json")
+    p.add_argument("--band-norm", default="none", help="per-Mel-band normalisation: none, cmn, cmvn")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) alpha (0: off)")
+    p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
+                   "(initialisation, batch order); default --seed")
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
+        variant = Variant(a.band_norm, a.label_smoothing, a.mixup)
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
                  export_dir=a.export_dir, export_fold=a.export_fold, resume=a.resume, command=cmd,
-                 log=lambda s: print(s, flush=True))
+                 variant=variant, train_seed=a.train_seed, log=lambda s: print(s, flush=True))
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

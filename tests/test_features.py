@@ -263,3 +263,51 @@ def test_runtime_modules_do_not_import_librosa_or_scipy():
     )
     repo = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
+
+
+# ----------------------------------------------------------------------------- band_norm (issue 16)
+
+
+def test_band_norm_default_keeps_old_model_dicts_and_rejects_unknown():
+    """Models made before band_norm existed store no such key: they load as "none" and their
+    dict (metadata, feature-cache keys) is unchanged."""
+    old = FeatureSpec().to_dict()
+    assert "band_norm" not in old
+    assert FeatureSpec.from_dict(old).band_norm == "none"
+    cm = FeatureSpec(band_norm="cmvn")
+    assert cm.to_dict()["band_norm"] == "cmvn"
+    assert FeatureSpec.from_dict(json.loads(json.dumps(cm.to_dict()))) == cm
+    with pytest.raises(InvalidInputError):
+        FeatureSpec(band_norm="pcen")
+
+
+@pytest.mark.parametrize("mode", ["cmn", "cmvn"])
+def test_band_norm_removes_per_band_offsets(speech_like, mode):
+    """A fixed spectral colour is a per-band offset of the log-Mel: band_normalise removes it
+    exactly (cmvn also a per-band scale). In model_windows padding stays neutral and each
+    real band is zero-mean over time."""
+    from hashing.features import band_normalise
+
+    rng = np.random.default_rng(0)
+    win = rng.standard_normal((128, 20))
+    offset = rng.standard_normal((128, 1)) * 3
+    np.testing.assert_allclose(band_normalise(win + offset, mode), band_normalise(win, mode), atol=1e-12)
+    assert not np.allclose(band_normalise(win, "none") + offset, band_normalise(win, "none"))
+    if mode == "cmvn":
+        scale = np.exp(rng.standard_normal((128, 1)))
+        np.testing.assert_allclose(band_normalise(win * scale, mode), band_normalise(win, mode), atol=1e-9)
+    y = speech_like(seconds=0.6, seed=4, lead_silence=0.05, trail_silence=0.05)
+    band = FeatureSpec(band_norm=mode)
+    w = model_windows(y, band)
+    assert w.shape == model_windows(y, FeatureSpec()).shape
+    real = ~np.all(w[0, :, :, 0] == band.pad_value, axis=0)
+    assert 0 < real.sum() < w.shape[2]  # 0.6 s: real frames then padding
+    np.testing.assert_array_equal(w[0][:, ~real, 0], band.pad_value)
+    np.testing.assert_allclose(w[0][:, real, 0].mean(axis=1), 0.0, atol=1e-4)
+    assert not np.allclose(w, model_windows(y, FeatureSpec()), atol=0.05)
+
+
+def test_band_norm_none_is_bit_identical_to_before(speech_like):
+    y = speech_like(seconds=1.7, seed=5)
+    np.testing.assert_array_equal(model_windows(y, FeatureSpec()),
+                                  model_windows(y, FeatureSpec(band_norm="none")))
