@@ -65,8 +65,9 @@ staged(Vault, "_search_in_mode", "search SQL")
 what, vault, audio, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 t0 = time.perf_counter()
 try:
-    if what == "ingest":
-        with Vault.create(vault, sys.argv[5], kdf_log2_n=10) as v:
+    if what in ("ingest", "ingest-more"):
+        with (Vault.create(vault, sys.argv[5], kdf_log2_n=10) if what == "ingest" else
+              Vault.open(vault, read_only=False, passphrase=sys.argv[5])) as v:
             v.max_ingest_seconds = seconds + 1
             rep = v.ingest([audio])
         out = {"ok": not rep.errors, "windows": rep.added[0].n_windows if rep.added else 0,
@@ -137,7 +138,7 @@ def measure(what: str, vault: Path, audio: Path, seconds: float, limit_gb: float
 
 
 def run(ingest_min: list[float], search_min: list[float], limit_gb: float, work: Path,
-        formats: list[str]) -> list[dict]:
+        formats: list[str], second: bool = False) -> list[dict]:
     rows = []
     for fmt in formats:
         base = long_speech(work / f"ten-seconds.{fmt}", 10.0)
@@ -153,6 +154,11 @@ def run(ingest_min: list[float], search_min: list[float], limit_gb: float, work:
             if m in search_min and rows[-1].get("ok"):
                 rows.append({**measure("search", vault, audio, m * 60, limit_gb), "format": fmt,
                              "mb": mb})
+            if second and rows[-1].get("ok"):  # another file as long, into the vault holding one
+                other = long_speech(work / f"{m:g}min-b.{fmt}", m * 60, seed=1)
+                rows.append({**measure("ingest-more", vault, other, m * 60, limit_gb),
+                             "format": fmt, "mb": mb})
+                other.unlink()
             audio.unlink()
             vault.unlink()
     return rows
@@ -170,7 +176,7 @@ def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
     ]
     for r in rows:
         res = ("ok" if r.get("ok") else "; ".join(r.get("errors", []))[:120])
-        if r["what"] == "ingest" and r.get("ok"):
+        if r["what"].startswith("ingest") and r.get("ok"):
             res += f", {r.get('windows')} windows"
         if r["what"] == "search" and r.get("ok"):
             res += f", matched {r.get('matched')}"
@@ -187,10 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", nargs="*", default=["wav"], choices=["wav", "mp3"])
     ap.add_argument("--limit-gb", type=float, default=6.0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--second", action="store_true",
+                    help="also ingest a second file of each length into the vault holding the "
+                         "first (row 'ingest-more')")
     a = ap.parse_args(argv)
     command = "python -m model_export.bench_memory " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="sv-mem-") as tmp:
-        rows = run(a.ingest, a.search, a.limit_gb, Path(tmp), a.formats)
+        rows = run(a.ingest, a.search, a.limit_gb, Path(tmp), a.formats, a.second)
     text = markdown(rows, command, a.limit_gb)
     print(text)
     if a.out:
