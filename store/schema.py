@@ -327,7 +327,19 @@ def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
     if missing:
         raise VaultFormatError(
             f"{path} is a damaged speechvault vault (missing {', '.join(sorted(missing))})")
+    if version >= 5 and _word_type(con) != "BIGINT":
+        # a version edited upwards without its upgrade step (the words would be read as signed)
+        raise VaultFormatError(f"{path} is a damaged speechvault vault (format {version} "
+                               f"without its code words as BIGINT)")
     return version
+
+
+def _word_type(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'codes' "
+        "AND column_name = 'w0' AND table_schema = 'main' AND table_catalog = current_database()"
+    ).fetchone()
+    return row[0] if row else None
 
 
 def upgrade(con: duckdb.DuckDBPyConnection, path: str, version: int) -> int:

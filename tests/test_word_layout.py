@@ -133,3 +133,20 @@ def test_words_round_trip_through_the_signed_columns():
     s = schema.signed_words(w)
     assert s.dtype == np.int64 and s[1, 0] == -(2**63) and s[1, 1] == -1
     assert np.array_equal(schema.unsigned_words(s), w)
+
+
+def test_a_version_edited_to_5_without_its_upgrade_is_refused_in_one_line(tmp_path, capsys):
+    """``format_version`` set to 5 (the step recorded, ``blob_chunks`` added) by hand on a
+    format-4 file: the words are still UBIGINT, so the vault is named damaged instead of
+    searched with unsigned words."""
+    from store.blob_chunks import DDL
+
+    path = _golden(tmp_path)
+    con = duckdb.connect(str(path))
+    con.execute(DDL)
+    con.execute("UPDATE vault_meta SET format_version = 5")
+    con.execute("INSERT INTO schema_migrations (version, applied, description) "
+                "VALUES (5, now(), 'forged')")
+    con.close()
+    with pytest.raises(VaultFormatError, match="damaged.*BIGINT"):
+        Vault.open(path)
