@@ -141,11 +141,7 @@ def _judged(queries: Sequence[Query], K: int, rule: ExcerptRule):
     for q in queries:
         hits = _ex.decide(q.rows, K, rule)[:TOP]
         genuine = next((h for h in hits if h.recording_id == q.true_id), None)
-        yield q, genuine, [h for h in hits if h.recording_id != q.true_id and _close_enough(h, rule)]
-
-
-def _close_enough(hit, rule: ExcerptRule) -> bool:
-    return hit.close >= min(rule.min_close_windows, hit.windows)
+        yield q, genuine, [h for h in hits if h.recording_id != q.true_id and rule.close_enough(h)]
 
 
 def bucket_thresholds(impostor: Sequence[tuple[int, float]], margin: float,
@@ -182,7 +178,8 @@ def _score(queries: Sequence[Query], K: int, rule: ExcerptRule, margin: float) -
     recall = {}
     for kind in ("excerpt", "clip"):
         true = [g for q, g, _ in judged if q.kind == kind and q.true_id is not None]
-        recall[kind] = sum(1 for g in true if g is not None and final.accepts(g)) / max(1, len(true))
+        found = sum(1 for g in true if g is not None and final.accepts(g))
+        recall[kind] = found / max(1, len(true))
     crossed = 0
     for part in (0, 1):
         fit = [(h.windows, h.evidence) for i, (_, _, imp) in enumerate(judged) if i % 2 == part

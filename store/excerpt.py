@@ -116,9 +116,13 @@ class ExcerptRule:
 
     def accepts(self, hit: "ExcerptHit") -> bool:
         """Whether ``hit`` is a match: enough evidence for its covered windows, and enough of
-        them close (``min_close_windows``, at most all it covers)."""
-        return (hit.evidence >= self.threshold(hit.windows)
-                and hit.close >= min(self.min_close_windows, hit.windows))
+        them close."""
+        return hit.evidence >= self.threshold(hit.windows) and self.close_enough(hit)
+
+    def close_enough(self, hit: "ExcerptHit") -> bool:
+        """Whether enough of ``hit``'s covered windows are within ``cand_ber``
+        (``min_close_windows``, at most all it covers), whatever its evidence."""
+        return hit.close >= min(self.min_close_windows, hit.windows)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -252,10 +252,7 @@ def _signed_words(con: duckdb.DuckDBPyConnection) -> None:
     re-MACed and no key is needed. ``codes`` is rewritten through a side table in the upgrade's
     one transaction (a crash leaves version 4 as it was), clustered by category on the way.
     Idempotent: words already BIGINT are kept."""
-    types = dict(con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'codes' "
-        "AND table_schema = 'main' AND table_catalog = current_database()").fetchall())
-    if types.get("w0") != "UBIGINT":
+    if _word_type(con) != "UBIGINT":
         return
     K = int(con.execute("SELECT k FROM vault_meta").fetchone()[0])
     wcols = word_columns(K)
@@ -294,7 +291,8 @@ MIGRATION_DESCRIPTIONS: dict[int, str] = {
     1: "model.fingerprint column (identification code)",
     2: "codes.start column (identification windows, excerpt search)",
     3: "vault_meta.vault_id and .integrity, record_macs (blobs bound on the next keyed write)",
-    4: "codes words as BIGINT (same bits; native bit_count); blob_chunks: large recordings sealed and stored in chunks"}
+    4: ("codes words as BIGINT (same bits; native bit_count); blob_chunks: large recordings "
+        "sealed and stored in chunks")}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
