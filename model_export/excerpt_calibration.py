@@ -35,7 +35,8 @@ from model_export.excerpt_fingerprint import fit_distortion, write_wav
 from store import excerpt as _ex
 from store.excerpt import ExcerptRule
 
-__all__ = ["BUCKETS", "MIN_EVIDENCE", "TAU_WINDOW_GRID", "MIN_CLOSE_GRID", "collect_rows",
+__all__ = ["BUCKETS", "MIN_EVIDENCE", "TAU_WINDOW_GRID", "MIN_CLOSE_GRID", "MIN_WINDOW_GAIN_GRID",
+           "collect_rows",
            "bucket_thresholds", "calibrate_rule", "choose_tau_window"]
 
 #: upper edges of the buckets of covered windows that get their own evidence threshold
@@ -53,6 +54,12 @@ TAU_WINDOW_GRID = (0.26, 0.28, 0.30, 0.32, 0.34, 0.36, 0.38, 0.40)
 #: match needs. More asks for more proof of a copy; but a copy in babble keeps most windows at
 #: BER 0.26-0.32 and often only one under 0.25, so the calibration weighs what it costs
 MIN_CLOSE_GRID = (1, 2)
+#: the ``min_window_gain`` tried (None: a window that does not match subtracts all of
+#: ``tau_window - BER``). A floor keeps a copy whose noise destroyed most windows but left a few
+#: at BER 0.05 (a 5 s excerpt under babble) from sinking under its lost windows; it also lets an
+#: impostor's chance windows add up, which the thresholds then have to stop, so the calibration
+#: weighs the two
+MIN_WINDOW_GAIN_GRID = (None, -0.05, -0.03, -0.02)
 #: the share of calibration queries that thresholds set on the other half may accept falsely
 #: (the two-fold check of ``choose_tau_window``): half the issue's 0.5 % target, since a user's
 #: vault holds more impostors than the calibration's
@@ -188,29 +195,39 @@ def _score(queries: Sequence[Query], K: int, rule: ExcerptRule, margin: float) -
         crossed += sum(1 for i, (_, _, imp) in enumerate(judged) if i % 2 != part
                        and any(r.accepts(h) for h in imp))
     return {"tau_window": rule.tau_window, "min_close_windows": rule.min_close_windows,
-            "rule": final, "recall": recall, "cross_false": crossed, "queries": len(judged)}
+            "min_window_gain": rule.min_window_gain, "rule": final, "recall": recall, "cross_false": crossed, "queries": len(judged)}
 
 
 def choose_tau_window(queries: Sequence[Query], K: int, base: ExcerptRule, margin: float,
                       grid: Sequence[float] = TAU_WINDOW_GRID,
-                      close_grid: Sequence[int] = MIN_CLOSE_GRID, log=print) -> tuple[dict, list]:
-    """The (``tau_window``, ``min_close_windows``) of the grids with the best recall (excerpts
-    and clips weighted alike) among those whose two-fold check accepts at most
+                      close_grid: Sequence[int] = MIN_CLOSE_GRID,
+                      gain_grid: Sequence[float | None] = MIN_WINDOW_GAIN_GRID,
+                      log=print) -> tuple[dict, list]:
+    """The (``tau_window``, ``min_close_windows``, ``min_window_gain``) of the grids with the best
+    recall (excerpts and clips weighted alike) among those whose two-fold check accepts at most
     ``MAX_CROSS_FALSE_RATE`` of the queries (the fewest of the grid when none does); ties go to
-    the stricter: more close windows, then the lower ``tau_window``."""
+    the stricter: more close windows, then no floor or the lower one, then the lower
+    ``tau_window``."""
     scores = [_score(queries, K, dataclasses.replace(base, tau_window=float(t),
-                                                     min_close_windows=int(m)), margin)
-              for m in close_grid for t in grid]
+                                                     min_close_windows=int(m),
+                                                     min_window_gain=g), margin)
+              for m in close_grid for g in gain_grid for t in grid]
     for s in scores:
-        log(f"  tau_window {s['tau_window']:.2f}, close windows {s['min_close_windows']}: recall "
+        log(f"  tau_window {s['tau_window']:.2f}, close windows {s['min_close_windows']}, "
+            f"window gain floor {_floor(s['min_window_gain'])}: recall "
             f"excerpts {s['recall']['excerpt']:.3f}, clips {s['recall']['clip']:.3f}; "
             f"cross-checked false queries {s['cross_false']}")
     allowed = max(min(s["cross_false"] for s in scores),
                   int(MAX_CROSS_FALSE_RATE * len(queries)))
     ok = [s for s in scores if s["cross_false"] <= allowed]
     best = max(ok, key=lambda s: (round(sum(s["recall"].values()), 6), s["min_close_windows"],
-                                  -s["tau_window"]))
+                                  -(s["min_window_gain"] if s["min_window_gain"] is not None
+                                    else -1.0), -s["tau_window"]))
     return best, scores
+
+
+def _floor(g: float | None) -> str:
+    return "none" if g is None else f"{g:.2f}"
 
 
 def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndarray], *,
@@ -236,12 +253,13 @@ def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndar
     thresholds = [list(t) for t in rule.evidence_by_windows]
     report = {"excerpt_queries": n_queries, "clip_queries": len(clips), "margin": margin,
               "floor": MIN_EVIDENCE, "tau_window": rule.tau_window,
-              "min_close_windows": rule.min_close_windows, "thresholds": thresholds,
+              "min_close_windows": rule.min_close_windows,
+              "min_window_gain": rule.min_window_gain, "thresholds": thresholds,
               "recall_excerpts": best["recall"]["excerpt"], "recall_clips": best["recall"]["clip"],
               "grid": [{"tau_window": s["tau_window"], "min_close_windows": s["min_close_windows"],
-                        "recall": s["recall"],
+                        "min_window_gain": s["min_window_gain"], "recall": s["recall"],
                         "cross_false": s["cross_false"]} for s in scores]}
     log(f"  calibration: tau_window {rule.tau_window:.2f}, close windows "
-        f"{rule.min_close_windows}, thresholds {thresholds}; recall "
+        f"{rule.min_close_windows}, window gain floor {_floor(rule.min_window_gain)}, thresholds {thresholds}; recall "
         f"excerpts {report['recall_excerpts']:.3f}, clips {report['recall_clips']:.3f}")
     return rule, report

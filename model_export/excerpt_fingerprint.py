@@ -233,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
     p.add_argument("--fmin", type=float, default=WindowingSpec.fmin)
     p.add_argument("--fmax", type=float, default=WindowingSpec.fmax)
+    p.add_argument("--top-db", type=float, default=WindowingSpec.top_db,
+                   help="each window's log power is floored this many dB under its loudest cell")
     p.add_argument("--query-slack", type=int, default=WindowingSpec.query_slack_frames,
                    help="frames a short query is tried around its onset")
     p.add_argument("--projection", help="an earlier NAME.fingerprint.npz: keep its projection, "
@@ -243,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_model(a.base_model, a.data_dir, a.out, name=a.name, bits=a.bits, views=a.views,
                 seed=a.seed, command=cmd, projection=a.projection,
                 windowing={"n_mels": a.n_mels, "fmin": a.fmin, "fmax": a.fmax,
-                           "query_slack_frames": a.query_slack})
+                           "top_db": a.top_db, "query_slack_frames": a.query_slack})
     return 0
 
 

@@ -73,6 +73,13 @@ class ExcerptRule:
     tol_frames: int = 6
     #: each covered window adds (tau_window - BER)
     tau_window: float = 0.30
+    #: ... but a window that does not match subtracts at most this much (None: no floor). A
+    #: window that noise or babble has destroyed sits where an unrelated window sits (BER
+    #: 0.40-0.50): it says "this stretch did not survive", not "this is another recording", so
+    #: the log-likelihood ratio of a copy whose windows may each be lost (a two-part mixture)
+    #: is bounded below, while a linear penalty lets a long excerpt in noise sink under the
+    #: evidence of its few clean windows. Calibrated with ``tau_window``
+    min_window_gain: float | None = None
     #: a matching query window is shared among the recordings within this BER of its best
     #: match, and explained away for the others (``_window_shares``); None: shared among all
     #: under ``tau_window`` (the rule of models calibrated before)
@@ -143,7 +150,8 @@ class ExcerptRule:
 
 
 #: what a stored rule that lacks a setting meant (models calibrated before the setting existed)
-_RULE_BEFORE = {"share_ber": None, "key_probes": 0, "min_close_windows": 0}
+_RULE_BEFORE = {"share_ber": None, "key_probes": 0, "min_close_windows": 0,
+                "min_window_gain": None}
 
 
 @dataclass(frozen=True)
@@ -294,10 +302,11 @@ def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[i
 def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
     """Evidence per candidate from the verification rows ``(rid, ob, s, qs, d)``, best first,
     one hit per recording (its best offset): each covered window adds ``tau_window - BER``, a
-    matching one divided among the recordings that share it (``_window_shares``)."""
+    matching one divided among the recordings that share it (``_window_shares``), one that does
+    not match no less than ``min_window_gain``."""
     if not rows:
         return []
-    tau = rule.tau_window
+    tau, floor = rule.tau_window, rule.min_window_gain
     shares = _window_shares(rows, K, rule)
     groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for rid, ob, s, qs, d in rows:
@@ -311,7 +320,7 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
                 n = shares.get((qs, rid), 1)
                 ev += gain / n if n else 0.0
             else:
-                ev += gain
+                ev += gain if floor is None else max(gain, floor)
         ds = np.array([d for _, _, d in win], dtype=np.float64) / K
         i = int(np.argmin(ds))
         offs = np.array([s - qs for s, qs, _ in win])
