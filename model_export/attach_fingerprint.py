@@ -45,7 +45,8 @@ def attach_fingerprint(model: str | Path, donor: str | Path, out_dir: str | Path
     fp_src = donor.with_name(donor.stem + FINGERPRINT_SUFFIX)
     name = name or meta.name
     metrics = dict(meta.metrics)
-    metrics["h2_tau"] = meta.tau
+    # a model that already carries a fingerprint had its own h2 threshold put aside then
+    metrics["h2_tau"] = meta.metrics.get("h2_tau", meta.tau) if meta.fingerprint else meta.tau
     training = dict(meta.training)
     training["fingerprint_from"] = {"model": dmeta.name, "tflite_sha256": dmeta.tflite_sha256,
                                     "note": "fingerprint and tau taken unchanged (Log-Mel input, "

@@ -142,6 +142,35 @@ def test_calibration_keeps_the_tau_window_that_finds_more_and_accepts_no_imposto
     assert bucket_thresholds([(1, 0.4)] * 60, 0.05)[0] == [1, 0.45]
 
 
+def test_a_copy_that_lost_most_windows_to_noise_is_kept_by_the_window_gain_floor():
+    """Three windows at BER 0.05 and thirteen destroyed (0.47, where unrelated windows sit): the
+    linear penalty sinks the copy under zero; with ``min_window_gain`` the lost windows cost
+    little and the copy is found, while an impostor (one chance window at 0.20 among fifteen
+    at 0.47) stays far below. The calibration keeps a floor only because it finds more."""
+    from model_export.excerpt_calibration import Query, choose_tau_window
+
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    copy = [(1, 0, 16 * k, 16 * k, d(0.05 if k in (6, 7, 8) else 0.47)) for k in range(16)]
+    chance = [(2, 0, 16 * k, 16 * k, d(0.20 if k == 3 else 0.47)) for k in range(16)]
+    linear, floored = ExcerptRule(tau_window=0.36), ExcerptRule(tau_window=0.36, min_window_gain=-0.03)
+    (h_lin,), (h_floor,) = decide(copy, K, linear), decide(copy, K, floored)
+    assert h_lin.evidence < 0 < 0.5 < h_floor.evidence
+    assert decide(chance, K, floored)[0].evidence < 0
+    assert ExcerptRule.from_dict({"tau_window": 0.3}).min_window_gain is None  # older models
+    assert ExcerptRule.from_dict(floored.to_dict()) == floored
+    queries = []
+    for i in range(100):
+        queries.append(Query(rows=copy + chance, true_id=1, kind="excerpt"))
+        queries.append(Query(rows=list(chance), true_id=None, kind="excerpt"))
+    best, scores = choose_tau_window(queries, K, ExcerptRule(), margin=0.05, grid=(0.36,),
+                                     close_grid=(1,), gain_grid=(None, -0.03),
+                                     log=lambda *_: None)
+    by = {s["min_window_gain"]: s["recall"]["excerpt"] for s in scores}
+    assert by[None] == 0.0 and by[-0.03] == 1.0
+    assert best["min_window_gain"] == -0.03 and best["cross_false"] == 0
+
+
 def test_a_clearly_better_match_takes_the_window_an_equal_one_shares_it():
     """A clean copy (BER 0.00) and two other takes of the word (0.20, 0.22) all match the one
     query window under tau_window: the copy keeps the whole gain, the takes get nothing; two

@@ -39,3 +39,13 @@ def test_attached_model_indexes_the_donors_fingerprint_and_keeps_its_own_h1(tmp_
 def test_donor_without_fingerprint_is_refused(tmp_path):
     with pytest.raises(ModelError):
         attach_fingerprint(DONOR, NEW, tmp_path)
+
+
+def test_re_attaching_keeps_the_models_own_h2_threshold(tmp_path):
+    """A model given a newer donor's fingerprint a second time keeps the h2 threshold put aside
+    the first time, not the first donor's fingerprint tau."""
+    first = attach_fingerprint(NEW, DONOR, tmp_path / "a", "candidate")
+    again = attach_fingerprint(first, DONOR, tmp_path / "b", "candidate")
+    own = ModelMeta.load(NEW.with_suffix(".json")).tau
+    assert ModelMeta.load(DONOR.with_suffix(".json")).tau != own
+    assert ModelMeta.load(again.with_suffix(".json")).metrics["h2_tau"] == own
