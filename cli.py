@@ -16,23 +16,23 @@ Conventions (see README.md, "Command line"):
   so ``speechvault --help`` stays fast; a test checks it.
 """
 
-import functools
 import json
 import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from commands import kit
+from commands.kit import JsonOpt
 from speechvault.errors import (
     IntegrityError,
     InvalidInputError,
     NotFoundError,
     PassphraseRequiredError,
     RuntimeMissingError,
-    SpeechVaultError,
 )
 from speechvault.passphrase import (
     ENV_VAR,
@@ -41,10 +41,9 @@ from speechvault.passphrase import (
     kdf_cost_warnings,
     new_passphrase_warnings,
 )
+from store.access import DEFAULT_READ_WAIT, DEFAULT_WRITE_WAIT  # no DuckDB
 
 __all__ = ["app", "main"]
-
-from store.access import DEFAULT_READ_WAIT, DEFAULT_WRITE_WAIT  # noqa: E402  (no DuckDB)
 
 MAX_ROWS_SHOWN = 50  # ingest summary: rows listed before "... and N more"
 
@@ -62,147 +61,7 @@ app = typer.Typer(
     # plain help (to a pipe) wraps at the terminal's width, not click's default 80 columns
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 200},
 )
-
-
-# --------------------------------------------------------------------------- output helpers
-#: width of output that goes to a file or a pipe: wide enough never to wrap a table row, so
-#: `list | grep` sees whole names and `cipher-report > r.md` keeps its table intact
-PLAIN_WIDTH = 10_000
-
-
-def _console(stderr: bool = False):
-    """A rich console; to a terminal it fits the terminal, to a file or pipe it never wraps
-    (unless $COLUMNS says how wide to be)."""
-    from rich.console import Console
-
-    con = Console(stderr=stderr, soft_wrap=False, highlight=False)
-    if con.is_terminal or (os.environ.get("COLUMNS") or "").isdigit():
-        return con
-    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=PLAIN_WIDTH)
-
-
-def _stdout():
-    return _console()
-
-
-def _stderr():
-    return _console(stderr=True)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _err_line(message: str) -> None:
-    sys.stderr.write(f"error: {_one_line(message)}\n")
-    sys.stderr.flush()
-
-
-def _warn(messages: list[str]) -> None:
-    for m in messages:
-        sys.stderr.write(f"warning: {_one_line(m)}\n")
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return _jsonable(obj.to_dict())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, bytes):
-        return obj.hex()
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
-        return obj.item()
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy array
-        return obj.tolist()
-    if hasattr(obj, "isoformat") and callable(obj.isoformat):
-        return obj.isoformat()
-    return obj
-
-
-def _attr(obj: Any, *names: str, default: Any = None) -> Any:
-    """First present attribute (or dict key) among ``names``."""
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
-def _fmt_size(n: Any) -> str:
-    try:
-        n = float(n)
-    except (TypeError, ValueError):
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-def _fmt_secs(x: Any) -> str:
-    try:
-        return f"{float(x):.2f} s"
-    except (TypeError, ValueError):
-        return "-"
-
-
-def _fmt_ms(x: Any) -> str:
-    try:
-        return f"{float(x) * 1000:.1f} ms"
-    except (TypeError, ValueError):
-        return "-"
-
-
-# --------------------------------------------------------------------------- error handling
-def _command(*args: Any, **kwargs: Any) -> Callable:
-    """``app.command`` plus the one place where user errors become ``error: ...`` + exit 1."""
-
-    def decorate(func: Callable) -> Callable:
-        @functools.wraps(func)
-        def wrapper(*a: Any, **k: Any) -> Any:
-            from hashing.quiet import set_native_silencing
-
-            set_native_silencing(True)  # decoder messages off fd 2 (``tui`` turns it off again)
-            try:
-                return func(*a, **k)
-            except SpeechVaultError as exc:
-                _err_line(str(exc))
-                raise typer.Exit(1) from None
-            except OSError as exc:  # a user path we write or read ourselves (export -o, ...)
-                where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-                _err_line(f"{where}{exc.strerror or exc}")
-                raise typer.Exit(1) from None
-            except KeyboardInterrupt:
-                sys.stderr.write("\ninterrupted\n")
-                raise typer.Exit(130) from None
-
-        wrapper.__doc__ = _help_text(func.__doc__)
-        app.command(*args, **kwargs)(wrapper)
-        return func
-
-    return decorate
-
-
-def _help_text(doc: str | None) -> str | None:
-    """A docstring as ``--help`` text: the lines of a paragraph joined (rich mode keeps every
-    source line break, so help showed lines cut in the middle at 100 columns), paragraphs kept."""
-    if not doc:
-        return doc
-    import inspect
-
-    paragraphs = inspect.cleandoc(doc).split("\n\n")
-    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+_command = kit.command_decorator(app)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -229,7 +88,6 @@ KeyFileOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 _WAIT_HELP = ("Wait up to this many seconds for another process that holds the vault (an "
               "ingest's commit, another writer, a long read), then fail naming it.")
 ReadWaitOpt = Annotated[float, typer.Option("--wait", min=0.0, metavar="SECONDS", help=_WAIT_HELP)]
@@ -285,55 +143,6 @@ def _index_passphrase(key_file: Optional[Path]) -> str:
         return _passphrase(key_file)
     except PassphraseRequiredError:
         raise PassphraseRequiredError(NEEDS_PASSPHRASE) from None
-
-
-def _progress(label: str, enabled: bool):
-    """A rich progress bar on stderr (None when disabled or stderr is not a terminal)."""
-    if not enabled:
-        return None
-    console = _stderr()
-    if not console.is_terminal:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=False,
-    )
-
-
-def _progress_callback(progress, task_id) -> Callable[[Any], None]:
-    """Adapt the library's progress events (IngestEvent, verify events) to a rich task."""
-
-    def on_event(event: Any) -> None:
-        total = _attr(event, "total")
-        done = _attr(event, "done", "completed", "index", "n_done")
-        path = _attr(event, "path", "name", "source")
-        kw: dict[str, Any] = {}
-        if total is not None:
-            kw["total"] = total
-        if done is not None:
-            kw["completed"] = done
-        else:
-            kw["advance"] = 1
-        if path is not None:
-            kw["description"] = Path(str(path)).name[:40]
-        progress.update(task_id, **kw)
-
-    return on_event
 
 
 # --------------------------------------------------------------------------- version
@@ -402,7 +211,7 @@ def init(
     """Create a new, empty vault (asks for the passphrase twice)."""
     if os.path.lexists(vault):  # a dangling symbolic link too: never create through one
         raise InvalidInputError(f"{vault}: already exists (refusing to overwrite)")
-    encoder = _model_encoder(model) if model is not None else None
+    encoder = kit.model_encoder(model) if model is not None else None
     passphrase = _passphrase(key_file, confirm=True)
     # a passphrase below the floor is refused here; the warnings follow a successful init only
     warnings = new_passphrase_warnings(passphrase, allow_weak=weak_passphrase) + \
@@ -413,29 +222,12 @@ def init(
     with Vault.create(vault, passphrase, encoder=encoder, cipher=cipher.value,
                       kdf_log2_n=kdf_log2n, tau=tau, encrypt_index=encrypt_index) as v:
         info = v.info()
-    _warn(warnings)
+    kit.warn(warnings)
     if as_json:
-        _print_json(info)
+        kit.print_json(info)
     else:
-        _stdout().print(f"created [bold]{vault}[/bold]")
+        kit.stdout().print(f"created [bold]{vault}[/bold]")
         _print_info_table(info, {})
-
-
-def _model_encoder(model: str):
-    """``--model``: a file path if one exists there, else a shipped model by its file name
-    (``models``) or by the name in its metadata (what ``info`` shows, e.g. the default's)."""
-    from hashing.encoder import Encoder, model_summaries, shipped_models
-
-    path = Path(model)
-    if path.is_file():
-        return Encoder.from_files(path)
-    if model in shipped_models():
-        return Encoder.shipped(model)
-    by_meta_name = {row["model"]: row["name"] for row in model_summaries()}
-    if model in by_meta_name:
-        return Encoder.shipped(by_meta_name[model])
-    raise NotFoundError(f"{model}: no such model file or shipped model "
-                        f"(shipped: {', '.join(shipped_models())})")
 
 
 # --------------------------------------------------------------------------- models
@@ -446,11 +238,10 @@ def models(as_json: JsonOpt = False) -> None:
 
     rows = model_summaries()
     if as_json:
-        _print_json(rows)
+        kit.print_json(rows)
         return
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     t = Table(title="shipped models (init VAULT --model NAME)", box=box.SIMPLE_HEAD, pad_edge=False,
               collapse_padding=True, padding=(0, 1))
@@ -461,10 +252,10 @@ def models(as_json: JsonOpt = False) -> None:
         code = "h2" if r["code"] == "h2" else "fp"
         t.add_row(r["name"], r["arch"], str(r["K"]), code, r["recipe"], _fmt_num(r["accuracy"]),
                   _fmt_num(r["mAP"]), f"{r['tau']:.3g}",
-                  _fmt_size(r["tflite_bytes"] + r["fingerprint_bytes"]))
+                  kit.fmt_size(r["tflite_bytes"] + r["fingerprint_bytes"]))
     t.caption = ("code: what a vault searches (h2: the paper's hash; fp: the identification "
                  "fingerprint). acc, mAP (of h2): FSDD speaker never seen in training (docs/models.md)")
-    _stdout().print(t)
+    kit.stdout().print(t)
 
 
 def _fmt_num(x: Any) -> str:
@@ -501,37 +292,37 @@ def ingest(
     _existing_vault(vault)
     if not files:
         for raw, msg in problems:
-            _err_line(f"{raw}: {msg}")
+            kit.err_line(f"{raw}: {msg}")
         raise InvalidInputError("nothing to ingest")
     passphrase = _passphrase(key_file)
     with _open(vault, write=True, have=passphrase, wait=wait) as v:
         v.unlock(passphrase)
         v.max_ingest_seconds = max_duration
-        progress = _progress("ingest", enabled=not as_json)
+        progress = kit.progress("ingest", enabled=not as_json)
         if progress is None:
             report = v.ingest(files, category=category)
         else:
             with progress:
                 task = progress.add_task("", total=len(files))
                 report = v.ingest(files, category=category,
-                                  progress=_progress_callback(progress, task))
+                                  progress=kit.progress_callback(progress, task))
                 progress.update(task, completed=len(files), description="done")
     errors = [(str(p), str(m)) for p, m in problems] + [(str(p), str(m)) for p, m in report.errors]
     from speechvault.silence import added_paths, silent_files
 
     silent = silent_files(added_paths(files, report), max_duration)
     if as_json:
-        d = _jsonable(report)
+        d = kit.jsonable(report)
         if isinstance(d, dict):
             d["errors"] = [{"path": p, "message": m} for p, m in errors]
             d["skipped_unsupported"] = _skipped_rows(sources.skipped)
             d["warnings"] = [{"path": p, "message": m} for p, m in silent]
-        _print_json(d)
+        kit.print_json(d)
     else:
         _print_ingest(report, len(errors), sources.skipped)
-    _warn([m for _, m in silent])
+    kit.warn([m for _, m in silent])
     for p, m in errors:
-        _err_line(f"{p}: {m}" if not m.startswith(p) else m)
+        kit.err_line(f"{p}: {m}" if not m.startswith(p) else m)
     if getattr(report, "cancelled", False):
         sys.stderr.write("interrupted\n")
         raise typer.Exit(130)
@@ -548,15 +339,15 @@ def _skipped_rows(skipped: list[Path]) -> list[dict[str, str]]:
 def _print_ingest(report: Any, n_errors: int, skipped: list[Path]) -> None:
     from rich.table import Table
 
-    con = _stdout()
+    con = kit.stdout()
     shown = report.added[:MAX_ROWS_SHOWN]
     if shown:
         t = Table(title="added", title_justify="left")
         for col in ("id", "name", "category", "duration", "size", "windows"):
             t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
         for r in shown:
-            t.add_row(str(r.id), str(r.name), str(r.category), _fmt_secs(r.duration),
-                      _fmt_size(r.size), str(r.n_windows))
+            t.add_row(str(r.id), str(r.name), str(r.category), kit.fmt_secs(r.duration),
+                      kit.fmt_size(r.size), str(r.n_windows))
         con.print(t)
         if len(report.added) > len(shown):
             con.print(f"... and {len(report.added) - len(shown)} more (see list or --json)")
@@ -657,17 +448,17 @@ def search(
             v.unlock(passphrase)
             saved, failed = save_matches(v, result.hits, decrypt_to, force=force)
     if as_json:
-        d = _jsonable(result)
+        d = kit.jsonable(result)
         if decrypt_to is not None and isinstance(d, dict):
             d["decrypted"] = [str(s.path) for s in saved]
-        _print_json(d)
+        kit.print_json(d)
     else:
         _print_search(result, [s.describe() for s in saved])
     from speechvault.silence import silence_warning
 
-    _warn([w for w in [silence_warning(source, max_duration, query=True)] if w])
+    kit.warn([w for w in [silence_warning(source, max_duration, query=True)] if w])
     for path, message in failed:  # after the results: a file in the way does not hide them
-        _err_line(message if message.startswith(path) else f"{path}: {message}")
+        kit.err_line(message if message.startswith(path) else f"{path}: {message}")
     if failed:
         raise typer.Exit(1)
 
@@ -675,7 +466,7 @@ def search(
 def _print_search(result: Any, written: list[str]) -> None:
     from rich.table import Table
 
-    con = _stdout()
+    con = kit.stdout()
     tau = float(result.tau)
     fb = " (nothing in the category: every row searched)" if getattr(result, "fell_back", False) else ""
     con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
@@ -724,7 +515,7 @@ def _print_search(result: Any, written: list[str]) -> None:
     if timings:
         order = ["model_load", "decode", "features", "inference", "category_stage", "hamming_stage", "total"]
         keys = [k for k in order if k in timings] + [k for k in timings if k not in order]
-        con.print("timings: " + "  ".join(f"{k} {_fmt_ms(timings[k])}" for k in keys))
+        con.print("timings: " + "  ".join(f"{k} {kit.fmt_ms(timings[k])}" for k in keys))
     for w in written:
         con.print(f"decrypted -> {w}")
 
@@ -762,7 +553,7 @@ def export(
             sys.stdout.buffer.flush()
             return
         saved = save_recording(v, recording_id, output, force=force)
-    _stderr().print(f"wrote {saved.describe()}", markup=False, highlight=False)
+    kit.stderr().print(f"wrote {saved.describe()}", markup=False, highlight=False)
 
 
 @_command("export-lake")
@@ -781,13 +572,13 @@ def export_lake(
 
     report = export_lake_file(_existing_vault(vault), dest, lambda: _passphrase(key_file))
     if as_json:
-        _print_json(_jsonable(report))
+        kit.print_json(kit.jsonable(report))
         return
-    _stdout().print(
+    kit.stdout().print(
         f"exported to {report.dest}: {report.recordings} recordings, {report.windows} windows; "
         f"partitions written {len(report.partitions_written)}, kept {report.partitions_kept}, "
         f"removed {len(report.partitions_removed)}; objects written {report.objects_written}, "
-        f"removed {report.objects_removed}; {_fmt_size(report.bytes_written)} in "
+        f"removed {report.objects_removed}; {kit.fmt_size(report.bytes_written)} in "
         f"{report.seconds:.2f} s", markup=False, highlight=False)
 
 
@@ -811,7 +602,7 @@ def list_(
     with _open(vault, key_file=key_file, wait=wait) as v:
         rows = v.list(category=category, name_like=name, limit=limit)
     if as_json:
-        _print_json(rows)
+        kit.print_json(rows)
         return
     if tsv:
         from speechvault.tsv import list_lines
@@ -825,9 +616,9 @@ def list_(
         t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
     for r in rows:
         added = r.added.strftime("%Y-%m-%d %H:%M") if hasattr(r.added, "strftime") else str(r.added)
-        t.add_row(str(r.id), str(r.name), str(r.category), _fmt_secs(r.duration), _fmt_size(r.size),
+        t.add_row(str(r.id), str(r.name), str(r.category), kit.fmt_secs(r.duration), kit.fmt_size(r.size),
                   str(r.n_windows), added)
-    con = _stdout()
+    con = kit.stdout()
     con.print(t)
     con.print(f"{len(rows)} recording{'s' if len(rows) != 1 else ''}")
 
@@ -835,7 +626,7 @@ def list_(
 def _print_info_table(info: Any, counts: dict) -> None:
     from rich.table import Table
 
-    d = _jsonable(info)
+    d = kit.jsonable(info)
     t = Table(show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
@@ -849,7 +640,7 @@ def _print_info_table(info: Any, counts: dict) -> None:
             t.add_row(str(k), str(val))
     else:
         t.add_row("info", str(d))
-    con = _stdout()
+    con = kit.stdout()
     con.print(t)
     if counts:
         c = Table()
@@ -869,10 +660,10 @@ def info(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False,
         inf = v.info()
         counts = v.category_counts()
     if as_json:
-        d = _jsonable(inf)
+        d = kit.jsonable(inf)
         if isinstance(d, dict):
-            d.setdefault("category_counts", _jsonable(counts))
-        _print_json(d)
+            d.setdefault("category_counts", kit.jsonable(counts))
+        kit.print_json(d)
     else:
         _print_info_table(inf, counts)
 
@@ -901,7 +692,7 @@ def delete(
         except PassphraseRequiredError:
             v.unlock(_passphrase(key_file))
             v.delete(recording_id)
-    _stderr().print(f"deleted {row.id} ({row.name})")
+    kit.stderr().print(f"deleted {row.id} ({row.name})")
 
 
 # --------------------------------------------------------------------------- verify
@@ -912,7 +703,7 @@ def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = Fals
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
     with _open(vault, passphrase=passphrase, wait=wait) as v:
-        progress = _progress("verify", enabled=not as_json)
+        progress = kit.progress("verify", enabled=not as_json)
         if progress is None:
             report = v.verify()
         else:
@@ -921,9 +712,9 @@ def verify(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = Fals
                 report = v.verify(
                     progress=lambda done, total: progress.update(task, completed=done, total=total))
     if as_json:
-        _print_json(report)
+        kit.print_json(report)
     else:
-        con = _stdout()
+        con = kit.stdout()
         for note in report.notes:  # stdout, with the report: stderr keeps its one error line
             con.print(f"note: {note}", markup=False, highlight=False)
         if report.ok:
@@ -952,7 +743,7 @@ def upgrade(vault: VaultArg, key_file: KeyFileOpt = None) -> None:
     with _open(vault, write=True, passphrase=passphrase) as v:
         was_bound = v.bound
         n = v.bind()
-    _stderr().print("already bound: nothing to do" if was_bound else f"bound: {n} recording(s) re-sealed")
+    kit.stderr().print("already bound: nothing to do" if was_bound else f"bound: {n} recording(s) re-sealed")
 
 
 # --------------------------------------------------------------------------- reindex
@@ -970,9 +761,9 @@ def reindex(
     default). Decrypts each blob, so it asks for the passphrase; crash-safe."""
     _existing_vault(vault)
     passphrase = _passphrase(key_file)
-    enc = _model_encoder(model)
+    enc = kit.model_encoder(model)
     with _open(vault, write=True, passphrase=passphrase, wait=wait) as v:
-        progress = _progress("reindex", enabled=not as_json)
+        progress = kit.progress("reindex", enabled=not as_json)
         if progress is None:
             report = v.reindex(enc)
         else:
@@ -981,9 +772,9 @@ def reindex(
                 report = v.reindex(
                     enc, progress=lambda done, total: progress.update(task, completed=done, total=total))
     if as_json:
-        _print_json(report)
+        kit.print_json(report)
     else:
-        _stdout().print(f"reindexed {report.recordings} recordings ({report.windows} windows): "
+        kit.stdout().print(f"reindexed {report.recordings} recordings ({report.windows} windows): "
                         f"{report.old_model} (K={report.old_k}) -> {report.new_model} (K={report.new_k})")
 
 
@@ -1021,12 +812,12 @@ def passwd(
             n = v.rekey(old, None if new == old else new)
         else:
             v.change_passphrase(old, new)
-    _warn(warnings)
+    kit.warn(warnings)
     if rekey:
-        _stderr().print(f"new master key: {n} recording(s) re-sealed"
+        kit.stderr().print(f"new master key: {n} recording(s) re-sealed"
                         + ("" if new == old else "; passphrase changed"))
     else:
-        _stderr().print("passphrase changed")
+        kit.stderr().print("passphrase changed")
 
 
 # --------------------------------------------------------------------------- demo
@@ -1042,24 +833,24 @@ def demo(
     """Offline demo on the shipped example clips: ingest, query with a degraded copy, decrypt."""
     from speechvault.demo import run_demo
 
-    err = _stderr()
+    err = kit.stderr()
     on_step = None if as_json else (lambda msg: err.print(f"[dim]-[/dim] {msg}"))
     report = run_demo(workdir, on_step=on_step)
     if as_json:
-        _print_json(report)
+        kit.print_json(report)
     else:
         _print_demo(report)
     if not report.ok:
         why = ("ingest errors" if report.errors else "the degraded query did not match its original"
                if not report.correct else "the decrypted file differs from the original")
-        _err_line(f"demo failed: {why}")
+        kit.err_line(f"demo failed: {why}")
         raise typer.Exit(1)
 
 
 def _print_demo(r: Any) -> None:
     from rich.table import Table
 
-    con = _stdout()
+    con = kit.stdout()
     t = Table(show_header=False, title="speechvault demo", title_justify="left")
     t.add_column("k", style="bold")
     t.add_column("v")
@@ -1076,7 +867,7 @@ def _print_demo(r: Any) -> None:
               else "[red]no correct match[/red]")
     t.add_row("decrypted", "[green]byte-identical (sha256 " + str(r.original_sha256)[:16] + "...)[/green]"
               if r.byte_identical else "[red]not identical / not decrypted[/red]")
-    t.add_row("timings", "  ".join(f"{k} {_fmt_secs(v)}" for k, v in r.timings.items()))
+    t.add_row("timings", "  ".join(f"{k} {kit.fmt_secs(v)}" for k, v in r.timings.items()))
     con.print(t)
     if r.hits:
         h = Table(title="hits", title_justify="left")
@@ -1105,7 +896,7 @@ class _TrainPrinter:
     """model_export.train progress hook: one line per stage step and per epoch, on stderr."""
 
     def __init__(self) -> None:
-        self.err = _stderr()
+        self.err = kit.stderr()
 
     def on_stage(self, stage: str, done: int, total: int) -> None:
         if done == total or done % 500 == 0:
@@ -1187,9 +978,9 @@ def train(
         data_name=data_name, license=license, report_dir=report_dir,
     )
     if as_json:
-        _print_json(result)
+        kit.print_json(result)
         return
-    con = _stdout()
+    con = kit.stdout()
     con.print(f"model [bold]{result.name}[/bold]: {result.tflite_path} (+ {result.meta_path})")
     con.print(f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f} s")
     for k, v in (result.metrics or {}).items():
@@ -1218,7 +1009,7 @@ def ssh_serve(
     with _open(vault) as v:
         result = v.search(data)
     if as_json:
-        _print_json(_jsonable(result))
+        kit.print_json(kit.jsonable(result))
     else:
         _print_search(result, [])
 
@@ -1273,7 +1064,7 @@ def _run_tui(vault: Path, *, write: bool, key_file: Optional[Path],
 
 def main() -> None:
     """Console-script entry point (``speechvault = "cli:main"``)."""
-    from speechvault.help_format import fold_long_words, wants_help
+    from commands.help_format import fold_long_words, wants_help
 
     if wants_help(sys.argv) and sys.stdout.isatty():  # rich help only on a terminal
         fold_long_words()  # a long option name or install line is folded, never cut with "…"
@@ -1288,205 +1079,14 @@ def main() -> None:
 
 
 
-# --------------------------------------------------------------------------- cipher-report
-@_command("cipher-report")
-def cipher_report_cmd(
-    audio: Annotated[Optional[Path], typer.Argument(
-        metavar="[AUDIO]", help="A recording (default: the shipped clip sentence_en-us_1.wav).",
-        show_default=False)] = None,
-    as_json: JsonOpt = False,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Also write the Markdown table to this file.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(
-        help="Reproducible master key and nonces (still one fresh nonce per blob).",
-        show_default=False)] = None,
-) -> None:
-    """Security figures of the paper's literal cipher and the vault default on real speech:
-    key sensitivity, entropy, chi-square, correlation, NPCR/UACI, NIST tests, nonce independence."""
-    from speechvault.cipher_report import cipher_report
+def _register_experiments() -> None:
+    from commands.experiments import COMMANDS
 
-    command = "speechvault " + " ".join(__import__("shlex").quote(a) for a in sys.argv[1:])
-    report = cipher_report(audio, seed=seed, command=command)
-    if output is not None:
-        output.write_text(report.to_markdown(), encoding="utf-8")
-    if as_json:
-        _print_json(report.to_dict())
-    else:
-        _stdout().print(report.to_markdown(), markup=False, highlight=False)
-    if not report.passed("mixed"):
-        raise typer.Exit(2)
+    for name, func in COMMANDS:
+        _command(name)(func)
 
 
-# --------------------------------------------------------------------------- eval / bench
-def _cmdline(name: str, positional: Any, options: list[tuple[str, Any]]) -> str:
-    """The command as typed (rebuilt from the parsed values: sys.argv is not the command under
-    CliRunner or the TUI), for the top of the report."""
-    import shlex
-
-    parts = ["speechvault", name] + ([str(positional)] if positional is not None else [])
-    for flag, value in options:
-        if value is True:
-            parts.append(flag)
-        elif value not in (None, False):
-            parts += [flag, str(value)]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-@_command("eval")
-def eval_cmd(
-    data_dir: Annotated[Optional[Path], typer.Argument(
-        metavar="[DATA_DIR]", help="Folder per category (default: $SPEECHVAULT_FSDD, else "
-        "../shared/data/fsdd next to a checkout; --quick falls back to the bundled examples); "
-        "'examples' forces the examples.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", show_default=False, help="Where eval.md, "
-                                      "eval.json and the PNG figures go (required).")] = ...,
-    quick: Annotated[bool, typer.Option("--quick", help="CI size: 1 epoch on a subset, K in "
-                                        "{64, 384}.")] = False,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per model that has to be "
-                                                  "trained (cached models are reused).", show_default=False)] = None,
-    max_train_per_class: Annotated[Optional[int], typer.Option(min=1, show_default=False,
-                                                               help="Training clips per class.")] = None,
-    n_aug: Annotated[Optional[int], typer.Option(min=0, show_default=False,
-                                                 help="CPO copies per training clip.")] = None,
-    ks: Annotated[Optional[str], typer.Option(help="Hash lengths, comma-separated.",
-                                              show_default=False)] = None,
-    max_queries: Annotated[Optional[int], typer.Option(min=1, show_default=False)] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache (default "
-                                                      "$SPEECHVAULT_MODEL_CACHE).", show_default=False)] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Reproduce the paper's experiments (Tables 1-3, 5, Fig. 8-10, FAR/FRR) into OUT (needs:
-    pip install 'speechvault\\[train]')."""
-    from speechvault.extras import require
-
-    require("eval", "train")  # TensorFlow trains the models, matplotlib draws the figures
-    from model_export.report import find_fsdd, run_eval
-
-    if data_dir is None and not quick and find_fsdd() is None:
-        raise NotFoundError(
-            "no data to evaluate on: give DATA_DIR (one folder per category, e.g. FSDD sorted by "
-            "digit) or set $SPEECHVAULT_FSDD; the default ../shared/data/fsdd exists only next to "
-            "a checkout ('examples' runs on the 30 bundled clips, --quick falls back to them)")
-
-    command = _cmdline("eval", data_dir, [
-        ("--quick", quick), ("--epochs", epochs), ("--max-train-per-class", max_train_per_class),
-        ("--n-aug", n_aug), ("--ks", ks), ("--max-queries", max_queries), ("--cache-dir", cache_dir),
-        ("--out", out)])
-    err = _stderr()
-    rep = run_eval(data_dir, out, quick, epochs=epochs, max_train_per_class=max_train_per_class,
-                   n_aug=n_aug, ks=[int(k) for k in ks.split(",")] if ks else None,
-                   max_queries=max_queries, cache_dir=cache_dir, command=command,
-                   log=lambda s: err.print(s, markup=False, highlight=False))
-    if as_json:
-        _print_json(rep.to_dict())
-    else:
-        _stdout().print(f"wrote {rep.md_path}, {rep.json_path} and {len(rep.figures)} figures")
-
-
-@_command("bench")
-def bench_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
-                                      help="Where bench.md and bench.json go (required).")],
-    quick: Annotated[bool, typer.Option("--quick", help="CI size (1k and 10k rows).")] = False,
-    sizes: Annotated[Optional[str], typer.Option(help="Vault sizes, comma-separated (the first "
-                                                 "holds real codes).", show_default=False)] = None,
-    queries: Annotated[Optional[int], typer.Option(min=1, show_default=False,
-                                                   help="Queries per row.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
-                                                     help="Audio for the real codes (default: FSDD, "
-                                                          "else the bundled examples).")] = None,
-    busy: Annotated[bool, typer.Option("--busy", help="Measure the target figures again with one "
-                                       "core taken by a spinning process.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Search speed (paper Table 4) vs FAISS, ingest and cipher throughput, latency, memory."""
-    from speechvault.extras import note_if_missing
-
-    note = note_if_missing("bench", "the FAISS columns stay empty")
-    if note:
-        sys.stderr.write(note + "\n")
-    from model_export.bench import run_bench
-
-    command = _cmdline("bench", None, [("--quick", quick), ("--busy", busy), ("--sizes", sizes),
-                                       ("--queries", queries), ("--data", data_dir), ("--out", out)])
-    err = _stderr()
-    rep = run_bench(out, quick, sizes=[int(s) for s in sizes.split(",")] if sizes else None,
-                    n_queries=queries, data_dir=data_dir, command=command, busy=busy,
-                    log=lambda s: err.print(s, markup=False, highlight=False))
-    if as_json:
-        _print_json(rep.to_dict())
-    else:
-        _stdout().print(rep.table(), markup=False, highlight=False)
-        _stdout().print(f"wrote {rep.md_path} and {rep.json_path}")
-
-
-@_command("eval-loso")
-def eval_loso_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where loso.md and loso.json go.")]
-    = Path("docs/results"),
-    data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
-                                                     help="FSDD folder (default: $SPEECHVAULT_FSDD "
-                                                          "or ../shared/data/fsdd).")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs per model (same for every recipe).")] = 6,
-    speakers: Annotated[Optional[str], typer.Option(help="Held-out speakers, comma-separated "
-                                                    "(default: all six).", show_default=False)] = None,
-    recipes: Annotated[str, typer.Option(help="baseline, diverse or both.")] = "baseline,diverse",
-) -> None:
-    """Leave-one-speaker-out: h1 accuracy, mAP of h2, recall/precision at tau and auto's
-    traversal share per held-out FSDD speaker and on unseen espeak-ng voices, for the shipped
-    default and the training recipes (needs: pip install 'speechvault\\[train]')."""
-    from speechvault.extras import require
-
-    require("eval-loso", "train")
-    from model_export.loso import default_model_path, run_loso
-    from model_export.report import find_fsdd
-
-    data = data_dir or find_fsdd()
-    if data is None:
-        raise NotFoundError("no FSDD folder: give --data or set $SPEECHVAULT_FSDD")
-    command = _cmdline("eval-loso", None, [("--data", data_dir), ("--epochs", epochs),
-                                            ("--speakers", speakers), ("--recipes", recipes), ("--out", out)])
-    err = _stderr()
-    run_loso(data, out, epochs=epochs, recipes=recipes.split(","),
-             speakers=speakers.split(",") if speakers else None, default_model=default_model_path(),
-             command=command, log=lambda s: err.print(s, markup=False, highlight=False))
-    _stdout().print(f"wrote {out / 'loso.md'} and {out / 'loso.json'}")
-
-
-@_command("eval-identify")
-def eval_identify_cmd(
-    # required, as for eval and bench: a default of docs/results wrote into whatever folder
-    # the command ran in
-    out: Annotated[Path, typer.Option("--out", "-o", show_default=False,
-                                      help="Where excerpts.md and excerpts.json go (required).")],
-    data_dir: Annotated[Optional[Path], typer.Option("--data", show_default=False,
-                                                     help="FSDD folder for the held-out speaker's joins "
-                                                          "(default: ../shared/data/fsdd if present).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="CI size: a few espeak-ng recordings, "
-                                        "4 conditions, no FSDD.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the recordings, offsets and noise.")] = 0,
-    model: Annotated[Optional[str], typer.Option(help="A shipped model's name or a .tflite file "
-                                                 "(default: the default model).", show_default=False)] = None,
-    excerpts: Annotated[int, typer.Option("--excerpts", min=1, max=20,
-                                          help="Excerpts per stored recording and length, each at "
-                                               "its own random offset (more: a finer recall figure).")] = 1,
-) -> None:
-    """Find a recording from 3 s / 5 s excerpts under real-copy degradations, on held-out voices:
-    speechvault vs Chromaprint (fpcalc) on the same queries."""
-    from model_export.excerpt_eval import run_excerpt_eval
-    from model_export.long_speech import espeak_available
-
-    if quick and not espeak_available():
-        _stdout().print("skipped: espeak-ng is not installed (the quick run synthesises its speech)")
-        return
-    command = _cmdline("eval-identify", None, [("--quick", quick), ("--data", data_dir),
-                                                ("--seed", seed or None), ("--model", model),
-                                                ("--excerpts", excerpts if excerpts > 1 else None),
-                                                ("--out", out)])
-    rep = run_excerpt_eval(out, quick=quick, data_dir=data_dir, seed=seed, command=command,
-                           encoder=_model_encoder(model) if model else None,
-                           excerpts_per_recording=excerpts)
-    _stdout().print(f"wrote {out / 'excerpts.md'} and {out / 'excerpts.json'} ({rep['seconds']:.0f} s)")
+_register_experiments()
 
 
 if __name__ == "__main__":
