@@ -75,6 +75,9 @@ class ClickHouseLake:
             raise LakeError(f"{dest}: ClickHouse cannot read the lake ({_first_line(exc)})") from None
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        return self._query_rows(sql, params)
+
+    def _query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         try:
             out = self._session.query(sql, "JSONCompact", params=params)
         except Exception as exc:
@@ -100,7 +103,7 @@ class ClickHouseLake:
                     f"INSERT INTO {table} ({', '.join(names)}) SELECT {picks} FROM "
                     f"(SELECT arrayJoin(range(1, length({{c0:Array({types[0]})}}) + 1)) AS i)",
                     params=values)
-                return self.rows(sql, params)
+                return self._query_rows(sql, params)
             finally:
                 self._session.query(f"DROP TABLE IF EXISTS {table}")
         except LakeError:

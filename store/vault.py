@@ -1054,6 +1054,12 @@ class Vault:
         rows = con.execute(sql, params).fetchall()
         return rows, time.perf_counter() - t0
 
+    def _labels(self, con, ids: list[int]) -> dict[int, tuple]:
+        """{recording id: (name, category)} of the hits (a ``LakeVault`` may have them from a
+        batch)."""
+        return {r[0]: (r[1], r[2]) for r in con.execute(
+            _dialects.labels_sql(self._dialect), self._dialect.bind([list(ids)])).fetchall()}
+
     def _search_excerpt(self, q: QueryCode, tau: float, mode: str, probe: int,
                         top: int) -> SearchResult:
         """Excerpt search (``store.excerpt``): one statement, offset voting, evidence. ``tau``
@@ -1068,11 +1074,7 @@ class Vault:
             con = self._db()
             rows, t_ham = self._excerpt_rows(con, q, cats, keyed, bands, rule)
             found = _ex.decide(rows, self.K, rule)[:top]
-            labels = {}
-            if found:
-                labels = {r[0]: (r[1], r[2]) for r in con.execute(
-                    _dialects.labels_sql(self._dialect),
-                    self._dialect.bind([[h.recording_id for h in found]])).fetchall()}
+            labels = self._labels(con, [h.recording_id for h in found]) if found else {}
         frame_s = self.encoder.windowing.frame_seconds
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,
