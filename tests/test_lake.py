@@ -541,6 +541,12 @@ def test_cli_export_lake_then_search_it_like_the_vault(tmp_path):
         assert a.returncode == b.returncode == 0, b.stderr
         da, db = json.loads(a.stdout), json.loads(b.stdout)
         assert da["matched"] and _without_timings(da) == _without_timings(db)
+    # a batch: on the lake, the excerpt searches of every query run as one statement
+    a = run_cli("search", v, *clips[:4], "--json")
+    b = run_cli("search", f"lake:{lake}", *clips[:4], "--json")
+    assert a.returncode == b.returncode == 0, b.stderr
+    la, lb = ([_without_timings(json.loads(x)) for x in r.stdout.splitlines()] for r in (a, b))
+    assert len(la) == 4 and all(d["matched"] for d in la) and la == lb
     out = tmp_path / "out"
     r = run_cli("search", f"lake:{lake}", clips[3], "--decrypt-to", out, passphrase=PW + "!")
     assert r.returncode == 0, r.stderr
