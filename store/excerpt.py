@@ -40,7 +40,8 @@ import numpy as np
 from store.schema import word_columns
 from store.sql_dialects import DUCKDB, Dialect
 
-__all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "decide"]
+__all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerpt_batch_sql",
+           "batch_params", "QUERY_WINDOWS", "decide"]
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,93 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
         f"{binp}::INTEGER)) AS qs, min(d) AS d\n"
         "FROM cover GROUP BY rid, ob, s ORDER BY rid, ob, s"
     )
+
+
+#: the table of a batch's query windows (``excerpt_batch_sql``): one row per window of every
+#: request, (rq, qs, q0..q{W-1}, cats, nb) -- generic types, spelt by the engine's dialect
+QUERY_WINDOWS = "query_windows"
+
+
+def query_window_columns(K: int) -> list[tuple[str, str]]:
+    """``QUERY_WINDOWS``'s columns: request number, query start frame, the words, the
+    categories searched (empty: every row), the 16-bit slices the keyed stage probes."""
+    return [("rq", "INTEGER"), ("qs", "INTEGER"),
+            *((f"q{i}", "WORD") for i in range(len(word_columns(K)))),
+            ("cats", "INTEGER[]"), ("nb", "INTEGER")]
+
+
+def excerpt_batch_sql(K: int, keyed: bool = False, bands: int = 64,
+                      dialect: Dialect = DUCKDB) -> str:
+    """``excerpt_sql`` for many excerpt searches (*requests*) in ONE statement: every step
+    keeps the request number ``rq`` (votes, the ``n_candidates`` best per request, the
+    verification), the query windows are the rows of the table ``QUERY_WINDOWS`` instead of
+    list parameters, and each request's categories (``cats``, empty for every row) and slices
+    (``nb``, keyed only) are columns of its windows. Per request, the rows are those
+    ``excerpt_sql`` returns for it alone (tests compare them), as (rq, rid, ob, s, qs, d),
+    unordered: an ORDER BY is a job of its own on Spark, the caller sorts.
+
+    Why: an engine where each statement is a job (Spark) would otherwise pay a job per query;
+    each stored window is read once for the whole batch. Parameters: (scan only) cand bits,
+    then bin, n_candidates, tol."""
+    if dialect.family != "duckdb":
+        from store.sql_dialects import excerpt_sql_for
+
+        return excerpt_sql_for(dialect, excerpt_batch_sql(K, keyed, bands))
+    W = len(word_columns(K))
+    cols = ", ".join(f"q{i}" for i in range(W))
+    p = 1
+    if not keyed:
+        cand = f"${p}"
+        p += 1
+    binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}")
+    dist = _dist(K, 0)
+    in_cats = "(len(q.cats) = 0 OR list_contains(q.cats, c.category))"
+    if keyed:
+        pairs_sql = "\nUNION ALL\n".join(
+            f"SELECT q.rq AS rq, c.recording_id AS rid, c.start AS s, q.qs AS qs "
+            f"FROM codes AS c JOIN q "
+            f"ON {_band_key('c', 'w', b)} = {_band_key('q', 'q', b)}\n"
+            f"WHERE q.nb > {b} AND {in_cats}"
+            for b in range(min(bands, K // 16)))
+        pairs = (f"pairs AS (\n{pairs_sql}\n),\n"
+                 "votes AS (\n"
+                 f"SELECT rq, rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, "
+                 "count(DISTINCT s) AS n,\n       -count(*) AS tie\n"
+                 "FROM pairs GROUP BY rq, rid, ob\n),\n")
+    else:
+        pairs = ("pairs AS (\n"
+                 "SELECT q.rq AS rq, c.recording_id AS rid, c.start AS s, q.qs AS qs, "
+                 f"{dist} AS d\n"
+                 f"FROM codes AS c, q\nWHERE {in_cats}\n),\n"
+                 "votes AS (\n"
+                 f"SELECT rq, rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, "
+                 "count(DISTINCT s) AS n,\n       min(d) AS tie\n"
+                 f"FROM pairs WHERE d <= {cand}::INTEGER GROUP BY rq, rid, ob\n),\n")
+    return (
+        f"WITH q AS (\nSELECT rq, qs, {cols}, cats, nb FROM {QUERY_WINDOWS}\n),\n"
+        f"{pairs}"
+        "cand AS (\n"
+        "SELECT rq, rid, ob FROM (SELECT rq, rid, ob, row_number() OVER (PARTITION BY rq "
+        "ORDER BY n DESC, tie, rid, ob) AS pick FROM votes) AS v\n"
+        f"WHERE pick <= {ncand}::INTEGER\n),\n"
+        "cover AS (\n"
+        f"SELECT cand.rq AS rq, cand.rid AS rid, cand.ob AS ob, c.start AS s, q.qs AS qs, "
+        f"{dist} AS d\n"
+        "FROM cand JOIN codes AS c ON c.recording_id = cand.rid\n"
+        "JOIN q ON q.rq = cand.rq\n"
+        f"WHERE abs(c.start - q.qs - cand.ob * {binp}::INTEGER) <= {tol}::INTEGER\n"
+        ")\n"
+        "SELECT rq, rid, ob, s, arg_min(qs, d::BIGINT * 1000000 + abs(s - qs - ob * "
+        f"{binp}::INTEGER)) AS qs, min(d) AS d\n"
+        "FROM cover GROUP BY rq, rid, ob, s"
+    )
+
+
+def batch_params(K: int, rule: ExcerptRule, keyed: bool, dialect: Dialect = DUCKDB) -> list:
+    """The bound values of ``excerpt_batch_sql`` (the rule's, shared by every request)."""
+    params: list = [] if keyed else [int(np.floor(rule.cand_ber * K))]
+    params += [int(rule.bin_frames), int(rule.n_candidates), int(rule.tol_frames)]
+    return dialect.bind(params)
 
 
 def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray | None,

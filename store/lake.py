@@ -206,31 +206,73 @@ class LakeVault(Vault):
             raise
         return v.unlocked_or_closed(passphrase)
 
+    #: engines whose batch search answers every excerpt search in one statement
+    #: (``store.excerpt_batch``): all three. Measured (tools/bench_lake_excerpt.py, 10 excerpts
+    #: of 5 s, 1M windows): DuckDB 104 ms per query against 337 ms one statement at a time,
+    #: chDB 251 against 483 ms; Spark one job instead of one per search (docs/scale.md)
+    EXCERPT_BATCH_ENGINES = ("duckdb", "clickhouse", "spark")
+
     def prepare_batch(self, queries: list[str], *, mode: str, probe: int,
                       top: int) -> dict[str, Any]:
-        """On Spark: code the query files and answer every search they will make in ONE
-        statement (``store.lake_batch``); returns {query: its code} for ``search`` to take
-        instead of the file. A query that cannot be coded is left out (its own search then
-        says why). Other engines: {} (one statement per search is what they are fast at)."""
-        from store import lake_batch
+        """Code the query files and answer every search they will make in ONE statement per
+        kind: per-window searches on Spark (``store.lake_batch``; DuckDB and chDB are fast at
+        one statement per search), excerpt searches on the engines of
+        ``EXCERPT_BATCH_ENGINES`` (``store.excerpt_batch``). Returns {query: its code} for
+        ``search`` to take instead of the file. A query that cannot be coded is left out (its
+        own search then says why)."""
+        from store import excerpt_batch, lake_batch
         from store.vault import MODES
 
-        if self.engine != "spark" or mode not in MODES:
+        batch_excerpts = self.engine in self.EXCERPT_BATCH_ENGINES
+        if mode not in MODES or not (self.engine == "spark" or batch_excerpts):
             return {}
         coded: dict[str, Any] = {}
-        requests = []
+        windows, excerpts = [], []
         for q in queries:
             try:
                 code = self._as_query(Path(q))
             except (SpeechVaultError, OSError):
                 continue
             coded[q] = code
-            requests += lake_batch.requests_for(self, code, mode, probe, top)
+            if excerpt_batch.is_excerpt(self, code):
+                excerpts += excerpt_batch.requests_for(self, code, mode, probe)
+            else:
+                windows += lake_batch.requests_for(self, code, mode, probe, top)
         with self._lock:
-            answers, seconds = lake_batch.run_batch(self._db().engine, self.K, requests)
-        share = seconds / max(1, len(answers))
-        self._batch_answers = {r: (found, [share]) for r, found in answers.items()}
+            if windows and self.engine == "spark":
+                answers, seconds = lake_batch.run_batch(self._db().engine, self.K, windows)
+                share = seconds / max(1, len(answers))
+                self._batch_answers = {r: (found, [share]) for r, found in answers.items()}
+            if excerpts and batch_excerpts:
+                rows, seconds = excerpt_batch.run_batch(
+                    self._batch_runner(), self.K, self._excerpt_rule(), self._dialect, excerpts)
+                share = seconds / max(1, len(rows))
+                self._batch_excerpts = {r: (found, share) for r, found in rows.items()}
+                self._batch_labels = self._view_labels(
+                    {row[0] for found in rows.values() for row in found})
         return coded
+
+    def _view_labels(self, ids: set[int]) -> dict[int, tuple]:
+        """{id: (name, category)} of ``ids`` read by the DuckDB view of the lake's recordings
+        file (the engines read the same file): on Spark, no job per search for its labels."""
+        con = self._db()
+        duck = con.duck if isinstance(con, _EngineConnection) else con
+        rows = duck.execute("SELECT id, name, category FROM recordings "
+                            "WHERE id IN (SELECT unnest(?::BIGINT[]))", [sorted(ids)]).fetchall()
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    def _labels(self, con, ids: list[int]) -> dict[int, tuple]:
+        known = getattr(self, "_batch_labels", {})
+        if all(int(i) in known for i in ids):
+            return {int(i): known[int(i)] for i in ids}
+        return super()._labels(con, ids)
+
+    def _batch_runner(self):
+        """What runs a statement beside a batch's table: the engine, or DuckDB's view."""
+        from store.lake_engines import DuckDBTables
+
+        con = self._db()
+        return con.engine if isinstance(con, _EngineConnection) else DuckDBTables(con)
 
     def _nearest_on_engine(self, con, words, probes, top: int):
         from store.lake_batch import request_key
@@ -239,6 +281,15 @@ class LakeVault(Vault):
         if answer is not None:
             return answer
         return super()._nearest_on_engine(con, words, probes, top)
+
+    def _excerpt_rows(self, con, q, cats, keyed: bool, bands: int, rule):
+        from store.excerpt_batch import request_key
+
+        answer = getattr(self, "_batch_excerpts", {}).pop(request_key(q, cats, keyed, bands),
+                                                          None)
+        if answer is not None:
+            return answer
+        return super()._excerpt_rows(con, q, cats, keyed, bands, rule)
 
     def info(self):
         d = super().info()

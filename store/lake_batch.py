@@ -14,8 +14,8 @@ A *request* is one ``_search_coded`` call that ``Vault.search`` will make: per q
 probes (``auto`` asks two: the query's categories, and every row in case nothing there is within
 tau). ``LakeVault`` keeps the answers and hands each to the search that asks for it, so the
 search logic (modes, tau, the fallback, the result) is still ``Vault``'s, run once per query.
-Excerpt queries (identification windows with offset voting) are not batched: they run their own
-statements per query.
+Excerpt queries (identification windows with offset voting, the default model's) are batched by
+``store.excerpt_batch``, on every lake engine.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from speechvault.errors import LakeError
 from speechvault.extras import require
 from store.schema import word_columns
 
-__all__ = ["ClickHouseLake", "SparkLake"]
+__all__ = ["ClickHouseLake", "DuckDBTables", "SparkLake"]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -75,6 +75,9 @@ class ClickHouseLake:
             raise LakeError(f"{dest}: ClickHouse cannot read the lake ({_first_line(exc)})") from None
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        return self._query_rows(sql, params)
+
+    def _query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         try:
             out = self._session.query(sql, "JSONCompact", params=params)
         except Exception as exc:
@@ -84,10 +87,55 @@ class ClickHouseLake:
             return []
         return [tuple(r) for r in json.loads(data)["data"]]
 
+    def rows_joined(self, table: str, columns: list[str], table_rows: list[tuple], sql: str,
+                    params: dict[str, Any], conf: dict[str, str] | None = None) -> list[tuple]:
+        """Run ``sql`` with ``table_rows`` in the Memory table ``table`` (its ``columns`` as
+        "name Type"), dropped after; ``conf`` is Spark's (ignored). The rows go in as array
+        parameters, one per column, so no value is formatted into SQL text."""
+        names = [c.split()[0] for c in columns]
+        types = [c.split(None, 1)[1] for c in columns]
+        picks = ", ".join(f"{{c{i}:Array({t})}}[i]" for i, t in enumerate(types))
+        values = {f"c{i}": [r[i] for r in table_rows] for i in range(len(columns))}
+        try:
+            self._session.query(f"CREATE TABLE {table} ({', '.join(columns)}) ENGINE = Memory")
+            try:
+                self._session.query(
+                    f"INSERT INTO {table} ({', '.join(names)}) SELECT {picks} FROM "
+                    f"(SELECT arrayJoin(range(1, length({{c0:Array({types[0]})}}) + 1)) AS i)",
+                    params=values)
+                return self._query_rows(sql, params)
+            finally:
+                self._session.query(f"DROP TABLE IF EXISTS {table}")
+        except LakeError:
+            raise
+        except Exception as exc:
+            raise LakeError(f"ClickHouse: {_first_line(exc)}") from None
+
     def close(self) -> None:
         s, self._session = getattr(self, "_session", None), None
         if s is not None:
             s.close()
+
+
+class DuckDBTables:
+    """DuckDB on the lake, with ``rows_joined`` as the engines have it (a batch's table)."""
+
+    def __init__(self, con) -> None:
+        self._con = con
+
+    def rows_joined(self, table: str, columns: list[str], table_rows: list[tuple], sql: str,
+                    params: list, conf: dict[str, str] | None = None) -> list[tuple]:
+        """Run ``sql`` with ``table_rows`` in the temporary table ``table`` (its ``columns``
+        as "name TYPE"), dropped after; ``conf`` is Spark's (ignored). The rows go in as one
+        list parameter per column, unnested in parallel."""
+        picks = ", ".join(f"unnest(${i + 1}::{c.split(None, 1)[1]}[]) AS {c.split()[0]}"
+                          for i, c in enumerate(columns))
+        values = [[r[i] for r in table_rows] for i in range(len(columns))]
+        self._con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {picks}", values)
+        try:
+            return self._con.execute(sql, params).fetchall()
+        finally:
+            self._con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 class SparkLake:

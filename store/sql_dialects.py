@@ -167,6 +167,9 @@ _Q_CTE = re.compile(r"WITH q AS \(\nSELECT (unnest\(.*?\) AS \w+(?:,\s*unnest\(.
 _HAMMING = re.compile(r"bit_count\(xor\(([\w.]+), ([\w.]+)\)\)::INTEGER")
 _BAND = re.compile(r"\(\(([\w.]+) >> (\d+)\) & 65535\)")
 _CONTAINS = re.compile(r"list_contains\(\$(\d+)::(\w+)\[\], ([\w.]+)\)")
+#: a batch's per-request categories: a list column of the query windows (store.excerpt)
+_CONTAINS_COL = re.compile(r"list_contains\((\w+\.\w+), ([\w.]+)\)")
+_LEN = re.compile(r"\blen\((\w+\.\w+)\)")
 _ROUND = re.compile(r"round\(\((\w+) - (\w+)\) / \$(\d+)::DOUBLE\)::INTEGER")
 _LIMIT = re.compile(r"LIMIT \$(\d+)::INTEGER")
 _ARG_MIN = re.compile(r"arg_min\((\w+), (\w+)::BIGINT \* ")
@@ -194,9 +197,10 @@ def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
     """``store.excerpt``'s statement in ClickHouse or Spark spelling, from its DuckDB text.
 
     Why a translation rather than a second template: the excerpt logic (candidates, votes,
-    verification) must stay in one place, ``store.excerpt.excerpt_sql``. Its text uses a small,
-    fixed vocabulary (parallel ``unnest`` lists, ``list_contains``, ``bit_count(xor())``, 16-bit
-    slices, ``round(...)::INTEGER``, ``arg_min``, typed ``$n`` parameters); each is rewritten
+    verification) must stay in one place, ``store.excerpt`` (``excerpt_sql`` and its batch form
+    ``excerpt_batch_sql``). Its text uses a small, fixed vocabulary (parallel ``unnest`` lists,
+    ``list_contains`` of a parameter or of a batch's list column, ``len``,
+    ``bit_count(xor())``, 16-bit slices, ``round(...)::INTEGER``, ``arg_min``, typed ``$n`` parameters); each is rewritten
     here, and anything DuckDB-only left over raises, so a change to the template fails loudly
     (and the conformance tests compare the hits of all engines)."""
     sql = _Q_CTE.sub(lambda m: _q_cte(dialect, m.group(1)), duck_sql)
@@ -204,6 +208,8 @@ def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
     if dialect.family == "clickhouse":
         sql = _BAND.sub(lambda m: f"bitAnd(bitShiftRight({m.group(1)}, {m.group(2)}), 65535)", sql)
         sql = _CONTAINS.sub(lambda m: f"has({dialect.param(int(m.group(1)), _DUCK_TYPES[m.group(2)] + '[]')}, {m.group(3)})", sql)
+        sql = _CONTAINS_COL.sub(lambda m: f"has({m.group(1)}, {m.group(2)})", sql)
+        sql = _LEN.sub(lambda m: f"length({m.group(1)})", sql)
         # round half away from zero, as DuckDB and Spark do (ClickHouse's round is banker's)
         sql = _ROUND.sub(lambda m: (
             f"toInt32(sign({m.group(1)} - {m.group(2)}) * floor(abs({m.group(1)} - {m.group(2)}) "
@@ -218,6 +224,9 @@ def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
         sql = _CONTAINS.sub(lambda m: (
             f"array_contains({dialect.param(int(m.group(1)), 'INTEGER[]')}, "
             f"CAST({m.group(3)} AS INT))"), sql)
+        sql = _CONTAINS_COL.sub(
+            lambda m: f"array_contains({m.group(1)}, CAST({m.group(2)} AS INT))", sql)
+        sql = _LEN.sub(lambda m: f"size({m.group(1)})", sql)
         sql = _ROUND.sub(lambda m: dialect.cast(
             f"round(({m.group(1)} - {m.group(2)}) / {dialect.param(int(m.group(3)), 'DOUBLE')})",
             "INTEGER"), sql)
@@ -226,7 +235,7 @@ def excerpt_sql_for(dialect: Dialect, duck_sql: str) -> str:
     sql = _ARG_MIN.sub(lambda m: f"{arg_min}({m.group(1)}, "
                                  f"{dialect.cast(m.group(2), 'BIGINT')} * ", sql)
     sql = _PARAM.sub(lambda m: dialect.param(int(m.group(1)), _DUCK_TYPES[m.group(2)]), sql)
-    left = [tok for tok in ("$", "::", "[]", "unnest(", "list_", "xor(", "arg_min(")
+    left = [tok for tok in ("$", "::", "[]", "unnest(", "list_", "(len(", "xor(", "arg_min(")
             if tok in sql]
     if left:
         raise ValueError(f"excerpt statement: no {dialect.name} spelling for {', '.join(left)}")

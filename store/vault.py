@@ -1030,6 +1030,36 @@ class Vault:
 
         return ExcerptRule.from_dict(self.encoder.excerpt_rule)
 
+    def _excerpt_plan(self, q: QueryCode, mode: str, probe: int):
+        """What the excerpt statement of ``q`` in ``mode`` binds: (categories or None, the set
+        probed, keyed, key slices). A lake's batch (``store.excerpt_batch``) asks the same."""
+        rule = self._excerpt_rule()
+        cats = None
+        probed: set[int] = set()
+        if mode != "traversal":
+            probed = {c for w in range(q.n_windows) for c in self._probes(q, w, mode, probe)}
+            cats = np.array(sorted(probed))
+        span = int(q.frames.max() - q.frames.min()) if len(q.frames) else 0
+        bands = rule.bands_for(self.K, span, self.encoder.windowing.store_hop_frames)
+        return cats, probed, rule.keyed(self._index_rows()), bands
+
+    def _excerpt_rows(self, con, q: QueryCode, cats, keyed: bool, bands: int, rule):
+        """The excerpt statement's verification rows and its seconds (a ``LakeVault`` may
+        have them from a batch)."""
+        from store import excerpt as _ex
+
+        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands, self._dialect)
+        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed, self._dialect)
+        t0 = time.perf_counter()
+        rows = con.execute(sql, params).fetchall()
+        return rows, time.perf_counter() - t0
+
+    def _labels(self, con, ids: list[int]) -> dict[int, tuple]:
+        """{recording id: (name, category)} of the hits (a ``LakeVault`` may have them from a
+        batch)."""
+        return {r[0]: (r[1], r[2]) for r in con.execute(
+            _dialects.labels_sql(self._dialect), self._dialect.bind([list(ids)])).fetchall()}
+
     def _search_excerpt(self, q: QueryCode, tau: float, mode: str, probe: int,
                         top: int) -> SearchResult:
         """Excerpt search (``store.excerpt``): one statement, offset voting, evidence. ``tau``
@@ -1039,27 +1069,12 @@ class Vault:
         rule = self._excerpt_rule()
         # an explicit threshold also bounds the best window's BER of a match (what is shown)
         max_ber = None if tau == self.tau else float(tau)
-        cats = None
-        probed: set[int] = set()
-        if mode != "traversal":
-            probed = {c for w in range(q.n_windows) for c in self._probes(q, w, mode, probe)}
-            cats = np.array(sorted(probed))
-        keyed = rule.keyed(self._index_rows())
-        span = int(q.frames.max() - q.frames.min()) if len(q.frames) else 0
-        bands = rule.bands_for(self.K, span, self.encoder.windowing.store_hop_frames)
-        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands, self._dialect)
-        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed, self._dialect)
+        cats, probed, keyed, bands = self._excerpt_plan(q, mode, probe)
         with self._lock:
             con = self._db()
-            t0 = time.perf_counter()
-            rows = con.execute(sql, params).fetchall()
-            t_ham = time.perf_counter() - t0
+            rows, t_ham = self._excerpt_rows(con, q, cats, keyed, bands, rule)
             found = _ex.decide(rows, self.K, rule)[:top]
-            labels = {}
-            if found:
-                labels = {r[0]: (r[1], r[2]) for r in con.execute(
-                    _dialects.labels_sql(self._dialect),
-                    self._dialect.bind([[h.recording_id for h in found]])).fetchall()}
+            labels = self._labels(con, [h.recording_id for h in found]) if found else {}
         frame_s = self.encoder.windowing.frame_seconds
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,

@@ -363,11 +363,19 @@ def excerpt_lake(tmp_path_factory):
         pytest.skip("the default model has no identification windows")
     v.ingest([d / n for n in recs])
     lake_export.export_lake(v, d / "lake")
-    queries = [v.encode_query(recs["rec1.wav"][int(3.1 * SR): int(6.1 * SR)]),
-               v.encode_query(recs["rec2.wav"][int(0.4 * SR): int(2.4 * SR)]),
-               v.encode_query(long_recording(999, 3.0))]  # not in the vault
+    clips = [recs["rec1.wav"][int(3.1 * SR): int(6.1 * SR)],
+             recs["rec2.wav"][int(0.4 * SR): int(2.4 * SR)],
+             long_recording(999, 3.0)]  # not in the vault
+    queries = [v.encode_query(y) for y in clips]
+    for i, y in enumerate(clips):  # the same excerpts as files, for batch search
+        write(d / f"query{i}.wav", y, SR)
     yield v, d / "lake", queries
     v.close()
+
+
+def _excerpt_files(dest: Path) -> list[str]:
+    """The query files ``excerpt_lake`` wrote beside its lake."""
+    return [str(dest.parent / f"query{i}.wav") for i in range(3)]
 
 
 def _excerpt_same(v, lv, queries, monkeypatch, keys: bool) -> int:
@@ -406,6 +414,107 @@ def test_excerpt_search_same_on_spark_local(excerpt_lake, monkeypatch):
         assert _excerpt_same(v, lv, queries[:2], monkeypatch, keys=False) > 0
 
 
+# --------------------------------------------------------------------------- excerpt batches
+
+
+def _keys_rule(monkeypatch, keys: bool) -> None:
+    """Candidates by 16-bit slices (the path of large vaults) instead of the scan."""
+    if keys:
+        orig = Vault._excerpt_rule
+        monkeypatch.setattr(Vault, "_excerpt_rule", lambda self: dataclasses.replace(
+            orig(self), candidates="keys", key_bands=8))
+
+
+def _excerpt_batch_same(v: Vault, lv: LakeVault, paths: list[str], monkeypatch,
+                        modes=MODES) -> int:
+    """``batch.search_queries`` on a lake whose engine batches excerpt searches: ONE
+    statement (``rows_joined``) for the whole batch and no statement per search, and per query
+    the vault file's hits answering it alone (ids, distances, evidence, offsets, order)."""
+    from speechvault import batch
+
+    monkeypatch.setattr(LakeVault, "EXCERPT_BATCH_ENGINES", (lv.engine,))
+    con = lv._db()
+    engine = con.engine if lv.engine != "duckdb" else None
+    calls = {"one": 0, "joined": 0}
+    if engine is not None:  # every statement the engine runs goes through one of these two
+        rows, joined = engine.rows, engine.rows_joined
+        monkeypatch.setattr(engine, "rows", lambda *a, **k: (calls.__setitem__(
+            "one", calls["one"] + 1), rows(*a, **k))[1])
+        monkeypatch.setattr(engine, "rows_joined", lambda *a, **k: (calls.__setitem__(
+            "joined", calls["joined"] + 1), joined(*a, **k))[1])
+    else:
+        single = Vault._excerpt_rows
+        monkeypatch.setattr(Vault, "_excerpt_rows", lambda *a, **k: (calls.__setitem__(
+            "one", calls["one"] + 1), single(*a, **k))[1])
+        from store import lake_engines
+
+        joined = lake_engines.DuckDBTables.rows_joined
+        monkeypatch.setattr(lake_engines.DuckDBTables, "rows_joined", lambda *a, **k: (
+            calls.__setitem__("joined", calls["joined"] + 1), joined(*a, **k))[1])
+    compared = 0
+    for mode in modes:
+        calls.update(one=0, joined=0)
+        outs = list(batch.search_queries(lv, paths, mode=mode, top=10))
+        assert calls == {"one": 0, "joined": 1}, (lv.engine, mode, calls)
+        if lv.engine == "spark":
+            assert len(engine.last_jobs) == 1, (mode, engine.last_jobs)  # one Spark job
+        for p, o in zip(paths, outs):
+            assert o.error is None, o.error
+            alone = v.search(Path(p), mode=mode, top=10)
+            assert _key(o.result) == _key(alone), (lv.engine, mode, p)
+            assert (o.result.matched, o.result.candidates, o.result.fell_back) == \
+                   (alone.matched, alone.candidates, alone.fell_back)
+            compared += len(alone.nearest)
+    monkeypatch.undo()
+    return compared
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["scan", "keys"])
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("clickhouse", marks=needs_chdb)])
+def test_excerpt_batch_statement_gives_each_search_its_own_rows(excerpt_lake, monkeypatch,
+                                                                engine, keys):
+    """The one batch statement returns, per request, exactly the rows of that request's own
+    excerpt statement on the vault file (every mode's request of every query, at once)."""
+    from store import excerpt_batch
+
+    v, dest, queries = excerpt_lake
+    _keys_rule(monkeypatch, keys)
+    with LakeVault.open_lake(dest, engine=engine) as lv:
+        requests = [r for q in queries for m in MODES
+                    for r in excerpt_batch.requests_for(lv, q, m, 2)]
+        assert len(set(requests)) >= 2 * len(queries)  # categories and every row, per query
+        answers, _ = excerpt_batch.run_batch(lv._batch_runner(), lv.K, lv._excerpt_rule(),
+                                             lv._dialect, requests)
+    compared = 0
+    for q in queries:
+        for m in MODES:
+            cats, _, keyed, bands = v._excerpt_plan(q, m, 2)
+            assert keyed is keys
+            alone, _ = v._excerpt_rows(v._db(), q, cats, keyed, bands, v._excerpt_rule())
+            key = excerpt_batch.request_key(q, cats, keyed, bands)
+            assert answers[key] == [tuple(int(x) for x in r) for r in alone], (m, keys)
+            compared += len(alone)
+    assert compared > 0
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("clickhouse", marks=needs_chdb)])
+def test_excerpt_conformance_vault_duckdb_lake_clickhouse(excerpt_lake, monkeypatch, engine):
+    """Excerpt queries (the default model's) give the vault file's hits -- ids, distances,
+    evidence, offsets, order -- on the lake, one search at a time and as one batch statement."""
+    v, dest, queries = excerpt_lake
+    with LakeVault.open_lake(dest, engine=engine) as lv:
+        assert _same_hits(v, lv, queries, tops=(1, 10)) > 0
+        assert _excerpt_batch_same(v, lv, _excerpt_files(dest), monkeypatch) > 0
+
+
+@pytest.mark.slow
+@needs_spark
+def test_spark_local_excerpt_batch_is_one_job_with_the_same_hits(excerpt_lake, monkeypatch):
+    v, dest, _ = excerpt_lake
+    with open_uri(f"spark:{dest}") as lv:
+        assert _excerpt_batch_same(v, lv, _excerpt_files(dest), monkeypatch) > 0
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -432,6 +541,12 @@ def test_cli_export_lake_then_search_it_like_the_vault(tmp_path):
         assert a.returncode == b.returncode == 0, b.stderr
         da, db = json.loads(a.stdout), json.loads(b.stdout)
         assert da["matched"] and _without_timings(da) == _without_timings(db)
+    # a batch: on the lake, the excerpt searches of every query run as one statement
+    a = run_cli("search", v, *clips[:4], "--json")
+    b = run_cli("search", f"lake:{lake}", *clips[:4], "--json")
+    assert a.returncode == b.returncode == 0, b.stderr
+    la, lb = ([_without_timings(json.loads(x)) for x in r.stdout.splitlines()] for r in (a, b))
+    assert len(la) == 4 and all(d["matched"] for d in la) and la == lb
     out = tmp_path / "out"
     r = run_cli("search", f"lake:{lake}", clips[3], "--decrypt-to", out, passphrase=PW + "!")
     assert r.returncode == 0, r.stderr
@@ -550,6 +665,17 @@ def test_spark_local_batch_is_one_statement_with_the_same_hits(exported, tmp_pat
     v, dest, _ = exported
     with open_uri(f"spark:{dest}") as lv:
         assert _spark_batch_same_hits(v, lv, tmp_path) > 20
+
+
+@pytest.mark.slow
+@needs_spark
+def test_spark_standalone_cluster_excerpt_batch_same_hits(excerpt_lake, spark_cluster,
+                                                          monkeypatch):
+    v, dest, _ = excerpt_lake
+    with open_uri(f"{spark_cluster}{dest.absolute()}") as lv:
+        assert lv._db().engine._spark.sparkContext.master == spark_cluster
+        assert _excerpt_batch_same(v, lv, _excerpt_files(dest), monkeypatch,
+                                   modes=("auto", "two-stage")) > 0
 
 
 @pytest.mark.slow
