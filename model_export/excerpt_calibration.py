@@ -10,7 +10,7 @@ windows add up. So the calibration searches each query once through the real pat
 returned, and then re-decides them for every ``tau_window`` of a grid: for each, the
 thresholds are the largest evidence per bucket of covered windows, plus a margin (floored),
 among the impostors that the rule's other guard (``min_close_windows``) lets through, and the
-(``tau_window``, ``min_close_windows``, ``min_window_gain``) kept is the one with the highest recall of genuine
+(``tau_window``, ``min_close_windows``) pair kept is the one with the highest recall of genuine
 queries whose thresholds, set on one half of the queries, accept at most 0.25 % of the other
 half's queries falsely (``MAX_CROSS_FALSE_RATE``). Genuine and impostor hits are judged as the
 vault judges them (``ExcerptRule.accepts``), so the recall reported is the vault's.
@@ -64,11 +64,6 @@ MIN_WINDOW_GAIN_GRID = (None, -0.05, -0.03, -0.02)
 #: (the two-fold check of ``choose_tau_window``): half the issue's 0.5 % target, since a user's
 #: vault holds more impostors than the calibration's
 MAX_CROSS_FALSE_RATE = 0.0025
-#: SNR range (dB) of the calibration's noisy copies: down to 5 dB under the hardest noise the
-#: evaluation tests (10 dB). In babble a copy keeps a few windows near BER 0.05 and loses the
-#: rest to BER 0.40-0.50; copies at the fit's 8-25 dB rarely do, so a rule calibrated on them
-#: alone cannot see what ``min_window_gain`` is for (measured: a CALIB-voice stress set at 5 dB)
-CALIB_SNR_DB = (5.0, 25.0)
 #: the nearest candidates of a query that are judged (as ``Vault.search(top=5)``)
 TOP = 5
 
@@ -111,7 +106,7 @@ def _excerpt_queries(inside: Sequence[np.ndarray], outside: Sequence[np.ndarray]
         off = int(rng.integers(max(1, y.shape[0] - length)))
         ex = y[off: off + length]
         if rng.random() < 0.8:
-            ex = fit_distortion(rng, babble, CALIB_SNR_DB)[0](ex, sr)
+            ex = fit_distortion(rng, babble)[0](ex, sr)
         yield ex, truth
 
 
@@ -120,8 +115,7 @@ def _clip_queries(clips: Sequence[np.ndarray], babble: Sequence[np.ndarray],
     """Every whole short clip of the vault, clean or through a random ``fit_distortion``: the
     one-window case, where the nearest impostors are other takes of the same word."""
     for i, y in enumerate(clips):
-        yield (fit_distortion(rng, babble, CALIB_SNR_DB)[0](y, ls.SAMPLE_RATE)
-               if rng.random() < 0.8 else y), i
+        yield (fit_distortion(rng, babble)[0](y, ls.SAMPLE_RATE) if rng.random() < 0.8 else y), i
 
 
 def collect_rows(encoder, stored: Sequence[np.ndarray], queries: Iterable, tmp: Path, tag: str,

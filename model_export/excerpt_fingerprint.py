@@ -40,16 +40,11 @@ __all__ = ["fit_distortion", "distortion_pairs", "fit_excerpt_fingerprint", "fit
            "build_model", "write_wav"]
 
 
-#: SNR range (dB) of the white and babble noise of ``fit_distortion`` for the fit
-FIT_SNR_DB = (8.0, 25.0)
-
-
-def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray],
-                   snr_db: tuple[float, float] = FIT_SNR_DB) -> tuple[Callable, float]:
+def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray]) -> tuple[Callable, float]:
     """A random copy operation and its speed factor (1.0 = none), one or two of: telephone band,
-    through 8 kHz, MP3 32-128 kbit/s, white or babble noise at ``snr_db`` SNR, gain, speed
-    +-4 %, pitch +-4 % (``hashing.cpo``). The fit sees the same kinds of copies the evaluation
-    tests, at other strengths and on other voices."""
+    through 8 kHz, MP3 32-128 kbit/s, white or babble noise at 8-25 dB SNR, gain, speed +-4 %,
+    pitch +-4 % (``hashing.cpo``). The fit sees the same kinds of copies the evaluation tests,
+    at other strengths and on other voices."""
 
     def one() -> tuple[Callable, float]:
         k = int(rng.integers(8))
@@ -61,7 +56,7 @@ def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray],
         if k == 2:
             kb = float(rng.choice([32, 48, 64, 128]))
             return (lambda y, sr: cpo.mp3_roundtrip(y, sr, kb)), 1.0
-        snr = float(rng.uniform(*snr_db))
+        snr = float(rng.uniform(8, 25))
         if k == 3:
             return (lambda y, sr: cpo.add_noise_snr(y, snr, seed)), 1.0
         if k == 4 and len(babble) >= 3:
