@@ -319,7 +319,7 @@ def input_shape(spec: FeatureSpec | None = None) -> tuple[int, int, int]:
 #: all at once materialised 2 x 4 x 8 bytes per sample -- 3.7 GB of a 4.5 GB peak for one hour.
 #: 256 frames of 512 float64 (1 MB) stay in the CPU cache, and the two work arrays are made once
 #: per call: 1.4 ms instead of 3.1 ms for a 10 s query with blocks of 8,192 frames and a new
-#: array per operation (issue 13, /tmp-free measurement in docs/measure_features_speed.py).
+#: array per operation (issue 13; docs/measure_labels.py, bit-identical values).
 _ENERGY_BLOCK_FRAMES = 256
 
 
