@@ -62,7 +62,8 @@ def test_labels_are_read_once_per_session_not_per_search(tmp_path):
     with Vault.open(path, encoder=FakeEncoder(**ENC)) as v:
         for p in paths:
             assert v.search(p, mode="traversal", top=3).hits[0].name == p.name
-        assert v._labels.statements == 2  # the count, then every label
+        # the first search's hits, then (second search) the count and every label
+        assert v._labels.statements == 3
 
 
 def test_own_ingest_and_delete_refresh_the_labels(tmp_path):
