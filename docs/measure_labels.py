@@ -9,6 +9,8 @@ each round so that the machine's load falls on all of them alike:
 
 * the one-window two-stage statement with the join to ``recordings`` (session 20's), without
   it (``ranked_statement(labels=False)``), and a lookup of 10 recordings' labels;
+* the same at 1M recordings (``big-v5.duckdb``, every label a lookup: above ``PRELOAD_MAX``):
+  the statement with the join against the statement without it plus the lookup of its hits;
 * the trim energy of a 10 s query: blocks of 8,192 frames with a new array per operation
   (session 20's ``_frame_energy``) against ``hashing.features._frame_energy``.
 """
@@ -85,6 +87,27 @@ def main() -> None:
             "Vault.search, 1 window, two-stage": lambda i: v.search(
                 qs[i % len(qs)], mode="two-stage"),
         }, a.rounds)
+    qs = pickle.loads((a.vaults / "qs1m.pkl").read_bytes())
+    with Vault.open(a.vaults / "big-v5.duckdb") as v:
+        v.search(qs[0], mode="two-stage")
+        con = v._db()
+        stmts = []
+        for q in qs:
+            w, c = [int(x) for x in q.words[0]], [[int(q.category[0])]]
+            stmts.append((S.ranked_statement(v.K, [w], c, 40),
+                          S.ranked_statement(v.K, [w], c, 40, labels=False)))
+
+        def bare_then_lookup(i: int) -> None:
+            found, _ = S.best_pairs(con.execute(*stmts[i % len(stmts)][1]).fetchall(), 10)
+            con.execute("SELECT id, name, category FROM recordings "
+                        "WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                        [[n.recording_id for n in found]]).fetchall()
+
+        interleave({
+            "1M, 1 window, two-stage, join to recordings": lambda i: con.execute(
+                *stmts[i % len(stmts)][0]).fetchall(),
+            "1M, 1 window, two-stage, no join + lookup": bare_then_lookup,
+        }, max(20, a.rounds // 5))
     y, _ = sf.read(str(a.vaults / "q10s.wav"), dtype="float32")
     frames = F.frame_signal(y.astype(np.float64), 512, 128, center=False)
     assert np.array_equal(old_frame_energy(frames), F._frame_energy(frames))
