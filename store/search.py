@@ -5,9 +5,12 @@ word columns ``w0 .. w{W-1}``, the parameter numbers, window numbers and the int
 derived from integers.
 
 One statement per search (``ranked_statement``, run by ``nearest_recordings``): every query
-window, the category filter (stage 1), the ranking (stage 2, eq. 16) and the labels; the best
-window pair per recording is then picked in Python from the at most L ranked pairs
-(``best_pairs``). For K = 384, W = 6, a query of one window, two-stage (``window_sql``)::
+window, the category filter (stage 1), the ranking (stage 2, eq. 16) and, for a caller without
+a ``store.labels.RecordingLabels``, the labels; the best window pair per recording is then
+picked in Python from the at most L ranked pairs (``best_pairs``). A vault handle holds the
+labels (session 21: the join below cost more than the ranking at 10k rows, 3.1 vs 1.7 ms CPU,
+docs/measure_labels.py), so its statement stops at ``top_rows``. For K = 384, W = 6, a query
+of one window, two-stage (``window_sql``), with the labels::
 
     WITH top_rows AS (
         SELECT c.recording_id, c.win, 0 AS qw,
