@@ -42,7 +42,8 @@ def build(vaults: Path, work: Path) -> None:
         con.execute(f"ATTACH '{vaults / (name + '-v5.duckdb')}' AS src (READ_ONLY)")
         con.execute("CREATE TABLE codes AS SELECT recording_id, win, category, "
                     "w0, w1, w2, w3, w4, w5, "
-                    f"{_pair('w0', 'w1')} AS h0, {_pair('w2', 'w3')} AS h1, {_pair('w4', 'w5')} AS h2 "
+                    f"{_pair('w0', 'w1')} AS h0, {_pair('w2', 'w3')} AS h1, "
+                    f"{_pair('w4', 'w5')} AS h2 "
                     "FROM src.codes ORDER BY category, recording_id, win")
         bad = con.execute(
             "SELECT count(*) FROM codes WHERE " + " + ".join(

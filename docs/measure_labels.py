@@ -111,7 +111,8 @@ def main() -> None:
     y, _ = sf.read(str(a.vaults / "q10s.wav"), dtype="float32")
     frames = F.frame_signal(y.astype(np.float64), 512, 128, center=False)
     assert np.array_equal(old_frame_energy(frames), F._frame_energy(frames))
-    interleave({"trim energy, 10 s, blocks of 8,192 (session 20)": lambda i: old_frame_energy(frames),
+    interleave({"trim energy, 10 s, blocks of 8,192 (session 20)":
+                lambda i: old_frame_energy(frames),
                 "trim energy, 10 s, hashing.features": lambda i: F._frame_energy(frames)},
                a.rounds // 3)
     print("load", [round(x, 2) for x in __import__("os").getloadavg()])
