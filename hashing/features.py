@@ -315,19 +315,30 @@ def input_shape(spec: FeatureSpec | None = None) -> tuple[int, int, int]:
     return (s.n_mels, frames_per_clip(s), 1)
 
 
-#: frames per block of the trim energy: the frames overlap (512/128 = 4x the signal), so doing
-#: all at once materialised 2 x 4 x 8 bytes per sample -- 3.7 GB of a 4.5 GB peak for one hour
-_ENERGY_BLOCK_FRAMES = 8192
+#: frames per block of the trim energy. The frames overlap (512/128 = 4x the signal), so doing
+#: all at once materialised 2 x 4 x 8 bytes per sample -- 3.7 GB of a 4.5 GB peak for one hour.
+#: 256 frames of 512 float64 (1 MB) stay in the CPU cache, and the two work arrays are made once
+#: per call: 1.4 ms instead of 3.1 ms for a 10 s query with blocks of 8,192 frames and a new
+#: array per operation (issue 13; docs/measure_labels.py, bit-identical values).
+_ENERGY_BLOCK_FRAMES = 256
 
 
 def _frame_energy(frames: np.ndarray) -> np.ndarray:
     """Mean square of each DC-removed frame (a DC offset is not speech), in blocks of frames:
     the same row operations as on the whole array, so the same values, in bounded memory."""
-    out = np.empty(frames.shape[0], dtype=np.float64)
-    for i in range(0, frames.shape[0], _ENERGY_BLOCK_FRAMES):
+    n = frames.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    rows = min(n, _ENERGY_BLOCK_FRAMES)
+    work = np.empty((rows, frames.shape[1]), dtype=np.float64)
+    means = np.empty((rows, 1), dtype=np.float64)
+    for i in range(0, n, _ENERGY_BLOCK_FRAMES):
         fr = frames[i : i + _ENERGY_BLOCK_FRAMES]
-        fr = fr - fr.mean(axis=1, keepdims=True)
-        out[i : i + fr.shape[0]] = np.mean(fr * fr, axis=1)
+        k = fr.shape[0]
+        w, mu = work[:k], means[:k]
+        np.mean(fr, axis=1, keepdims=True, out=mu)
+        np.subtract(fr, mu, out=w)
+        np.multiply(w, w, out=w)
+        np.mean(w, axis=1, out=out[i : i + k])
     return out
 
 

@@ -5,9 +5,12 @@ word columns ``w0 .. w{W-1}``, the parameter numbers, window numbers and the int
 derived from integers.
 
 One statement per search (``ranked_statement``, run by ``nearest_recordings``): every query
-window, the category filter (stage 1), the ranking (stage 2, eq. 16) and the labels; the best
-window pair per recording is then picked in Python from the at most L ranked pairs
-(``best_pairs``). For K = 384, W = 6, a query of one window, two-stage (``window_sql``)::
+window, the category filter (stage 1), the ranking (stage 2, eq. 16) and, for a caller without
+a ``store.labels.RecordingLabels``, the labels; the best window pair per recording is then
+picked in Python from the at most L ranked pairs (``best_pairs``). A vault handle holds the
+labels (session 21: the join below cost more than the ranking at 10k rows, 3.1 vs 1.7 ms CPU,
+docs/measure_labels.py), so its statement stops at ``top_rows``. For K = 384, W = 6, a query
+of one window, two-stage (``window_sql``), with the labels::
 
     WITH top_rows AS (
         SELECT c.recording_id, c.win, 0 AS qw,
@@ -265,31 +268,38 @@ _LABEL_ROWS = ("SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category\n
 
 
 def ranked_statement(K: int, words: list[list[int]], probes: list[list[int]] | None,
-                     L: int) -> tuple[str, list]:
+                     L: int, *, labels: bool = True) -> tuple[str, list]:
     """The statement of one search (not grouped) and its parameters: the L (row, query window)
     pairs nearest the query in (dist, recording_id, query window, window) order, each with its
     recording's labels; columns recording_id, dist, qw, win, name, category (``best_pairs``
     ranks them). One window: a scan of its categories (``window_sql``). Several windows: the
-    windows are rows of a parameter table joined to ``codes`` (``windows_sql``)."""
+    windows are rows of a parameter table joined to ``codes`` (``windows_sql``). ``labels``
+    False: without the join to ``recordings`` (columns recording_id, dist, qw, win), for a
+    caller that holds the labels (``store.labels``)."""
     if len(words) == 1:
         cats = None if probes is None else sorted({int(c) for c in probes[0]})
-        return (window_sql(K, None if cats is None else len(cats)),
+        return (window_sql(K, None if cats is None else len(cats), labels=labels),
                 [int(L), *DUCKDB.word_values(words[0]), *(cats or [])])
-    return windows_sql(K, traversal=probes is None), windows_params(words, probes, L)
+    return (windows_sql(K, traversal=probes is None, labels=labels),
+            windows_params(words, probes, L))
 
 
-def window_sql(K: int, n_categories: int | None) -> str:
+def window_sql(K: int, n_categories: int | None, *, labels: bool = True) -> str:
     """The ranked pairs of a query of one window: one scan of its categories (``None``: every
     row), no subquery (a flat statement binds ~0.3 ms faster than ``_pairs_cte``'s nesting,
     measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories."""
     where = _category_filter(2 + len(word_columns(K)), n_categories)
+    if not labels:
+        return (f"SELECT c.recording_id, {distance_expr(K, 2)} AS dist, 0 AS qw, c.win\n"
+                f"FROM codes AS c {where}\n"
+                "ORDER BY dist, recording_id, win LIMIT $1")
     return ("WITH top_rows AS (\n"
             f"    SELECT c.recording_id, c.win, 0 AS qw, {distance_expr(K, 2)} AS dist\n"
             f"    FROM codes AS c {where}\n"
             "    ORDER BY dist, recording_id, win LIMIT $1\n)\n" + _LABEL_ROWS)
 
 
-def windows_sql(K: int, traversal: bool) -> str:
+def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
     """The ranked pairs of a query of several windows. The query windows are a table ``q`` of
     one row per (window, probed category) made from list parameters, joined to ``codes`` on
     the category (traversal: every row, a cross join), one distance expression for every pair.
@@ -307,6 +317,11 @@ def windows_sql(K: int, traversal: bool) -> str:
     dist = " + ".join(f"bit_count(xor(c.{col}, q.q{i}))::INTEGER"
                       for i, col in enumerate(word_columns(K)))
     join = "CROSS JOIN q" if traversal else "JOIN q ON c.category = q.qcat"
+    if not labels:
+        return (f"WITH q AS (SELECT {', '.join(cols)})\n"
+                f"SELECT c.recording_id, {dist} AS dist, q.qw, c.win\n"
+                f"FROM codes AS c {join}\n"
+                "ORDER BY dist, recording_id, qw, win LIMIT $1")
     return (f"WITH q AS (SELECT {', '.join(cols)}),\n"
             "top_rows AS (\n"
             f"    SELECT c.recording_id, c.win, q.qw, {dist} AS dist\n"
@@ -409,7 +424,7 @@ class Nearest:
 
 
 def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[int]],
-                       probes: list[list[int]] | None, top: int,
+                       probes: list[list[int]] | None, top: int, labels=None,
                        ) -> tuple[list[Nearest], list[float]]:
     """The ``top`` recordings nearest any query window, each by its best window pair (smallest
     (dist, query window, window)), ordered by (dist, recording_id); and the time of each
@@ -426,18 +441,28 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
     A query of n windows ranks L * n pairs: the row at rank r (by its best pair) has at most
     (r - 1) * n pairs before its best one, so those pairs hold the best pair of each of the L
     first rows, and decide whenever L rows by their nearest window did (the per-window-column
-    form ``search_sql`` ranks such rows)."""
+    form ``search_sql`` ranks such rows).
+
+    ``labels`` (a ``store.labels.RecordingLabels``): the names and categories come from it,
+    after the ranking, instead of from a join in the statement (issue 13: the join cost more
+    than the ranking at 10k rows); its own statements, if any, are timed with the search's."""
     L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
     seconds: list[float] = []
     while L <= GROUPED_FALLBACK_ROWS:
         # a stored row is up to one pair per query window: L rows' worth of pairs (see below)
         pairs = min(L * len(words), max(L, GROUPED_FALLBACK_ROWS))
-        sql, params = ranked_statement(K, words, probes, pairs)
+        sql, params = ranked_statement(K, words, probes, pairs, labels=labels is None)
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         seconds.append(time.perf_counter() - t0)
         found, n_recordings = best_pairs(rows, top)
         if n_recordings >= top or len(rows) < pairs:
+            if labels is not None:
+                t0 = time.perf_counter()
+                named = labels.of(con, [n.recording_id for n in found])
+                for n in found:
+                    n.name, n.category = named[n.recording_id]
+                seconds.append(time.perf_counter() - t0)
             return found, seconds
         L *= 4
     params, groups = search_params(words, probes, L, top)
@@ -454,12 +479,13 @@ def best_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
     smallest (dist, query window, window), ordered by (dist, recording_id); and how many
     distinct recordings the rows hold. Done here rather than by a GROUP BY in the statement:
     DuckDB's hash aggregate and window operators cost ~1 ms CPU of a ~4 ms 10k-row search
-    (measured, issue 13), and the rows are at most L."""
+    (measured, issue 13), and the rows are at most L. Rows without the labels' columns
+    (``ranked_statement(labels=False)``) give empty names, for the caller to fill."""
     best: dict[int, tuple] = {}
-    for rid, dist, qw, win, name, cat in rows:
+    for rid, dist, qw, win, *named in rows:
         key = (int(dist), int(qw), int(win))
         if rid not in best or key < best[rid][0]:
-            best[rid] = (key, name, cat)
+            best[rid] = (key, *(named or (None, None)))
     ranked = sorted(best.items(), key=lambda kv: (kv[1][0][0], kv[0]))[:top]
     return [Nearest(int(rid), *key, "" if name is None else str(name),
                     "" if cat is None else str(cat))

@@ -56,6 +56,7 @@ from store import connection as _conn
 from store import damage as _damage
 from store import encrypted_index as _ei
 from store import integrity as _integrity
+from store import labels as _labels
 from store import private_files as _private
 from store import rekey as _rekey
 from store import schema as _schema
@@ -344,7 +345,7 @@ class Vault:
         return _ei.is_encrypted_file(path)
 
     def _load_meta(self) -> None:
-        self._rows_cache = None
+        self._rows_cache = self._labels = None  # another process may have written
         self._search_threads = None  # DuckDB's default until a search chooses
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
@@ -788,7 +789,7 @@ class Vault:
     def _insert_batch(self, items: list[dict[str, Any]], report: IngestReport) -> list[RecordingRow]:
         """All items in one transaction; if that fails, each item in its own transaction so one
         bad row costs only itself (never partial rows: recording + codes commit together)."""
-        self._rows_cache = None
+        self._rows_cache = self._labels = None
         with self._lock:
             con = self._db()
             try:
@@ -971,7 +972,10 @@ class Vault:
                     if threads != getattr(self, "_search_threads", None):
                         seconds.append(_search.set_threads(con, threads))
                         self._search_threads = threads
-                    found, more = _search.nearest_recordings(con, self.K, words, probes, top)
+                    if getattr(self, "_labels", None) is None:  # dropped with the row counts
+                        self._labels = _labels.RecordingLabels()
+                    found, more = _search.nearest_recordings(con, self.K, words, probes, top,
+                                                             self._labels)
                 else:  # a lake engine (store.sql_dialects): one statement per query window
                     found, more = self._nearest_on_engine(con, words, probes, top)
                 seconds += more
@@ -1250,7 +1254,7 @@ class Vault:
     @_damage.guarded
     def delete(self, recording_id: int) -> None:
         """Delete a recording and its index rows (one transaction)."""
-        self._rows_cache = None
+        self._rows_cache = self._labels = None
         self._require_writable("delete")
         with self._lock:
             self.get(recording_id)

@@ -311,3 +311,17 @@ def test_band_norm_none_is_bit_identical_to_before(speech_like):
     y = speech_like(seconds=1.7, seed=5)
     np.testing.assert_array_equal(model_windows(y, FeatureSpec()),
                                   model_windows(y, FeatureSpec(band_norm="none")))
+
+
+def test_trim_energy_in_cache_sized_blocks_equals_the_whole_array_formula():
+    """``_frame_energy`` works in blocks with reused buffers (issue 13: 2x faster); every
+    frame's value is bit for bit the plain formula's over all frames at once."""
+    from hashing.features import _ENERGY_BLOCK_FRAMES, _frame_energy, frame_signal
+
+    rng = np.random.default_rng(13)
+    y = rng.standard_normal(16_000 * 8) * np.linspace(0.01, 1.0, 16_000 * 8) + 0.2
+    frames = frame_signal(y, 512, 128, center=False)
+    assert frames.shape[0] > 2 * _ENERGY_BLOCK_FRAMES  # several blocks and a partial one
+    d = frames - frames.mean(axis=1, keepdims=True)
+    assert np.array_equal(_frame_energy(frames), np.mean(d * d, axis=1))
+    assert np.array_equal(_frame_energy(frames[:3]), np.mean(d[:3] * d[:3], axis=1))

@@ -243,3 +243,38 @@ def test_best_pairs_ranks_rows_in_any_order():
         assert n == 4
         assert [(f.recording_id, f.dist, f.query_window, f.window, f.name) for f in found] == [
             (7, 4, 2, 1, "b"), (9, 4, 0, 0, ""), (3, 5, 0, 1, "a")]
+
+
+@pytest.mark.parametrize("preload_max", [0, 10_000])
+def test_labels_held_or_looked_up_equal_the_reference(vault, monkeypatch, preload_max):
+    """The labels come from ``store.labels`` (every label read at once, or only the hits'
+    looked up: a vault above ``PRELOAD_MAX``), not from a join: the hits are the reference's."""
+    from store import labels
+
+    monkeypatch.setattr(labels, "PRELOAD_MAX", preload_max)
+    vault._labels = None
+    for q in _queries(vault):
+        for mode in ("two-stage", "traversal"):
+            res = vault.search(q, mode=mode, top=10, probe=2)
+            ref, _, _, _ = reference_search(vault, q, mode, 2, 10)
+            assert _hits(res) == ref
+    looked_up = vault._labels.statements
+    if preload_max:  # the first search's hits, then the count and the whole table, once
+        assert looked_up == 3
+    else:  # the hits' labels, at every search that returned one not seen before
+        assert looked_up > 3
+    vault._labels = None
+
+
+def test_statement_without_labels_ranks_the_same_pairs(vault):
+    """``ranked_statement(labels=False)`` returns the labelled statement's pairs (the join's
+    output order is not the ranking's: ``best_pairs`` takes rows in any order)."""
+    con = vault._con
+    for q in _queries(vault):
+        words = [[int(x) for x in w] for w in q.words]
+        for probes in (None, [[int(c)] for c in q.category]):
+            sql, params = search.ranked_statement(vault.K, words, probes, 40)
+            bare, bare_params = search.ranked_statement(vault.K, words, probes, 40, labels=False)
+            assert "recordings" not in bare and bare_params == params
+            assert (sorted(r[:4] for r in con.execute(sql, params).fetchall())
+                    == sorted(con.execute(bare, bare_params).fetchall()))
