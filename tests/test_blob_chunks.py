@@ -2,7 +2,7 @@
 17, item 7): the round trip is byte-identical, each chunk is bound to its place, its recording,
 its vault and the chunk count (a swapped, moved, dropped or re-counted chunk is refused by export
 and named by verify), delete and rekey carry the chunks, and a format-4 vault upgrades without
-its passphrase and keeps verifying. ``CHUNK_BYTES`` is made small so a few-second WAV has many
+its passphrase and keeps verifying. ``CHUNK_BYTES`` and ``CHUNKED_ABOVE`` are made small so a few-second WAV has many
 chunks; FakeEncoder keeps it fast."""
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ CHUNK = 4096
 
 @pytest.fixture()
 def small_chunks(monkeypatch):
+    _small(monkeypatch)
+
+
+def _small(monkeypatch) -> None:
+    """Files over ``CHUNK`` bytes go to chunks of ``CHUNK`` bytes."""
     monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(blob_chunks, "CHUNKED_ABOVE", CHUNK)
 
 
 @pytest.fixture()
@@ -173,7 +179,7 @@ def test_chunks_are_committed_before_their_row_and_orphans_go_with_the_next_inge
     con.close()
     assert orphans == -(-big.stat().st_size // CHUNK) and n_rec == 3
     monkeypatch.undo()
-    monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", CHUNK)
+    _small(monkeypatch)
     with Vault.open(vault, read_only=False, passphrase=PW, encoder=FakeEncoder()) as v:
         rep = v.ingest([big])
         assert not rep.errors and len(rep.added) == 1
