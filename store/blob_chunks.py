@@ -32,14 +32,15 @@ __all__ = ["CHUNK_BYTES", "CHUNKED_ABOVE", "COMMIT_BYTES", "DDL", "chunk_ad", "i
 
 #: a file larger than this is stored in chunks; a smaller one stays one sealed BLOB
 CHUNKED_ABOVE = 4 << 20
-#: plaintext bytes per chunk of a new recording. Small, because DuckDB's memory while storing
-#: and checkpointing chunks grows with the size of each value: 4 MiB chunks (format 5 as
-#: first shipped; they still read) held 564 MB for an hour of WAV and 1,249 MB for a second
-#: hour; see docs/results/long_inputs_memory.md for the sizes measured. Readers take any size:
-#: each row holds what it holds.
-CHUNK_BYTES = 64 << 10
+#: plaintext bytes per chunk of a new recording. Small, because what DuckDB pins to checkpoint
+#: stored chunks grows with the size of each value: with 4 MiB chunks (format 5 as first
+#: shipped; they still read) an hour of WAV took 564 MB and a second hour 1,249 MB; under the
+#: 64 MB ingest limit (``store.connection``) 64 KiB and 32 KiB chunks made DuckDB fail a
+#: checkpoint, 16 KiB ones held two hours at ~250 MB (docs/results/long_inputs_memory.md).
+#: Readers take any size: each row holds what it holds.
+CHUNK_BYTES = 16 << 10
 #: chunks committed per transaction (a transaction's rows stay in memory until it commits;
-#: one commit per 64 KiB chunk would be an fsync per chunk)
+#: one commit per 16 KiB chunk would be an fsync per chunk)
 COMMIT_BYTES = 4 << 20
 #: plaintext bytes a reader fetches per query (several small chunks, or one large old one)
 READ_BYTES = 1 << 20
@@ -149,7 +150,7 @@ def open_chunks(fetch: Callable[[str, list], list[tuple]], open_sealed: Callable
     if not n or c_lo != c_hi or lo != 0 or hi != n - 1 or c_lo != n:
         raise IntegrityError(f"recording {rid}: its stored chunks are missing or out of order "
                              f"({n} stored, {c_lo} expected)")
-    step = max(1, READ_BYTES // max(1, int(longest)))  # 16 of 64 KiB, 1 of an old 4 MiB
+    step = max(1, READ_BYTES // max(1, int(longest)))  # 64 of 16 KiB, 1 of an old 4 MiB
     h = hashlib.sha256()
     for first in range(0, n, step):
         rows = fetch("SELECT idx, chunk FROM blob_chunks WHERE recording_id = ? AND idx >= ? "

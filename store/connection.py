@@ -145,7 +145,7 @@ def is_memory_error(exc: BaseException) -> bool:
 
 
 def memory_error(exc: BaseException, path: Path, mb: int) -> MemoryLimitError:
-    first = " ".join(str(exc).split())
+    first = " ".join((str(exc).strip().splitlines() or [""])[0].split())  # not DuckDB's advice
     reason = first.rsplit(": ", 1)[-1][:160] if ": " in first else first[:160]
     return MemoryLimitError(
         f"cannot write to the vault {path}: DuckDB needed more than its {int(mb)} MB memory limit "
