@@ -2,10 +2,10 @@
 
 Why: a recording used to be one sealed BLOB in ``recordings.blob``: ingesting a 60-minute WAV
 held the file's bytes, the sealed copy and DuckDB's copy of that value at once (115 MB each),
-and exporting it held the whole plaintext. A file larger than ``CHUNK_BYTES`` is now read from
-its open file ``CHUNK_BYTES`` at a time, each piece sealed on its own into a row of
+and exporting it held the whole plaintext. A file larger than ``CHUNKED_ABOVE`` is now read
+from its open file ``CHUNK_BYTES`` at a time, each piece sealed on its own into a row of
 ``blob_chunks`` (recording id, index, count, sealed chunk); its ``recordings.blob`` is empty (the
-marker). Export and verify read the chunks back one at a time.
+marker). Export and verify read the chunks back a few at a time.
 
 Each chunk is sealed (``store.envelope``) with associated data = the recording's blob binding
 (``store.integrity.blob_ad``: vault id, record id, SHA-256 of the whole original) followed by the
@@ -27,7 +27,8 @@ import duckdb
 from speechvault.errors import AudioDecodeError, IntegrityError
 from store import integrity as _integrity
 
-__all__ = ["CHUNK_BYTES", "CHUNKED_ABOVE", "COMMIT_BYTES", "DDL", "chunk_ad", "is_chunked", "sha256_of", "store", "open_chunks",
+__all__ = ["CHUNK_BYTES", "CHUNKED_ABOVE", "COMMIT_BYTES", "READ_BYTES", "DDL", "chunk_ad",
+           "is_chunked", "sha256_of", "store", "open_chunks",
            "reseal", "delete", "discard_orphans", "has_table"]
 
 #: a file larger than this is stored in chunks; a smaller one stays one sealed BLOB

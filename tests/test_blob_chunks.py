@@ -2,8 +2,8 @@
 17, item 7): the round trip is byte-identical, each chunk is bound to its place, its recording,
 its vault and the chunk count (a swapped, moved, dropped or re-counted chunk is refused by export
 and named by verify), delete and rekey carry the chunks, and a format-4 vault upgrades without
-its passphrase and keeps verifying. ``CHUNK_BYTES`` and ``CHUNKED_ABOVE`` are made small so a few-second WAV has many
-chunks; FakeEncoder keeps it fast."""
+its passphrase and keeps verifying. ``CHUNK_BYTES`` and ``CHUNKED_ABOVE`` are made small so a
+few-second WAV has many chunks; FakeEncoder keeps it fast."""
 
 from __future__ import annotations
 

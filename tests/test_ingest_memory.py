@@ -93,7 +93,8 @@ def test_the_cli_reports_the_limit_in_one_line(tmp_path, small_chunks, monkeypat
     monkeypatch.setattr("store.vault._load_encoder_class", lambda: _FakeFromBytes)
     env = {"SPEECHVAULT_PASSPHRASE": PW, "COLUMNS": "200"}
     for value, kind in (("1", "memory limit"), ("lots", "must be a whole number")):
-        r = CliRunner().invoke(cli.app, ["ingest", str(path), str(_wav(tmp_path / "b.wav", 2, 20.0))],
+        big = _wav(tmp_path / "b.wav", 2, 20.0)
+        r = CliRunner().invoke(cli.app, ["ingest", str(path), str(big)],
                                env={**env, conn.MEMORY_ENV: value})
         assert r.exit_code != 0 and (r.exception is None or isinstance(r.exception, SystemExit))
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
