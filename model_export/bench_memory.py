@@ -87,6 +87,8 @@ except MemoryError:
 except SpeechVaultError as exc:  # e.g. MemoryLimitError: DuckDB's limit while storing
     out = {"ok": False, "errors": [type(exc).__name__ + ": " + exc.message.split(" (")[0]]}
 out["s"] = round(time.perf_counter() - t0, 1)
+use = resource.getrusage(resource.RUSAGE_SELF)  # CPU: what a loaded machine does not inflate
+out["cpu_s"] = round(use.ru_utime + use.ru_stime, 1)
 out["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 out["peak_stage"] = peak[1]
 print(json.dumps(out))
@@ -181,8 +183,9 @@ def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
         "One fresh process per row (default model; `ru_maxrss` of that process; address space "
         f"capped at {limit_gb:g} GB). The machine: 2 cores shared with other agents; the load "
         "(1-minute average) is given per row.", "",
-        "| what | format | file MB | minutes | peak RSS (MB) | stage at the peak | seconds | result | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| what | format | file MB | minutes | peak RSS (MB) | stage at the peak | seconds | CPU s "
+        "| result | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         res = ("ok" if r.get("ok") else "; ".join(r.get("errors", []))[:200])
@@ -192,7 +195,7 @@ def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
             res += f", matched {r.get('matched')}"
         lines.append(f"| {r['what']} | {r.get('format', '-')} | {r.get('mb', '-')} | {r['minutes']} "
                      f"| {r.get('rss_mb', '-')} | {r.get('peak_stage', '-')} | {r.get('s', '-')} "
-                     f"| {res} | {r['load']} |")
+                     f"| {r.get('cpu_s', '-')} | {res} | {r['load']} |")
     return "\n".join(lines) + "\n"
 
 
