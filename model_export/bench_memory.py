@@ -35,9 +35,13 @@ PASSPHRASE = "memory bench passphrase"
 SR = 16_000
 
 _CHILD = """
-import json, resource, sys, threading, time
+import json, os, resource, sys, threading, time
 from hashing.encoder import Encoder
+from speechvault.errors import SpeechVaultError
+from store import blob_chunks
 from store.vault import Vault
+if os.environ.get("SV_BENCH_CHUNK_KB"):  # --chunk-kb: another chunk size than the shipped one
+    blob_chunks.CHUNK_BYTES = int(os.environ["SV_BENCH_CHUNK_KB"]) << 10
 
 # where the peak is: the resident set sampled every 20 ms, with the stage running at the time
 phase, peak = ["open"], [0.0, "open"]
@@ -80,7 +84,11 @@ try:
                "hit": r.hits[0].recording_id if r.hits else None}
 except MemoryError:
     out = {"ok": False, "errors": ["over the address-space limit (MemoryError)"]}
+except SpeechVaultError as exc:  # e.g. MemoryLimitError: DuckDB's limit while storing
+    out = {"ok": False, "errors": [type(exc).__name__ + ": " + exc.message.split(" (")[0]]}
 out["s"] = round(time.perf_counter() - t0, 1)
+use = resource.getrusage(resource.RUSAGE_SELF)  # CPU: what a loaded machine does not inflate
+out["cpu_s"] = round(use.ru_utime + use.ru_stime, 1)
 out["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 out["peak_stage"] = peak[1]
 print(json.dumps(out))
@@ -116,9 +124,13 @@ def _limit(gb: float):
     return apply
 
 
+#: extra environment of every measured process (``--chunk-kb``, ``--memory-mb``)
+CHILD_ENV: dict[str, str] = {}
+
+
 def measure(what: str, vault: Path, audio: Path, seconds: float, limit_gb: float,
             timeout_s: float = 900.0) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **CHILD_ENV}
     try:
         p = subprocess.run([sys.executable, "-c", _CHILD, what, str(vault), str(audio),
                             str(seconds), PASSPHRASE], capture_output=True, text=True, env=env,
@@ -171,18 +183,19 @@ def markdown(rows: list[dict], command: str, limit_gb: float) -> str:
         "One fresh process per row (default model; `ru_maxrss` of that process; address space "
         f"capped at {limit_gb:g} GB). The machine: 2 cores shared with other agents; the load "
         "(1-minute average) is given per row.", "",
-        "| what | format | file MB | minutes | peak RSS (MB) | stage at the peak | seconds | result | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| what | format | file MB | minutes | peak RSS (MB) | stage at the peak | seconds | CPU s "
+        "| result | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        res = ("ok" if r.get("ok") else "; ".join(r.get("errors", []))[:120])
+        res = ("ok" if r.get("ok") else "; ".join(r.get("errors", []))[:200])
         if r["what"].startswith("ingest") and r.get("ok"):
             res += f", {r.get('windows')} windows"
         if r["what"] == "search" and r.get("ok"):
             res += f", matched {r.get('matched')}"
         lines.append(f"| {r['what']} | {r.get('format', '-')} | {r.get('mb', '-')} | {r['minutes']} "
                      f"| {r.get('rss_mb', '-')} | {r.get('peak_stage', '-')} | {r.get('s', '-')} "
-                     f"| {res} | {r['load']} |")
+                     f"| {r.get('cpu_s', '-')} | {res} | {r['load']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--second", action="store_true",
                     help="also ingest a second file of each length into the vault holding the "
                          "first (row 'ingest-more')")
+    ap.add_argument("--chunk-kb", type=int,
+                    help="store new recordings in chunks of this many KiB instead of "
+                         "store.blob_chunks.CHUNK_BYTES (to compare sizes)")
+    ap.add_argument("--memory-mb", type=int,
+                    help="DuckDB's memory limit while an ingest stores, MB (default: "
+                         "store.connection.INGEST_MEMORY_MB; SPEECHVAULT_INGEST_MEMORY_MB)")
     a = ap.parse_args(argv)
+    if a.chunk_kb:
+        CHILD_ENV["SV_BENCH_CHUNK_KB"] = str(a.chunk_kb)
+    if a.memory_mb:
+        CHILD_ENV["SPEECHVAULT_INGEST_MEMORY_MB"] = str(a.memory_mb)
     command = "python -m model_export.bench_memory " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="sv-mem-") as tmp:
         rows = run(a.ingest, a.search, a.limit_gb, Path(tmp), a.formats, a.second)

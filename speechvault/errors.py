@@ -65,6 +65,11 @@ class StorageError(SpeechVaultError):
     committed before is intact."""
 
 
+class MemoryLimitError(StorageError):
+    """A write needed more memory than the vault's DuckDB may use (``store.connection``'s
+    ingest memory limit); what was committed before is intact."""
+
+
 class PassphraseRequiredError(SpeechVaultError):
     """An operation needs the passphrase (ingest, export, decrypt) and none was given."""
 

@@ -10,18 +10,30 @@ few errors (``speechvault.errors``), and a plain vault and an encrypted index
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
-from speechvault.errors import (NotFoundError, PassphraseRequiredError, RuntimeMissingError,
-                                SpeechVaultError, StorageError, VaultBusyError, VaultFormatError,
+from speechvault.errors import (InvalidInputError, MemoryLimitError, NotFoundError,
+                                PassphraseRequiredError, RuntimeMissingError, SpeechVaultError,
+                                StorageError, VaultBusyError, VaultFormatError,
                                 WrongPassphraseError)
 from store import damage as _damage
 from store import encrypted_index as _ei
 
 __all__ = ["BUSY", "connect", "connect_encrypted", "translate_connect_error", "unlink_db",
-           "is_lock_error", "is_storage_error", "storage_error"]
+           "is_lock_error", "is_storage_error", "storage_error", "INGEST_MEMORY_MB",
+           "MEMORY_ENV", "ingest_memory_mb", "memory_limited", "is_memory_error", "memory_error"]
+
+#: MB of memory DuckDB may hold while an ingest stores a recording and checkpoints (its buffer
+#: pool: pages of stored chunks it would otherwise keep until the process ends). Measured with
+#: ``model_export.bench_memory`` (docs/results/long_inputs_memory.md).
+INGEST_MEMORY_MB = 64
+#: the environment variable that overrides ``INGEST_MEMORY_MB`` (an ingest that hits the limit
+#: says so, naming it)
+MEMORY_ENV = "SPEECHVAULT_INGEST_MEMORY_MB"
 
 #: what a refused open says (``store.access`` names the holder after waiting)
 BUSY = "vault is busy: another process has it open"
@@ -92,6 +104,53 @@ def connect_encrypted(path: str, key_b64: str, *, read_only: bool,
         con.close()
         raise
     return con
+
+
+def ingest_memory_mb() -> int:
+    """The ingest memory limit in MB: ``$SPEECHVAULT_INGEST_MEMORY_MB`` or ``INGEST_MEMORY_MB``."""
+    raw = os.environ.get(MEMORY_ENV, "").strip()
+    if not raw:
+        return INGEST_MEMORY_MB
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = 0
+    if mb < 1:
+        raise InvalidInputError(f"{MEMORY_ENV} must be a whole number of MB >= 1, got {raw!r}")
+    return mb
+
+
+@contextlib.contextmanager
+def memory_limited(con: duckdb.DuckDBPyConnection, mb: int) -> Iterator[None]:
+    """DuckDB's ``memory_limit`` at ``mb`` MB for the block, then DuckDB's default again.
+
+    Why only around a write: without a limit DuckDB keeps every page it wrote in its buffer pool
+    (an hour of WAV stayed resident as ~450 MB); a search, which stores nothing, keeps the
+    default so a large query is never refused for memory it could have had."""
+    con.execute(f"SET memory_limit = '{int(mb)}MB'")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):  # an invalidated database: closed by the caller
+            con.execute("RESET memory_limit")
+
+
+def is_memory_error(exc: BaseException) -> bool:
+    """DuckDB refused a write for memory: its limit was reached (an ``OutOfMemoryException``,
+    or a fatal error that invalidated the database after one)."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    low = str(exc).lower()
+    return "out of memory" in low or "failed to pin" in low
+
+
+def memory_error(exc: BaseException, path: Path, mb: int) -> MemoryLimitError:
+    first = " ".join((str(exc).strip().splitlines() or [""])[0].split())  # not DuckDB's advice
+    reason = first.rsplit(": ", 1)[-1][:160] if ": " in first else first[:160]
+    return MemoryLimitError(
+        f"cannot write to the vault {path}: DuckDB needed more than its {int(mb)} MB memory limit "
+        f"({reason}); everything committed before is intact -- raise the limit with "
+        f"{MEMORY_ENV}=MB and repeat the command")
 
 
 def unlink_db(path: Path) -> None:

@@ -603,6 +603,7 @@ class Vault:
         label = _check_category_label(category)
         if int(batch_size) < 1:
             raise InvalidInputError("batch_size must be >= 1")
+        self._ingest_mb = _conn.ingest_memory_mb()  # DuckDB's memory while storing (refused early)
         self.bind()  # a legacy vault first (no-op once bound)
         _integrity.check_for_write(self, master)  # refuses changed settings or model
         enc = self.encoder
@@ -678,17 +679,18 @@ class Vault:
                 flush()
         flush()
         try:
-            with self._lock:
+            with self._lock, _conn.memory_limited(self._db(), self._ingest_mb):
                 self._db().execute("CHECKPOINT")  # fold the WAL into the 0600 main file
             _chmod_private(self.path)
             if report.cancelled:
                 emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
             self._maybe_compact()
         except duckdb.Error as exc:
-            if not _conn.is_storage_error(exc):
+            if not (_conn.is_storage_error(exc) or _conn.is_memory_error(exc)):
                 raise
             self._invalidate()
-            raise _conn.storage_error(exc, self.path) from None
+            raise (_conn.memory_error(exc, self.path, self._ingest_mb)
+                   if _conn.is_memory_error(exc) else _conn.storage_error(exc, self.path)) from None
         return report
 
     def _invalidate(self) -> None:
@@ -708,7 +710,7 @@ class Vault:
         p = Path(src)
         # a large file stays on disk, read a chunk at a time (store.blob_chunks); a small one is read
         data, f, size, sha = _sources.read_or_keep_open(p, self.max_ingest_seconds,
-                                                        _chunks.CHUNK_BYTES)
+                                                        _chunks.CHUNKED_ABOVE)
         if sha in known or sha in pending_sha:  # known: read at the start of this ingest
             if f is not None:
                 f.close()
@@ -793,16 +795,20 @@ class Vault:
         with self._lock:
             con = self._db()
             try:
-                self._store_chunks(con, items)
-                con.execute("BEGIN TRANSACTION")
-                rows = self._insert_items(con, items)
-                con.execute("COMMIT")
+                with _conn.memory_limited(con, self._ingest_mb):
+                    self._store_chunks(con, items)
+                    con.execute("BEGIN TRANSACTION")
+                    rows = self._insert_items(con, items)
+                    con.execute("COMMIT")
                 _chmod_private(self.path)  # the WAL is (re)created with the process umask
                 report.added.extend(rows)
                 return rows
             except duckdb.Error as exc:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
+                if _conn.is_memory_error(exc):
+                    self._invalidate()
+                    raise _conn.memory_error(exc, self.path, self._ingest_mb) from None
                 if _conn.is_storage_error(exc):
                     self._invalidate()
                     raise _conn.storage_error(exc, self.path) from None

@@ -2,8 +2,8 @@
 17, item 7): the round trip is byte-identical, each chunk is bound to its place, its recording,
 its vault and the chunk count (a swapped, moved, dropped or re-counted chunk is refused by export
 and named by verify), delete and rekey carry the chunks, and a format-4 vault upgrades without
-its passphrase and keeps verifying. ``CHUNK_BYTES`` is made small so a few-second WAV has many
-chunks; FakeEncoder keeps it fast."""
+its passphrase and keeps verifying. ``CHUNK_BYTES`` and ``CHUNKED_ABOVE`` are made small so a
+few-second WAV has many chunks; FakeEncoder keeps it fast."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ CHUNK = 4096
 
 @pytest.fixture()
 def small_chunks(monkeypatch):
+    _small(monkeypatch)
+
+
+def _small(monkeypatch) -> None:
+    """Files over ``CHUNK`` bytes go to chunks of ``CHUNK`` bytes."""
     monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(blob_chunks, "CHUNKED_ABOVE", CHUNK)
 
 
 @pytest.fixture()
@@ -173,7 +179,7 @@ def test_chunks_are_committed_before_their_row_and_orphans_go_with_the_next_inge
     con.close()
     assert orphans == -(-big.stat().st_size // CHUNK) and n_rec == 3
     monkeypatch.undo()
-    monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", CHUNK)
+    _small(monkeypatch)
     with Vault.open(vault, read_only=False, passphrase=PW, encoder=FakeEncoder()) as v:
         rep = v.ingest([big])
         assert not rep.errors and len(rep.added) == 1
@@ -195,3 +201,41 @@ def test_a_chunked_recording_reaches_a_lake_as_one_sealed_object(vault, files, t
             assert lv.export(rid) == p.read_bytes()
             out = save_recording(lv, rid, f"{tmp_path / 'out'}/", file_name=f"r{rid}.wav")
             assert out.path.read_bytes() == p.read_bytes()
+
+
+def test_recordings_of_any_chunk_size_read_back_a_few_chunks_per_query(tmp_path, files,
+                                                                       monkeypatch):
+    """A vault holds recordings chunked at another size (4 MiB before session 21, 16 KiB now):
+    each reads back byte-identical and verifies, fetched ``READ_BYTES`` at a time (several
+    queries of several chunks here), and a gap found in a later query is still refused."""
+    _small(monkeypatch)
+    monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", 3 * CHUNK)  # the "old", larger chunks
+    path = tmp_path / "v.duckdb"
+    with Vault.create(path, PW, encoder=FakeEncoder(), kdf_log2_n=10) as v:
+        assert not v.ingest(files[:1]).errors
+    monkeypatch.setattr(blob_chunks, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(blob_chunks, "READ_BYTES", 5 * CHUNK)  # a few chunks per query
+    queries: list[str] = []
+    with Vault.open(path, read_only=False, passphrase=PW, encoder=FakeEncoder()) as v:
+        assert not v.ingest(files[1:2]).errors
+        sizes = dict(v._query("SELECT recording_id, max(octet_length(chunk)) FROM blob_chunks "
+                              "GROUP BY ALL"))
+        assert sizes[1] > 3 * CHUNK > CHUNK + 100 > sizes[2] > CHUNK  # sealed: + header, tag
+        real = v._query
+        monkeypatch.setattr(v, "_query", lambda sql, p=(): (queries.append(sql), real(sql, p))[1])
+        for rid, p in zip((1, 2), files):
+            queries.clear()
+            assert b"".join(v.export_chunks(rid)) == p.read_bytes()
+            n = -(-p.stat().st_size // (3 * CHUNK if rid == 1 else CHUNK))
+            fetches = sum("idx >= ?" in q for q in queries)
+            assert fetches == -(-n // max(1, (5 * CHUNK) // sizes[rid]))
+            assert (1 < fetches < n) if rid == 2 else fetches == n  # large ones: one a query
+        assert v.verify().ok
+        # a chunk gone between the first query and a later one (a delete by another process):
+        # in the middle of a fetch (5) or at its end (7, the fetch comes back short)
+        for gone, why in ((5, "chunk 5 is not there"), (7, r"7 read, \d+ expected")):
+            fetch = lambda sql, p, g=gone: [  # noqa: E731
+                r for r in real(sql, p) if "idx >= ?" not in sql or r[0] != g]
+            with pytest.raises(IntegrityError, match=f"recording 2: .*{why}"):
+                b"".join(blob_chunks.open_chunks(fetch, blob_chunks.opener(v._master), v.vault_id,
+                                                 2, v.get(2).sha256))
