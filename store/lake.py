@@ -261,11 +261,11 @@ class LakeVault(Vault):
                             "WHERE id IN (SELECT unnest(?::BIGINT[]))", [sorted(ids)]).fetchall()
         return {int(r[0]): (r[1], r[2]) for r in rows}
 
-    def _labels(self, con, ids: list[int]) -> dict[int, tuple]:
+    def _hit_labels(self, con, ids: list[int]) -> dict[int, tuple]:
         known = getattr(self, "_batch_labels", {})
         if all(int(i) in known for i in ids):
             return {int(i): known[int(i)] for i in ids}
-        return super()._labels(con, ids)
+        return super()._hit_labels(con, ids)
 
     def _batch_runner(self):
         """What runs a statement beside a batch's table: the engine, or DuckDB's view."""

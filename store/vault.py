@@ -345,7 +345,7 @@ class Vault:
         return _ei.is_encrypted_file(path)
 
     def _load_meta(self) -> None:
-        self._rows_cache = self._labels = None  # another process may have written
+        self._rows_cache = self._label_cache = None  # another process may have written
         self._search_threads = None  # DuckDB's default until a search chooses
         row = self._con.execute(
             "SELECT format_version, created, app_version, cipher, key_wrap, model_sha256, k, c, "
@@ -791,7 +791,7 @@ class Vault:
     def _insert_batch(self, items: list[dict[str, Any]], report: IngestReport) -> list[RecordingRow]:
         """All items in one transaction; if that fails, each item in its own transaction so one
         bad row costs only itself (never partial rows: recording + codes commit together)."""
-        self._rows_cache = self._labels = None
+        self._rows_cache = self._label_cache = None
         with self._lock:
             con = self._db()
             try:
@@ -978,10 +978,8 @@ class Vault:
                     if threads != getattr(self, "_search_threads", None):
                         seconds.append(_search.set_threads(con, threads))
                         self._search_threads = threads
-                    if getattr(self, "_labels", None) is None:  # dropped with the row counts
-                        self._labels = _labels.RecordingLabels()
                     found, more = _search.nearest_recordings(con, self.K, words, probes, top,
-                                                             self._labels)
+                                                             self._recording_labels())
                 else:  # a lake engine (store.sql_dialects): one statement per query window
                     found, more = self._nearest_on_engine(con, words, probes, top)
                 seconds += more
@@ -1064,9 +1062,18 @@ class Vault:
         rows = con.execute(sql, params).fetchall()
         return rows, time.perf_counter() - t0
 
-    def _labels(self, con, ids: list[int]) -> dict[int, tuple]:
-        """{recording id: (name, category)} of the hits (a ``LakeVault`` may have them from a
-        batch)."""
+    def _recording_labels(self) -> "_labels.RecordingLabels":
+        """This handle's label cache (``store.labels``), made again after it was dropped with
+        the row counts (a new session, an ingest, a delete)."""
+        if getattr(self, "_label_cache", None) is None:
+            self._label_cache = _labels.RecordingLabels()
+        return self._label_cache
+
+    def _hit_labels(self, con, ids: list[int]) -> dict[int, tuple]:
+        """{recording id: (name, category)} of the hits: from the label cache on a vault file,
+        by one statement on a lake engine (a ``LakeVault`` may have them from a batch)."""
+        if self._dialect is _dialects.DUCKDB:
+            return self._recording_labels().of(con, ids)
         return {r[0]: (r[1], r[2]) for r in con.execute(
             _dialects.labels_sql(self._dialect), self._dialect.bind([list(ids)])).fetchall()}
 
@@ -1084,7 +1091,7 @@ class Vault:
             con = self._db()
             rows, t_ham = self._excerpt_rows(con, q, cats, keyed, bands, rule)
             found = _ex.decide(rows, self.K, rule)[:top]
-            labels = self._labels(con, [h.recording_id for h in found]) if found else {}
+            labels = self._hit_labels(con, [h.recording_id for h in found]) if found else {}
         frame_s = self.encoder.windowing.frame_seconds
         nearest = [Hit(recording_id=h.recording_id, name=labels.get(h.recording_id, ("", ""))[0],
                        category=labels.get(h.recording_id, ("", ""))[1], ber=h.best_ber,
@@ -1260,7 +1267,7 @@ class Vault:
     @_damage.guarded
     def delete(self, recording_id: int) -> None:
         """Delete a recording and its index rows (one transaction)."""
-        self._rows_cache = self._labels = None
+        self._rows_cache = self._label_cache = None
         self._require_writable("delete")
         with self._lock:
             self.get(recording_id)

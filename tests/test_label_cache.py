@@ -63,7 +63,7 @@ def test_labels_are_read_once_per_session_not_per_search(tmp_path):
         for p in paths:
             assert v.search(p, mode="traversal", top=3).hits[0].name == p.name
         # the first search's hits, then (second search) the count and every label
-        assert v._labels.statements == 3
+        assert v._label_cache.statements == 3
 
 
 def test_own_ingest_and_delete_refresh_the_labels(tmp_path):
@@ -72,9 +72,9 @@ def test_own_ingest_and_delete_refresh_the_labels(tmp_path):
     write_wav(extra, tone_mix(1500, 0.3))
     with Vault.open(path, read_only=False, passphrase=PW, encoder=FakeEncoder(**ENC)) as v:
         assert v.search(paths[0], mode="traversal", top=1).hits[0].name == "r0.wav"
-        held = v._labels
+        held = v._label_cache
         rid = v.ingest([extra]).added[0].id
         assert v.search(extra, mode="traversal", top=1).hits[0].name == "extra.wav"
-        assert v._labels is not held
+        assert v._label_cache is not held
         v.delete(rid)
         assert all(h.recording_id != rid for h in v.search(extra, mode="traversal").nearest)

@@ -252,18 +252,18 @@ def test_labels_held_or_looked_up_equal_the_reference(vault, monkeypatch, preloa
     from store import labels
 
     monkeypatch.setattr(labels, "PRELOAD_MAX", preload_max)
-    vault._labels = None
+    vault._label_cache = None
     for q in _queries(vault):
         for mode in ("two-stage", "traversal"):
             res = vault.search(q, mode=mode, top=10, probe=2)
             ref, _, _, _ = reference_search(vault, q, mode, 2, 10)
             assert _hits(res) == ref
-    looked_up = vault._labels.statements
+    looked_up = vault._label_cache.statements
     if preload_max:  # the first search's hits, then the count and the whole table, once
         assert looked_up == 3
     else:  # the hits' labels, at every search that returned one not seen before
         assert looked_up > 3
-    vault._labels = None
+    vault._label_cache = None
 
 
 def test_statement_without_labels_ranks_the_same_pairs(vault):
