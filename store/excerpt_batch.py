@@ -24,7 +24,7 @@ import time
 from typing import Any, NamedTuple
 
 from store import excerpt as _ex
-from store.lake_batch import ONE_JOB_CONF
+from store.lake_batch import ONE_JOB_CONF, modes_for
 from store.sql_dialects import Dialect
 
 __all__ = ["ExcerptRequest", "request_key", "requests_for", "run_batch"]
@@ -57,14 +57,8 @@ def requests_for(vault, q, mode: str, probe: int) -> list[ExcerptRequest]:
     """The requests ``vault.search(q, mode=mode)`` will make, in the order it makes them."""
     if not is_excerpt(vault, q):
         return []
-    if mode == "auto" and vault._is_long_excerpt(q):
-        modes = ["traversal"]
-    elif mode == "auto":
-        modes = ["two-stage", "traversal"]
-    else:
-        modes = [mode]
     out = []
-    for m in modes:
+    for m in modes_for(vault, q, mode):
         cats, _probed, keyed, bands = vault._excerpt_plan(q, m, probe)
         out.append(request_key(q, cats, keyed, bands))
     return out

@@ -46,16 +46,19 @@ def request_key(words, probes, top: int) -> Request:
                    int(top))
 
 
+def modes_for(vault, q, mode: str) -> list[str]:
+    """The statements' modes ``vault.search(q, mode=mode)`` may run, in order: ``auto`` tries
+    two-stage then traversal, except for a long excerpt (traversal only)."""
+    if mode != "auto":
+        return [mode]
+    return ["traversal"] if vault._is_long_excerpt(q) else ["two-stage", "traversal"]
+
+
 def requests_for(vault, q, mode: str, probe: int, top: int) -> list[Request]:
     """The requests ``vault.search(q, mode=...)`` will make for the coded query ``q``."""
     if q.frames is not None and vault._excerpt_rule() is not None:
         return []  # excerpt search: its own statements
-    if mode == "auto" and vault._is_long_excerpt(q):
-        modes = ["traversal"]
-    elif mode == "auto":
-        modes = ["two-stage", "traversal"]
-    else:
-        modes = [mode]
+    modes = modes_for(vault, q, mode)
     words = [[int(x) for x in w] for w in q.words]
     out = []
     for m in modes:
