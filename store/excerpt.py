@@ -79,7 +79,9 @@ class ExcerptRule:
     #: 0.40-0.50): it says "this stretch did not survive", not "this is another recording", so
     #: the log-likelihood ratio of a copy whose windows may each be lost (a two-part mixture)
     #: is bounded below, while a linear penalty lets a long excerpt in noise sink under the
-    #: evidence of its few clean windows. Calibrated with ``tau_window``
+    #: evidence of its few clean windows. Off in the shipped rule: calibrated with it, the rule
+    #: moved ``tau_window`` up and matched an outside excerpt on held-out voices
+    #: (docs/results/excerpt_rule_trials.md)
     min_window_gain: float | None = None
     #: a matching query window is shared among the recordings within this BER of its best
     #: match, and explained away for the others (``_window_shares``); None: shared among all
