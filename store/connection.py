@@ -25,7 +25,8 @@ from store import encrypted_index as _ei
 
 __all__ = ["BUSY", "connect", "connect_encrypted", "translate_connect_error", "unlink_db",
            "is_lock_error", "is_storage_error", "storage_error", "INGEST_MEMORY_MB",
-           "MEMORY_ENV", "ingest_memory_mb", "memory_limited", "is_memory_error", "memory_error"]
+           "MEMORY_ENV", "ingest_memory_mb", "memory_limited", "is_memory_error", "memory_error",
+           "write_error"]
 
 #: MB of memory DuckDB may hold while an ingest stores a recording and checkpoints (its buffer
 #: pool: pages of stored chunks it would otherwise keep until the process ends). Measured with
@@ -151,6 +152,16 @@ def memory_error(exc: BaseException, path: Path, mb: int) -> MemoryLimitError:
         f"cannot write to the vault {path}: DuckDB needed more than its {int(mb)} MB memory limit "
         f"({reason}); everything committed before is intact -- raise the limit with "
         f"{MEMORY_ENV}=MB and repeat the command")
+
+
+def write_error(exc: BaseException, path: Path, mb: int) -> SpeechVaultError | None:
+    """The one-line error of a write DuckDB refused for memory (its limit ``mb``) or for storage
+    (a full disk, an I/O error); None for any other failure."""
+    if is_memory_error(exc):
+        return memory_error(exc, path, mb)
+    if is_storage_error(exc):
+        return storage_error(exc, path)
+    return None
 
 
 def unlink_db(path: Path) -> None:

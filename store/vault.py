@@ -686,11 +686,11 @@ class Vault:
                 emit("cancelled", None, None, "ingest cancelled; files processed before stay in the vault")
             self._maybe_compact()
         except duckdb.Error as exc:
-            if not (_conn.is_storage_error(exc) or _conn.is_memory_error(exc)):
+            err = _conn.write_error(exc, self.path, self._ingest_mb)
+            if err is None:
                 raise
             self._invalidate()
-            raise (_conn.memory_error(exc, self.path, self._ingest_mb)
-                   if _conn.is_memory_error(exc) else _conn.storage_error(exc, self.path)) from None
+            raise err from None
         return report
 
     def _invalidate(self) -> None:
@@ -806,12 +806,10 @@ class Vault:
             except duckdb.Error as exc:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
-                if _conn.is_memory_error(exc):
+                err = _conn.write_error(exc, self.path, self._ingest_mb)
+                if err is not None:
                     self._invalidate()
-                    raise _conn.memory_error(exc, self.path, self._ingest_mb) from None
-                if _conn.is_storage_error(exc):
-                    self._invalidate()
-                    raise _conn.storage_error(exc, self.path) from None
+                    raise err from None
                 if _conn.is_lock_error(exc) or len(items) == 1:
                     if _conn.is_lock_error(exc):
                         raise _access.busy_error(self.path) from None
