@@ -36,8 +36,8 @@ from store import excerpt as _ex
 from store.excerpt import ExcerptRule
 
 __all__ = ["BUCKETS", "MIN_EVIDENCE", "TAU_WINDOW_GRID", "MIN_CLOSE_GRID", "MIN_WINDOW_GAIN_GRID",
-           "collect_rows",
-           "bucket_thresholds", "calibrate_rule", "choose_tau_window"]
+           "STRONG_BER_GRID", "collect_rows", "bucket_thresholds", "calibrate_rule",
+           "calibrate_strong", "choose_tau_window"]
 
 #: upper edges of the buckets of covered windows that get their own evidence threshold
 BUCKETS = (1, 2, 4, 8, 16, 32, 1 << 20)
@@ -68,6 +68,16 @@ MIN_WINDOW_GAIN_GRID: tuple[float | None, ...] = (None,)
 MAX_CROSS_FALSE_RATE = 0.0025
 #: the nearest candidates of a query that are judged (as ``Vault.search(top=5)``)
 TOP = 5
+#: the ``strong_ber`` tried for the rule's second way to match (``ExcerptRule.min_strong_windows``):
+#: one value by default, the BER of a copy's windows through MP3 or a telephone line (0.00-0.10
+#: on calibration voices), so that the count alone is set by the impostors
+STRONG_BER_GRID = (0.10,)
+#: near-identical windows a strong match needs beyond the most any calibration impostor had:
+#: two, since a user's vault holds far more impostors than the calibration's
+STRONG_MARGIN = 2
+#: never fewer near-identical windows than this (adjacent stored windows overlap by 3/4, so
+#: three span at least 1.5 s of audio)
+MIN_STRONG_WINDOWS = 3
 
 
 @dataclasses.dataclass
@@ -228,6 +238,56 @@ def choose_tau_window(queries: Sequence[Query], K: int, base: ExcerptRule, margi
     return best, scores
 
 
+def _strong_impostors(queries: Sequence[Query], K: int, rule: ExcerptRule):
+    """Per query: its genuine hit (or None) and the largest near-identical-window count any
+    of its impostor hits reached, under ``rule`` (whose ``strong_ber`` counts them)."""
+    for q in queries:
+        hits = _ex.decide(q.rows, K, rule)[:TOP]
+        genuine = next((h for h in hits if h.recording_id == q.true_id), None)
+        yield genuine, max((h.strong for h in hits if h.recording_id != q.true_id), default=0.0)
+
+
+def _strong_count(impostor_strong: Sequence[float]) -> int:
+    return max(MIN_STRONG_WINDOWS, int(np.ceil(max(impostor_strong, default=0.0) - 1e-9))
+               + STRONG_MARGIN)
+
+
+def calibrate_strong(queries: Sequence[Query], K: int, rule: ExcerptRule,
+                     grid: Sequence[float] = STRONG_BER_GRID, log=print) -> tuple[ExcerptRule, dict]:
+    """The rule's second way to match (``ExcerptRule.min_strong_windows``), on the calibration
+    queries: for each ``strong_ber`` of ``grid``, the count is the most near-identical windows
+    any impostor hit reached plus ``STRONG_MARGIN``; kept is the ``strong_ber`` whose rule
+    finds the most genuine queries, provided counts set on one half of the queries accept no
+    impostor of the other half (ties: the lower ``strong_ber``). None qualifies: off.
+
+    It is kept even when it finds no more calibration copies than the evidence alone (copies
+    of the calibration voices lose few windows): the count is set by impostors only, it can
+    only add matches, and the two-fold check is what it may cost."""
+    base = dataclasses.replace(rule, min_strong_windows=0)
+    before = sum(1 for q, g, _ in _judged(queries, K, base) if g is not None and base.accepts(g))
+    trials = []
+    for b in grid:
+        judged = list(_strong_impostors(queries, K, dataclasses.replace(base, strong_ber=float(b))))
+        n = _strong_count([m for _, m in judged])
+        r = dataclasses.replace(base, strong_ber=float(b), min_strong_windows=n)
+        found = sum(1 for g, _ in judged if g is not None and r.accepts(g))
+        half = [_strong_count([m for i, (_, m) in enumerate(judged) if i % 2 == part])
+                for part in (0, 1)]
+        crossed = sum(1 for i, (_, m) in enumerate(judged) if m >= half[1 - i % 2])
+        trials.append({"strong_ber": float(b), "min_strong_windows": n, "found": found,
+                       "cross_false": crossed})
+        log(f"  strong windows: BER <= {b:.2f} x {n}: genuine found {found} (without: {before}); "
+            f"cross-checked false queries {crossed}")
+    ok = [t for t in trials if t["cross_false"] == 0 and t["found"] >= before]
+    if not ok:
+        return base, {"strong_ber": None, "min_strong_windows": 0, "grid": trials}
+    best = max(ok, key=lambda t: (t["found"], -t["strong_ber"]))
+    return (dataclasses.replace(base, strong_ber=best["strong_ber"],
+                                min_strong_windows=best["min_strong_windows"]),
+            {"strong_ber": best["strong_ber"], "min_strong_windows": best["min_strong_windows"],
+             "grid": trials})
+
+
 def _floor(g: float | None) -> str:
     return "none" if g is None else f"{g:.2f}"
 
@@ -249,14 +309,15 @@ def calibrate_rule(encoder, longs: Sequence[np.ndarray], clips: Sequence[np.ndar
                                Path(tmp), "long", "excerpt")
         queries += collect_rows(encoder, clips, _clip_queries(clips, outside, rng), Path(tmp),
                                 "clip", "clip")
-    base = ExcerptRule.from_dict(encoder.excerpt_rule)
+    base = dataclasses.replace(ExcerptRule.from_dict(encoder.excerpt_rule), min_strong_windows=0)
     best, scores = choose_tau_window(queries, encoder.K, base, margin, grid, log=log)
-    rule = best["rule"]
+    rule, strong = calibrate_strong(queries, encoder.K, best["rule"], log=log)
     thresholds = [list(t) for t in rule.evidence_by_windows]
     report = {"excerpt_queries": n_queries, "clip_queries": len(clips), "margin": margin,
               "floor": MIN_EVIDENCE, "tau_window": rule.tau_window,
               "min_close_windows": rule.min_close_windows,
               "min_window_gain": rule.min_window_gain, "thresholds": thresholds,
+              "strong": strong,
               "recall_excerpts": best["recall"]["excerpt"], "recall_clips": best["recall"]["clip"],
               "grid": [{"tau_window": s["tau_window"], "min_close_windows": s["min_close_windows"],
                         "min_window_gain": s["min_window_gain"], "recall": s["recall"],

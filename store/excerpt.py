@@ -100,6 +100,17 @@ class ExcerptRule:
     #: stored windows of the recording (more windows give impostors more chances); the last
     #: entry holds beyond. Empty: ``min_evidence`` for all.
     evidence_by_windows: tuple = ()
+    #: a second way to match, for copies that lost most of their windows: this many covered
+    #: windows each within ``strong_ber`` of the query at the one offset (a window the query
+    #: shares with other recordings counting as its share), whatever the evidence of the rest.
+    #: Why: babble or noise at 10 dB destroys the windows that were mostly pause in the stored
+    #: recording (BER 0.38-0.47, where unrelated windows sit) and keeps those of loud speech
+    #: near BER 0.05; the summed evidence then sinks under a few near-identical windows, while
+    #: unrelated recordings almost never put even two windows this close at one offset
+    #: (calibrated: the count is the most any calibration impostor reached plus a margin,
+    #: ``model_export.excerpt_calibration.calibrate_strong``). 0: off (rules calibrated before)
+    min_strong_windows: int = 0
+    strong_ber: float = 0.10
 
     def keyed(self, rows: int) -> bool:
         """Whether candidate pairs come from 16-bit slices for an index of ``rows`` rows."""
@@ -125,9 +136,15 @@ class ExcerptRule:
             else float(self.min_evidence)
 
     def accepts(self, hit: "ExcerptHit") -> bool:
-        """Whether ``hit`` is a match: enough evidence for its covered windows, and enough of
-        them close."""
-        return hit.evidence >= self.threshold(hit.windows) and self.close_enough(hit)
+        """Whether ``hit`` is a match: enough evidence for its covered windows and enough of
+        them close, or enough of them near-identical (``strongly_matched``)."""
+        return ((hit.evidence >= self.threshold(hit.windows) and self.close_enough(hit))
+                or self.strongly_matched(hit))
+
+    def strongly_matched(self, hit: "ExcerptHit") -> bool:
+        """Whether at least ``min_strong_windows`` of ``hit``'s covered windows are within
+        ``strong_ber`` (never, when the rule has no such count)."""
+        return 0 < self.min_strong_windows <= hit.strong + 1e-9
 
     def close_enough(self, hit: "ExcerptHit") -> bool:
         """Whether enough of ``hit``'s covered windows are within ``cand_ber``
@@ -154,7 +171,7 @@ class ExcerptRule:
 
 #: what a stored rule that lacks a setting meant (models calibrated before the setting existed)
 _RULE_BEFORE = {"share_ber": None, "key_probes": 0, "min_close_windows": 0,
-                "min_window_gain": None}
+                "min_window_gain": None, "min_strong_windows": 0}
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,7 @@ class ExcerptHit:
     best_window: int       # stored start frame of the best window
     best_query_window: int  # its query window's start frame
     close: int = 0          # covered windows within ``cand_ber``
+    strong: float = 0.0     # covered windows within ``strong_ber`` (shared ones as their share)
 
 
 def _dist(K: int, first_param: int) -> str:
@@ -403,12 +421,14 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
         groups.setdefault((int(rid), int(ob)), []).append((int(s), int(qs), int(d)))
     best: dict[int, ExcerptHit] = {}
     for (rid, _ob), win in groups.items():
-        ev = 0.0
+        ev = strong = 0.0
         for _s, qs, d in win:
             gain = tau - d / K
             if gain > 0:
                 n = shares.get((qs, rid), 1)
                 ev += gain / n if n else 0.0
+                if d / K <= rule.strong_ber:
+                    strong += 1.0 / n if n else 0.0
             else:
                 ev += gain if floor is None else max(gain, floor)
         ds = np.array([d for _, _, d in win], dtype=np.float64) / K
@@ -418,7 +438,7 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
                          if np.any(ds < tau) else int(offs[i]), evidence=float(ev),
                          windows=len(win), mean_ber=float(ds.mean()), best_ber=float(ds[i]),
                          best_window=win[i][0], best_query_window=win[i][1],
-                         close=int(np.sum(ds <= rule.cand_ber)))
+                         close=int(np.sum(ds <= rule.cand_ber)), strong=float(strong))
         if rid not in best or hit.evidence > best[rid].evidence:
             best[rid] = hit
     return sorted(best.values(), key=lambda h: (-h.evidence, h.mean_ber, h.recording_id))

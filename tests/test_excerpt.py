@@ -171,6 +171,51 @@ def test_a_copy_that_lost_most_windows_to_noise_is_kept_by_the_window_gain_floor
     assert best["min_window_gain"] == -0.03 and best["cross_false"] == 0
 
 
+def test_a_copy_with_a_few_near_identical_windows_matches_a_shared_prompt_does_not():
+    """Three covered windows at BER 0.04-0.06 and fifteen destroyed (0.45): the summed evidence
+    is negative, but ``min_strong_windows`` 3 at ``strong_ber`` 0.10 makes it a match, with the
+    offset of its near-identical windows. The same three windows shared equally with another
+    recording (a prompt both say) count as half each: no match for either. A rule stored before
+    the setting existed keeps it off."""
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    copy = [(1, 2, 16 * k, 16 * k - 16, d(0.04 + 0.01 * (k % 3) if k in (7, 8, 9) else 0.45))
+            for k in range(18)]
+    off, on = (ExcerptRule(tau_window=0.34, min_strong_windows=m, strong_ber=0.10) for m in (0, 3))
+    (h,) = decide(copy, K, on)
+    assert h.evidence < on.threshold(h.windows) and h.strong == 3.0
+    assert not off.accepts(h) and on.accepts(h) and h.offset_frames == 16
+    prompt = [(2, 2, s, q, dd) for (_r, _o, s, q, dd) in copy]
+    shared = decide(copy + prompt, K, on)
+    assert [x.strong for x in shared] == [1.5, 1.5] and not any(on.accepts(x) for x in shared)
+    assert ExcerptRule.from_dict({"tau_window": 0.3}).min_strong_windows == 0
+    assert ExcerptRule.from_dict(on.to_dict()) == on
+
+
+def test_calibration_sets_the_strong_window_count_above_every_impostor():
+    """``calibrate_strong`` on hand-made rows: impostors reach at most one window at BER 0.09,
+    so the count is that plus the margin (3, the floor); copies with three windows at 0.05 and
+    the rest destroyed are found only this way; with impostors that reach four near-identical
+    windows the count rises above them (6) and the copies stay lost."""
+    from model_export.excerpt_calibration import Query, calibrate_strong
+
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    base = ExcerptRule(tau_window=0.34, evidence_by_windows=((1, 0.25), (32, 0.25)))
+    copy = [(1, 0, 16 * k, 16 * k, d(0.05 if k in (4, 5, 6) else 0.45)) for k in range(16)]
+
+    def queries(impostor_close: int) -> list:
+        chance = [(2, 0, 16 * k, 16 * k, d(0.09 if k < impostor_close else 0.46))
+                  for k in range(16)]
+        return [q for _ in range(50) for q in (Query(rows=copy + chance, true_id=1, kind="excerpt"),
+                                             Query(rows=list(chance), true_id=None, kind="excerpt"))]
+    rule, report = calibrate_strong(queries(1), K, base, grid=(0.10,), log=lambda *_: None)
+    assert (rule.strong_ber, rule.min_strong_windows) == (0.10, 3)
+    assert report["grid"][0]["found"] == 50 and report["grid"][0]["cross_false"] == 0
+    rule, report = calibrate_strong(queries(4), K, base, grid=(0.10,), log=lambda *_: None)
+    assert rule.min_strong_windows == 6 and report["grid"][0]["found"] == 0
+
+
 def test_a_clearly_better_match_takes_the_window_an_equal_one_shares_it():
     """A clean copy (BER 0.00) and two other takes of the word (0.20, 0.22) all match the one
     query window under tau_window: the copy keeps the whole gain, the takes get nothing; two
