@@ -463,6 +463,14 @@ def search(
         raise typer.Exit(1)
 
 
+def _evidence_text(hit: Any) -> str:
+    """'0.83 (18 win)', with the near-identical windows when some are ('-0.41 (18 win, 3 near)'):
+    a match may rest on those alone (``ExcerptRule.min_strong_windows``)."""
+    near = getattr(hit, "near_identical", None) or 0.0
+    extra = f", {near:g} near" if near >= 1.0 else ""
+    return f"{hit.evidence:.2f} ({hit.windows} win{extra})"
+
+
 def _print_search(result: Any, written: list[str]) -> None:
     from rich.table import Table
 
@@ -501,8 +509,7 @@ def _print_search(result: Any, written: list[str]) -> None:
                 if i > 1:
                     t.add_section()
             style = "bold green" if h.is_match else "dim"
-            where = ([clock(h.offset), f"{h.evidence:.2f} ({h.windows} win)"] if located
-                     else [str(h.window)])
+            where = ([clock(h.offset), _evidence_text(h)] if located else [str(h.window)])
             t.add_row(str(i), str(h.recording_id), str(h.name), str(h.category),
                       f"{float(h.ber):.4f}", *where, "MATCH" if h.is_match else "", style=style)
         con.print(t)

@@ -166,10 +166,13 @@ class Hit:
     query_window: int = 0  # the query window that matched best
     distance: int = 0      # Hamming distance in bits (ber * K)
     #: excerpt search (identification windows): where the query starts in the recording
-    #: (seconds), the evidence that decided, and how many stored windows it covered
+    #: (seconds), the evidence that decided, how many stored windows it covered, and how many
+    #: of those are near-identical to the query (the rule's ``strong_ber``; a window shared
+    #: with other recordings counts as its share)
     offset: float | None = None
     evidence: float | None = None
     windows: int | None = None
+    near_identical: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

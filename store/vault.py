@@ -1098,7 +1098,7 @@ class Vault:
                                  and (max_ber is None or h.best_ber < max_ber)),
                        query_window=h.best_query_window, distance=round(h.best_ber * self.K),
                        offset=max(0.0, h.offset_frames * frame_s), evidence=h.evidence,
-                       windows=h.windows) for h in found]
+                       windows=h.windows, near_identical=h.strong) for h in found]
         matches = [h for h in nearest if h.is_match]
         qcats = [self.class_names[int(c)] for c in q.category]
         return SearchResult(
