@@ -129,6 +129,19 @@ def _cov(x: np.ndarray) -> np.ndarray:
     return (x.T @ x) / max(1, len(x))
 
 
+def _difference_cov(original: np.ndarray, distorted: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``_cov(distorted - original)`` in float64, a block of pairs at a time: a fit with many
+    distorted views holds 10^5 pairs of 4,096 values, whose float64 differences alone would
+    take several GB."""
+    m = len(original)
+    n = np.zeros((original.shape[1], original.shape[1]), np.float64)
+    for i in range(0, m, chunk):
+        d = (np.asarray(distorted[i:i + chunk], np.float64)
+             - np.asarray(original[i:i + chunk], np.float64))
+        n += d.T @ d
+    return n / max(1, m)
+
+
 def fit_dda(clean: np.ndarray, original: np.ndarray, distorted: np.ndarray, K: int, *,
             reg: float = 1e-3, pca_dims: int = 1024) -> Fingerprint:
     """Fit a K-bit DDA fingerprint.
@@ -141,8 +154,8 @@ def fit_dda(clean: np.ndarray, original: np.ndarray, distorted: np.ndarray, K: i
     with its Cholesky factor L: ``(L^-1 S L^-T) u = lambda u``, ``v = L^-T u``.
     """
     X = np.asarray(clean, np.float64).reshape(len(clean), -1)
-    A = np.asarray(original, np.float64).reshape(len(original), -1)
-    B = np.asarray(distorted, np.float64).reshape(len(distorted), -1)
+    A = np.asarray(original).reshape(len(original), -1)
+    B = np.asarray(distorted).reshape(len(distorted), -1)
     if A.shape != B.shape or A.shape[1] != X.shape[1]:
         raise ValueError("clean, original and distorted must hold windows of the same size")
     if not 0 < K <= min(pca_dims, X.shape[1]):
@@ -152,8 +165,7 @@ def fit_dda(clean: np.ndarray, original: np.ndarray, distorted: np.ndarray, K: i
     evals, V = np.linalg.eigh(S)
     V = V[:, ::-1][:, :pca_dims]                       # top principal directions of S
     Sr = V.T @ S @ V
-    D = B - A
-    Nr = V.T @ _cov(D) @ V
+    Nr = V.T @ _difference_cov(A, B) @ V
     Nr += reg * np.trace(Nr) / len(Nr) * np.eye(len(Nr))
     L = np.linalg.cholesky(Nr)
     Linv = np.linalg.inv(L)

@@ -40,6 +40,19 @@ def test_dda_ignores_the_distortion_directions():
     assert 0.3 < b.mean() < 0.7                     # centred: bits are balanced
 
 
+def test_distortion_covariance_in_blocks_equals_the_whole():
+    """The distortion covariance summed a block of pairs at a time (memory) is the covariance of
+    all differences at once, whatever the block size."""
+    from hashing.fingerprint import _cov, _difference_cov
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(1000, 16)).astype(np.float32)
+    b = (a + rng.normal(scale=0.1, size=a.shape)).astype(np.float32)
+    whole = _cov(b.astype(np.float64) - a.astype(np.float64))
+    for chunk in (1, 7, 999, 4096):
+        np.testing.assert_allclose(_difference_cov(a, b, chunk), whole, rtol=1e-12, atol=1e-15)
+
+
 def test_fit_rejects_bad_shapes():
     X, Xd = _synthetic()
     with pytest.raises(ValueError):
