@@ -68,6 +68,7 @@ from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
 from store.sql_dialects import DUCKDB, Dialect, to_signed
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
+           "best_pairs", "first_pairs",
            "unpack_key", "threads_for", "set_threads",
            "rows_sql", "grouped_sql", "best_per_recording", "count_sql", "compact",
            "needs_compaction"]
@@ -455,7 +456,9 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         seconds.append(time.perf_counter() - t0)
-        found, n_recordings = best_pairs(rows, top)
+        # without the label join the rows come in the ranking's order: one pass suffices
+        found, n_recordings = (best_pairs(rows, top) if labels is None
+                               else first_pairs(rows, top))
         if n_recordings >= top or len(rows) < pairs:
             if labels is not None:
                 t0 = time.perf_counter()
@@ -490,6 +493,24 @@ def best_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
     return [Nearest(int(rid), *key, "" if name is None else str(name),
                     "" if cat is None else str(cat))
             for rid, (key, name, cat) in ranked], len(best)
+
+
+def first_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
+    """``best_pairs`` of rows already in the ranking's order (dist, recording_id, query window,
+    window), as ``ranked_statement(labels=False)`` returns them: a recording's first row is its
+    best pair, and the recordings' first rows come in (dist, recording_id) order, so the first
+    ``top`` distinct recordings are the top and the scan stops there. The count is capped at
+    ``top`` (the caller only asks whether the rows held ``top`` recordings). Why: sorting every
+    recording of the L * windows rows cost ~0.4 ms per statement of a 10 s query (issue 13)."""
+    found: list[Nearest] = []
+    seen: set[int] = set()
+    for rid, dist, qw, win, *_ in rows:
+        if rid not in seen:
+            seen.add(rid)
+            found.append(Nearest(int(rid), int(dist), int(qw), int(win), "", ""))
+            if len(found) == top:
+                break
+    return found, len(found)
 
 
 def nearest_per_window(con, K: int, words: list[list[int]], probes: list[list[int]] | None,

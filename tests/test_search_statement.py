@@ -245,6 +245,26 @@ def test_best_pairs_ranks_rows_in_any_order():
             (7, 4, 2, 1, "b"), (9, 4, 0, 0, ""), (3, 5, 0, 1, "a")]
 
 
+def test_first_pairs_of_ranked_rows_equal_best_pairs():
+    """Rows in the ranking's order (what the statement without labels returns): the one-pass
+    ``first_pairs`` picks the recordings ``best_pairs`` does, in its order, and says whether
+    the rows held ``top`` recordings."""
+    import numpy as np
+
+    rng = np.random.default_rng(13)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        pairs = {(int(rng.integers(0, 12)), int(rng.integers(0, 4)), int(rng.integers(0, 5)))
+                 for _ in range(n)}  # (recording, query window, window): each pair once
+        rows = sorted(((rid, int(rng.integers(0, 6)), qw, win) for rid, qw, win in pairs),
+                      key=lambda r: (r[1], r[0], r[2], r[3]))
+        top = int(rng.integers(1, 8))
+        want, n_rec = search.best_pairs(rows, top)
+        got, n_got = search.first_pairs(rows, top)
+        assert [vars(f) for f in got] == [vars(f) for f in want]
+        assert (n_got >= top) == (n_rec >= top) and n_got == min(n_rec, top)
+
+
 @pytest.mark.parametrize("preload_max", [0, 10_000])
 def test_labels_held_or_looked_up_equal_the_reference(vault, monkeypatch, preload_max):
     """The labels come from ``store.labels`` (every label read at once, or only the hits'
