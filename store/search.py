@@ -68,7 +68,7 @@ from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
 from store.sql_dialects import DUCKDB, Dialect, to_signed
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
-           "best_pairs", "first_pairs",
+           "best_pairs", "first_pairs", "ranking_distance",
            "unpack_key", "threads_for", "set_threads",
            "rows_sql", "grouped_sql", "best_per_recording", "count_sql", "compact",
            "needs_compaction"]
@@ -263,6 +263,30 @@ def search_sql(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None, *,
 
 
 # ----------------------------------------------------------------------------- the fast path
+#: the type each word's bit count is summed in by the ranked statements (``ranking_distance``)
+RANK_SUM_TYPE = "FLOAT"
+
+
+def ranking_distance(K: int, first_param: int | None) -> str:
+    """The Hamming distance of the ranked statements: ``bit_count(xor(c.w0, $n::BIGINT))::FLOAT
+    + ...`` (``first_param`` None: against the columns ``q.q0 ..`` of the query table).
+
+    Why FLOAT rather than ``distance_expr``'s INTEGER (issue 13): DuckDB checks every INTEGER
+    addition for overflow, and over a 10 s query's traversal (10 windows x 10k rows, 6 words)
+    those checked additions were the largest single cost of the statement; a float sum of the
+    same counts took ~0.8x the CPU (measured, docs/results/bench.md, session 22). The value is
+    the same: each count is at most 64 and the sum at most K, integers a FLOAT holds exactly
+    (up to 2**24) and adds without rounding, so the order and the ties are the INTEGER sum's;
+    callers read it back with ``int()``. (``bit_count`` itself is typed TINYINT, which a sum
+    over K > 127 bits would overflow: hence a cast at all.)"""
+    if first_param is None:
+        terms = (f"bit_count(xor(c.{col}, q.q{i}))" for i, col in enumerate(word_columns(K)))
+    else:
+        terms = (f"bit_count(xor(c.{col}, ${first_param + i}::{DUCKDB.type('WORD')}))"
+                 for i, col in enumerate(word_columns(K)))
+    return " + ".join(f"{t}::{RANK_SUM_TYPE}" for t in terms)
+
+
 #: the labels of the ranked pairs, joined in the same statement (no label lookup afterwards)
 _LABEL_ROWS = ("SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category\n"
                "FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id")
@@ -291,11 +315,11 @@ def window_sql(K: int, n_categories: int | None, *, labels: bool = True) -> str:
     measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories."""
     where = _category_filter(2 + len(word_columns(K)), n_categories)
     if not labels:
-        return (f"SELECT c.recording_id, {distance_expr(K, 2)} AS dist, 0 AS qw, c.win\n"
+        return (f"SELECT c.recording_id, {ranking_distance(K, 2)} AS dist, 0 AS qw, c.win\n"
                 f"FROM codes AS c {where}\n"
                 "ORDER BY dist, recording_id, win LIMIT $1")
     return ("WITH top_rows AS (\n"
-            f"    SELECT c.recording_id, c.win, 0 AS qw, {distance_expr(K, 2)} AS dist\n"
+            f"    SELECT c.recording_id, c.win, 0 AS qw, {ranking_distance(K, 2)} AS dist\n"
             f"    FROM codes AS c {where}\n"
             "    ORDER BY dist, recording_id, win LIMIT $1\n)\n" + _LABEL_ROWS)
 
@@ -315,8 +339,7 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
     cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
     if not traversal:
         cols.append(f"unnest(${3 + W}::SMALLINT[]) AS qcat")
-    dist = " + ".join(f"bit_count(xor(c.{col}, q.q{i}))::INTEGER"
-                      for i, col in enumerate(word_columns(K)))
+    dist = ranking_distance(K, None)
     join = "CROSS JOIN q" if traversal else "JOIN q ON c.category = q.qcat"
     if not labels:
         return (f"WITH q AS (SELECT {', '.join(cols)})\n"

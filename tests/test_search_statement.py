@@ -245,6 +245,28 @@ def test_best_pairs_ranks_rows_in_any_order():
             (7, 4, 2, 1, "b"), (9, 4, 0, 0, ""), (3, 5, 0, 1, "a")]
 
 
+def test_ranking_distance_in_float_is_the_integer_distance(vault):
+    """The ranked statements sum the words' bit counts as FLOAT (DuckDB's checked INTEGER adds
+    cost more): for every stored row and query words from 0 to all 384 bits away (the extremes
+    included), the value is the INTEGER sum's, exactly."""
+    con = vault._con
+    stored = [[int(x) for x in row] for row in
+              con.execute("SELECT w0, w1, w2, w3, w4, w5 FROM codes").fetchall()]
+    flip_all = [~w for w in stored[0]]  # every bit differs from the first row: 384
+    for words in (stored[0], flip_all, stored[-1], [0] * 6, [-1] * 6):
+        got = con.execute(
+            f"SELECT {search.ranking_distance(vault.K, 1)} AS f, {search.distance_expr(vault.K, 1)} AS i "
+            "FROM codes AS c ORDER BY recording_id, win", words).fetchall()
+        assert got and all(f == i and float(f).is_integer() for f, i in got)
+        if words is flip_all:
+            assert got[0][1] == 384
+        if words is stored[0]:
+            assert got[0][1] == 0
+    q, p = search.ranked_statement(vault.K, [stored[0], flip_all], None, 10_000, labels=False)
+    rows = con.execute(q, p).fetchall()
+    assert {int(d) for _, d, _, _ in rows} >= {0, 384}
+
+
 def test_first_pairs_of_ranked_rows_equal_best_pairs():
     """Rows in the ranking's order (what the statement without labels returns): the one-pass
     ``first_pairs`` picks the recordings ``best_pairs`` does, in its order, and says whether
