@@ -33,8 +33,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from speechvault.errors import (
     IntegrityError,
@@ -213,6 +211,8 @@ def wrap_master_key(master: bytes, passphrase: str, *, log2_n: int = DEFAULT_LOG
     params = (salt, int(log2_n), SCRYPT_R, SCRYPT_P)
     kek, check_key = _kek_and_check_key(passphrase, params)
     ad = _wrap_ad(KDF_NAME, *params)
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # lazy: see below
+
     wrapped = ChaCha20Poly1305(kek).encrypt(_WRAP_NONCE, master, ad)
     return KeyWrap(KDF_NAME, salt, int(log2_n), SCRYPT_R, SCRYPT_P, wrapped, _key_check(check_key))
 
@@ -224,6 +224,11 @@ def unwrap_master_key(wrap: KeyWrap, passphrase: str) -> bytes:
     kek, check_key = _kek_and_check_key(passphrase, params)
     if not hmac.compare_digest(_key_check(check_key), wrap.check):
         raise WrongPassphraseError("wrong passphrase")
+    # imported here, not at the top: every vault command imports this module (the HKDF of the
+    # index MACs) and most never wrap a key; cryptography costs ~15-20 ms of a one-shot search
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     try:
         return ChaCha20Poly1305(kek).decrypt(_WRAP_NONCE, wrap.wrapped, _wrap_ad(wrap.kdf, *params))
     except InvalidTag:
