@@ -68,7 +68,7 @@ from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
 from store.sql_dialects import DUCKDB, Dialect, to_signed
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
-           "best_pairs", "first_pairs", "ranking_distance",
+           "best_pairs", "first_pairs", "ranking_distance", "nearest_both", "auto_one_scan",
            "unpack_key", "threads_for", "set_threads",
            "rows_sql", "grouped_sql", "best_per_recording", "count_sql", "compact",
            "needs_compaction"]
@@ -324,7 +324,7 @@ def window_sql(K: int, n_categories: int | None, *, labels: bool = True) -> str:
             "    ORDER BY dist, recording_id, win LIMIT $1\n)\n" + _LABEL_ROWS)
 
 
-def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
+def windows_sql(K: int, traversal: bool, *, labels: bool = True, category: bool = False) -> str:
     """The ranked pairs of a query of several windows. The query windows are a table ``q`` of
     one row per (window, probed category) made from list parameters, joined to ``codes`` on
     the category (traversal: every row, a cross join), one distance expression for every pair.
@@ -333,7 +333,9 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
     take time in proportion to the expressions of the statement, ~8 ms of a 10-window query's
     ~12 ms at 10k rows (EXPLAIN ANALYZE, issue 13); here the statement is the same for any
     number of windows. Parameters: ``$1`` L, ``$2 .. $(W+1)`` the list of each word of every
-    row of ``q``, then its query window numbers and (not traversal) its categories."""
+    row of ``q``, then its query window numbers and (not traversal) its categories.
+    ``category`` (without labels only): each pair's stored category as a fifth column, for
+    ``nearest_both``."""
     W = len(word_columns(K))
     cols = [f"unnest(${2 + i}::{DUCKDB.type('WORD')}[]) AS q{i}" for i in range(W)]
     cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
@@ -343,7 +345,8 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
     join = "CROSS JOIN q" if traversal else "JOIN q ON c.category = q.qcat"
     if not labels:
         return (f"WITH q AS (SELECT {', '.join(cols)})\n"
-                f"SELECT c.recording_id, {dist} AS dist, q.qw, c.win\n"
+                f"SELECT c.recording_id, {dist} AS dist, q.qw, c.win"
+                f"{', c.category' if category else ''}\n"
                 f"FROM codes AS c {join}\n"
                 "ORDER BY dist, recording_id, qw, win LIMIT $1")
     return (f"WITH q AS (SELECT {', '.join(cols)}),\n"
@@ -534,6 +537,64 @@ def first_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
             if len(found) == top:
                 break
     return found, len(found)
+
+
+#: ``auto`` answers both its stages with one traversal statement (``nearest_both``) when that
+#: ranks at most this many (row, query window) pairs: a scan within one DuckDB row group
+AUTO_ONE_SCAN_PAIRS = ROW_GROUP_ROWS
+
+
+def auto_one_scan(n_rows: int, n_windows: int) -> bool:
+    """Whether ``auto`` ranks every pair once (``nearest_both``) rather than the query's
+    categories first and, when nothing there is within tau, every pair in a second statement.
+
+    Why (issue 13): below a row group a statement costs mostly its fixed part (parse, bind,
+    optimize: ~1.2 ms CPU at 10k rows), so the traversal costs little more than the two-stage
+    statement, and a query that falls back (a 10 s query that is not in the vault, say) ran
+    both: its categories were scanned twice. Measured at 10k rows, one DuckDB thread, CPU:
+    a 10 s query's 10 windows, two-stage 4.4 ms, traversal 5.1, the one statement 5.5; one
+    window 1.95 / 1.67 / 2.38 (load ~3.9, docs/results/bench.md, session 22). So a match in
+    the category pays ~0.4-1 ms more, a fall-back ~1.2-4 ms less. Above a row group (a 1M
+    vault: traversal ~3x the two-stage statement) auto keeps the two statements."""
+    return 0 < n_rows * n_windows <= AUTO_ONE_SCAN_PAIRS
+
+
+def nearest_both(con: duckdb.DuckDBPyConnection, K: int, words: list[list[int]],
+                 categories: Sequence[int], top: int, labels,
+                 ) -> tuple[list[Nearest] | None, list[Nearest] | None, list[float]]:
+    """``auto``'s two answers from one statement: the ``top`` recordings nearest the query
+    among the rows of each window's category (``categories[qw]``: what two-stage ranks) and
+    among every row (traversal), as ``nearest_recordings`` gives them; None for an answer the
+    statement's rows do not decide (the caller then runs its own statement). And the time of
+    each statement run (the ranking and the labels).
+
+    Exact: the statement ranks every (row, query window) pair (``windows_sql`` traversal, with
+    each row's category) and returns the first pairs in (dist, recording_id, query window,
+    window) order. Those of them whose row is in the window's category are, in the same order,
+    the first pairs of the two-stage ranking (every two-stage pair before the last of them is a
+    traversal pair before it too). So ``first_pairs`` decides each answer, as in
+    ``nearest_recordings``, when its pairs hold ``top`` recordings or are all the pairs."""
+    L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
+    pairs = min(L * len(words), max(L, GROUPED_FALLBACK_ROWS))
+    t0 = time.perf_counter()
+    rows = con.execute(windows_sql(K, traversal=True, labels=False, category=True),
+                       windows_params(words, None, pairs)).fetchall()
+    seconds = [time.perf_counter() - t0]
+    every = len(rows) < pairs
+    cats = [int(c) for c in categories]
+    answers = []
+    for ranked in (rows, [r for r in rows if r[4] == cats[r[2]]]):
+        found, n = first_pairs(ranked, top)
+        answers.append(found if every or n >= top else None)
+    named_ids = {n.recording_id for found in answers if found for n in found}
+    if named_ids:
+        t0 = time.perf_counter()
+        named = labels.of(con, sorted(named_ids))
+        for found in answers:
+            for n in found or ():
+                n.name, n.category = named[n.recording_id]
+        seconds.append(time.perf_counter() - t0)
+    return answers[1], answers[0], seconds
 
 
 def nearest_per_window(con, K: int, words: list[list[int]], probes: list[list[int]] | None,

@@ -163,6 +163,55 @@ def test_one_statement_per_search(vault, monkeypatch):
             assert res.timings["hamming_stage"] > 0
 
 
+@pytest.mark.parametrize("top", [1, 3, 10, 60])
+def test_one_scan_answers_both_stages_of_auto(vault, top):
+    """``nearest_both``'s one traversal statement gives, whenever it decides them, exactly what
+    the two-stage and the traversal statements give (labels included); it decides some."""
+    con, labels = vault._con, vault._recording_labels()
+    decided = {"two-stage": 0, "traversal": 0}
+    for q in _queries(vault) + [_many_window_query(vault, 9)]:
+        words = [[int(x) for x in w] for w in q.words]
+        two, every, seconds = search.nearest_both(con, vault.K, words, q.category, top, labels)
+        assert seconds and all(s > 0 for s in seconds)
+        for mode, got in (("two-stage", two), ("traversal", every)):
+            if got is None:
+                continue
+            probes = None if mode == "traversal" else [[int(c)] for c in q.category]
+            want, _ = search.nearest_recordings(con, vault.K, words, probes, top, labels)
+            assert [vars(n) for n in got] == [vars(n) for n in want]
+            decided[mode] += 1
+    assert decided["two-stage"] and decided["traversal"], decided
+
+
+def test_auto_falling_back_on_a_small_index_sends_one_statement(vault, monkeypatch):
+    """A query with nothing within tau in its category: on an index of at most a row group of
+    pairs, auto's two-stage and traversal answers come from one statement (they were two, the
+    category scanned twice); above that bound, two statements as before. Same hits."""
+    q = _queries(vault)[2]  # not stored
+    vault.search(q, top=5)  # counts read, threads chosen, labels held
+    sent = []
+    real = vault._con
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *a):
+            sent.append(sql)
+            return real.execute(sql, *a)
+
+    monkeypatch.setattr(vault, "_db", lambda: Spy())
+    res = vault.search(q, top=5, tau=0.01)
+    assert res.fell_back and not res.matched
+    assert len(sent) == 1, sent
+    ref, cand = reference_auto(vault, q, 0.01, 2, 5)
+    assert _hits(res) == ref and res.candidates == cand
+    sent.clear()
+    monkeypatch.setattr(search, "AUTO_ONE_SCAN_PAIRS", 0)
+    again = vault.search(q, top=5, tau=0.01)
+    assert len(sent) == 2 and _hits(again) == ref
+
+
 def test_statement_is_parameterised_only():
     for probes in (None, [[1]] * 3, [[1], [3], [1]], [[0, 2], [2, 0], [1, 3]]):
         groups = search.probe_groups(probes, 3)
