@@ -36,6 +36,12 @@ candidate pair is grouped in SQL (``search_sql(grouped=True)``; exact, see
 ``nearest_recordings``). Candidate counts come from per-category row counts the vault reads once
 per open (``Vault._category_rows``): no ``count(*)`` per query.
 
+Session 22 (issue 13): the ranked statements sum the words' bit counts as FLOAT
+(``ranking_distance``: DuckDB checks every INTEGER addition for overflow; the values are the
+same integers), the vault's rows come in the ranking's order and ``first_pairs`` takes the
+first ``top`` recordings in one pass, and ``auto`` on an index of at most a row group of
+(row, query window) pairs answers both its stages with one statement (``nearest_both``).
+
 Not adopted, measured: SQL ``PREPARE`` / ``EXECUTE`` on the reused connection (DuckDB's Python
 client has no prepared-statement object; ``EXECUTE`` with the values as literals): 2.55 ms CPU
 against 3.07 for a one-window search at 10k rows (same script), worth a per-connection cache of
