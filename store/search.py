@@ -315,15 +315,21 @@ def ranked_statement(K: int, words: list[list[int]], probes: list[list[int]] | N
             windows_params(words, probes, L))
 
 
-def window_sql(K: int, n_categories: int | None, *, labels: bool = True) -> str:
+def window_sql(K: int, n_categories: int | None, *, labels: bool = True,
+               category: bool = False) -> str:
     """The ranked pairs of a query of one window: one scan of its categories (``None``: every
     row), no subquery (a flat statement binds ~0.3 ms faster than ``_pairs_cte``'s nesting,
-    measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories."""
+    measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories.
+    ``category`` (without labels only): each row's category as a fifth column, also the last
+    sort key (it changes no order: (recording_id, win) is unique). Why the sort key: a column
+    the ORDER BY does not name makes DuckDB's late materialization rank row ids and join the
+    scan again, ~1.2 ms more at 10k rows (EXPLAIN, issue 13 session 22)."""
     where = _category_filter(2 + len(word_columns(K)), n_categories)
     if not labels:
-        return (f"SELECT c.recording_id, {ranking_distance(K, 2)} AS dist, 0 AS qw, c.win\n"
+        cat = ", c.category" if category else ""
+        return (f"SELECT c.recording_id, {ranking_distance(K, 2)} AS dist, 0 AS qw, c.win{cat}\n"
                 f"FROM codes AS c {where}\n"
-                "ORDER BY dist, recording_id, win LIMIT $1")
+                f"ORDER BY dist, recording_id, win{cat.replace('c.', '')} LIMIT $1")
     return ("WITH top_rows AS (\n"
             f"    SELECT c.recording_id, c.win, 0 AS qw, {ranking_distance(K, 2)} AS dist\n"
             f"    FROM codes AS c {where}\n"
@@ -340,8 +346,8 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True, category: bool 
     ~12 ms at 10k rows (EXPLAIN ANALYZE, issue 13); here the statement is the same for any
     number of windows. Parameters: ``$1`` L, ``$2 .. $(W+1)`` the list of each word of every
     row of ``q``, then its query window numbers and (not traversal) its categories.
-    ``category`` (without labels only): each pair's stored category as a fifth column, for
-    ``nearest_both``."""
+    ``category`` (without labels only): each pair's stored category as a fifth column and the
+    last sort key, for ``nearest_both`` (see ``window_sql``)."""
     W = len(word_columns(K))
     cols = [f"unnest(${2 + i}::{DUCKDB.type('WORD')}[]) AS q{i}" for i in range(W)]
     cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
@@ -354,7 +360,7 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True, category: bool 
                 f"SELECT c.recording_id, {dist} AS dist, q.qw, c.win"
                 f"{', c.category' if category else ''}\n"
                 f"FROM codes AS c {join}\n"
-                "ORDER BY dist, recording_id, qw, win LIMIT $1")
+                f"ORDER BY dist, recording_id, qw, win{', category' if category else ''} LIMIT $1")
     return (f"WITH q AS (SELECT {', '.join(cols)}),\n"
             "top_rows AS (\n"
             f"    SELECT c.recording_id, c.win, q.qw, {dist} AS dist\n"
@@ -545,8 +551,9 @@ def first_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
     return found, len(found)
 
 
-#: ``auto`` answers both its stages with one traversal statement (``nearest_both``) when that
-#: ranks at most this many (row, query window) pairs: a scan within one DuckDB row group
+#: ``auto`` answers both its stages with one traversal statement (``nearest_both``) on an
+#: index of at most this many rows, when that ranks at most ``AUTO_ONE_SCAN_PAIRS`` pairs
+AUTO_ONE_SCAN_ROWS = 32_768
 AUTO_ONE_SCAN_PAIRS = ROW_GROUP_ROWS
 
 
@@ -554,15 +561,17 @@ def auto_one_scan(n_rows: int, n_windows: int) -> bool:
     """Whether ``auto`` ranks every pair once (``nearest_both``) rather than the query's
     categories first and, when nothing there is within tau, every pair in a second statement.
 
-    Why (issue 13): below a row group a statement costs mostly its fixed part (parse, bind,
-    optimize: ~1.2 ms CPU at 10k rows), so the traversal costs little more than the two-stage
-    statement, and a query that falls back (a 10 s query that is not in the vault, say) ran
-    both: its categories were scanned twice. Measured at 10k rows, one DuckDB thread, CPU:
-    a 10 s query's 10 windows, two-stage 4.4 ms, traversal 5.1, the one statement 5.5; one
-    window 1.95 / 1.67 / 2.38 (load ~3.9, docs/results/bench.md, session 22). So a match in
-    the category pays ~0.4-1 ms more, a fall-back ~1.2-4 ms less. Above a row group (a 1M
-    vault: traversal ~3x the two-stage statement) auto keeps the two statements."""
-    return 0 < n_rows * n_windows <= AUTO_ONE_SCAN_PAIRS
+    Why (issue 13): on a small index a statement costs mostly its fixed part (parse, bind,
+    optimize: ~1.2 ms CPU), so the traversal costs little more than the two-stage statement,
+    and a query that falls back (a 10 s query that is not in the vault, say) ran both: its
+    categories were scanned twice. Measured (one DuckDB thread, CPU ms, two-stage / traversal /
+    the one statement; load 4.3-4.7; ``docs/measure_rank_sum.py --gate``): 10k rows, one
+    window 2.02 / 2.01 / 2.04, ten windows 5.04 / 5.73 / 6.05; 30k rows, one window
+    2.17 / 2.33 / 2.75; 100k rows, one window 3.33 / 5.00 / 5.58. So up to ~30k rows a match
+    in the category pays 0-1 ms more and a fall-back 1.8-4.7 ms less; at 100k rows the two
+    are even (+2.3 / -2.7), and beyond (a 1M vault: traversal ~3x the two-stage statement)
+    auto keeps its two statements."""
+    return 0 < n_rows <= AUTO_ONE_SCAN_ROWS and n_rows * n_windows <= AUTO_ONE_SCAN_PAIRS
 
 
 def nearest_both(con: duckdb.DuckDBPyConnection, K: int, words: list[list[int]],
@@ -582,9 +591,14 @@ def nearest_both(con: duckdb.DuckDBPyConnection, K: int, words: list[list[int]],
     ``nearest_recordings``, when its pairs hold ``top`` recordings or are all the pairs."""
     L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
     pairs = min(L * len(words), max(L, GROUPED_FALLBACK_ROWS))
+    if len(words) == 1:  # the flat statement (see window_sql)
+        sql = window_sql(K, None, labels=False, category=True)
+        params = [pairs, *DUCKDB.word_values(words[0])]
+    else:
+        sql = windows_sql(K, traversal=True, labels=False, category=True)
+        params = windows_params(words, None, pairs)
     t0 = time.perf_counter()
-    rows = con.execute(windows_sql(K, traversal=True, labels=False, category=True),
-                       windows_params(words, None, pairs)).fetchall()
+    rows = con.execute(sql, params).fetchall()
     seconds = [time.perf_counter() - t0]
     every = len(rows) < pairs
     cats = [int(c) for c in categories]
