@@ -565,12 +565,12 @@ def auto_one_scan(n_rows: int, n_windows: int) -> bool:
     optimize: ~1.2 ms CPU), so the traversal costs little more than the two-stage statement,
     and a query that falls back (a 10 s query that is not in the vault, say) ran both: its
     categories were scanned twice. Measured (one DuckDB thread, CPU ms, two-stage / traversal /
-    the one statement; load 4.3-4.7; ``docs/measure_rank_sum.py --gate``): 10k rows, one
-    window 2.02 / 2.01 / 2.04, ten windows 5.04 / 5.73 / 6.05; 30k rows, one window
-    2.17 / 2.33 / 2.75; 100k rows, one window 3.33 / 5.00 / 5.58. So up to ~30k rows a match
-    in the category pays 0-1 ms more and a fall-back 1.8-4.7 ms less; at 100k rows the two
-    are even (+2.3 / -2.7), and beyond (a 1M vault: traversal ~3x the two-stage statement)
-    auto keeps its two statements."""
+    the one statement; load 4.1; ``docs/measure_rank_sum.py --gate 10000:1 10000:10 30000:1
+    100000:1``): 10k rows, one window 2.13 / 1.95 / 2.08, ten windows 3.75 / 4.71 / 5.26;
+    30k rows, one window 1.47 / 1.81 / 1.90; 100k rows, one window 2.21 / 4.13 / 4.46. So up
+    to ~30k rows a match in the category pays 0-1.5 ms more and a fall-back 1.4-3.2 ms less;
+    at 100k rows a match pays more (+2.3) than a fall-back saves (-1.9), and beyond (a 1M
+    vault: traversal ~3x the two-stage statement) auto keeps its two statements."""
     return 0 < n_rows <= AUTO_ONE_SCAN_ROWS and n_rows * n_windows <= AUTO_ONE_SCAN_PAIRS
 
 
