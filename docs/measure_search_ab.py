@@ -79,7 +79,7 @@ def _run(vaults: Path, suffix: str) -> None:
     wav = (vaults / "q10s.wav").read_bytes()
     with Vault.open(vaults / f"t4{suffix}.duckdb") as v:
         q10 = v.encode_query(wav)
-        for m in ("two-stage", "traversal"):
+        for m in ("two-stage", "traversal", "auto"):  # auto: session 22
             v.search(qs[0], mode=m)
             print(f"10k, 1 window, {m:10s}", _med(lambda q: v.search(q, mode=m, top=10), qs, 200))
         for m in ("two-stage", "traversal", "auto"):

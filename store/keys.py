@@ -33,8 +33,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from speechvault.errors import (
     IntegrityError,
@@ -201,6 +199,15 @@ def _wrap_ad(kdf: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
     return b"|".join([_KEK_LABEL, kdf.encode(), salt, str((log2_n, r, p)).encode()])
 
 
+def _aead(kek: bytes):
+    """ChaCha20-Poly1305 under ``kek``, imported on first use rather than at the top: every
+    vault command imports this module (the HKDF of the index MACs), few wrap a key, and
+    cryptography's import was ~15-20 ms of a one-shot ``speechvault search`` (issue 13)."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    return ChaCha20Poly1305(kek)
+
+
 def wrap_master_key(master: bytes, passphrase: str, *, log2_n: int = DEFAULT_LOG2_N) -> KeyWrap:
     """Encrypt ``master`` under scrypt(passphrase) with a fresh 16-byte salt."""
     if len(master) != MASTER_KEY_BYTES:
@@ -213,7 +220,7 @@ def wrap_master_key(master: bytes, passphrase: str, *, log2_n: int = DEFAULT_LOG
     params = (salt, int(log2_n), SCRYPT_R, SCRYPT_P)
     kek, check_key = _kek_and_check_key(passphrase, params)
     ad = _wrap_ad(KDF_NAME, *params)
-    wrapped = ChaCha20Poly1305(kek).encrypt(_WRAP_NONCE, master, ad)
+    wrapped = _aead(kek).encrypt(_WRAP_NONCE, master, ad)
     return KeyWrap(KDF_NAME, salt, int(log2_n), SCRYPT_R, SCRYPT_P, wrapped, _key_check(check_key))
 
 
@@ -224,8 +231,10 @@ def unwrap_master_key(wrap: KeyWrap, passphrase: str) -> bytes:
     kek, check_key = _kek_and_check_key(passphrase, params)
     if not hmac.compare_digest(_key_check(check_key), wrap.check):
         raise WrongPassphraseError("wrong passphrase")
+    from cryptography.exceptions import InvalidTag  # lazy, as in _aead
+
     try:
-        return ChaCha20Poly1305(kek).decrypt(_WRAP_NONCE, wrap.wrapped, _wrap_ad(wrap.kdf, *params))
+        return _aead(kek).decrypt(_WRAP_NONCE, wrap.wrapped, _wrap_ad(wrap.kdf, *params))
     except InvalidTag:
         raise IntegrityError("the wrapped master key is damaged (key check passed, tag failed)") from None
 

@@ -36,6 +36,12 @@ candidate pair is grouped in SQL (``search_sql(grouped=True)``; exact, see
 ``nearest_recordings``). Candidate counts come from per-category row counts the vault reads once
 per open (``Vault._category_rows``): no ``count(*)`` per query.
 
+Session 22 (issue 13): the ranked statements sum the words' bit counts as FLOAT
+(``ranking_distance``: DuckDB checks every INTEGER addition for overflow; the values are the
+same integers), the vault's rows come in the ranking's order and ``first_pairs`` takes the
+first ``top`` recordings in one pass, and ``auto`` on an index of at most a row group of
+(row, query window) pairs answers both its stages with one statement (``nearest_both``).
+
 Not adopted, measured: SQL ``PREPARE`` / ``EXECUTE`` on the reused connection (DuckDB's Python
 client has no prepared-statement object; ``EXECUTE`` with the values as literals): 2.55 ms CPU
 against 3.07 for a one-window search at 10k rows (same script), worth a per-connection cache of
@@ -68,6 +74,7 @@ from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
 from store.sql_dialects import DUCKDB, Dialect, to_signed
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
+           "best_pairs", "first_pairs", "ranking_distance", "nearest_both", "auto_one_scan",
            "unpack_key", "threads_for", "set_threads",
            "rows_sql", "grouped_sql", "best_per_recording", "count_sql", "compact",
            "needs_compaction"]
@@ -262,6 +269,30 @@ def search_sql(K: int, n_windows: int, groups: Sequence[ProbeGroup] | None, *,
 
 
 # ----------------------------------------------------------------------------- the fast path
+#: the type each word's bit count is summed in by the ranked statements (``ranking_distance``)
+RANK_SUM_TYPE = "FLOAT"
+
+
+def ranking_distance(K: int, first_param: int | None) -> str:
+    """The Hamming distance of the ranked statements: ``bit_count(xor(c.w0, $n::BIGINT))::FLOAT
+    + ...`` (``first_param`` None: against the columns ``q.q0 ..`` of the query table).
+
+    Why FLOAT rather than ``distance_expr``'s INTEGER (issue 13): DuckDB checks every INTEGER
+    addition for overflow, and over a 10 s query's traversal (10 windows x 10k rows, 6 words)
+    those checked additions were the largest single cost of the statement; a float sum of the
+    same counts took ~0.8x the CPU (measured, docs/results/bench.md, session 22). The value is
+    the same: each count is at most 64 and the sum at most K, integers a FLOAT holds exactly
+    (up to 2**24) and adds without rounding, so the order and the ties are the INTEGER sum's;
+    callers read it back with ``int()``. (``bit_count`` itself is typed TINYINT, which a sum
+    over K > 127 bits would overflow: hence a cast at all.)"""
+    if first_param is None:
+        terms = (f"bit_count(xor(c.{col}, q.q{i}))" for i, col in enumerate(word_columns(K)))
+    else:
+        terms = (f"bit_count(xor(c.{col}, ${first_param + i}::{DUCKDB.type('WORD')}))"
+                 for i, col in enumerate(word_columns(K)))
+    return " + ".join(f"{t}::{RANK_SUM_TYPE}" for t in terms)
+
+
 #: the labels of the ranked pairs, joined in the same statement (no label lookup afterwards)
 _LABEL_ROWS = ("SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category\n"
                "FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id")
@@ -284,22 +315,28 @@ def ranked_statement(K: int, words: list[list[int]], probes: list[list[int]] | N
             windows_params(words, probes, L))
 
 
-def window_sql(K: int, n_categories: int | None, *, labels: bool = True) -> str:
+def window_sql(K: int, n_categories: int | None, *, labels: bool = True,
+               category: bool = False) -> str:
     """The ranked pairs of a query of one window: one scan of its categories (``None``: every
     row), no subquery (a flat statement binds ~0.3 ms faster than ``_pairs_cte``'s nesting,
-    measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories."""
+    measured at 10k rows). Parameters: ``$1`` L, ``$2 ..`` the W words, then the categories.
+    ``category`` (without labels only): each row's category as a fifth column, also the last
+    sort key (it changes no order: (recording_id, win) is unique). Why the sort key: a column
+    the ORDER BY does not name makes DuckDB's late materialization rank row ids and join the
+    scan again, ~1.2 ms more at 10k rows (EXPLAIN, issue 13 session 22)."""
     where = _category_filter(2 + len(word_columns(K)), n_categories)
     if not labels:
-        return (f"SELECT c.recording_id, {distance_expr(K, 2)} AS dist, 0 AS qw, c.win\n"
+        cat = ", c.category" if category else ""
+        return (f"SELECT c.recording_id, {ranking_distance(K, 2)} AS dist, 0 AS qw, c.win{cat}\n"
                 f"FROM codes AS c {where}\n"
-                "ORDER BY dist, recording_id, win LIMIT $1")
+                f"ORDER BY dist, recording_id, win{cat.replace('c.', '')} LIMIT $1")
     return ("WITH top_rows AS (\n"
-            f"    SELECT c.recording_id, c.win, 0 AS qw, {distance_expr(K, 2)} AS dist\n"
+            f"    SELECT c.recording_id, c.win, 0 AS qw, {ranking_distance(K, 2)} AS dist\n"
             f"    FROM codes AS c {where}\n"
             "    ORDER BY dist, recording_id, win LIMIT $1\n)\n" + _LABEL_ROWS)
 
 
-def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
+def windows_sql(K: int, traversal: bool, *, labels: bool = True, category: bool = False) -> str:
     """The ranked pairs of a query of several windows. The query windows are a table ``q`` of
     one row per (window, probed category) made from list parameters, joined to ``codes`` on
     the category (traversal: every row, a cross join), one distance expression for every pair.
@@ -308,20 +345,22 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True) -> str:
     take time in proportion to the expressions of the statement, ~8 ms of a 10-window query's
     ~12 ms at 10k rows (EXPLAIN ANALYZE, issue 13); here the statement is the same for any
     number of windows. Parameters: ``$1`` L, ``$2 .. $(W+1)`` the list of each word of every
-    row of ``q``, then its query window numbers and (not traversal) its categories."""
+    row of ``q``, then its query window numbers and (not traversal) its categories.
+    ``category`` (without labels only): each pair's stored category as a fifth column and the
+    last sort key, for ``nearest_both`` (see ``window_sql``)."""
     W = len(word_columns(K))
     cols = [f"unnest(${2 + i}::{DUCKDB.type('WORD')}[]) AS q{i}" for i in range(W)]
     cols.append(f"unnest(${2 + W}::INTEGER[]) AS qw")
     if not traversal:
         cols.append(f"unnest(${3 + W}::SMALLINT[]) AS qcat")
-    dist = " + ".join(f"bit_count(xor(c.{col}, q.q{i}))::INTEGER"
-                      for i, col in enumerate(word_columns(K)))
+    dist = ranking_distance(K, None)
     join = "CROSS JOIN q" if traversal else "JOIN q ON c.category = q.qcat"
     if not labels:
         return (f"WITH q AS (SELECT {', '.join(cols)})\n"
-                f"SELECT c.recording_id, {dist} AS dist, q.qw, c.win\n"
+                f"SELECT c.recording_id, {dist} AS dist, q.qw, c.win"
+                f"{', c.category' if category else ''}\n"
                 f"FROM codes AS c {join}\n"
-                "ORDER BY dist, recording_id, qw, win LIMIT $1")
+                f"ORDER BY dist, recording_id, qw, win{', category' if category else ''} LIMIT $1")
     return (f"WITH q AS (SELECT {', '.join(cols)}),\n"
             "top_rows AS (\n"
             f"    SELECT c.recording_id, c.win, q.qw, {dist} AS dist\n"
@@ -455,7 +494,9 @@ def nearest_recordings(con: duckdb.DuckDBPyConnection, K: int, words: list[list[
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         seconds.append(time.perf_counter() - t0)
-        found, n_recordings = best_pairs(rows, top)
+        # without the label join the rows come in the ranking's order: one pass suffices
+        found, n_recordings = (best_pairs(rows, top) if labels is None
+                               else first_pairs(rows, top))
         if n_recordings >= top or len(rows) < pairs:
             if labels is not None:
                 t0 = time.perf_counter()
@@ -490,6 +531,90 @@ def best_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
     return [Nearest(int(rid), *key, "" if name is None else str(name),
                     "" if cat is None else str(cat))
             for rid, (key, name, cat) in ranked], len(best)
+
+
+def first_pairs(rows: Sequence[tuple], top: int) -> tuple[list[Nearest], int]:
+    """``best_pairs`` of rows already in the ranking's order (dist, recording_id, query window,
+    window), as ``ranked_statement(labels=False)`` returns them: a recording's first row is its
+    best pair, and the recordings' first rows come in (dist, recording_id) order, so the first
+    ``top`` distinct recordings are the top and the scan stops there. The count is capped at
+    ``top`` (the caller only asks whether the rows held ``top`` recordings). Why: sorting every
+    recording of the L * windows rows cost ~0.4 ms per statement of a 10 s query (issue 13)."""
+    found: list[Nearest] = []
+    seen: set[int] = set()
+    for rid, dist, qw, win, *_ in rows:
+        if rid not in seen:
+            seen.add(rid)
+            found.append(Nearest(int(rid), int(dist), int(qw), int(win), "", ""))
+            if len(found) == top:
+                break
+    return found, len(found)
+
+
+#: ``auto`` answers both its stages with one traversal statement (``nearest_both``) on an
+#: index of at most this many rows, when that ranks at most ``AUTO_ONE_SCAN_PAIRS`` pairs
+AUTO_ONE_SCAN_ROWS = 32_768
+AUTO_ONE_SCAN_PAIRS = ROW_GROUP_ROWS
+
+
+def auto_one_scan(n_rows: int, n_windows: int) -> bool:
+    """Whether ``auto`` ranks every pair once (``nearest_both``) rather than the query's
+    categories first and, when nothing there is within tau, every pair in a second statement.
+
+    Why (issue 13): on a small index a statement costs mostly its fixed part (parse, bind,
+    optimize: ~1.2 ms CPU), so the traversal costs little more than the two-stage statement,
+    and a query that falls back (a 10 s query that is not in the vault, say) ran both: its
+    categories were scanned twice. Measured (one DuckDB thread, CPU ms, two-stage / traversal /
+    the one statement; load 4.1; ``docs/measure_rank_sum.py --gate 10000:1 10000:10 30000:1
+    100000:1``): 10k rows, one window 2.13 / 1.95 / 2.08, ten windows 3.75 / 4.71 / 5.26;
+    30k rows, one window 1.47 / 1.81 / 1.90; 100k rows, one window 2.21 / 4.13 / 4.46. So up
+    to ~30k rows a match in the category pays 0-1.5 ms more and a fall-back 1.4-3.2 ms less;
+    at 100k rows a match pays more (+2.3) than a fall-back saves (-1.9), and beyond (a 1M
+    vault: traversal ~3x the two-stage statement) auto keeps its two statements."""
+    return 0 < n_rows <= AUTO_ONE_SCAN_ROWS and n_rows * n_windows <= AUTO_ONE_SCAN_PAIRS
+
+
+def nearest_both(con: duckdb.DuckDBPyConnection, K: int, words: list[list[int]],
+                 categories: Sequence[int], top: int, labels,
+                 ) -> tuple[list[Nearest] | None, list[Nearest] | None, list[float]]:
+    """``auto``'s two answers from one statement: the ``top`` recordings nearest the query
+    among the rows of each window's category (``categories[qw]``: what two-stage ranks) and
+    among every row (traversal), as ``nearest_recordings`` gives them; None for an answer the
+    statement's rows do not decide (the caller then runs its own statement). And the time of
+    each statement run (the ranking and the labels).
+
+    Exact: the statement ranks every (row, query window) pair (``windows_sql`` traversal, with
+    each row's category) and returns the first pairs in (dist, recording_id, query window,
+    window) order. Those of them whose row is in the window's category are, in the same order,
+    the first pairs of the two-stage ranking (every two-stage pair before the last of them is a
+    traversal pair before it too). So ``first_pairs`` decides each answer, as in
+    ``nearest_recordings``, when its pairs hold ``top`` recordings or are all the pairs."""
+    L = max(FIRST_L_FACTOR * top, MIN_FIRST_L)
+    pairs = min(L * len(words), max(L, GROUPED_FALLBACK_ROWS))
+    if len(words) == 1:  # the flat statement (see window_sql)
+        sql = window_sql(K, None, labels=False, category=True)
+        params = [pairs, *DUCKDB.word_values(words[0])]
+    else:
+        sql = windows_sql(K, traversal=True, labels=False, category=True)
+        params = windows_params(words, None, pairs)
+    t0 = time.perf_counter()
+    rows = con.execute(sql, params).fetchall()
+    seconds = [time.perf_counter() - t0]
+    every = len(rows) < pairs
+    cats = [int(c) for c in categories]
+    answers = []
+    for ranked in (rows, [r for r in rows if r[4] == cats[r[2]]]):
+        found, n = first_pairs(ranked, top)
+        answers.append(found if every or n >= top else None)
+    named_ids = {n.recording_id for found in answers if found for n in found}
+    if named_ids:
+        t0 = time.perf_counter()
+        named = labels.of(con, sorted(named_ids))
+        for found in answers:
+            for n in found or ():
+                n.name, n.category = named[n.recording_id]
+        seconds.append(time.perf_counter() - t0)
+    return answers[1], answers[0], seconds
 
 
 def nearest_per_window(con, K: int, words: list[list[int]], probes: list[list[int]] | None,

@@ -940,9 +940,10 @@ class Vault:
             res = self._search_coded(q, tau, "traversal", probe, top)
             res.mode = "auto"
         elif mode == "auto":
-            res = self._search_coded(q, tau, "two-stage", probe, top)
+            both = self._auto_one_scan(q, top)  # (two-stage, traversal) from one statement
+            res = self._search_coded(q, tau, "two-stage", probe, top, both and both[0])
             if not res.matched:  # nothing in the category: every row, the same code
-                again = self._search_coded(q, tau, "traversal", probe, top)
+                again = self._search_coded(q, tau, "traversal", probe, top, both and both[1])
                 res = dataclasses.replace(
                     again, fell_back=True, query_categories=res.query_categories,
                     probed_categories=res.probed_categories,
@@ -953,8 +954,37 @@ class Vault:
             res = self._search_coded(q, tau, mode, probe, top)
         return res
 
-    def _search_coded(self, q: QueryCode, tau: float, mode: str, probe: int, top: int) -> SearchResult:
-        """One SQL search of a coded query in ``mode`` (not "auto"); timings: the two stages."""
+    def _auto_one_scan(self, q: QueryCode, top: int):
+        """``auto``'s two answers from one statement (``store.search.nearest_both``), as
+        ``(found, seconds)`` per stage (found None: not decided by it, the stage runs its own
+        statement), or None where auto runs its statements in turn: a large index
+        (``store.search.auto_one_scan``), an excerpt, a lake."""
+        if (self._dialect is not _dialects.DUCKDB or q.frames is not None
+                or not _search.auto_one_scan(self._index_rows(), q.n_windows)):
+            return None
+        with self._lock:
+            con = self._db()
+            seconds = self._set_search_threads(con, self._index_rows())
+            two, every, more = _search.nearest_both(
+                con, self.K, [[int(x) for x in w] for w in q.words], q.category, top,
+                self._recording_labels())
+        # each statement's time is reported once: with the first stage (even if undecided)
+        return (two, seconds + more), (every, [])
+
+    def _set_search_threads(self, con, scanned: int) -> list[float]:
+        """DuckDB threads for a scan of ``scanned`` rows (``store.search.threads_for``); the
+        time of the ``SET`` if one was sent."""
+        threads = _search.threads_for(scanned)
+        if threads == getattr(self, "_search_threads", None):
+            return []
+        self._search_threads = threads
+        return [_search.set_threads(con, threads)]
+
+    def _search_coded(self, q: QueryCode, tau: float, mode: str, probe: int, top: int,
+                      ranked: tuple[list, list[float]] | None = None) -> SearchResult:
+        """One SQL search of a coded query in ``mode`` (not "auto"); timings: the two stages.
+        ``ranked``: its nearest recordings (None: not found yet) and the seconds of statements
+        already run for it (``_auto_one_scan``)."""
         if q.frames is not None and self._excerpt_rule() is not None:
             return self._search_excerpt(q, tau, mode, probe, top)
         probes = None if mode == "traversal" else [
@@ -968,14 +998,15 @@ class Vault:
         found: list = []
         seconds: list[float] = []
         words = [[int(x) for x in w] for w in q.words]
-        if candidates:
+        if ranked is not None:
+            seconds += ranked[1]
+        if ranked is not None and ranked[0] is not None:
+            found = ranked[0]
+        elif candidates:
             with self._lock:
                 con = self._db()
                 if self._dialect is _dialects.DUCKDB:  # a vault file: one statement (issue 13)
-                    threads = _search.threads_for(scanned)
-                    if threads != getattr(self, "_search_threads", None):
-                        seconds.append(_search.set_threads(con, threads))
-                        self._search_threads = threads
+                    seconds += self._set_search_threads(con, scanned)
                     found, more = _search.nearest_recordings(con, self.K, words, probes, top,
                                                              self._recording_labels())
                 else:  # a lake engine (store.sql_dialects): one statement per query window

@@ -77,7 +77,7 @@ def test_wrong_passphrase_is_detected_before_any_decryption(monkeypatch):
         def __init__(self, *_):
             raise AssertionError("decryption attempted with a wrong passphrase")
 
-    monkeypatch.setattr(keys, "ChaCha20Poly1305", NoDecryption)
+    monkeypatch.setattr(keys, "_aead", NoDecryption)
     for wrong in ("wrong", "Right", "right ", ""):
         with pytest.raises(WrongPassphraseError, match="^wrong passphrase$"):
             unwrap_master_key(wrap, wrong)

@@ -163,6 +163,55 @@ def test_one_statement_per_search(vault, monkeypatch):
             assert res.timings["hamming_stage"] > 0
 
 
+@pytest.mark.parametrize("top", [1, 3, 10, 60])
+def test_one_scan_answers_both_stages_of_auto(vault, top):
+    """``nearest_both``'s one traversal statement gives, whenever it decides them, exactly what
+    the two-stage and the traversal statements give (labels included); it decides some."""
+    con, labels = vault._con, vault._recording_labels()
+    decided = {"two-stage": 0, "traversal": 0}
+    for q in _queries(vault) + [_many_window_query(vault, 9)]:
+        words = [[int(x) for x in w] for w in q.words]
+        two, every, seconds = search.nearest_both(con, vault.K, words, q.category, top, labels)
+        assert seconds and all(s > 0 for s in seconds)
+        for mode, got in (("two-stage", two), ("traversal", every)):
+            if got is None:
+                continue
+            probes = None if mode == "traversal" else [[int(c)] for c in q.category]
+            want, _ = search.nearest_recordings(con, vault.K, words, probes, top, labels)
+            assert [vars(n) for n in got] == [vars(n) for n in want]
+            decided[mode] += 1
+    assert decided["two-stage"] and decided["traversal"], decided
+
+
+def test_auto_falling_back_on_a_small_index_sends_one_statement(vault, monkeypatch):
+    """A query with nothing within tau in its category: on an index of at most a row group of
+    pairs, auto's two-stage and traversal answers come from one statement (they were two, the
+    category scanned twice); above that bound, two statements as before. Same hits."""
+    q = _queries(vault)[2]  # not stored
+    vault.search(q, top=5)  # counts read, threads chosen, labels held
+    sent = []
+    real = vault._con
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *a):
+            sent.append(sql)
+            return real.execute(sql, *a)
+
+    monkeypatch.setattr(vault, "_db", lambda: Spy())
+    res = vault.search(q, top=5, tau=0.01)
+    assert res.fell_back and not res.matched
+    assert len(sent) == 1, sent
+    ref, cand = reference_auto(vault, q, 0.01, 2, 5)
+    assert _hits(res) == ref and res.candidates == cand
+    sent.clear()
+    monkeypatch.setattr(search, "AUTO_ONE_SCAN_PAIRS", 0)
+    again = vault.search(q, top=5, tau=0.01)
+    assert len(sent) == 2 and _hits(again) == ref
+
+
 def test_statement_is_parameterised_only():
     for probes in (None, [[1]] * 3, [[1], [3], [1]], [[0, 2], [2, 0], [1, 3]]):
         groups = search.probe_groups(probes, 3)
@@ -243,6 +292,48 @@ def test_best_pairs_ranks_rows_in_any_order():
         assert n == 4
         assert [(f.recording_id, f.dist, f.query_window, f.window, f.name) for f in found] == [
             (7, 4, 2, 1, "b"), (9, 4, 0, 0, ""), (3, 5, 0, 1, "a")]
+
+
+def test_ranking_distance_in_float_is_the_integer_distance(vault):
+    """The ranked statements sum the words' bit counts as FLOAT (DuckDB's checked INTEGER adds
+    cost more): for every stored row and query words from 0 to all 384 bits away (the extremes
+    included), the value is the INTEGER sum's, exactly."""
+    con = vault._con
+    stored = [[int(x) for x in row] for row in
+              con.execute("SELECT w0, w1, w2, w3, w4, w5 FROM codes").fetchall()]
+    flip_all = [~w for w in stored[0]]  # every bit differs from the first row: 384
+    for words in (stored[0], flip_all, stored[-1], [0] * 6, [-1] * 6):
+        got = con.execute(
+            f"SELECT {search.ranking_distance(vault.K, 1)} AS f, {search.distance_expr(vault.K, 1)} AS i "
+            "FROM codes AS c ORDER BY recording_id, win", words).fetchall()
+        assert got and all(f == i and float(f).is_integer() for f, i in got)
+        if words is flip_all:
+            assert got[0][1] == 384
+        if words is stored[0]:
+            assert got[0][1] == 0
+    q, p = search.ranked_statement(vault.K, [stored[0], flip_all], None, 10_000, labels=False)
+    rows = con.execute(q, p).fetchall()
+    assert {int(d) for _, d, _, _ in rows} >= {0, 384}
+
+
+def test_first_pairs_of_ranked_rows_equal_best_pairs():
+    """Rows in the ranking's order (what the statement without labels returns): the one-pass
+    ``first_pairs`` picks the recordings ``best_pairs`` does, in its order, and says whether
+    the rows held ``top`` recordings."""
+    import numpy as np
+
+    rng = np.random.default_rng(13)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        pairs = {(int(rng.integers(0, 12)), int(rng.integers(0, 4)), int(rng.integers(0, 5)))
+                 for _ in range(n)}  # (recording, query window, window): each pair once
+        rows = sorted(((rid, int(rng.integers(0, 6)), qw, win) for rid, qw, win in pairs),
+                      key=lambda r: (r[1], r[0], r[2], r[3]))
+        top = int(rng.integers(1, 8))
+        want, n_rec = search.best_pairs(rows, top)
+        got, n_got = search.first_pairs(rows, top)
+        assert [vars(f) for f in got] == [vars(f) for f in want]
+        assert (n_got >= top) == (n_rec >= top) and n_got == min(n_rec, top)
 
 
 @pytest.mark.parametrize("preload_max", [0, 10_000])

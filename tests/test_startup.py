@@ -70,3 +70,26 @@ def test_help_to_a_pipe_is_plain_and_loads_no_rich():
     for command in ("init", "ingest", "search", "export", "bench", "tui"):
         assert f"\n  {command} " in r.stdout
     assert "╭" not in r.stdout  # no rich panel borders
+
+
+def test_a_search_loads_no_cryptography(tmp_path):
+    """A search reads codes, not sealed audio: opening a vault and searching it imports no
+    ``cryptography`` (~15-20 ms of a one-shot search's start-up; it is imported where a key
+    is wrapped, unwrapped or a blob sealed)."""
+    from tests.fakes import FakeEncoder, tone_mix, write_wav
+    from store.vault import Vault
+
+    clip = tmp_path / "q.wav"
+    write_wav(clip, tone_mix(440, 1.0))
+    path = tmp_path / "v.duckdb"
+    with Vault.create(path, "pw for the start-up test", encoder=FakeEncoder(K=64, C=3),
+                      kdf_log2_n=10) as v:
+        v.ingest([clip])
+    code = ("from tests.fakes import FakeEncoder\nfrom store.vault import Vault\n"
+            f"v = Vault.open({str(path)!r}, encoder=FakeEncoder(K=64, C=3))\n"
+            f"assert v.search({str(clip)!r}).hits\nv.close()\nimport sys\n"
+            "sys.stderr.write('CRYPTO=' + str(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'cryptography')) + '\\n')\n")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert "CRYPTO=[]" in r.stderr, r.stderr
