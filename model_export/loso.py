@@ -270,9 +270,13 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
 
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int, epochs: int,
-        seed: int, spec_augment: bool, variant: Variant = Variant(), log=print):
+        seed: int, spec_augment: bool, variant: Variant = Variant(), patience: int = 0,
+        watch: Callable[[Any], dict] | None = None, log=print):
     """Train the CRNN (classification, Adam 1e-3, batch 32); keep the epoch with the lowest
-    validation loss. ``variant``: label smoothing / mixup (soft targets). Returns (model with
+    validation loss. ``variant``: label smoothing / mixup (soft targets). ``patience``: stop
+    after that many epochs without a lower validation loss (0: run every epoch). ``watch``:
+    figures of the model after each epoch, recorded in the history only (a diagnostic of how
+    the held-out speaker moves with epochs; never used to choose the epoch). Returns (model with
     outputs [hash, probs], history)."""
     import keras
 
@@ -289,7 +293,7 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     va = _Batches(Xv, yv, 128, 1, False, seed)
     if variant.soft:
         tr, va = soft_batches(tr, 10, variant, True), soft_batches(va, 10, Variant(), False)
-    best, best_w, hist = np.inf, None, []
+    best, best_w, best_ep, hist = np.inf, None, 0, []
     for ep in range(int(epochs)):
         t0 = time.perf_counter()
         h = clf.fit(tr, epochs=1, verbose=0).history
@@ -297,10 +301,15 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
         hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]), "accuracy": float(h[metric][0]),
                      "val_loss": float(vl), "val_accuracy": float(vacc),
                      "seconds": round(time.perf_counter() - t0, 1)})
+        seen = watch(model) if watch is not None else {}
+        hist[-1].update(seen)
         log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} acc {h[metric][0]:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
-            f"({hist[-1]['seconds']:.0f} s)")
+            + "".join(f"{k} {v:.3f} " for k, v in seen.items()) + f"({hist[-1]['seconds']:.0f} s)")
         if vl < best:
-            best, best_w = vl, model.get_weights()
+            best, best_w, best_ep = vl, model.get_weights(), ep
+        elif patience and ep - best_ep >= patience:
+            log(f"    stopped: no lower validation loss for {patience} epochs")
+            break
         tr.on_epoch_end()
     model.set_weights(best_w)
     return model, hist
@@ -415,6 +424,20 @@ def judge(run, K: int, corpus: Corpus, test_idx: np.ndarray, cal_idx: np.ndarray
         "retrieval": _retrieval(run, K, corpus.esp_test_cpo, np.arange(lib_e.n), lib_f.n, lib, tau),
     }
     return out
+
+
+def held_out_watch(corpus: Corpus, test_idx: np.ndarray, K: int) -> Callable[[Any], dict]:
+    """``fit``'s per-epoch diagnostic: h1 accuracy and mAP of h2 on the held-out speaker's
+    clean clips (the ``judge`` figures without retrieval). Recorded to show how many epochs
+    the held-out speaker would want; choosing the epoch by it would be testing on the test set."""
+    X, pos = corpus.clean.select(test_idx)
+    y = corpus.labels[test_idx]
+
+    def watch(model) -> dict:
+        enc = _encoded(_keras_outputs(model), X, pos, len(test_idx))
+        return {"held_out_h1": float(np.mean(enc.category == y)), "held_out_mAP": _map(enc, y, K)}
+
+    return watch
 
 
 def _subset_enc(s, idx):
@@ -548,7 +571,8 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
              cache_dir: str | Path | None = None, seed: int = 0, threads: int = 2,
              default_model: str | Path | None = None, export_dir: str | Path | None = None,
              export_fold: str | None = None, resume: bool = False, command: str = "",
-             variant: Variant = Variant(), train_seed: int | None = None, log=print) -> dict[str, Any]:
+             variant: Variant = Variant(), train_seed: int | None = None, patience: int = 0,
+             watch_held_out: bool = False, log=print) -> dict[str, Any]:
     """Run LOSO for the recipes (and judge the shipped default); write loso.md / loso.json into
     ``out`` after every fold. ``export_fold``: the diverse model of that fold is exported
     (TFLite + JSON, tau calibrated) into ``export_dir``. ``resume``: keep the rows of an earlier
@@ -556,7 +580,9 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
     ``variant``: one lever on top of each recipe (``model_export.loso_variants``); its rows are
     named after it (``diverse+cmvn``). ``train_seed``: the seed of weight initialisation and
     batch order only (default ``seed``; splits and augmented copies stay those of ``seed``), to
-    measure how much one fold's figures move between trainings alone."""
+    measure how much one fold's figures move between trainings alone. ``patience``: early
+    stopping on the validation loss (``fit``). ``watch_held_out``: record the held-out speaker's
+    h1 and mAP after every epoch in the histories (diagnostic only, see ``held_out_watch``)."""
     import tensorflow as tf
 
     from hashing.features import FeatureSpec
@@ -641,7 +667,8 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             X, y = training_set(corpus, recipe, train_idx)
             log(f"fold {f.held_out} / {label}: {len(X)} training windows")
             model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
-                              spec_augment=(recipe == "diverse"), variant=variant, log=log)
+                              spec_augment=(recipe == "diverse"), variant=variant, patience=patience,
+                              watch=held_out_watch(corpus, test_idx, K) if watch_held_out else None, log=log)
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
             res["rows"].append({"held_out": f.held_out, "model": label, "recipe": recipe,
@@ -713,6 +740,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) alpha (0: off)")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
                    "(initialisation, batch order); default --seed")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without a lower validation loss (0: off)")
+    p.add_argument("--watch-held-out", action="store_true", help="record the held-out speaker's "
+                   "h1 and mAP after every epoch (diagnostic; never chooses the epoch)")
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
@@ -721,7 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
                  export_dir=a.export_dir, export_fold=a.export_fold, resume=a.resume, command=cmd,
-                 variant=variant, train_seed=a.train_seed, log=lambda s: print(s, flush=True))
+                 variant=variant, train_seed=a.train_seed, patience=a.patience,
+                 watch_held_out=a.watch_held_out, log=lambda s: print(s, flush=True))
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
