@@ -270,10 +270,11 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
 
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int, epochs: int,
-        seed: int, spec_augment: bool, variant: Variant = Variant(), patience: int = 0,
+        seed: int, spec_augment: bool, variant: Variant = Variant(), spec=None, patience: int = 0,
         watch: Callable[[Any], dict] | None = None, log=print):
     """Train the CRNN (classification, Adam 1e-3, batch 32); keep the epoch with the lowest
-    validation loss. ``variant``: label smoothing / mixup (soft targets). ``patience``: stop
+    validation loss. ``variant``: label smoothing / mixup (soft targets), Mel warp (of windows
+    of ``spec``, default the native FeatureSpec). ``patience``: stop
     after that many epochs without a lower validation loss (0: run every epoch). ``watch``:
     figures of the model after each epoch, recorded in the history only (a diagnostic of how
     the held-out speaker moves with epochs; never used to choose the epoch). Returns (model with
@@ -291,8 +292,10 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     clf.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=[metric])
     tr = _Batches(X, y, 32, 1, True, seed, spec_augment=spec_augment)
     va = _Batches(Xv, yv, 128, 1, False, seed)
+    if variant.per_batch:
+        tr = soft_batches(tr, 10, variant, True, spec)
     if variant.soft:
-        tr, va = soft_batches(tr, 10, variant, True), soft_batches(va, 10, Variant(), False)
+        va = soft_batches(va, 10, Variant(), False)
     best, best_w, best_ep, hist = np.inf, None, 0, []
     for ep in range(int(epochs)):
         t0 = time.perf_counter()
@@ -667,7 +670,7 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             X, y = training_set(corpus, recipe, train_idx)
             log(f"fold {f.held_out} / {label}: {len(X)} training windows")
             model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
-                              spec_augment=(recipe == "diverse"), variant=variant, patience=patience,
+                              spec_augment=(recipe == "diverse"), variant=variant, spec=spec, patience=patience,
                               watch=held_out_watch(corpus, test_idx, K) if watch_held_out else None, log=log)
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
@@ -738,6 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--band-norm", default="none", help="per-Mel-band normalisation: none, cmn, cmvn")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) alpha (0: off)")
+    p.add_argument("--mel-warp", type=float, default=0.0, help="VTLP of each training window's "
+                   "Mel axis, alpha drawn per batch in 1 -+ this (0: off)")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
                    "(initialisation, batch order); default --seed")
     p.add_argument("--patience", type=int, default=0,
@@ -747,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
-        variant = Variant(a.band_norm, a.label_smoothing, a.mixup)
+        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp)
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
