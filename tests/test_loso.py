@@ -123,3 +123,44 @@ def test_eval_loso_cli_bad_data_is_one_line(tmp_path):
     assert r.exit_code != 0
     assert "error:" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o" / "loso.md").exists()
+
+
+def _tiny_corpus(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    spk, lab = _fsdd_like(4)
+    n, H, W = len(spk), 16, 16
+    proto = rng.standard_normal((10, H, W, 1))
+
+    def bank(noise, m=n, labels=lab):
+        X = proto[labels] + noise * rng.standard_normal((m, H, W, 1))
+        return loso.Bank(X.astype(np.float16), np.arange(m), m)
+
+    elab = np.arange(30) % 10
+    return loso.Corpus(lab, spk, bank(0.3), {c: bank(0.35) for c in loso.TEST_CPOS},
+                       [bank(0.4), bank(0.4)], [bank(0.5), bank(0.5)],
+                       bank(0.3, 30, elab), bank(0.5, 30, elab), elab, bank(0.3, 30, elab),
+                       {c: bank(0.35, 30, elab) for c in loso.TEST_CPOS}, elab, ["v"], ["w"])
+
+
+def test_watched_held_out_figures_are_those_of_the_judge_and_patience_stops():
+    """--watch-held-out records, per epoch, the held-out h1/mAP that judge reports for the same
+    weights (the kept epoch's entry equals the final row); --patience stops a run whose
+    validation loss no longer falls (validation labels scrambled: it rises)."""
+    pytest.importorskip("tensorflow")
+    corpus = _tiny_corpus()
+    tr, va, te = loso.split_fold(corpus.speakers, corpus.labels, "theo")
+    X, y = loso.training_set(corpus, "diverse", tr)
+    Xv, pv = corpus.clean.select(va)
+    watch = loso.held_out_watch(corpus, te, 64)
+    model, hist = loso.fit(X, y, Xv, corpus.labels[va][pv], K=64, epochs=4, seed=0,
+                           spec_augment=False, watch=watch, log=lambda s: None)
+    assert all({"held_out_h1", "held_out_mAP"} <= set(h) for h in hist)
+    kept = hist[int(np.argmin([h["val_loss"] for h in hist]))]
+    row = loso.judge(loso._keras_outputs(model), 64, corpus, te, va)
+    assert kept["held_out_h1"] == pytest.approx(row["fsdd"]["h1_accuracy"])
+    assert kept["held_out_mAP"] == pytest.approx(row["fsdd"]["mAP_h2"], abs=1e-6)
+    scrambled = np.random.default_rng(1).permutation(corpus.labels[va][pv])
+    _, short = loso.fit(X, y, Xv, scrambled, K=64, epochs=12, seed=0, spec_augment=False,
+                        patience=2, log=lambda s: None)
+    best = int(np.argmin([h["val_loss"] for h in short]))
+    assert len(short) < 12 and len(short) == best + 3
