@@ -170,15 +170,21 @@ class Corpus:
     esp_test_labels: np.ndarray
     esp_test_voices: list[str]
     esp_fit_voices: list[str]
+    esp_extra: Bank | None = None         # espeak EXTRA FIT voices, clean (Variant.extra_takes)
+    esp_extra_aug: Bank | None = None     # ... one speaker_chain copy
+    esp_extra_labels: np.ndarray | None = None
 
 
 def build_corpus(data_dir: Path, spec, cache_dir: Path, *, seed: int = 0, fit_takes: int = 6,
-                 test_takes: int = 3, log=print) -> Corpus:
+                 test_takes: int = 3, extra_takes: int = 0, log=print) -> Corpus:
+    """Every bank of a LOSO run (cached in ``cache_dir``). ``extra_takes`` > 0 adds that many
+    takes per digit in each of ``espeak_digits.ESPEAK_EXTRA_FIT_VOICES`` (clean + 1 chained
+    copy), which the diverse recipe then trains on too."""
     from hashing.audio import load_audio
     from hashing.cpo import random_cpo
     from model_export import dataset as ds
     from model_export.augment import speaker_chain
-    from model_export.espeak_digits import espeak_digit_clips
+    from model_export.espeak_digits import ESPEAK_EXTRA_FIT_VOICES, espeak_digit_clips
     from model_export.long_speech import (ESPEAK_FIT_VOICES, ESPEAK_PITCH, ESPEAK_SPEED_WPM,
                                           ESPEAK_TEST_VOICES)
 
@@ -230,8 +236,18 @@ def build_corpus(data_dir: Path, spec, cache_dir: Path, *, seed: int = 0, fit_ta
     esp_test = make_bank(test_sig, spec, sr, None, c / f"esp-test-{test_takes}.npz", log, "espeak TEST")
     esp_test_cpo = {n: make_bank(test_sig, spec, sr, _fixed_cpo(n), c / f"esp-test-{test_takes}-{n}.npz",
                                  log, f"espeak TEST {n}") for n in TEST_CPOS}
-    return Corpus(labels, speakers, clean, cpo, base, div, esp_fit, esp_fit_aug, f_lab, esp_test,
-                  esp_test_cpo, t_lab, list(ESPEAK_TEST_VOICES), list(ESPEAK_FIT_VOICES))
+    corpus = Corpus(labels, speakers, clean, cpo, base, div, esp_fit, esp_fit_aug, f_lab, esp_test,
+                    esp_test_cpo, t_lab, list(ESPEAK_TEST_VOICES), list(ESPEAK_FIT_VOICES))
+    if extra_takes > 0:
+        name = f"extra-{extra_takes}-{tag}"
+        xl, x_lab, x_flat = esp(ESPEAK_EXTRA_FIT_VOICES, extra_takes, 3000 + seed, (110, 200), (10, 90), name)
+        x_sig = split(xl, x_flat)
+        corpus = dataclasses.replace(
+            corpus, esp_extra=make_bank(x_sig, spec, sr, None, c / f"esp-{name}.npz", log, "espeak EXTRA"),
+            esp_extra_aug=make_bank(x_sig, spec, sr, _seeded(chain, seed + 2, 0), c / f"esp-{name}-chain.npz",
+                                    log, "espeak EXTRA chain"),
+            esp_extra_labels=x_lab, esp_fit_voices=corpus.esp_fit_voices + list(ESPEAK_EXTRA_FIT_VOICES))
+    return corpus
 
 
 def band_normalised(corpus: Corpus, mode: str) -> Corpus:
@@ -266,6 +282,10 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
         for b in (corpus.esp_fit, corpus.esp_fit_aug):
             xs.append(b.X)
             ys.append(corpus.esp_fit_labels[b.owner])
+        for b in (corpus.esp_extra, corpus.esp_extra_aug):
+            if b is not None:
+                xs.append(b.X)
+                ys.append(corpus.esp_extra_labels[b.owner])
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -619,12 +639,13 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         res["command"] = old.get("command", "") + (f" ; resumed: {command}" if command else "")
         t_start -= float(old.get("seconds", 0.0))
     done = {(r["held_out"], r["model"]) for r in res["rows"]}
-    corpus = band_normalised(build_corpus(Path(data_dir), spec, cache, seed=seed, log=log), variant.band_norm)
+    corpus = band_normalised(build_corpus(Path(data_dir), spec, cache, seed=seed,
+                                          extra_takes=variant.extra_takes, log=log), variant.band_norm)
     spec = spec.replace(band_norm=variant.band_norm)
     res["espeak_test_voices"] = corpus.esp_test_voices
     res["espeak_fit_voices"] = corpus.esp_fit_voices
     res["espeak_test_clips"] = int(corpus.esp_test.n)
-    res["espeak_fit_clips"] = int(corpus.esp_fit.n)
+    res["espeak_fit_clips"] = int(corpus.esp_fit.n + (corpus.esp_extra.n if corpus.esp_extra is not None else 0))
     folds = loso_folds(corpus.speakers.tolist())
     if speakers:  # in the order given (a run cut short by the clock keeps the first ones)
         by = {f.held_out: f for f in folds}
@@ -707,7 +728,7 @@ def _export(model, export_dir: Path, K: int, spec, fold: Fold, train_idx, val_id
         "train_speakers": list(fold.train_speakers), "validation_speakers": [],
         "val_split": {"stratified_fraction": 0.1, "of": "train speakers"},
         "espeak_voices": corpus.esp_fit_voices, "n_train_clips": int(len(train_idx)),
-        "n_espeak_clips": int(corpus.esp_fit.n), "epochs": int(epochs), "best_epoch": best,
+        "n_espeak_clips": int(corpus.esp_fit.n + (corpus.esp_extra.n if corpus.esp_extra is not None else 0)), "epochs": int(epochs), "best_epoch": best,
         "batch_size": 32, "optimizer": "Adam(lr=0.001)",
         "augmentation": "clean + 2 x model_export.augment.speaker_chain (VTLP, pitch, tempo, "
                         "synthetic RIR, coloured noise, then hashing.cpo.random_cpo); espeak-ng FIT "
@@ -743,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) alpha (0: off)")
     p.add_argument("--mel-warp", type=float, default=0.0, help="VTLP of each training window's "
                    "Mel axis, alpha drawn per batch in 1 -+ this (0: off)")
+    p.add_argument("--extra-voices", type=int, default=0, help="takes per digit in each of the "
+                   "espeak EXTRA FIT voices added to the diverse recipe (0: off)")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
                    "(initialisation, batch order); default --seed")
     p.add_argument("--patience", type=int, default=0,
@@ -752,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
-        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp)
+        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp, a.extra_voices)
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,

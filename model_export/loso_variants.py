@@ -12,7 +12,9 @@ speakers is read off against the plain recipe under the same folds, epochs and s
 * ``mixup`` - each training window mixed with another of the batch, weight ~ Beta(a, a), and
   the targets alike (Zhang et al. 2018), a common regulariser for small keyword-spotting sets;
 * ``mel_warp`` - VTLP on the Mel axis of each training window, alpha drawn anew per batch in
-  1 -+ mel_warp (``augment.mel_warp_windows``): new vocal tracts every epoch at no decoding cost.
+  1 -+ mel_warp (``augment.mel_warp_windows``): new vocal tracts every epoch at no decoding cost;
+* ``extra_takes`` - the diverse recipe also trains on ``espeak_digits.ESPEAK_EXTRA_FIT_VOICES``
+  (that many takes per digit and voice, clean + 1 chained copy; ``loso.build_corpus``).
 
 Kept out of ``loso.py`` (which runs folds and writes the report) so that the report module does
 not grow with every lever.
@@ -35,6 +37,7 @@ class Variant:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     mel_warp: float = 0.0
+    extra_takes: int = 0
 
     def __post_init__(self) -> None:
         from hashing.features import BAND_NORMS
@@ -47,6 +50,8 @@ class Variant:
             raise InvalidInputError("mixup alpha must be >= 0")
         if not 0.0 <= self.mel_warp <= 0.3:
             raise InvalidInputError("mel warp must be in [0, 0.3] (alpha drawn in 1 -+ it)")
+        if self.extra_takes < 0:
+            raise InvalidInputError("extra voice takes must be >= 0")
 
     @property
     def soft(self) -> bool:
@@ -64,6 +69,8 @@ class Variant:
             parts.append(f"mix{self.mixup:g}")
         if self.mel_warp:
             parts.append(f"warp{self.mel_warp:g}")
+        if self.extra_takes:
+            parts.append(f"xvoices{self.extra_takes}")
         return "+".join(parts)
 
     @property

@@ -164,3 +164,25 @@ def test_watched_held_out_figures_are_those_of_the_judge_and_patience_stops():
                         patience=2, log=lambda s: None)
     best = int(np.argmin([h["val_loss"] for h in short]))
     assert len(short) < 12 and len(short) == best + 3
+
+
+def test_extra_voices_train_the_diverse_recipe_only():
+    """--extra-voices: the EXTRA espeak banks (clean + chained) join the diverse training set
+    with their digits as labels; the baseline recipe and the held-out clips are untouched."""
+    import dataclasses
+
+    corpus = _tiny_corpus()
+    xl = np.arange(20) % 10
+    rng = np.random.default_rng(5)
+    extra = loso.Bank(rng.standard_normal((20, 16, 16, 1)).astype(np.float16), np.arange(20), 20)
+    aug = loso.Bank(rng.standard_normal((20, 16, 16, 1)).astype(np.float16), np.arange(20), 20)
+    more = dataclasses.replace(corpus, esp_extra=extra, esp_extra_aug=aug, esp_extra_labels=xl)
+    tr, _, _ = loso.split_fold(corpus.speakers, corpus.labels, "theo")
+    X0, y0 = loso.training_set(corpus, "diverse", tr)
+    X1, y1 = loso.training_set(more, "diverse", tr)
+    assert len(X1) == len(X0) + 40
+    np.testing.assert_array_equal(X1[-40:-20], extra.X)
+    np.testing.assert_array_equal(y1[-40:], np.concatenate([xl, xl]))
+    Xb0, _ = loso.training_set(corpus, "baseline", tr)
+    Xb1, _ = loso.training_set(more, "baseline", tr)
+    assert len(Xb1) == len(Xb0)
