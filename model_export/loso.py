@@ -291,14 +291,17 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int, epochs: int,
         seed: int, spec_augment: bool, variant: Variant = Variant(), spec=None, patience: int = 0,
-        watch: Callable[[Any], dict] | None = None, log=print):
+        watch: Callable[[Any], dict] | None = None, average_last: int = 0, log=print):
     """Train the CRNN (classification, Adam 1e-3, batch 32); keep the epoch with the lowest
     validation loss. ``variant``: label smoothing / mixup (soft targets), Mel warp (of windows
     of ``spec``, default the native FeatureSpec). ``patience``: stop
     after that many epochs without a lower validation loss (0: run every epoch). ``watch``:
     figures of the model after each epoch, recorded in the history only (a diagnostic of how
     the held-out speaker moves with epochs; never used to choose the epoch). Returns (model with
-    outputs [hash, probs], history)."""
+    outputs [hash, probs], history); with ``average_last`` = N > 0 also the mean of the weights
+    after each of the last N epochs run (stochastic weight averaging, Izmailov et al. 2018: one
+    epoch's h1 on a new speaker swings by several points, an average of epochs less; batch-norm
+    statistics are averaged alike, not recomputed)."""
     import keras
 
     from model_export.models import build_model
@@ -316,7 +319,7 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
         tr = soft_batches(tr, 10, variant, True, spec)
     if variant.soft:
         va = soft_batches(va, 10, Variant(), False)
-    best, best_w, best_ep, hist = np.inf, None, 0, []
+    best, best_w, best_ep, hist, last = np.inf, None, 0, [], []
     for ep in range(int(epochs)):
         t0 = time.perf_counter()
         h = clf.fit(tr, epochs=1, verbose=0).history
@@ -328,6 +331,8 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
         hist[-1].update(seen)
         log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} acc {h[metric][0]:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
             + "".join(f"{k} {v:.3f} " for k, v in seen.items()) + f"({hist[-1]['seconds']:.0f} s)")
+        if average_last:
+            last = (last + [model.get_weights()])[-int(average_last):]
         if vl < best:
             best, best_w, best_ep = vl, model.get_weights(), ep
         elif patience and ep - best_ep >= patience:
@@ -335,6 +340,8 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
             break
         tr.on_epoch_end()
     model.set_weights(best_w)
+    if average_last:
+        return model, hist, [np.mean(ws, axis=0) for ws in zip(*last)]
     return model, hist
 
 
@@ -595,7 +602,7 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
              default_model: str | Path | None = None, export_dir: str | Path | None = None,
              export_fold: str | None = None, resume: bool = False, command: str = "",
              variant: Variant = Variant(), train_seed: int | None = None, patience: int = 0,
-             watch_held_out: bool = False, log=print) -> dict[str, Any]:
+             watch_held_out: bool = False, average_last: int = 0, log=print) -> dict[str, Any]:
     """Run LOSO for the recipes (and judge the shipped default); write loso.md / loso.json into
     ``out`` after every fold. ``export_fold``: the diverse model of that fold is exported
     (TFLite + JSON, tau calibrated) into ``export_dir``. ``resume``: keep the rows of an earlier
@@ -605,7 +612,9 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
     batch order only (default ``seed``; splits and augmented copies stay those of ``seed``), to
     measure how much one fold's figures move between trainings alone. ``patience``: early
     stopping on the validation loss (``fit``). ``watch_held_out``: record the held-out speaker's
-    h1 and mAP after every epoch in the histories (diagnostic only, see ``held_out_watch``)."""
+    h1 and mAP after every epoch in the histories (diagnostic only, see ``held_out_watch``).
+    ``average_last``: also judge each training with the mean weights of its last N epochs
+    (``fit``), as a second row named ``<label>+swaN``."""
     import tensorflow as tf
 
     from hashing.features import FeatureSpec
@@ -690,9 +699,11 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             t0 = time.perf_counter()
             X, y = training_set(corpus, recipe, train_idx)
             log(f"fold {f.held_out} / {label}: {len(X)} training windows")
-            model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
-                              spec_augment=(recipe == "diverse"), variant=variant, spec=spec, patience=patience,
-                              watch=held_out_watch(corpus, test_idx, K) if watch_held_out else None, log=log)
+            fitted = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
+                         spec_augment=(recipe == "diverse"), variant=variant, spec=spec, patience=patience,
+                         watch=held_out_watch(corpus, test_idx, K) if watch_held_out else None,
+                         average_last=average_last, log=log)
+            model, hist = fitted[:2]
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
             res["rows"].append({"held_out": f.held_out, "model": label, "recipe": recipe,
@@ -701,6 +712,17 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             res["histories"][f"{f.held_out}/{label}"] = hist
             log(f"  {label} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
                 f"espeak h1 {row['espeak_test']['h1_accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
+            if average_last:  # the same training, judged with its last epochs' mean weights
+                best_weights = model.get_weights()
+                model.set_weights(fitted[2])
+                swa = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
+                model.set_weights(best_weights)
+                res["rows"].append({"held_out": f.held_out, "model": f"{label}+swa{average_last}",
+                                    "recipe": recipe, "variant": dataclasses.asdict(variant),
+                                    "average_last": int(average_last), "train_windows": int(len(X)),
+                                    "fit_seconds": round(t_fit, 1), **swa})
+                log(f"  {label}+swa{average_last} on {f.held_out}: h1 {swa['fsdd']['h1_accuracy']:.3f} "
+                    f"mAP {swa['fsdd']['mAP_h2']:.3f} espeak h1 {swa['espeak_test']['h1_accuracy']:.3f}")
             if recipe == "diverse" and export_fold == f.held_out and export_dir is not None:
                 try:  # a failed export must not cost the LOSO figures
                     _export(model, Path(export_dir), K, spec, f, train_idx, val_idx, corpus, Xv, row,
@@ -766,6 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "Mel axis, alpha drawn per batch in 1 -+ this (0: off)")
     p.add_argument("--extra-voices", type=int, default=0, help="takes per digit in each of the "
                    "espeak EXTRA FIT voices added to the diverse recipe (0: off)")
+    p.add_argument("--swa", type=int, default=0, help="also judge the mean weights of the last "
+                   "N epochs of each training (a second row, <label>+swaN; 0: off)")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
                    "(initialisation, batch order); default --seed")
     p.add_argument("--patience", type=int, default=0,
@@ -781,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
                  export_dir=a.export_dir, export_fold=a.export_fold, resume=a.resume, command=cmd,
                  variant=variant, train_seed=a.train_seed, patience=a.patience,
-                 watch_held_out=a.watch_held_out, log=lambda s: print(s, flush=True))
+                 watch_held_out=a.watch_held_out, average_last=a.swa, log=lambda s: print(s, flush=True))
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -186,3 +186,23 @@ def test_extra_voices_train_the_diverse_recipe_only():
     Xb0, _ = loso.training_set(corpus, "baseline", tr)
     Xb1, _ = loso.training_set(more, "baseline", tr)
     assert len(Xb1) == len(Xb0)
+
+
+def test_swa_weights_are_the_mean_of_the_last_epochs():
+    """--swa N: the averaged weights are exactly the mean of the weights after each of the
+    last N epochs, while the returned model keeps the best validation epoch's weights."""
+    pytest.importorskip("tensorflow")
+    corpus = _tiny_corpus()
+    tr, va, _ = loso.split_fold(corpus.speakers, corpus.labels, "theo")
+    X, y = loso.training_set(corpus, "baseline", tr)
+    Xv, pv = corpus.clean.select(va)
+    after: list = []
+    model, hist, avg = loso.fit(X, y, Xv, corpus.labels[va][pv], K=64, epochs=3, seed=0,
+                                spec_augment=False, average_last=2, log=lambda s: None,
+                                watch=lambda m: (after.append(m.get_weights()), {})[1])
+    assert len(after) == 3
+    for a, w1, w2 in zip(avg, after[1], after[2]):
+        np.testing.assert_allclose(a, (w1 + w2) / 2, rtol=1e-6, atol=1e-7)
+    best = int(np.argmin([h["val_loss"] for h in hist]))
+    for got, want in zip(model.get_weights(), after[best]):
+        np.testing.assert_array_equal(got, want)
