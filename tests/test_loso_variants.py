@@ -184,3 +184,27 @@ def test_warp_only_batches_keep_integer_labels_and_warp_training_windows():
     assert xw.shape == xb0.shape and not np.allclose(xw, xb0)
     with pytest.raises(InvalidInputError):
         Variant(mel_warp=0.5)
+
+
+def test_ablation_splits_a_recipe_run_at_two_epoch_budgets_and_prints_curves(tmp_path, capsys):
+    """The same row name from an 8- and a 16-epoch run becomes two rows (name@8ep, name@16ep)
+    instead of the later run overwriting the earlier; --curves averages the watched held-out
+    figures per epoch over folds and names the folds whose validation loss chose that epoch."""
+    from model_export import loso_ablation
+
+    a = {"epochs": 8, "K": 384, "rows": [_row("lucas", "diverse", 0.6, 0.7), _row("theo", "diverse", 0.8, 0.8)]}
+    hist = {"lucas/diverse": [{"val_loss": 0.5, "held_out_h1": 0.5, "held_out_mAP": 0.6},
+                              {"val_loss": 0.3, "held_out_h1": 0.7, "held_out_mAP": 0.8}],
+            "theo/diverse": [{"val_loss": 0.4, "held_out_h1": 0.9, "held_out_mAP": 0.9},
+                             {"val_loss": 0.6, "held_out_h1": 0.8, "held_out_mAP": 0.7}]}
+    b = {"epochs": 16, "K": 384, "rows": [_row("lucas", "diverse", 0.7, 0.75)], "histories": hist}
+    (tmp_path / "a.json").write_text(json.dumps(a)), (tmp_path / "b.json").write_text(json.dumps(b))
+    models = loso_ablation.collect([tmp_path / "a.json", tmp_path / "b.json"])
+    assert set(models) == {"diverse@8ep", "diverse@16ep"}
+    md = loso_ablation.ablation_markdown(models, "diverse@8ep")
+    line = next(x for x in md.splitlines() if x.startswith("| diverse@16ep |"))
+    assert "+0.100 (n=1, 1 up)" in line
+    assert loso_ablation.main([str(tmp_path / "b.json"), "--curves"]) == 0
+    out = capsys.readouterr().out
+    assert "| diverse | 1 | 2 | 0.700 | 0.750 | 0.450 | theo |" in out
+    assert "| diverse | 2 | 2 | 0.750 | 0.750 | 0.450 | lucas |" in out
