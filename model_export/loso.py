@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model_export.loso_variants import Variant, band_normalise_bank, soft_batches
+from model_export.loso_variants import Variant, band_normalise_bank, learning_rate, soft_batches
 from speechvault.errors import InvalidInputError
 
 __all__ = ["Fold", "loso_folds", "split_fold", "RECIPES", "PAPER_TABLE1_MAP", "run_loso", "main"]
@@ -312,8 +312,9 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     clf = keras.Model(model.inputs, model.outputs[1])
     loss = ("categorical_crossentropy" if variant.soft else "sparse_categorical_crossentropy")
     metric = "categorical_accuracy" if variant.soft else "accuracy"
-    clf.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=[metric])
     tr = _Batches(X, y, 32, 1, True, seed, spec_augment=spec_augment)
+    clf.compile(optimizer=keras.optimizers.Adam(learning_rate(variant, int(epochs) * len(tr))),
+                loss=loss, metrics=[metric])
     va = _Batches(Xv, yv, 128, 1, False, seed)
     if variant.per_batch:
         tr = soft_batches(tr, 10, variant, True, spec)
@@ -326,6 +327,7 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
         vl, vacc = clf.evaluate(va, verbose=0)
         hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]), "accuracy": float(h[metric][0]),
                      "val_loss": float(vl), "val_accuracy": float(vacc),
+                     "learning_rate": float(np.asarray(clf.optimizer.learning_rate)),
                      "seconds": round(time.perf_counter() - t0, 1)})
         seen = watch(model) if watch is not None else {}
         hist[-1].update(seen)
@@ -790,6 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "espeak EXTRA FIT voices added to the diverse recipe (0: off)")
     p.add_argument("--swa", type=int, default=0, help="also judge the mean weights of the last "
                    "N epochs of each training (a second row, <label>+swaN; 0: off)")
+    p.add_argument("--lr-decay", default="none", help="learning-rate schedule over the epoch budget: "
+                   "none (Adam 1e-3 throughout) or cosine (to 2 %% of it)")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
                    "(initialisation, batch order); default --seed")
     p.add_argument("--patience", type=int, default=0,
@@ -799,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
-        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp, a.extra_voices)
+        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp, a.extra_voices, a.lr_decay)
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,

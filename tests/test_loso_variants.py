@@ -49,8 +49,9 @@ def test_variant_labels_and_validation():
     assert Variant("cmvn").label("diverse") == "diverse+cmvn"
     assert Variant("none", 0.1, 0.2).label("baseline") == "baseline+ls0.1+mix0.2"
     assert Variant(label_smoothing=0.1, extra_takes=4).label("diverse") == "diverse+ls0.1+xvoices4"
+    assert Variant(label_smoothing=0.1, mixup=0.2, lr_decay="cosine").label("diverse") == "diverse+ls0.1+mix0.2+cosine"
     assert not Variant().soft and Variant(mixup=0.2).soft and Variant(label_smoothing=0.1).soft
-    for bad in (dict(band_norm="pcen"), dict(label_smoothing=1.0), dict(mixup=-1.0), dict(extra_takes=-1)):
+    for bad in (dict(band_norm="pcen"), dict(label_smoothing=1.0), dict(mixup=-1.0), dict(extra_takes=-1), dict(lr_decay="step")):
         with pytest.raises(InvalidInputError):
             Variant(**bad)
 
