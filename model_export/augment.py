@@ -16,6 +16,9 @@ other "speakers" and other rooms before they reach the features:
 * :func:`speaker_chain` - a factory of the random chain above followed by the paper's training
   CPO (``hashing.cpo.random_cpo``), in the form ``model_export.dataset.compute_windows`` takes.
 
+* :func:`mel_warp_windows` - the same VTLP warp on finished feature windows (Mel axis), drawn
+  anew for every batch of training.
+
 SpecAugment-style masking of the feature windows is ``model_export.dataset.spec_augment``.
 Every function is deterministic for a given ``numpy.random.Generator`` and keeps the length of
 its input unless it says otherwise (``time_stretch`` changes it on purpose).
@@ -30,7 +33,7 @@ import numpy as np
 
 from speechvault.errors import InvalidInputError
 
-__all__ = ["stft", "istft", "speed", "vtlp", "time_stretch", "pitch_shift", "synth_rir",
+__all__ = ["stft", "istft", "speed", "vtlp", "vtlp_source", "mel_warp_windows", "time_stretch", "pitch_shift", "synth_rir",
            "reverberate", "add_colored_noise", "ChainRanges", "speaker_chain"]
 
 N_FFT = 512
@@ -87,13 +90,8 @@ def vtlp(y: np.ndarray, sr: int, alpha: float, f_hi: float = 4800.0) -> np.ndarr
     if not 0.5 <= alpha <= 2.0:
         raise InvalidInputError(f"VTLP alpha {alpha} out of range 0.5..2")
     nyq = sr / 2.0
-    f_hi = min(f_hi, nyq * 0.95)
-    f0 = f_hi * min(alpha, 1.0) / alpha
     S = stft(a)
-    f = np.linspace(0.0, nyq, S.shape[1])
-    # inverse warp: the input frequency whose warped image is f
-    knee = alpha * f0
-    src = np.where(f <= knee, f / alpha, f0 + (f - knee) * (nyq - f0) / (nyq - knee))
+    src = vtlp_source(np.linspace(0.0, nyq, S.shape[1]), alpha, nyq, f_hi)
     bins = src / nyq * (S.shape[1] - 1)
     lo = np.clip(np.floor(bins).astype(int), 0, S.shape[1] - 1)
     hi = np.clip(lo + 1, 0, S.shape[1] - 1)
@@ -104,6 +102,43 @@ def vtlp(y: np.ndarray, sr: int, alpha: float, f_hi: float = 4800.0) -> np.ndarr
     if peak_out > 0:
         z *= peak_in / peak_out
     return z.astype(np.float32)
+
+
+def vtlp_source(f: np.ndarray, alpha: float, f_top: float, f_hi: float = 4800.0) -> np.ndarray:
+    """The inverse VTLP warp: the input frequency whose warped image is ``f`` (Hz), for the
+    piecewise-linear w of :func:`vtlp` on 0..``f_top`` (the upper edge stays fixed)."""
+    f_hi = min(f_hi, f_top * 0.95)
+    f0 = f_hi * min(alpha, 1.0) / alpha
+    knee = alpha * f0
+    f = np.asarray(f, dtype=np.float64)
+    return np.where(f <= knee, f / alpha, f0 + (f - knee) * (f_top - f0) / (f_top - knee))
+
+
+def mel_warp_windows(X: np.ndarray, alphas: np.ndarray, spec=None, f_hi: float = 4800.0) -> np.ndarray:
+    """VTLP applied to finished model windows (n, n_mels, frames, 1): band m takes the
+    content at the Mel position of w^-1(centre of m), linearly interpolated between bands
+    (edge bands repeat). A fresh ``alpha`` per window and per epoch costs no audio decoding,
+    so every epoch sees new "vocal tracts", where :func:`speaker_chain` fixes two per clip
+    when the cache is built. Padded frames (all zero) stay zero. Returns a float32 copy."""
+    from hashing.features import FeatureSpec, hz_to_mel, mel_to_hz
+
+    spec = spec if spec is not None else FeatureSpec(input_mode="native")
+    n_mels = int(spec.n_mels)
+    if X.ndim != 4 or X.shape[1] != n_mels:
+        raise InvalidInputError(f"expected windows (n, {n_mels}, frames, c), got {X.shape}")
+    lo_mel, hi_mel = float(hz_to_mel(spec.fmin)), float(hz_to_mel(spec.fmax_hz))
+    step = (hi_mel - lo_mel) / (n_mels + 1)
+    centres = mel_to_hz(lo_mel + step * np.arange(1, n_mels + 1))
+    out = np.empty(X.shape, np.float32)
+    for i, alpha in enumerate(np.asarray(alphas, np.float64)):
+        src = vtlp_source(centres, float(alpha), spec.fmax_hz, f_hi)
+        pos = np.clip((hz_to_mel(src) - lo_mel) / step - 1.0, 0.0, n_mels - 1.0)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, n_mels - 1)
+        w = (pos - lo).astype(np.float32)[:, None, None]
+        x = np.asarray(X[i], np.float32)
+        out[i] = (1.0 - w) * x[lo] + w * x[hi]
+    return out
 
 
 def time_stretch(y: np.ndarray, rate: float, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:

@@ -15,9 +15,27 @@ import numpy as np
 
 from model_export.long_speech import synthesize
 
-__all__ = ["DIGIT_WORDS", "DigitClip", "espeak_digit_clips"]
+__all__ = ["DIGIT_WORDS", "DigitClip", "espeak_digit_clips", "ESPEAK_EXTRA_FIT_VOICES"]
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+#: More training voices (issue 16, "many more synthetic voices"): the FIT accents en and en-us
+#: with every espeak-ng variant that no list of ``long_speech`` uses, plus the FIT variants
+#: moved onto en-us. No TEST or CALIB variant appears here (a test checks), and variants named
+#: after a TEST one (edward2, anikaRobot, RicishayMax) are left out, as are the robot/effect
+#: voices (robosoft*, UniRobot, Demonic, announcer, fast), and caleb and klatt6, which sound the
+#: same as klatt (the test compares the audio). Not "en-gb+...": espeak-ng 1.51
+#: resolves every en-gb+variant to plain en-gb (= en), the variant is ignored.
+ESPEAK_EXTRA_FIT_VOICES: tuple[str, ...] = (
+    "en+Andrea", "en-us+AnxiousAndy", "en+Diogo", "en-us+Gene", "en+Gene2", "en-us+Henrique",
+    "en+Hugo", "en-us+Jacky", "en+Lee", "en-us+Marco", "en+Mario", "en-us+Michael",
+    "en+Nguyen", "en-us+Storm", "en+Tweaky", "en-us+antonio", "en+boris",
+    "en+ed", "en-us+gustave", "en+iven2", "en-us+iven3", "en+iven4", "en-us+kaukovalta",
+    "en-us+marcelo", "en+miguel", "en-us+norbert", "en+pablo", "en-us+pedro",
+    "en+sandro", "en-us+steph2", "en+steph3", "en-us+grandpa", "en+whisperf",
+    "en-us+m1", "en-us+m2", "en-us+m4", "en-us+m5", "en-us+m6", "en-us+m7",
+    "en-us+f1", "en-us+f2", "en-us+f4", "en-us+f5", "en-us+klatt", "en-us+klatt4",
+)
 
 
 @dataclasses.dataclass(frozen=True)

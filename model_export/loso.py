@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model_export.loso_variants import Variant, band_normalise_bank, soft_batches
+from model_export.loso_variants import Variant, band_normalise_bank, learning_rate, soft_batches
 from speechvault.errors import InvalidInputError
 
 __all__ = ["Fold", "loso_folds", "split_fold", "RECIPES", "PAPER_TABLE1_MAP", "run_loso", "main"]
@@ -170,15 +170,21 @@ class Corpus:
     esp_test_labels: np.ndarray
     esp_test_voices: list[str]
     esp_fit_voices: list[str]
+    esp_extra: Bank | None = None         # espeak EXTRA FIT voices, clean (Variant.extra_takes)
+    esp_extra_aug: Bank | None = None     # ... one speaker_chain copy
+    esp_extra_labels: np.ndarray | None = None
 
 
 def build_corpus(data_dir: Path, spec, cache_dir: Path, *, seed: int = 0, fit_takes: int = 6,
-                 test_takes: int = 3, log=print) -> Corpus:
+                 test_takes: int = 3, extra_takes: int = 0, log=print) -> Corpus:
+    """Every bank of a LOSO run (cached in ``cache_dir``). ``extra_takes`` > 0 adds that many
+    takes per digit in each of ``espeak_digits.ESPEAK_EXTRA_FIT_VOICES`` (clean + 1 chained
+    copy), which the diverse recipe then trains on too."""
     from hashing.audio import load_audio
     from hashing.cpo import random_cpo
     from model_export import dataset as ds
     from model_export.augment import speaker_chain
-    from model_export.espeak_digits import espeak_digit_clips
+    from model_export.espeak_digits import ESPEAK_EXTRA_FIT_VOICES, espeak_digit_clips
     from model_export.long_speech import (ESPEAK_FIT_VOICES, ESPEAK_PITCH, ESPEAK_SPEED_WPM,
                                           ESPEAK_TEST_VOICES)
 
@@ -230,8 +236,18 @@ def build_corpus(data_dir: Path, spec, cache_dir: Path, *, seed: int = 0, fit_ta
     esp_test = make_bank(test_sig, spec, sr, None, c / f"esp-test-{test_takes}.npz", log, "espeak TEST")
     esp_test_cpo = {n: make_bank(test_sig, spec, sr, _fixed_cpo(n), c / f"esp-test-{test_takes}-{n}.npz",
                                  log, f"espeak TEST {n}") for n in TEST_CPOS}
-    return Corpus(labels, speakers, clean, cpo, base, div, esp_fit, esp_fit_aug, f_lab, esp_test,
-                  esp_test_cpo, t_lab, list(ESPEAK_TEST_VOICES), list(ESPEAK_FIT_VOICES))
+    corpus = Corpus(labels, speakers, clean, cpo, base, div, esp_fit, esp_fit_aug, f_lab, esp_test,
+                    esp_test_cpo, t_lab, list(ESPEAK_TEST_VOICES), list(ESPEAK_FIT_VOICES))
+    if extra_takes > 0:
+        name = f"extra-{extra_takes}-{tag}"
+        xl, x_lab, x_flat = esp(ESPEAK_EXTRA_FIT_VOICES, extra_takes, 3000 + seed, (110, 200), (10, 90), name)
+        x_sig = split(xl, x_flat)
+        corpus = dataclasses.replace(
+            corpus, esp_extra=make_bank(x_sig, spec, sr, None, c / f"esp-{name}.npz", log, "espeak EXTRA"),
+            esp_extra_aug=make_bank(x_sig, spec, sr, _seeded(chain, seed + 2, 0), c / f"esp-{name}-chain.npz",
+                                    log, "espeak EXTRA chain"),
+            esp_extra_labels=x_lab, esp_fit_voices=corpus.esp_fit_voices + list(ESPEAK_EXTRA_FIT_VOICES))
+    return corpus
 
 
 def band_normalised(corpus: Corpus, mode: str) -> Corpus:
@@ -266,14 +282,26 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
         for b in (corpus.esp_fit, corpus.esp_fit_aug):
             xs.append(b.X)
             ys.append(corpus.esp_fit_labels[b.owner])
+        for b in (corpus.esp_extra, corpus.esp_extra_aug):
+            if b is not None:
+                xs.append(b.X)
+                ys.append(corpus.esp_extra_labels[b.owner])
     return np.concatenate(xs), np.concatenate(ys)
 
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int, epochs: int,
-        seed: int, spec_augment: bool, variant: Variant = Variant(), log=print):
+        seed: int, spec_augment: bool, variant: Variant = Variant(), spec=None, patience: int = 0,
+        watch: Callable[[Any], dict] | None = None, average_last: int = 0, log=print):
     """Train the CRNN (classification, Adam 1e-3, batch 32); keep the epoch with the lowest
-    validation loss. ``variant``: label smoothing / mixup (soft targets). Returns (model with
-    outputs [hash, probs], history)."""
+    validation loss. ``variant``: label smoothing / mixup (soft targets), Mel warp (of windows
+    of ``spec``, default the native FeatureSpec). ``patience``: stop
+    after that many epochs without a lower validation loss (0: run every epoch). ``watch``:
+    figures of the model after each epoch, recorded in the history only (a diagnostic of how
+    the held-out speaker moves with epochs; never used to choose the epoch). Returns (model with
+    outputs [hash, probs], history); with ``average_last`` = N > 0 also the mean of the weights
+    after each of the last N epochs run (stochastic weight averaging, Izmailov et al. 2018: one
+    epoch's h1 on a new speaker swings by several points, an average of epochs less; batch-norm
+    statistics are averaged alike, not recomputed)."""
     import keras
 
     from model_export.models import build_model
@@ -284,25 +312,38 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     clf = keras.Model(model.inputs, model.outputs[1])
     loss = ("categorical_crossentropy" if variant.soft else "sparse_categorical_crossentropy")
     metric = "categorical_accuracy" if variant.soft else "accuracy"
-    clf.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=[metric])
     tr = _Batches(X, y, 32, 1, True, seed, spec_augment=spec_augment)
+    clf.compile(optimizer=keras.optimizers.Adam(learning_rate(variant, int(epochs) * len(tr))),
+                loss=loss, metrics=[metric])
     va = _Batches(Xv, yv, 128, 1, False, seed)
+    if variant.per_batch:
+        tr = soft_batches(tr, 10, variant, True, spec)
     if variant.soft:
-        tr, va = soft_batches(tr, 10, variant, True), soft_batches(va, 10, Variant(), False)
-    best, best_w, hist = np.inf, None, []
+        va = soft_batches(va, 10, Variant(), False)
+    best, best_w, best_ep, hist, last = np.inf, None, 0, [], []
     for ep in range(int(epochs)):
         t0 = time.perf_counter()
         h = clf.fit(tr, epochs=1, verbose=0).history
         vl, vacc = clf.evaluate(va, verbose=0)
         hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]), "accuracy": float(h[metric][0]),
                      "val_loss": float(vl), "val_accuracy": float(vacc),
+                     "learning_rate": float(np.asarray(clf.optimizer.learning_rate)),
                      "seconds": round(time.perf_counter() - t0, 1)})
+        seen = watch(model) if watch is not None else {}
+        hist[-1].update(seen)
         log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} acc {h[metric][0]:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
-            f"({hist[-1]['seconds']:.0f} s)")
+            + "".join(f"{k} {v:.3f} " for k, v in seen.items()) + f"({hist[-1]['seconds']:.0f} s)")
+        if average_last:
+            last = (last + [model.get_weights()])[-int(average_last):]
         if vl < best:
-            best, best_w = vl, model.get_weights()
+            best, best_w, best_ep = vl, model.get_weights(), ep
+        elif patience and ep - best_ep >= patience:
+            log(f"    stopped: no lower validation loss for {patience} epochs")
+            break
         tr.on_epoch_end()
     model.set_weights(best_w)
+    if average_last:
+        return model, hist, [np.mean(ws, axis=0) for ws in zip(*last)]
     return model, hist
 
 
@@ -415,6 +456,20 @@ def judge(run, K: int, corpus: Corpus, test_idx: np.ndarray, cal_idx: np.ndarray
         "retrieval": _retrieval(run, K, corpus.esp_test_cpo, np.arange(lib_e.n), lib_f.n, lib, tau),
     }
     return out
+
+
+def held_out_watch(corpus: Corpus, test_idx: np.ndarray, K: int) -> Callable[[Any], dict]:
+    """``fit``'s per-epoch diagnostic: h1 accuracy and mAP of h2 on the held-out speaker's
+    clean clips (the ``judge`` figures without retrieval). Recorded to show how many epochs
+    the held-out speaker would want; choosing the epoch by it would be testing on the test set."""
+    X, pos = corpus.clean.select(test_idx)
+    y = corpus.labels[test_idx]
+
+    def watch(model) -> dict:
+        enc = _encoded(_keras_outputs(model), X, pos, len(test_idx))
+        return {"held_out_h1": float(np.mean(enc.category == y)), "held_out_mAP": _map(enc, y, K)}
+
+    return watch
 
 
 def _subset_enc(s, idx):
@@ -548,7 +603,8 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
              cache_dir: str | Path | None = None, seed: int = 0, threads: int = 2,
              default_model: str | Path | None = None, export_dir: str | Path | None = None,
              export_fold: str | None = None, resume: bool = False, command: str = "",
-             variant: Variant = Variant(), train_seed: int | None = None, log=print) -> dict[str, Any]:
+             variant: Variant = Variant(), train_seed: int | None = None, patience: int = 0,
+             watch_held_out: bool = False, average_last: int = 0, log=print) -> dict[str, Any]:
     """Run LOSO for the recipes (and judge the shipped default); write loso.md / loso.json into
     ``out`` after every fold. ``export_fold``: the diverse model of that fold is exported
     (TFLite + JSON, tau calibrated) into ``export_dir``. ``resume``: keep the rows of an earlier
@@ -556,7 +612,11 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
     ``variant``: one lever on top of each recipe (``model_export.loso_variants``); its rows are
     named after it (``diverse+cmvn``). ``train_seed``: the seed of weight initialisation and
     batch order only (default ``seed``; splits and augmented copies stay those of ``seed``), to
-    measure how much one fold's figures move between trainings alone."""
+    measure how much one fold's figures move between trainings alone. ``patience``: early
+    stopping on the validation loss (``fit``). ``watch_held_out``: record the held-out speaker's
+    h1 and mAP after every epoch in the histories (diagnostic only, see ``held_out_watch``).
+    ``average_last``: also judge each training with the mean weights of its last N epochs
+    (``fit``), as a second row named ``<label>+swaN``."""
     import tensorflow as tf
 
     from hashing.features import FeatureSpec
@@ -590,12 +650,13 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
         res["command"] = old.get("command", "") + (f" ; resumed: {command}" if command else "")
         t_start -= float(old.get("seconds", 0.0))
     done = {(r["held_out"], r["model"]) for r in res["rows"]}
-    corpus = band_normalised(build_corpus(Path(data_dir), spec, cache, seed=seed, log=log), variant.band_norm)
+    corpus = band_normalised(build_corpus(Path(data_dir), spec, cache, seed=seed,
+                                          extra_takes=variant.extra_takes, log=log), variant.band_norm)
     spec = spec.replace(band_norm=variant.band_norm)
     res["espeak_test_voices"] = corpus.esp_test_voices
     res["espeak_fit_voices"] = corpus.esp_fit_voices
     res["espeak_test_clips"] = int(corpus.esp_test.n)
-    res["espeak_fit_clips"] = int(corpus.esp_fit.n)
+    res["espeak_fit_clips"] = int(corpus.esp_fit.n + (corpus.esp_extra.n if corpus.esp_extra is not None else 0))
     folds = loso_folds(corpus.speakers.tolist())
     if speakers:  # in the order given (a run cut short by the clock keeps the first ones)
         by = {f.held_out: f for f in folds}
@@ -640,8 +701,11 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             t0 = time.perf_counter()
             X, y = training_set(corpus, recipe, train_idx)
             log(f"fold {f.held_out} / {label}: {len(X)} training windows")
-            model, hist = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
-                              spec_augment=(recipe == "diverse"), variant=variant, log=log)
+            fitted = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
+                         spec_augment=(recipe == "diverse"), variant=variant, spec=spec, patience=patience,
+                         watch=held_out_watch(corpus, test_idx, K) if watch_held_out else None,
+                         average_last=average_last, log=log)
+            model, hist = fitted[:2]
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
             res["rows"].append({"held_out": f.held_out, "model": label, "recipe": recipe,
@@ -650,6 +714,17 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
             res["histories"][f"{f.held_out}/{label}"] = hist
             log(f"  {label} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
                 f"espeak h1 {row['espeak_test']['h1_accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
+            if average_last:  # the same training, judged with its last epochs' mean weights
+                best_weights = model.get_weights()
+                model.set_weights(fitted[2])
+                swa = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
+                model.set_weights(best_weights)
+                res["rows"].append({"held_out": f.held_out, "model": f"{label}+swa{average_last}",
+                                    "recipe": recipe, "variant": dataclasses.asdict(variant),
+                                    "average_last": int(average_last), "train_windows": int(len(X)),
+                                    "fit_seconds": round(t_fit, 1), **swa})
+                log(f"  {label}+swa{average_last} on {f.held_out}: h1 {swa['fsdd']['h1_accuracy']:.3f} "
+                    f"mAP {swa['fsdd']['mAP_h2']:.3f} espeak h1 {swa['espeak_test']['h1_accuracy']:.3f}")
             if recipe == "diverse" and export_fold == f.held_out and export_dir is not None:
                 try:  # a failed export must not cost the LOSO figures
                     _export(model, Path(export_dir), K, spec, f, train_idx, val_idx, corpus, Xv, row,
@@ -677,7 +752,7 @@ def _export(model, export_dir: Path, K: int, spec, fold: Fold, train_idx, val_id
         "train_speakers": list(fold.train_speakers), "validation_speakers": [],
         "val_split": {"stratified_fraction": 0.1, "of": "train speakers"},
         "espeak_voices": corpus.esp_fit_voices, "n_train_clips": int(len(train_idx)),
-        "n_espeak_clips": int(corpus.esp_fit.n), "epochs": int(epochs), "best_epoch": best,
+        "n_espeak_clips": int(corpus.esp_fit.n + (corpus.esp_extra.n if corpus.esp_extra is not None else 0)), "epochs": int(epochs), "best_epoch": best,
         "batch_size": 32, "optimizer": "Adam(lr=0.001)",
         "augmentation": "clean + 2 x model_export.augment.speaker_chain (VTLP, pitch, tempo, "
                         "synthetic RIR, coloured noise, then hashing.cpo.random_cpo); espeak-ng FIT "
@@ -711,17 +786,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--band-norm", default="none", help="per-Mel-band normalisation: none, cmn, cmvn")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) alpha (0: off)")
+    p.add_argument("--mel-warp", type=float, default=0.0, help="VTLP of each training window's "
+                   "Mel axis, alpha drawn per batch in 1 -+ this (0: off)")
+    p.add_argument("--extra-voices", type=int, default=0, help="takes per digit in each of the "
+                   "espeak EXTRA FIT voices added to the diverse recipe (0: off)")
+    p.add_argument("--swa", type=int, default=0, help="also judge the mean weights of the last "
+                   "N epochs of each training (a second row, <label>+swaN; 0: off)")
+    p.add_argument("--lr-decay", default="none", help="learning-rate schedule over the epoch budget: "
+                   "none (Adam 1e-3 throughout) or cosine (to 2 %% of it)")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training only "
                    "(initialisation, batch order); default --seed")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without a lower validation loss (0: off)")
+    p.add_argument("--watch-held-out", action="store_true", help="record the held-out speaker's "
+                   "h1 and mAP after every epoch (diagnostic; never chooses the epoch)")
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
-        variant = Variant(a.band_norm, a.label_smoothing, a.mixup)
+        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp, a.extra_voices, a.lr_decay)
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,
                  export_dir=a.export_dir, export_fold=a.export_fold, resume=a.resume, command=cmd,
-                 variant=variant, train_seed=a.train_seed, log=lambda s: print(s, flush=True))
+                 variant=variant, train_seed=a.train_seed, patience=a.patience,
+                 watch_held_out=a.watch_held_out, average_last=a.swa, log=lambda s: print(s, flush=True))
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

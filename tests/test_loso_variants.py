@@ -48,8 +48,10 @@ def test_variant_labels_and_validation():
     assert Variant().label("diverse") == "diverse"
     assert Variant("cmvn").label("diverse") == "diverse+cmvn"
     assert Variant("none", 0.1, 0.2).label("baseline") == "baseline+ls0.1+mix0.2"
+    assert Variant(label_smoothing=0.1, extra_takes=4).label("diverse") == "diverse+ls0.1+xvoices4"
+    assert Variant(label_smoothing=0.1, mixup=0.2, lr_decay="cosine").label("diverse") == "diverse+ls0.1+mix0.2+cosine"
     assert not Variant().soft and Variant(mixup=0.2).soft and Variant(label_smoothing=0.1).soft
-    for bad in (dict(band_norm="pcen"), dict(label_smoothing=1.0), dict(mixup=-1.0)):
+    for bad in (dict(band_norm="pcen"), dict(label_smoothing=1.0), dict(mixup=-1.0), dict(extra_takes=-1), dict(lr_decay="step")):
         with pytest.raises(InvalidInputError):
             Variant(**bad)
 
@@ -127,3 +129,83 @@ def test_ablation_table_pairs_folds_and_skips_seen_rows(tmp_path, capsys):
     assert "+0.100 (n=2, 2 up)" in line and "+0.025 (n=2, 1 up)" in line
     assert loso_ablation.main([str(tmp_path / "a.json"), "--reference", "nothing"]) == 1
     assert capsys.readouterr().err.startswith("error:")
+
+
+def _tone(hz: float, seconds: float = 0.5, sr: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.5 * np.sin(2 * np.pi * hz * t) * np.sin(np.pi * t / seconds) ** 2
+    return np.concatenate([np.zeros(1600), y, np.zeros(1600)]).astype(np.float32)
+
+
+def _peak_band(W: np.ndarray) -> int:
+    real = ~np.all(W[0, :, :, 0] == 0, axis=0)
+    return int(np.argmax(W[0, :, real, 0].mean(axis=0)))
+
+
+@pytest.mark.parametrize("hz", [500.0, 1800.0])
+@pytest.mark.parametrize("alpha", [0.87, 1.15])
+def test_mel_warp_moves_a_tone_to_alpha_times_its_frequency(hz, alpha):
+    """Below VTLP's knee w(f) = alpha f: the warped window of a tone at f peaks in the band of
+    a tone at alpha f (the features of that tone computed from audio), +-1 band; alpha = 1
+    changes nothing and padded (all-zero) frames stay zero."""
+    from model_export.augment import mel_warp_windows
+
+    spec = FeatureSpec(input_mode="native")
+    X = model_windows(_tone(hz), spec)[:1].astype(np.float32)
+    np.testing.assert_allclose(mel_warp_windows(X, np.array([1.0]), spec), X, atol=1e-6)
+    got = mel_warp_windows(X, np.array([alpha]), spec)
+    want = model_windows(_tone(alpha * hz), spec)[:1]
+    assert _peak_band(X) != _peak_band(want)
+    assert abs(_peak_band(got) - _peak_band(want)) <= 1
+    pad = np.all(X[0, :, :, 0] == 0, axis=0)
+    assert pad.any() and np.all(got[0][:, pad] == 0)
+
+
+def test_mel_warp_rejects_windows_of_another_shape():
+    from model_export.augment import mel_warp_windows
+
+    with pytest.raises(InvalidInputError):
+        mel_warp_windows(np.zeros((2, 64, 10, 1), np.float32), np.ones(2))
+
+
+def test_warp_only_batches_keep_integer_labels_and_warp_training_windows():
+    pytest.importorskip("tensorflow")
+    from model_export.loso_variants import soft_batches
+    from model_export.train import _Batches
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((32, 128, 8, 1)).astype(np.float16)
+    y = np.arange(32) % 10
+    base = _Batches(X, y, 16, 1, False, 0)
+    xb0, yb0 = base[0]
+    v = Variant(mel_warp=0.15)
+    assert v.per_batch and not v.soft and v.label("diverse") == "diverse+warp0.15"
+    xw, yw = soft_batches(base, 10, v, train=True)[0]
+    np.testing.assert_array_equal(yw, yb0)
+    assert xw.shape == xb0.shape and not np.allclose(xw, xb0)
+    with pytest.raises(InvalidInputError):
+        Variant(mel_warp=0.5)
+
+
+def test_ablation_splits_a_recipe_run_at_two_epoch_budgets_and_prints_curves(tmp_path, capsys):
+    """The same row name from an 8- and a 16-epoch run becomes two rows (name@8ep, name@16ep)
+    instead of the later run overwriting the earlier; --curves averages the watched held-out
+    figures per epoch over folds and names the folds whose validation loss chose that epoch."""
+    from model_export import loso_ablation
+
+    a = {"epochs": 8, "K": 384, "rows": [_row("lucas", "diverse", 0.6, 0.7), _row("theo", "diverse", 0.8, 0.8)]}
+    hist = {"lucas/diverse": [{"val_loss": 0.5, "held_out_h1": 0.5, "held_out_mAP": 0.6},
+                              {"val_loss": 0.3, "held_out_h1": 0.7, "held_out_mAP": 0.8}],
+            "theo/diverse": [{"val_loss": 0.4, "held_out_h1": 0.9, "held_out_mAP": 0.9},
+                             {"val_loss": 0.6, "held_out_h1": 0.8, "held_out_mAP": 0.7}]}
+    b = {"epochs": 16, "K": 384, "rows": [_row("lucas", "diverse", 0.7, 0.75)], "histories": hist}
+    (tmp_path / "a.json").write_text(json.dumps(a)), (tmp_path / "b.json").write_text(json.dumps(b))
+    models = loso_ablation.collect([tmp_path / "a.json", tmp_path / "b.json"])
+    assert set(models) == {"diverse@8ep", "diverse@16ep"}
+    md = loso_ablation.ablation_markdown(models, "diverse@8ep")
+    line = next(x for x in md.splitlines() if x.startswith("| diverse@16ep |"))
+    assert "+0.100 (n=1, 1 up)" in line
+    assert loso_ablation.main([str(tmp_path / "b.json"), "--curves"]) == 0
+    out = capsys.readouterr().out
+    assert "| diverse | 1 | 2 | 0.700 | 0.750 | 0.450 | theo |" in out
+    assert "| diverse | 2 | 2 | 0.750 | 0.750 | 0.450 | lucas |" in out
