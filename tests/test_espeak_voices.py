@@ -47,3 +47,20 @@ def test_every_extra_voice_sounds_unlike_every_other_voice():
         assert d not in others, (v, others.get(d))
         assert d not in seen, (v, seen.get(d))
         seen[d] = v
+
+
+@needs_espeak
+def test_no_test_or_calib_voice_sounds_like_a_voice_it_must_not_be():
+    """Held-out voices are held out by their sound, not their names: no TEST or CALIB voice
+    gives the bytes of a FIT voice, of an extra FIT voice or of another held-out voice
+    ("en-gb+paul", a TEST voice until session 22, was plain "en", a FIT voice)."""
+    def digest(voice):
+        return hashlib.sha1(ls.synthesize("seven", voice, 160, 50).tobytes()).hexdigest()
+
+    fitted = {digest(v): v for v in ls.ESPEAK_FIT_VOICES + tuple(ESPEAK_EXTRA_FIT_VOICES)}
+    held: dict[str, str] = {}
+    for v in ls.ESPEAK_CALIB_VOICES + ls.ESPEAK_TEST_VOICES:
+        d = digest(v)
+        assert d not in fitted, (v, fitted.get(d))
+        assert d not in held, (v, held.get(d))
+        held[d] = v
