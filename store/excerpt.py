@@ -103,9 +103,9 @@ class ExcerptRule:
     #: a second way to match, for copies that lost most of their windows: this many covered
     #: windows each within ``strong_ber`` of the query at the one offset (a window the query
     #: shares with other recordings counting as its share), whatever the evidence of the rest.
-    #: Why: babble or noise at 10 dB destroys the windows that were mostly pause in the stored
-    #: recording (BER 0.38-0.47, where unrelated windows sit) and keeps those of loud speech
-    #: near BER 0.05; the summed evidence then sinks under a few near-identical windows, while
+    #: Why: babble or noise at 10 dB can destroy most windows of a copy (BER 0.38-0.47, where
+    #: unrelated windows sit) and keep a few near BER 0.05; the summed evidence then sinks
+    #: under those near-identical windows, while
     #: unrelated recordings almost never put even two windows this close at one offset
     #: (calibrated: the count is the most any calibration impostor reached plus a margin,
     #: ``model_export.excerpt_calibration.calibrate_strong``). 0: off (rules calibrated before)
@@ -409,9 +409,10 @@ def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[i
 
 def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
     """Evidence per candidate from the verification rows ``(rid, ob, s, qs, d)``, best first,
-    one hit per recording (its best offset): each covered window adds ``tau_window - BER``, a
-    matching one divided among the recordings that share it (``_window_shares``), one that does
-    not match no less than ``min_window_gain``."""
+    one hit per recording (its best offset: one the rule accepts, then the most evidence):
+    each covered window adds ``tau_window - BER``, a matching one divided among the recordings
+    that share it (``_window_shares``), one that does not match no less than
+    ``min_window_gain``."""
     if not rows:
         return []
     tau, floor = rule.tau_window, rule.min_window_gain
@@ -439,6 +440,9 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
                          windows=len(win), mean_ber=float(ds.mean()), best_ber=float(ds[i]),
                          best_window=win[i][0], best_query_window=win[i][1],
                          close=int(np.sum(ds <= rule.cand_ber)), strong=float(strong))
-        if rid not in best or hit.evidence > best[rid].evidence:
+        # a recording's offset that the rule accepts beats one with more evidence that it
+        # does not (near-identical windows at one offset, chance ones at another)
+        if rid not in best or ((rule.accepts(hit), hit.evidence)
+                               > (rule.accepts(best[rid]), best[rid].evidence)):
             best[rid] = hit
     return sorted(best.values(), key=lambda h: (-h.evidence, h.mean_ber, h.recording_id))

@@ -190,6 +190,11 @@ def test_a_copy_with_a_few_near_identical_windows_matches_a_shared_prompt_does_n
     assert [x.strong for x in shared] == [1.5, 1.5] and not any(on.accepts(x) for x in shared)
     assert ExcerptRule.from_dict({"tau_window": 0.3}).min_strong_windows == 0
     assert ExcerptRule.from_dict(on.to_dict()) == on
+    # the same recording at a chance offset with more evidence: the accepted offset is its hit
+    chance = [(1, 40, 16 * k, 16 * k - 320, d(0.33)) for k in range(18)]
+    (h2,) = decide(copy + chance, K, on)
+    assert h2.evidence < decide(chance, K, on)[0].evidence and on.accepts(h2)
+    assert h2.offset_frames == 16
 
 
 def test_calibration_sets_the_strong_window_count_above_every_impostor():
