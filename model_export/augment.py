@@ -33,8 +33,9 @@ import numpy as np
 
 from speechvault.errors import InvalidInputError
 
-__all__ = ["stft", "istft", "speed", "vtlp", "vtlp_source", "mel_warp_windows", "time_stretch", "pitch_shift", "synth_rir",
-           "reverberate", "add_colored_noise", "ChainRanges", "speaker_chain"]
+__all__ = ["stft", "istft", "speed", "vtlp", "vtlp_source", "mel_warp_windows", "time_stretch",
+           "pitch_shift", "synth_rir", "reverberate", "add_colored_noise", "ChainRanges",
+           "speaker_chain"]
 
 N_FFT = 512
 HOP = 128
