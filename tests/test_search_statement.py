@@ -107,27 +107,33 @@ def test_one_statement_equals_the_per_window_statements(vault, mode, top):
             assert [h.is_match for h in res.nearest] == [h[3] / vault.K < tau for h in ref]
 
 
+def _statements_sent(v, monkeypatch) -> list[str]:
+    """The SQL text of every statement ``v`` sends from now on (its connection spied on)."""
+    sent: list[str] = []
+    real = v._con
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *a):
+            sent.append(sql)
+            return real.execute(sql, *a)
+
+    monkeypatch.setattr(v, "_db", lambda: Spy())
+    return sent
+
+
 def test_growing_l_and_grouped_fallback_equal_the_first_statement(vault, monkeypatch):
     """L too small for the top (many windows per recording): L grows, or every candidate row
     is ranked; the answer is the same and every statement run is timed."""
     q = _queries(vault)[0]
     want = {m: _hits(vault.search(q, mode=m, top=20)) for m in MODES}
-    calls = []
-    real = vault._con.execute
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(vault._con, name)
-
-        def execute(self, sql, *a):
-            calls.append(sql)
-            return real(sql, *a)
-
     for fallback in (10**6, 8):  # L grows 4 -> 16 -> 64 ... / grouped after the first
         monkeypatch.setattr(search, "FIRST_L_FACTOR", 0)
         monkeypatch.setattr(search, "MIN_FIRST_L", 4)
         monkeypatch.setattr(search, "GROUPED_FALLBACK_ROWS", fallback)
-        monkeypatch.setattr(vault, "_db", lambda: Spy())
+        calls = _statements_sent(vault, monkeypatch)
         for m in MODES:
             calls.clear()
             res = vault.search(q, mode=m, top=20)
@@ -142,18 +148,7 @@ def test_one_statement_per_search(vault, monkeypatch):
     v = vault
     for mode in ("two-stage", "traversal", "multi-probe"):  # counts read, threads chosen
         v.search(_queries(v)[0], mode=mode, top=5)
-    sent = []
-    real = v._con
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def execute(self, sql, *a):
-            sent.append(sql)
-            return real.execute(sql, *a)
-
-    monkeypatch.setattr(v, "_db", lambda: Spy())
+    sent = _statements_sent(v, monkeypatch)
     for q in _queries(v):
         for mode in ("two-stage", "traversal", "multi-probe"):
             sent.clear()
@@ -189,18 +184,7 @@ def test_auto_falling_back_on_a_small_index_sends_one_statement(vault, monkeypat
     category scanned twice); above that bound, two statements as before. Same hits."""
     q = _queries(vault)[2]  # not stored
     vault.search(q, top=5)  # counts read, threads chosen, labels held
-    sent = []
-    real = vault._con
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def execute(self, sql, *a):
-            sent.append(sql)
-            return real.execute(sql, *a)
-
-    monkeypatch.setattr(vault, "_db", lambda: Spy())
+    sent = _statements_sent(vault, monkeypatch)
     res = vault.search(q, top=5, tau=0.01)
     assert res.fell_back and not res.matched
     assert len(sent) == 1, sent
