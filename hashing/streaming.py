@@ -12,12 +12,11 @@ checks that the codes equal the one-shot path's (tests/test_streaming.py).
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import numpy as np
 
 from hashing import windowing as _w
-from hashing.features import _as_signal, _mel_power
+from hashing.features import _as_signal
 
 __all__ = ["band_log_mel_blocks", "encode_windowed", "nearest_sorted", "spread_sorted",
            "STREAM_SAMPLES", "LAZY_SAMPLES"]
@@ -117,22 +116,18 @@ def _window_starts(n_frames: int, a0: int, a1: int, spec, purpose: str) -> np.nd
     return starts[(starts + W > 0) & (starts < n_frames)]
 
 
+def _frames_in(mask: np.ndarray, starts: np.ndarray, W: int) -> np.ndarray:
+    """Frames of ``mask`` per window of ``W`` frames at ``starts``, from a running count instead
+    of a (windows x frames) gather."""
+    c = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    lo = np.clip(starts, 0, mask.shape[0])
+    hi = np.clip(starts + W, 0, mask.shape[0])
+    return c[hi] - c[lo]
+
+
 def _activity(active: np.ndarray, starts: np.ndarray, W: int) -> np.ndarray:
-    """Fraction of active frames per window (``windowing._cut``'s activity), from a running
-    count instead of a (windows x frames) gather."""
-    c = np.concatenate([[0], np.cumsum(active, dtype=np.int64)])
-    lo = np.clip(starts, 0, active.shape[0])
-    hi = np.clip(starts + W, 0, active.shape[0])
-    return ((c[hi] - c[lo]) / W).astype(np.float32)
-
-
-def _kept(activity: np.ndarray, spec) -> np.ndarray:
-    """``windowing._keep_active``'s mask."""
-    keep = activity >= spec.min_active_fraction
-    if not keep.any():
-        keep = activity == activity.max()
-        keep &= np.cumsum(keep) == 1
-    return keep
+    """Fraction of active frames per window (``windowing._cut``'s activity)."""
+    return (_frames_in(active, starts, W) / W).astype(np.float32)
 
 
 def _model_outputs(enc, a: np.ndarray, start_samples: np.ndarray, block: int
@@ -176,10 +171,12 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
     energy = np.concatenate([_w.frame_energy_db(logmel[i:i + frame_block])  # float64 per block
                              for i in range(0, logmel.shape[0], frame_block)])
     active = _w.activity_of_energy(energy, spec)
+    audible = _w.audible_of_energy(energy, spec)
     a0, a1 = _w._active_span(active, spec)
     cand = _window_starts(logmel.shape[0], a0, a1, spec, purpose)
     act = _activity(active, cand, spec.window_frames)
-    keep = _kept(act, spec)
+    heard = None if audible is None else _frames_in(audible, cand, spec.window_frames)
+    keep = _w.kept_windows(act, heard, spec)
     starts, act = cand[keep], act[keep]
     bits = []
     for i in range(0, starts.shape[0], window_block):

@@ -23,8 +23,11 @@ neural audio fingerprints do it (Wang 2003; Chang et al., ICASSP 2021, 1 s segme
 * **activity**: a frame is active when its band energy is within ``active_db`` dB of the
   signal's loud level (its 95th-percentile frame). A window with less than
   ``min_active_fraction`` active frames is a pause: it is neither stored nor searched (pauses
-  look alike across unrelated recordings and caused most false matches), except that a signal
-  with no active window keeps its most active one.
+  look alike across unrelated recordings and caused most false matches);
+* **buried**: a frame is audible when it is at least ``min_snr_db`` above the signal's noise
+  floor (its ``noise_percentile``-th percentile frame). A window with fewer than
+  ``min_audible_frames`` audible frames is buried in noise: neither stored nor searched either.
+  A signal with no window left keeps its most active one.
 
 All frame positions are integers (frames of ``hop_length`` samples); seconds are
 ``frame * hop_length / sample_rate``. numpy only.
@@ -71,6 +74,19 @@ class WindowingSpec:
     margin_frames: int = 6
     active_db: float = 30.0
     min_active_fraction: float = 0.15
+    #: the noise floor of a signal: the energy of its ``noise_percentile``-th percentile frame
+    #: (digital silence, room noise, or the stationary noise of a degraded copy); a frame at least
+    #: ``min_snr_db`` above it is audible, and a window needs ``min_audible_frames`` of them
+    #: (64 ms). Why (issue 12, measured on 5 s excerpts in white noise at 10 dB): when a copy's
+    #: speech is partly 20-30 dB quieter than its loudest part, noise at 10 dB under the
+    #: excerpt's mean power buries that part (local SNR ~ -10 dB), and its windows, destroyed
+    #: (BER 0.38-0.48, where unrelated windows sit), outvoted the few that survived. A window with
+    #: nothing above the noise floor carries nothing of the recording: it neither matches nor
+    #: votes. A clean signal's floor is its digital silence or room noise: nothing changes for it.
+    #: 0 dB: off (the windowing of models made before it existed).
+    noise_percentile: float = 10.0
+    min_snr_db: float = 6.0
+    min_audible_frames: int = 4
 
     def __post_init__(self) -> None:
         ints = ("sample_rate", "n_fft", "hop_length", "n_mels", "window_frames",
@@ -81,6 +97,10 @@ class WindowingSpec:
             raise InvalidInputError("windowing: need 0 <= fmin < fmax <= sample_rate / 2")
         if not 0.0 <= self.min_active_fraction <= 1.0:
             raise InvalidInputError("windowing: min_active_fraction must be in [0, 1]")
+        if not (0.0 <= self.noise_percentile < 95.0 and self.min_snr_db >= 0.0
+                and self.min_audible_frames >= 0):
+            raise InvalidInputError("windowing: need 0 <= noise_percentile < 95, min_snr_db >= 0 "
+                                    "and min_audible_frames >= 0")
 
     @property
     def frame_seconds(self) -> float:
@@ -100,13 +120,18 @@ class WindowingSpec:
         unknown = set(d) - known
         if unknown:
             raise InvalidInputError(f"unknown windowing fields: {sorted(unknown)}")
-        return cls(**d)
+        # a windowing stored before a setting existed keeps cutting as its codes were made
+        return cls(**{**_WINDOWING_BEFORE, **d})
 
     def mel_spec(self) -> FeatureSpec:
         """The Log-Mel settings (eq. 1-7) of the band this windowing sees."""
         return FeatureSpec(sample_rate=self.sample_rate, n_fft=self.n_fft,
                            hop_length=self.hop_length, n_mels=self.n_mels, fmin=self.fmin,
                            fmax=self.fmax, top_db=None, trim_top_db=None)
+
+
+#: what a stored windowing that lacks a setting meant (models made before the setting existed)
+_WINDOWING_BEFORE = {"min_snr_db": 0.0}
 
 
 @dataclass
@@ -121,6 +146,8 @@ class Windows:
     spec: WindowingSpec
     #: first frame of the active span (where a stored recording's grid starts)
     anchor: int = 0
+    #: (n,) audible frames per window (``audible_of_energy``); None: the windowing has no such rule
+    audible: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -154,13 +181,23 @@ def frame_energy_db(logmel: np.ndarray) -> np.ndarray:
 
 
 def activity_of_energy(energy_db: np.ndarray, spec: WindowingSpec) -> np.ndarray:
-    """``frame_activity`` from the frames' energies."""
+    """``frame_activity`` from the frames' energies (of the whole signal)."""
     floor_db = 10.0 * np.log10(spec.n_mels * _LOG_FLOOR)  # every band at the log floor
     loud = float(np.percentile(energy_db, 95))
     return (energy_db >= loud - spec.active_db) & (energy_db > floor_db + 10.0)
 
 
-def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: WindowingSpec) -> Windows:
+def audible_of_energy(energy_db: np.ndarray, spec: WindowingSpec) -> np.ndarray | None:
+    """Boolean (n_frames,): the frame is at least ``min_snr_db`` above the signal's noise floor
+    (its ``noise_percentile``-th percentile frame); None when the windowing has no such rule.
+    A clean signal's floor is its digital silence or room noise, so its speech is audible."""
+    if spec.min_snr_db <= 0.0:
+        return None
+    return energy_db >= float(np.percentile(energy_db, spec.noise_percentile)) + spec.min_snr_db
+
+
+def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: WindowingSpec,
+         audible: np.ndarray | None = None) -> Windows:
     """Normalised windows at ``starts`` (frames; parts outside the signal are padding): each
     floored at ``top_db`` under its loudest value, then zero mean and unit variance over its real
     frames. float32 throughout (sums accumulate in float64): a query cuts a window at every
@@ -185,8 +222,9 @@ def _cut(logmel: np.ndarray, active: np.ndarray, starts: np.ndarray, spec: Windo
     activity = np.where(real, active[safe], False).sum(axis=1) / W
     # (n, n_mels, W): the same layout as a model window (mel rows, time columns)
     x = np.ascontiguousarray(np.transpose(dev, (0, 2, 1))).reshape(len(starts), -1)
+    heard = None if audible is None else np.where(real, audible[safe], False).sum(axis=1)
     return Windows(x=x, starts=starts.astype(np.int64),
-                   activity=activity.astype(np.float32), spec=spec)
+                   activity=activity.astype(np.float32), spec=spec, audible=heard)
 
 
 def _active_span(active: np.ndarray, spec: WindowingSpec) -> tuple[int, int]:
@@ -199,31 +237,42 @@ def _active_span(active: np.ndarray, spec: WindowingSpec) -> tuple[int, int]:
     return max(0, int(on[0]) - spec.margin_frames), min(n, int(on[-1]) + 1 + spec.margin_frames)
 
 
-def _keep_active(w: Windows, spec: WindowingSpec) -> Windows:
-    keep = w.activity >= spec.min_active_fraction
+def kept_windows(activity: np.ndarray, audible: np.ndarray | None,
+                 spec: WindowingSpec) -> np.ndarray:
+    """Mask of the windows kept: not a pause (``min_active_fraction``) and not buried in noise
+    (``min_audible_frames``); when none is, the first most active one."""
+    keep = activity >= spec.min_active_fraction
+    if audible is not None:
+        keep &= audible >= spec.min_audible_frames
     if not keep.any():
-        keep = w.activity == w.activity.max()
+        keep = activity == activity.max()
         keep &= np.cumsum(keep) == 1                               # the first most active one
+    return keep
+
+
+def _keep_active(w: Windows, spec: WindowingSpec) -> Windows:
+    keep = kept_windows(w.activity, w.audible, spec)
     return Windows(x=w.x[keep], starts=w.starts[keep], activity=w.activity[keep], spec=spec,
-                   anchor=w.anchor)
+                   anchor=w.anchor, audible=None if w.audible is None else w.audible[keep])
 
 
 def _prepare(y: np.ndarray, spec: WindowingSpec):
     logmel = band_log_mel(y, spec)
-    active = frame_activity(logmel, spec)
-    return logmel, active, *_active_span(active, spec)
+    energy = frame_energy_db(logmel)
+    active = activity_of_energy(energy, spec)
+    return logmel, active, audible_of_energy(energy, spec), *_active_span(active, spec)
 
 
 def stored_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
     """The windows a vault stores for a recording: every ``store_hop_frames`` from the first
     active frame, plus one aligned to the end of the active span when a rest of at least half a
     window is left; a span shorter than a window gives one (padded) window. Pauses dropped."""
-    logmel, active, a0, a1 = _prepare(y, spec)
+    logmel, active, audible, a0, a1 = _prepare(y, spec)
     W, H = spec.window_frames, spec.store_hop_frames
     starts = list(range(a0, max(a0, a1 - W) + 1, H))
     if a1 - (starts[-1] + W) >= W // 2:
         starts.append(a1 - W)
-    w = _cut(logmel, active, np.asarray(starts, np.int64), spec)
+    w = _cut(logmel, active, np.asarray(starts, np.int64), spec, audible)
     w.anchor = a0
     return _keep_active(w, spec)
 
@@ -232,11 +281,11 @@ def query_windows(y: np.ndarray, spec: WindowingSpec) -> Windows:
     """The windows a query is searched with: every ``query_hop_frames`` over the active span,
     and ``query_slack_frames`` beyond its ends (a short query is tried around its onset, a long
     one at every alignment of a stored grid). Pauses dropped."""
-    logmel, active, a0, a1 = _prepare(y, spec)
+    logmel, active, audible, a0, a1 = _prepare(y, spec)
     W, S = spec.window_frames, spec.query_slack_frames
     last = max(a0, a1 - W)
     starts = np.arange(a0 - S, last + S + 1, spec.query_hop_frames, dtype=np.int64)
     starts = starts[(starts + W > 0) & (starts < logmel.shape[0])]
-    w = _cut(logmel, active, starts, spec)
+    w = _cut(logmel, active, starts, spec, audible)
     w.anchor = a0
     return _keep_active(w, spec)

@@ -237,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="each window's log power is floored this many dB under its loudest cell")
     p.add_argument("--query-slack", type=int, default=WindowingSpec.query_slack_frames,
                    help="frames a short query is tried around its onset")
+    p.add_argument("--min-snr-db", type=float, default=WindowingSpec.min_snr_db,
+                   help="a frame is active only this many dB above the signal's noise floor "
+                        "(0: off)")
     p.add_argument("--projection", help="an earlier NAME.fingerprint.npz: keep its projection, "
                                         "calibrate again")
     a = p.parse_args(argv)
@@ -245,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_model(a.base_model, a.data_dir, a.out, name=a.name, bits=a.bits, views=a.views,
                 seed=a.seed, command=cmd, projection=a.projection,
                 windowing={"n_mels": a.n_mels, "fmin": a.fmin, "fmax": a.fmax,
-                           "top_db": a.top_db, "query_slack_frames": a.query_slack})
+                           "top_db": a.top_db, "query_slack_frames": a.query_slack,
+                           "min_snr_db": a.min_snr_db})
     return 0
 
 

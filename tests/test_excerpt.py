@@ -58,6 +58,41 @@ def test_pauses_are_not_windows_but_silence_keeps_one():
     assert stored_windows(np.zeros(2 * SR, np.float32), spec).n == 1
 
 
+def test_windows_buried_in_a_copys_noise_are_dropped_clean_ones_kept():
+    """A loud phrase, then phrases 20 dB quieter. Clean, every window is kept as without the
+    noise-floor rule (its floor is the pauses). With white noise 10 dB under the mean power
+    (above the quiet phrases), the query keeps only windows over the loud phrase: the buried
+    stretch neither matches nor votes. Off (``min_snr_db`` 0), it is searched."""
+    from hashing.cpo import add_noise_snr
+    from hashing.windowing import audible_of_energy, band_log_mel, frame_energy_db
+
+    spec, off = WindowingSpec(), WindowingSpec(min_snr_db=0.0)
+    loud, quiet = long_recording(4, 1.5), long_recording(5, 3.5) * np.float32(10 ** (-20 / 20))
+    y = np.concatenate([loud, quiet])
+    split = loud.size // spec.hop_length
+    for cut in (stored_windows, query_windows):
+        a, b = cut(y, spec), cut(y, off)
+        assert np.array_equal(a.starts, b.starts) and np.array_equal(a.x, b.x)
+    noisy = add_noise_snr(y, 10.0, 0)
+    heard = audible_of_energy(frame_energy_db(band_log_mel(noisy, spec)), spec)
+    assert heard[:split].mean() > 0.5 and heard[split + 8:].mean() < 0.05
+    assert audible_of_energy(frame_energy_db(band_log_mel(noisy, spec)), off) is None
+    q, q_off = query_windows(noisy, spec), query_windows(noisy, off)
+    assert q.starts.min() < split and q.starts.max() < split
+    assert q_off.starts.max() > split + 2 * spec.window_frames
+    assert np.all(q.audible >= spec.min_audible_frames) and q_off.audible is None
+
+
+def test_a_windowing_stored_before_the_noise_floor_keeps_its_activity():
+    """Models made before ``min_snr_db`` existed store a windowing without it: their vaults must
+    cut the windows their codes were made from (activity relative to the loud level only)."""
+    old = {k: v for k, v in WindowingSpec().to_dict().items() if k != "min_snr_db"}
+    assert WindowingSpec.from_dict(old).min_snr_db == 0.0
+    assert WindowingSpec.from_dict(WindowingSpec().to_dict()) == WindowingSpec()
+    with pytest.raises(Exception, match="min_snr_db"):
+        WindowingSpec(min_snr_db=-1.0)
+
+
 def test_gain_does_not_change_windows():
     spec = WindowingSpec()
     y = long_recording(3, 4.0)

@@ -39,6 +39,9 @@ def signals(enc):
         "pauses around": np.concatenate([quiet, sent, quiet[:9000]]),
         "three gains": np.concatenate([sent * g for g in (1.0, 0.6, 0.8)]
                                       + [rng.normal(0, 0.001, 5000).astype(np.float32)]),
+        # a stretch buried in noise (windows the noise-floor rule drops, hashing.windowing)
+        "buried": np.concatenate([sent, sent * 0.05]) + rng.normal(0, 0.01, 2 * sent.size)
+        .astype(np.float32),
     }
 
 
