@@ -121,9 +121,14 @@ def test_default_model_gives_K_bits_and_a_valid_category():
 def test_default_model_on_a_long_recording_gives_consecutive_windows():
     from hashing.encoder import Encoder
 
+    from tests.conftest import make_speech_like
+
     enc = Encoder.default()
+    # continuous speech-like sound (syllables, no pauses) over a quiet noise floor: every
+    # window is speech, none a pause or buried in noise
     rng = np.random.default_rng(1)
-    y = (0.2 * rng.standard_normal(16000 * 10)).astype(np.float32)
+    y = make_speech_like(16000, 10.0, seed=1, syllables=40, lead_silence=0.0, trail_silence=0.0)
+    y = (y + 1e-3 * rng.standard_normal(y.size)).astype(np.float32)
     c = enc.encode_audio(y)
     if enc.windowing is None:  # 1 s model windows, consecutive (the last may be end-aligned)
         hop, n = 1.0, 10
@@ -137,6 +142,11 @@ def test_default_model_on_a_long_recording_gives_consecutive_windows():
     assert np.all(steps > 0.5 * hop) and np.all(steps <= hop + 1e-9)
     assert c.starts[0] >= 0.0 and c.starts[-1] <= 9.0 + 1e-9
     assert c.timings["inference"] > 0
+    if enc.windowing is not None and enc.windowing.min_snr_db > 0:
+        # 10 s of white noise alone: nothing above its noise floor, so one window (the most
+        # active) stands for it instead of 36 windows of noise that would look alike
+        noise = (0.2 * rng.standard_normal(16000 * 10)).astype(np.float32)
+        assert enc.encode_audio(noise).n_windows == 1
 
 
 @needs_default
