@@ -145,8 +145,10 @@ def write_wav(path: Path, y: np.ndarray, sr: int) -> None:
 # --------------------------------------------------------------------------- the model
 
 
-def calibration_data(fsdd_dir, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Long recordings and short whole clips of the calibration speaker and voices only."""
+def calibration_data(fsdd_dir, seed: int, gain_db: float = ls.GAIN_RANGE_DB[1]
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Long recordings and short whole clips of the calibration speaker and voices only; each
+    take or sentence of a long recording at a random gain within +-``gain_db``."""
     from hashing.audio import load_audio
     from model_export import dataset as ds
 
@@ -157,11 +159,13 @@ def calibration_data(fsdd_dir, seed: int) -> tuple[list[np.ndarray], list[np.nda
     clips = [load_audio(items[i].path, ls.SAMPLE_RATE) for i in order[:250]]
     # as many long recordings as the evaluation stores and more: the largest impostor evidence
     # grows with the number of recordings an excerpt is compared with
+    gains = (-float(gain_db), float(gain_db))
     longs = [r.samples for r in ls.fsdd_recordings(fsdd_dir, half, 6, seed=seed, min_s=20,
-                                                   max_s=30, prefix="cal")]
+                                                   max_s=30, prefix="cal", gain_db=gains)]
     if ls.espeak_available():
         longs += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_CALIB_VOICES, 60, seed=seed,
-                                                          min_s=30, max_s=50, prefix="cal")]
+                                                          min_s=30, max_s=50, prefix="cal",
+                                                          gain_db=gains)]
         clips += [r.samples for r in ls.espeak_word_clips(ls.ESPEAK_CALIB_VOICES, 250, seed=seed)]
     return longs, clips
 
@@ -169,7 +173,7 @@ def calibration_data(fsdd_dir, seed: int) -> tuple[list[np.ndarray], list[np.nda
 def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *, name: str,
                 bits: int = 384, views: int = 4, seed: int = 1, command: str = "",
                 projection: str | Path | None = None, windowing: dict | None = None,
-                log=print) -> dict:
+                calib_gain_db: float = ls.GAIN_RANGE_DB[1], log=print) -> dict:
     """Fit, calibrate and write ``NAME.tflite`` (the base model's bytes), ``NAME.json`` and
     ``NAME.fingerprint.npz`` (projection, windowing, calibrated rule)."""
     t0 = time.perf_counter()
@@ -184,7 +188,7 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
         fp = fit_excerpt_fingerprint(fit, spec, bits=bits, views=views, seed=seed, babble=fit,
                                      log=log)
     fp = dataclasses.replace(fp, windowing=spec.to_dict(), rule=ExcerptRule().to_dict())
-    longs, clips = calibration_data(fsdd_dir, seed)
+    longs, clips = calibration_data(fsdd_dir, seed, calib_gain_db)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = ModelMeta.from_dict(base.meta.to_dict())
@@ -240,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-snr-db", type=float, default=WindowingSpec.min_snr_db,
                    help="a frame is active only this many dB above the signal's noise floor "
                         "(0: off)")
+    p.add_argument("--calib-gain-db", type=float, default=ls.GAIN_RANGE_DB[1],
+                   help="each take or sentence of a calibration recording at a random gain within "
+                        "+- this many dB (recordings whose level varies)")
     p.add_argument("--projection", help="an earlier NAME.fingerprint.npz: keep its projection, "
                                         "calibrate again")
     a = p.parse_args(argv)
@@ -247,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     build_model(a.base_model, a.data_dir, a.out, name=a.name, bits=a.bits, views=a.views,
                 seed=a.seed, command=cmd, projection=a.projection,
+                calib_gain_db=a.calib_gain_db,
                 windowing={"n_mels": a.n_mels, "fmin": a.fmin, "fmax": a.fmax,
                            "top_db": a.top_db, "query_slack_frames": a.query_slack,
                            "min_snr_db": a.min_snr_db})

@@ -140,15 +140,17 @@ class LongRecording:
 # --------------------------------------------------------------------------- joining
 
 
-def _join(pieces: Iterable[np.ndarray], target_s: float, rng: np.random.Generator) -> np.ndarray:
-    """Concatenate pieces with a random pause before each (gain +-3 dB each) until ``target_s``
-    is reached; the result is cut to exactly ``target_s`` and peak-normalised."""
+def _join(pieces: Iterable[np.ndarray], target_s: float, rng: np.random.Generator,
+          gain_db: tuple[float, float] = GAIN_RANGE_DB) -> np.ndarray:
+    """Concatenate pieces with a random pause before each (a random gain in ``gain_db`` each)
+    until ``target_s`` is reached; the result is cut to exactly ``target_s`` and
+    peak-normalised."""
     target = int(round(target_s * SAMPLE_RATE))
     out: list[np.ndarray] = []
     n = 0
     for piece in pieces:
         pause = np.zeros(int(rng.uniform(*PAUSE_RANGE_S) * SAMPLE_RATE), np.float32)
-        gain = np.float32(10.0 ** (rng.uniform(*GAIN_RANGE_DB) / 20.0))
+        gain = np.float32(10.0 ** (rng.uniform(*gain_db) / 20.0))
         out += [pause, piece.astype(np.float32) * gain]
         n += pause.shape[0] + piece.shape[0]
         if n >= target:
@@ -204,7 +206,8 @@ def _fsdd_takes(fsdd_dir: Path, speakers: Sequence[str]) -> list[Path]:
 
 def fsdd_recordings(fsdd_dir: str | Path, speakers: Sequence[str] = FSDD_TEST_SPEAKERS, n: int = 8,
                     *, seed: int = 0, min_s: float = 30.0, max_s: float = 60.0,
-                    prefix: str = "fsdd") -> list[LongRecording]:
+                    prefix: str = "fsdd",
+                    gain_db: tuple[float, float] = GAIN_RANGE_DB) -> list[LongRecording]:
     """``n`` recordings of ``min_s``-``max_s`` s, each one speaker's takes in random order.
 
     Takes are drawn without replacement over the whole call: no take appears in two recordings.
@@ -229,7 +232,7 @@ def fsdd_recordings(fsdd_dir: str | Path, speakers: Sequence[str] = FSDD_TEST_SP
                 y, sr = sf.read(p, dtype="float32", always_2d=False)
                 yield _trim_silence(_to_rate(y, sr))
 
-        y = _join(takes(), target, rng)
+        y = _join(takes(), target, rng, gain_db)
         out.append(LongRecording(f"{prefix}-{spk}-{i:03d}", "fsdd", spk, y, tuple(used)))
     return out
 
@@ -287,8 +290,8 @@ def random_sentence(rng: np.random.Generator, min_words: int = 5, max_words: int
 
 
 def espeak_recordings(voices: Sequence[str] = ESPEAK_TEST_VOICES, n: int = 16, *, seed: int = 0,
-                      min_s: float = 30.0, max_s: float = 60.0,
-                      prefix: str = "espeak") -> list[LongRecording]:
+                      min_s: float = 30.0, max_s: float = 60.0, prefix: str = "espeak",
+                      gain_db: tuple[float, float] = GAIN_RANGE_DB) -> list[LongRecording]:
     """``n`` recordings, voice ``i % len(voices)``; speed, pitch and every sentence drawn from
     ``seed``. Sentences are synthesised one by one and joined like FSDD takes."""
     if not voices:
@@ -307,7 +310,7 @@ def espeak_recordings(voices: Sequence[str] = ESPEAK_TEST_VOICES, n: int = 16, *
                 said.append(s)
                 yield synthesize(s, voice, speed, pitch)
 
-        y = _join(sentences(), target, rng)
+        y = _join(sentences(), target, rng, gain_db)
         out.append(LongRecording(f"{prefix}-{_tag(voice)}-{i:03d}", "espeak", voice, y, tuple(said)))
     return out
 

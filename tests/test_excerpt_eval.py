@@ -44,6 +44,25 @@ def test_espeak_recordings_deterministic_and_sized():
     assert c[0].parts != a[0].parts
 
 
+def test_joined_pieces_take_their_gains_from_the_range_given():
+    """``_join``'s gains (a calibration of recordings whose level varies asks +-15 dB): pieces
+    of one level come out within the range's spread of each other, and the default range draws
+    the same recording as before the range was a parameter (the same random numbers)."""
+    tone = np.sin(np.arange(8000) * 0.05).astype(np.float32) * 0.5
+
+    def levels(gain_db):
+        y = ls._join([tone] * 12, 8.0, np.random.default_rng(7), gain_db)
+        frames = y[: y.size // 400 * 400].reshape(-1, 400)
+        rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+        loud = rms[rms > 1e-6]
+        return y, 20 * np.log10(loud.max() / np.percentile(loud, 5))
+
+    default, spread3 = levels(ls.GAIN_RANGE_DB)
+    np.testing.assert_array_equal(default, ls._join([tone] * 12, 8.0, np.random.default_rng(7)))
+    _, spread15 = levels((-15.0, 15.0))
+    assert spread3 <= 6.5 and 10.0 < spread15 <= 30.5
+
+
 def test_fsdd_recordings_never_reuse_a_take(fsdd_dir):
     recs = ls.fsdd_recordings(fsdd_dir, ls.FSDD_TEST_SPEAKERS, 4, seed=1, min_s=20, max_s=30)
     takes = [t for r in recs for t in r.parts]
