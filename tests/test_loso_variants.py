@@ -39,6 +39,15 @@ def test_bank_band_norm_equals_features_on_audio(mode):
         assert not np.allclose(got, cached.astype(np.float32), atol=0.05)
 
 
+def test_optimizer_text_names_the_schedule_the_training_used():
+    """Exported metadata said Adam(lr=0.001) for cosine-decayed models too (session 22's
+    fsdd-crnn-k384-diverse-cosine); the text now follows ``Variant.lr_decay``."""
+    from model_export.loso_variants import optimizer_text
+
+    assert optimizer_text(Variant()) == "Adam(lr=0.001)"
+    assert "cosine" in optimizer_text(Variant(lr_decay="cosine"))
+
+
 def test_bank_band_norm_none_is_the_same_array():
     X = np.ones((2, 4, 3, 1), np.float16)
     assert band_normalise_bank(X, "none") is X
