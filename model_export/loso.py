@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model_export.loso_variants import Variant, band_normalise_bank, learning_rate, soft_batches
+from model_export.loso_variants import Variant, band_normalise_bank, learning_rate, optimizer_text, soft_batches
 from speechvault.errors import InvalidInputError
 
 __all__ = ["Fold", "loso_folds", "split_fold", "RECIPES", "PAPER_TABLE1_MAP", "run_loso", "main"]
@@ -753,7 +753,7 @@ def _export(model, export_dir: Path, K: int, spec, fold: Fold, train_idx, val_id
         "val_split": {"stratified_fraction": 0.1, "of": "train speakers"},
         "espeak_voices": corpus.esp_fit_voices, "n_train_clips": int(len(train_idx)),
         "n_espeak_clips": int(corpus.esp_fit.n + (corpus.esp_extra.n if corpus.esp_extra is not None else 0)), "epochs": int(epochs), "best_epoch": best,
-        "batch_size": 32, "optimizer": "Adam(lr=0.001)",
+        "batch_size": 32, "optimizer": optimizer_text(variant),
         "augmentation": "clean + 2 x model_export.augment.speaker_chain (VTLP, pitch, tempo, "
                         "synthetic RIR, coloured noise, then hashing.cpo.random_cpo); espeak-ng FIT "
                         "digits clean + 1 chained copy; SpecAugment (dataset.spec_augment)",

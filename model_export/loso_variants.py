@@ -29,11 +29,13 @@ import numpy as np
 
 from speechvault.errors import InvalidInputError
 
-__all__ = ["Variant", "LR_DECAYS", "learning_rate", "band_normalise_bank", "soft_batches"]
+__all__ = ["Variant", "LR_DECAYS", "learning_rate", "optimizer_text", "band_normalise_bank", "soft_batches"]
 
 #: "none": Adam at 1e-3 throughout (the shipped recipe); "cosine": 1e-3 decayed along a half
 #: cosine to 2 % of it over the epoch budget (Loshchilov & Hutter 2017, without restarts).
 LR_DECAYS = ("none", "cosine")
+#: where a decayed rate ends, as a fraction of the base rate
+LR_FLOOR = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +100,15 @@ def learning_rate(variant: Variant, steps: int, base: float = 1e-3):
         return base
     import keras
 
-    return keras.optimizers.schedules.CosineDecay(base, decay_steps=max(1, int(steps)), alpha=0.02)
+    return keras.optimizers.schedules.CosineDecay(base, decay_steps=max(1, int(steps)), alpha=LR_FLOOR)
+
+
+def optimizer_text(variant: Variant, base: float = 1e-3) -> str:
+    """How an exported model's metadata names the optimiser of ``learning_rate``: the schedule
+    is part of the recipe (a cosine-decayed model is not an Adam(lr=0.001) model)."""
+    if variant.lr_decay == "none":
+        return f"Adam(lr={base:g})"
+    return f"Adam(lr={base:g}, {variant.lr_decay} decay to {LR_FLOOR:.0%} over the epoch budget)"
 
 
 def band_normalise_bank(X: np.ndarray, mode: str, pad_value: float = 0.0,

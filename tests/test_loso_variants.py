@@ -39,6 +39,26 @@ def test_bank_band_norm_equals_features_on_audio(mode):
         assert not np.allclose(got, cached.astype(np.float32), atol=0.05)
 
 
+def test_optimizer_text_names_the_schedule_the_training_used():
+    """Exported metadata said Adam(lr=0.001) for cosine-decayed models too (session 22's
+    fsdd-crnn-k384-diverse-cosine); the text now follows ``Variant.lr_decay``."""
+    from model_export.loso_variants import optimizer_text
+
+    assert optimizer_text(Variant()) == "Adam(lr=0.001)"
+    assert "cosine" in optimizer_text(Variant(lr_decay="cosine"))
+
+
+def test_cosine_rate_starts_at_the_base_and_ends_at_the_floor():
+    pytest.importorskip("tensorflow")
+    from model_export.loso_variants import LR_FLOOR, learning_rate
+
+    assert learning_rate(Variant(), 100) == pytest.approx(1e-3)
+    sched = learning_rate(Variant(lr_decay="cosine"), 100)
+    assert float(sched(0)) == pytest.approx(1e-3)
+    assert float(sched(50)) == pytest.approx(1e-3 * (LR_FLOOR + (1 - LR_FLOOR) * 0.5), rel=1e-4)
+    assert float(sched(100)) == pytest.approx(1e-3 * LR_FLOOR, rel=1e-4)
+
+
 def test_bank_band_norm_none_is_the_same_array():
     X = np.ones((2, 4, 3, 1), np.float16)
     assert band_normalise_bank(X, "none") is X
