@@ -12,7 +12,6 @@ checks that the codes equal the one-shot path's (tests/test_streaming.py).
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from hashing import windowing as _w

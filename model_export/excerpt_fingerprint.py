@@ -242,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--query-slack", type=int, default=WindowingSpec.query_slack_frames,
                    help="frames a short query is tried around its onset")
     p.add_argument("--min-snr-db", type=float, default=WindowingSpec.min_snr_db,
-                   help="a frame is active only this many dB above the signal's noise floor "
-                        "(0: off)")
+                   help="a window with fewer than 4 frames this many dB above the signal's "
+                        "noise floor is buried: neither stored nor searched (0: off)")
     p.add_argument("--calib-gain-db", type=float, default=ls.GAIN_RANGE_DB[1],
                    help="each take or sentence of a calibration recording at a random gain within "
                         "+- this many dB (recordings whose level varies)")

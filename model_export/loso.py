@@ -46,7 +46,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model_export.loso_variants import Variant, band_normalise_bank, learning_rate, optimizer_text, soft_batches
+from model_export.loso_variants import (Variant, band_normalise_bank, learning_rate, optimizer_text,
+                                        soft_batches)
 from speechvault.errors import InvalidInputError
 
 __all__ = ["Fold", "loso_folds", "split_fold", "RECIPES", "PAPER_TABLE1_MAP", "run_loso", "main"]

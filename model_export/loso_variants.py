@@ -29,7 +29,8 @@ import numpy as np
 
 from speechvault.errors import InvalidInputError
 
-__all__ = ["Variant", "LR_DECAYS", "learning_rate", "optimizer_text", "band_normalise_bank", "soft_batches"]
+__all__ = ["Variant", "LR_DECAYS", "learning_rate", "optimizer_text", "band_normalise_bank",
+           "soft_batches"]
 
 #: "none": Adam at 1e-3 throughout (the shipped recipe); "cosine": 1e-3 decayed along a half
 #: cosine to 2 % of it over the epoch budget (Loshchilov & Hutter 2017, without restarts).
@@ -100,7 +101,8 @@ def learning_rate(variant: Variant, steps: int, base: float = 1e-3):
         return base
     import keras
 
-    return keras.optimizers.schedules.CosineDecay(base, decay_steps=max(1, int(steps)), alpha=LR_FLOOR)
+    return keras.optimizers.schedules.CosineDecay(base, decay_steps=max(1, int(steps)),
+                                                  alpha=LR_FLOOR)
 
 
 def optimizer_text(variant: Variant, base: float = 1e-3) -> str:
