@@ -173,7 +173,8 @@ def calibration_data(fsdd_dir, seed: int, gain_db: float = ls.GAIN_RANGE_DB[1]
 def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *, name: str,
                 bits: int = 384, views: int = 4, seed: int = 1, command: str = "",
                 projection: str | Path | None = None, windowing: dict | None = None,
-                calib_gain_db: float = ls.GAIN_RANGE_DB[1], log=print) -> dict:
+                calib_gain_db: float = ls.GAIN_RANGE_DB[1], evidence_over: str | None = None,
+                log=print) -> dict:
     """Fit, calibrate and write ``NAME.tflite`` (the base model's bytes), ``NAME.json`` and
     ``NAME.fingerprint.npz`` (projection, windowing, calibrated rule)."""
     t0 = time.perf_counter()
@@ -187,7 +188,10 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
         fit = fit_recordings(fsdd_dir, seed=seed, log=log)
         fp = fit_excerpt_fingerprint(fit, spec, bits=bits, views=views, seed=seed, babble=fit,
                                      log=log)
-    fp = dataclasses.replace(fp, windowing=spec.to_dict(), rule=ExcerptRule().to_dict())
+    rule0 = ExcerptRule()
+    if evidence_over is not None:
+        rule0 = dataclasses.replace(rule0, evidence_over=evidence_over)
+    fp = dataclasses.replace(fp, windowing=spec.to_dict(), rule=rule0.to_dict())
     longs, clips = calibration_data(fsdd_dir, seed, calib_gain_db)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -247,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--calib-gain-db", type=float, default=ls.GAIN_RANGE_DB[1],
                    help="each take or sentence of a calibration recording at a random gain within "
                         "+- this many dB (recordings whose level varies)")
+    p.add_argument("--evidence-over", choices=("all", "span"), default=None,
+                   help="the excerpt evidence sums all covered windows or the best span of "
+                        "consecutive ones (store.excerpt.ExcerptRule.evidence_over)")
     p.add_argument("--projection", help="an earlier NAME.fingerprint.npz: keep its projection, "
                                         "calibrate again")
     a = p.parse_args(argv)
@@ -254,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     build_model(a.base_model, a.data_dir, a.out, name=a.name, bits=a.bits, views=a.views,
                 seed=a.seed, command=cmd, projection=a.projection,
-                calib_gain_db=a.calib_gain_db,
+                calib_gain_db=a.calib_gain_db, evidence_over=a.evidence_over,
                 windowing={"n_mels": a.n_mels, "fmin": a.fmin, "fmax": a.fmax,
                            "top_db": a.top_db, "query_slack_frames": a.query_slack,
                            "min_snr_db": a.min_snr_db})

@@ -111,6 +111,16 @@ class ExcerptRule:
     #: ``model_export.excerpt_calibration.calibrate_strong``). 0: off (rules calibrated before)
     min_strong_windows: int = 0
     strong_ber: float = 0.10
+    #: which covered windows the evidence sums: "all" of them, or the "span" of consecutive
+    #: stored windows whose sum is largest (a local alignment: the maximum-subarray score of
+    #: Smith & Waterman 1981 on the per-window gains). Why "span": noise or babble that is
+    #: louder than part of a recording (a quiet take, a soft-spoken stretch) destroys the
+    #: windows there and leaves the rest intact; a copy's surviving stretch is consecutive,
+    #: and the destroyed windows around it say "this part did not survive", not "this is
+    #: another recording". Impostors gain from it too (their best stretch instead of their
+    #: total): calibrated with it, the rule lost CALIB recall (excerpts 0.900 -> 0.840, whole
+    #: clips 0.750 -> 0.392), so the shipped rule sums "all" (docs/results/excerpt_rule_trials.md)
+    evidence_over: str = "all"
 
     def keyed(self, rows: int) -> bool:
         """Whether candidate pairs come from 16-bit slices for an index of ``rows`` rows."""
@@ -171,7 +181,7 @@ class ExcerptRule:
 
 #: what a stored rule that lacks a setting meant (models calibrated before the setting existed)
 _RULE_BEFORE = {"share_ber": None, "key_probes": 0, "min_close_windows": 0,
-                "min_window_gain": None, "min_strong_windows": 0}
+                "min_window_gain": None, "min_strong_windows": 0, "evidence_over": "all"}
 
 
 @dataclass(frozen=True)
@@ -407,6 +417,16 @@ def _window_shares(rows: list[tuple], K: int, rule: ExcerptRule) -> dict[tuple[i
     return shares
 
 
+def best_span_sum(gains: list[float]) -> float:
+    """The largest sum of consecutive ``gains`` (Kadane's maximum subarray; the best single
+    gain when all are negative): the evidence of a copy's best-surviving stretch."""
+    best = cur = float(gains[0])
+    for g in gains[1:]:
+        cur = max(float(g), cur + float(g))
+        best = max(best, cur)
+    return best
+
+
 def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
     """Evidence per candidate from the verification rows ``(rid, ob, s, qs, d)``, best first,
     one hit per recording (its best offset: one the rule accepts, then the most evidence):
@@ -422,16 +442,18 @@ def decide(rows: list[tuple], K: int, rule: ExcerptRule) -> list[ExcerptHit]:
         groups.setdefault((int(rid), int(ob)), []).append((int(s), int(qs), int(d)))
     best: dict[int, ExcerptHit] = {}
     for (rid, _ob), win in groups.items():
-        ev = strong = 0.0
+        win.sort()  # by stored start: a span is consecutive windows
+        gains, strong = [], 0.0
         for _s, qs, d in win:
             gain = tau - d / K
             if gain > 0:
                 n = shares.get((qs, rid), 1)
-                ev += gain / n if n else 0.0
+                gains.append(gain / n if n else 0.0)
                 if d / K <= rule.strong_ber:
                     strong += 1.0 / n if n else 0.0
             else:
-                ev += gain if floor is None else max(gain, floor)
+                gains.append(gain if floor is None else max(gain, floor))
+        ev = best_span_sum(gains) if rule.evidence_over == "span" else float(sum(gains))
         ds = np.array([d for _, _, d in win], dtype=np.float64) / K
         i = int(np.argmin(ds))
         offs = np.array([s - qs for s, qs, _ in win])

@@ -232,6 +232,32 @@ def test_a_copy_with_a_few_near_identical_windows_matches_a_shared_prompt_does_n
     assert h2.offset_frames == 16
 
 
+def test_a_copy_is_judged_by_the_stretch_that_survived_when_the_rule_says_span():
+    """Babble louder than a quiet part of a recording: two windows at BER 0.09 and one at 0.27,
+    then fifteen destroyed (0.45). Summed over all covered windows the evidence is negative; over
+    the best span of consecutive windows it is that stretch's (0.25 + 0.25 + 0.07). An impostor
+    whose two chance windows are apart gets only its best one. A rule stored before the setting
+    existed sums all."""
+    from store.excerpt import best_span_sum
+
+    assert best_span_sum([1.0, -3.0, 2.0, 2.0, -1.0, 3.0]) == 6.0
+    assert best_span_sum([-0.2, -0.1, -0.3]) == -0.1
+    K = 384
+    d = lambda ber: int(round(ber * K))  # noqa: E731
+    bers = [0.09, 0.09, 0.27] + [0.45] * 15
+    copy = [(1, 0, 16 * k, 16 * k, d(b)) for k, b in enumerate(bers)]
+    chance = [(2, 0, 16 * k, 16 * k, d(0.30 if k in (3, 9) else 0.45)) for k in range(18)]
+    total, span = (ExcerptRule(tau_window=0.34, evidence_over=e) for e in ("all", "span"))
+    (h_all,) = decide(copy, K, total)
+    (h_span,) = decide(list(reversed(copy)), K, span)  # rows in any order
+    assert h_all.evidence < 0
+    assert h_span.evidence == pytest.approx(sum(0.34 - d(b) / K for b in bers[:3]))
+    assert decide(chance, K, span)[0].evidence == pytest.approx(0.34 - d(0.30) / K)
+    assert (h_span.windows, h_span.close, h_span.offset_frames) == (18, 2, 0)
+    assert ExcerptRule.from_dict({"tau_window": 0.3}).evidence_over == "all"
+    assert ExcerptRule.from_dict(span.to_dict()) == span
+
+
 def test_calibration_sets_the_strong_window_count_above_every_impostor():
     """``calibrate_strong`` on hand-made rows: impostors reach at most one window at BER 0.09,
     so the count is that plus the margin (3, the floor); copies with three windows at 0.05 and
