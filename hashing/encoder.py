@@ -437,14 +437,18 @@ class Encoder:
         spec = self._windowing
         t0 = time.perf_counter()
         w = (stored_windows if purpose == "store" else query_windows)(a, spec)
-        picked = _spread(w.starts, spec.window_frames, w.anchor)
-        model_in = model_windows_at(a, w.starts[picked] * spec.hop_length, self._spec)
+        took = take_model_windows(a, w.anchor, w.end, spec, self._spec)
+        if took is None:
+            model_frames = w.starts[_spread(w.starts, spec.window_frames, w.anchor)]
+            model_in = model_windows_at(a, model_frames * spec.hop_length, self._spec)
+        else:
+            model_in, model_frames = took
         tm["features"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         h, p = self.run_windows(model_in)
         if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
             raise ModelError(f"model {self._meta.name!r} produced NaN/inf outputs")
-        nearest = np.abs(w.starts[:, None] - w.starts[picked][None, :]).argmin(axis=1)
+        nearest = np.abs(w.starts[:, None] - model_frames[None, :]).argmin(axis=1)
         bits = self._fp.bits(w.x)
         tm["inference"] = time.perf_counter() - t1
         return WindowCodes(
@@ -474,6 +478,29 @@ class Encoder:
             return self._encode_windowed(sig, purpose, {"decode": time.perf_counter() - t0})
         y = load_audio(source, self.sample_rate, max_seconds=limit)
         return self.encode_audio(y, purpose=purpose, _timings={"decode": time.perf_counter() - t0})
+
+
+def take_model_windows(a: np.ndarray, a0: int, a1: int, wspec, fspec):
+    """(model inputs, their start frames) of a take, or None: when the windowing says
+    ``model_input`` "take" and the active span [a0, a1) (identification frames) is at most
+    ``take_windows`` model windows long, the model's own input (``features.model_windows``:
+    trimmed at ``trim_top_db``, the onset ``trim_margin_seconds`` into the window, the rest
+    padded), computed on the stretch around the span (the model's trim margin and frame
+    beyond it either side; the signal's loudest frame is inside the span, so the trim is the
+    whole signal's). Only that stretch is read: a long signal coded block by block
+    (``hashing.streaming``) gets the same inputs."""
+    if wspec.model_input != "take":
+        return None
+    hop = wspec.hop_length
+    if (a1 - a0) * hop > wspec.take_windows * fspec.clip_samples:
+        return None
+    from hashing.features import model_windows
+
+    margin = int(round(fspec.trim_margin_seconds * fspec.sample_rate)) + int(fspec.trim_frame)
+    lo, hi = max(0, a0 * hop - margin), min(a.shape[0], a1 * hop + margin)
+    win, starts = model_windows(np.asarray(a[lo:hi], dtype=np.float32), fspec, return_starts=True)
+    frames = np.round((lo + np.asarray(starts) * fspec.sample_rate) / hop).astype(np.int64)
+    return win, frames
 
 
 def _spread(starts: np.ndarray, gap: int, anchor: int) -> np.ndarray:

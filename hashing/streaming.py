@@ -100,35 +100,6 @@ def spread_sorted(starts: np.ndarray, gap: int, anchor: int) -> np.ndarray:
     return np.unique(nearest_sorted(s, np.arange(anchor, last + 1, gap)))
 
 
-def _window_starts(n_frames: int, a0: int, a1: int, spec, purpose: str) -> np.ndarray:
-    """The candidate starts of ``windowing.stored_windows`` / ``query_windows`` (same rules)."""
-    W = spec.window_frames
-    if purpose == "store":
-        H = spec.store_hop_frames
-        starts = list(range(a0, max(a0, a1 - W) + 1, H))
-        if a1 - (starts[-1] + W) >= W // 2:
-            starts.append(a1 - W)
-        return np.asarray(starts, np.int64)
-    S = spec.query_slack_frames
-    last = max(a0, a1 - W)
-    starts = np.arange(a0 - S, last + S + 1, spec.query_hop_frames, dtype=np.int64)
-    return starts[(starts + W > 0) & (starts < n_frames)]
-
-
-def _frames_in(mask: np.ndarray, starts: np.ndarray, W: int) -> np.ndarray:
-    """Frames of ``mask`` per window of ``W`` frames at ``starts``, from a running count instead
-    of a (windows x frames) gather."""
-    c = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-    lo = np.clip(starts, 0, mask.shape[0])
-    hi = np.clip(starts + W, 0, mask.shape[0])
-    return c[hi] - c[lo]
-
-
-def _activity(active: np.ndarray, starts: np.ndarray, W: int) -> np.ndarray:
-    """Fraction of active frames per window (``windowing._cut``'s activity)."""
-    return (_frames_in(active, starts, W) / W).astype(np.float32)
-
-
 def _model_outputs(enc, a: np.ndarray, start_samples: np.ndarray, block: int
                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """The model's (h, p) at ``start_samples``: ``features.model_windows_at`` over slices of the
@@ -161,7 +132,7 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
     import time
 
     from hashing import codes
-    from hashing.encoder import WindowCodes
+    from hashing.encoder import WindowCodes, take_model_windows
     from speechvault.errors import ModelError
 
     spec = enc._windowing
@@ -172,9 +143,9 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
     active = _w.activity_of_energy(energy, spec)
     audible = _w.audible_of_energy(energy, spec)
     a0, a1 = _w._active_span(active, spec)
-    cand = _window_starts(logmel.shape[0], a0, a1, spec, purpose)
-    act = _activity(active, cand, spec.window_frames)
-    heard = None if audible is None else _frames_in(audible, cand, spec.window_frames)
+    cand = _w.window_starts(logmel.shape[0], a0, a1, spec, purpose)
+    act = _w.window_activity(active, cand, spec.window_frames)
+    heard = None if audible is None else _w.frames_in(audible, cand, spec.window_frames)
     keep = _w.kept_windows(act, heard, spec)
     starts, act = cand[keep], act[keep]
     bits = []
@@ -183,14 +154,19 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
         bits.append(enc._fp.bits(w.x))
         del w
     bits = np.concatenate(bits)
-    picked = spread_sorted(starts, spec.window_frames, a0)
+    took = take_model_windows(a, a0, a1, spec, enc._spec)
     t1 = time.perf_counter()
-    h, p, prep = _model_outputs(enc, a, starts[picked] * spec.hop_length,
-                                min(window_block, MODEL_BLOCK))
+    if took is None:
+        model_frames = starts[spread_sorted(starts, spec.window_frames, a0)]
+        h, p, prep = _model_outputs(enc, a, model_frames * spec.hop_length,
+                                    min(window_block, MODEL_BLOCK))
+    else:
+        model_frames, prep = took[1], time.perf_counter() - t1
+        h, p = enc.run_windows(took[0])
     tm["features"] = t1 - t0 + prep
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
         raise ModelError(f"model {enc._meta.name!r} produced NaN/inf outputs")
-    nearest = nearest_sorted(starts[picked], starts)
+    nearest = nearest_sorted(model_frames, starts)
     tm["inference"] = time.perf_counter() - t1 - prep
     return WindowCodes(
         category=np.argmax(p, axis=1).astype(np.int64)[nearest], probs=p[nearest], bits=bits,

@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Sequence
 
 from hashing.fingerprint import FINGERPRINT_SUFFIX
-from hashing.model_meta import ModelMeta
+from hashing.model_meta import ModelMeta, sha256_hex
 from speechvault.errors import ModelError, SpeechVaultError
 
 __all__ = ["attach_fingerprint", "main"]
 
 
 def attach_fingerprint(model: str | Path, donor: str | Path, out_dir: str | Path,
-                       name: str | None = None) -> Path:
+                       name: str | None = None, model_input: str | None = None) -> Path:
     """Write ``out_dir/NAME.tflite`` (the new model's bytes), ``NAME.json`` and
-    ``NAME.fingerprint.npz`` (the donor's bytes). Returns the .tflite path."""
+    ``NAME.fingerprint.npz`` (the donor's bytes; with ``model_input``, its windowing's
+    ``model_input`` set so: ``hashing.windowing.WindowingSpec``). Returns the .tflite path."""
     model, donor = Path(model), Path(donor)
     blob = model.read_bytes()
     meta = ModelMeta.load(model.with_suffix(".json"))
@@ -51,16 +52,34 @@ def attach_fingerprint(model: str | Path, donor: str | Path, out_dir: str | Path
     training["fingerprint_from"] = {"model": dmeta.name, "tflite_sha256": dmeta.tflite_sha256,
                                     "note": "fingerprint and tau taken unchanged (Log-Mel input, "
                                             "independent of the CRNN)"}
-    new = dataclasses.replace(meta, name=name, fingerprint=dict(dmeta.fingerprint), tau=dmeta.tau,
+    fp_bytes, fingerprint = fp_src.read_bytes(), dict(dmeta.fingerprint)
+    if model_input is not None:
+        fp_bytes = _with_model_input(fp_bytes, model_input)
+        fingerprint["sha256"] = sha256_hex(fp_bytes)
+        training["fingerprint_from"]["model_input"] = model_input
+    new = dataclasses.replace(meta, name=name, fingerprint=fingerprint, tau=dmeta.tau,
                               metrics=metrics, training=training).validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t = out / f"{name}.tflite"
     if t.resolve() != model.resolve():
         t.write_bytes(blob)
-    shutil.copyfile(fp_src, out / f"{name}{FINGERPRINT_SUFFIX}")
+    (out / f"{name}{FINGERPRINT_SUFFIX}").write_bytes(fp_bytes)
     new.save(out / f"{name}.json")
     return t
+
+
+def _with_model_input(fp_bytes: bytes, model_input: str) -> bytes:
+    """The fingerprint file with its windowing's ``model_input`` set (checked by
+    ``WindowingSpec``); projection, mean and rule unchanged."""
+    from hashing.fingerprint import Fingerprint
+    from hashing.windowing import WindowingSpec
+
+    fp = Fingerprint.from_bytes(fp_bytes)
+    if fp.windowing is None:
+        raise ModelError("the donor's fingerprint has no identification windows")
+    spec = WindowingSpec.from_dict({**fp.windowing, "model_input": model_input})
+    return dataclasses.replace(fp, windowing=spec.to_dict()).to_bytes()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,9 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--from", dest="donor", required=True, help="a .tflite whose fingerprint to take")
     p.add_argument("--out", required=True)
     p.add_argument("--name", default=None)
+    p.add_argument("--model-input", choices=("take", "grid"), default=None,
+                   help="where the model looks (hashing.windowing.WindowingSpec.model_input); "
+                        "default: as the donor")
     a = p.parse_args(argv)
     try:
-        t = attach_fingerprint(a.model, a.donor, a.out, a.name)
+        t = attach_fingerprint(a.model, a.donor, a.out, a.name, a.model_input)
     except (SpeechVaultError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

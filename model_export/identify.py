@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover
     raise RuntimeMissingError("training needs TensorFlow: pip install 'speechvault[train]'") from exc
 
 from hashing import codes
-from hashing.cpo import CPO, compose, hard_cpo as identify_cpo, random_cpo
+from hashing.cpo import hard_cpo as identify_cpo
 from hashing.features import FeatureSpec, input_shape as feature_input_shape
 from hashing.model_meta import FSDD_LICENSE, ModelMeta
 from model_export import dataset as ds

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import speechvault
-from speechvault.errors import InvalidInputError, NotFoundError, VaultFormatError
+from speechvault.errors import InvalidInputError, VaultFormatError
 from store import private_files as _private
 from store.keys import hkdf_sha256
 from store.schema import ROW_GROUP_ROWS, word_columns

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import store.vault as sv
-from speechvault.errors import InvalidInputError, SpeechVaultError
+from speechvault.errors import InvalidInputError
 from store import private_files
 from store.vault import Vault
 from tests.fakes import FakeEncoder, encoder_loader, tone_mix, write_wav

@@ -6,7 +6,7 @@ so short-lived files (the WAL before a chmod, temporary exports) are seen too.
 
     python tools/permissions_table.py CHECKOUT WORKDIR     # CHECKOUT: this repository, or an old tree
 """
-import os, sys, threading, time, json, re
+import os, sys, threading, time, re
 from pathlib import Path
 root = sys.argv[1]; work = Path(sys.argv[2]); sys.path.insert(0, root)
 os.umask(0o022)

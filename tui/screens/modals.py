@@ -3,7 +3,6 @@ path, confirmation (delete)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from textual import on

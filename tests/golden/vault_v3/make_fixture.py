@@ -10,7 +10,7 @@ pin: a file DuckDB 1.5 writes is readable by 1.5 and 2.x; one 2.x writes is not 
 Four recordings (tests.fakes.tone_mix(9100 + i, 0.3) as 16 kHz WAV), FakeEncoder(K=128, C=3,
 seed=61), passphrase "format three passphrase", one vault per cipher, gzipped.
 """
-import gzip, hashlib, json, sys
+import gzip, hashlib, sys
 from pathlib import Path
 from store import schema
 from store.vault import Vault
