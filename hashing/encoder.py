@@ -497,7 +497,9 @@ def take_model_windows(a: np.ndarray, a0: int, a1: int, wspec, fspec):
     from hashing.features import model_windows
 
     margin = int(round(fspec.trim_margin_seconds * fspec.sample_rate)) + int(fspec.trim_frame)
-    lo, hi = max(0, a0 * hop - margin), min(a.shape[0], a1 * hop + margin)
+    step = int(fspec.trim_hop)  # the trim's frames start on the whole signal's grid
+    lo = max(0, (a0 * hop - margin) // step * step)
+    hi = min(a.shape[0], a1 * hop + margin)
     win, starts = model_windows(np.asarray(a[lo:hi], dtype=np.float32), fspec, return_starts=True)
     frames = np.round((lo + np.asarray(starts) * fspec.sample_rate) / hop).astype(np.int64)
     return win, frames

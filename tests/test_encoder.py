@@ -96,7 +96,8 @@ def test_default_model_gives_K_bits_and_a_valid_category():
     assert meta.arch in ("cnn", "crnn")
     assert meta.training["held_out_speakers"]
     assert "CC BY-SA 4.0" in meta.training["license"]
-    assert meta.training["command"].startswith("python -m model_export.train")
+    assert meta.training["command"].startswith(("python -m model_export.train",
+                                                 "python -m model_export.loso"))
     assert enc.tflite_sha256 == meta.tflite_sha256 and enc.sha256 == meta.model_id(meta.tflite_sha256)
     assert len(enc.tflite_bytes) + len(enc.fingerprint_bytes or b"") <= 10 * 1024 * 1024
     rng = np.random.default_rng(0)
@@ -225,3 +226,35 @@ def test_ship_checks_sha_and_copies(tmp_path):
     with pytest.raises(ModelError, match="does not match"):
         ship(src / "m.tflite", "y", dest_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "y.tflite").exists()
+
+
+@needs_default
+def test_a_take_is_classified_from_the_models_own_input_not_the_grid():
+    """Issue 16: a word (a take) gets h1 and h2 from the model's own trimmed input
+    (``features.model_windows``), as in training, wherever its identification windows lie; a
+    windowing stored without the setting keeps the grid (model windows at identification
+    window starts, with the noise around the word)."""
+    import dataclasses
+
+    from hashing.encoder import Encoder
+    from hashing.features import model_windows
+
+    enc = Encoder.default(num_threads=1)
+    if enc.windowing is None or enc.windowing.model_input != "take":
+        pytest.skip("the default model does not classify takes from their own input")
+    rng = np.random.default_rng(3)
+    t = np.arange(9000) / 16000.0
+    word = 0.4 * np.sin(2 * np.pi * (200 + 300 * t) * t) * np.hanning(len(t))
+    y = np.concatenate([np.zeros(7000), word, np.zeros(12000)]) + 0.003 * rng.standard_normal(28000)
+    y = y.astype(np.float32)
+    h, p = enc.run_windows(model_windows(y, enc._spec))
+    for purpose in ("store", "query"):
+        c = enc.encode_audio(y, purpose=purpose)
+        assert np.allclose(c.probs, p[0], atol=1e-6), purpose
+        assert np.all(c.category == int(np.argmax(p[0])))
+    grid = dataclasses.replace(enc.windowing, model_input="grid")
+    assert grid.model_input == "grid"
+    from hashing.windowing import WindowingSpec
+
+    assert WindowingSpec.from_dict({k: v for k, v in enc.windowing.to_dict().items()
+                                    if k != "model_input"}).model_input == "grid"

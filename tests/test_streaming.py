@@ -42,6 +42,10 @@ def signals(enc):
         # a stretch buried in noise (windows the noise-floor rule drops, hashing.windowing)
         "buried": np.concatenate([sent, sent * 0.05]) + rng.normal(0, 0.01, 2 * sent.size)
         .astype(np.float32),
+        # one word in 23 s: the model's own input of a take (encoder.take_model_windows), read
+        # from the stretch around it
+        "a word in a long silence": np.concatenate([quiet] * 18 + [digit, quiet])
+        + rng.normal(0, 1e-4, 19 * quiet.size + digit.size).astype(np.float32),
     }
 
 
