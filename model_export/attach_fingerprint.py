@@ -49,9 +49,12 @@ def attach_fingerprint(model: str | Path, donor: str | Path, out_dir: str | Path
     # a model that already carries a fingerprint had its own h2 threshold put aside then
     metrics["h2_tau"] = meta.metrics.get("h2_tau", meta.tau) if meta.fingerprint else meta.tau
     training = dict(meta.training)
-    training["fingerprint_from"] = {"model": dmeta.name, "tflite_sha256": dmeta.tflite_sha256,
-                                    "note": "fingerprint and tau taken unchanged (Log-Mel input, "
-                                            "independent of the CRNN)"}
+    if donor.resolve() != model.resolve() or "fingerprint_from" not in training:
+        training["fingerprint_from"] = {"model": dmeta.name, "tflite_sha256": dmeta.tflite_sha256,
+                                        "note": "fingerprint and tau taken unchanged (Log-Mel "
+                                                "input, independent of the CRNN)"}
+    else:  # its own fingerprint, re-written (``model_input``): where it came from stays
+        training["fingerprint_from"] = dict(training["fingerprint_from"])
     fp_bytes, fingerprint = fp_src.read_bytes(), dict(dmeta.fingerprint)
     if model_input is not None:
         fp_bytes = _with_model_input(fp_bytes, model_input)
