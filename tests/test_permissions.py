@@ -102,6 +102,21 @@ def test_reopened_vault_writes_are_private(tmp_path, enc, umask022, no_chmod):
     assert all(m == 0o600 for s in vault_files for m in s.values()), vault_files
 
 
+def test_replaced_chmod_reaches_the_vaults_rooms(tmp_path, enc, monkeypatch):
+    """``no_chmod`` replaces ``store.vault._chmod_private``; the writes that live in the rooms
+    (``store.vault_ingest``, ``store.vault_keys``) and the handle's own (delete) must all call
+    the replaced one, or the WAL checks above would see a chmod'ed file and prove nothing."""
+    calls: list[str] = []
+    with Vault.create(tmp_path / "v.duckdb", PW, encoder=enc, kdf_log2_n=10) as v:
+        monkeypatch.setattr(sv, "_chmod_private", lambda path: calls.append("chmod"))
+        for what, write in [("ingest", lambda: v.ingest(_wavs(tmp_path, 2), batch_size=1)),
+                            ("delete", lambda: v.delete(1)),
+                            ("passwd", lambda: v.change_passphrase(PW, PW + " 2"))]:
+            before = len(calls)
+            write()
+            assert len(calls) > before, what
+
+
 def test_exports_are_private_and_do_not_follow_planted_links(tmp_path, enc, umask022):
     path = tmp_path / "v.duckdb"
     with Vault.create(path, PW, encoder=enc, kdf_log2_n=10) as v:
