@@ -231,9 +231,9 @@ def _votes(keys: str, binp: str, keyed: bool, where: str = "") -> str:
     ``-count``; scan: the nearest pair). ``keys``: leading group columns (a batch's ``rq, ``).
 
     Counted in two plain GROUP BYs (per stored window, then per offset) rather than with
-    ``count(DISTINCT s)``: DuckDB plans a distinct aggregate as a shared CTE fanned out to
-    two aggregates, which cost ~12 % of the keyed statement's CPU at 1.1M rows (issue 12's
-    bench); the rows are the same (tests/test_excerpt_sql.py)."""
+    ``count(DISTINCT s)``: DuckDB plans a distinct aggregate as a CTE fanned out to two
+    aggregates, ~28 of 174 ms CPU in its profile of a keyed 5 s excerpt at 1.1M rows (issue
+    12's bench vault); the votes are the same (tests/test_excerpt.py)."""
     inner, outer = ("count(*)", "-sum(t)") if keyed else ("min(d)", "min(t)")
     return ("stored_votes AS (\n"
             f"SELECT {keys}rid, round((s - qs) / {binp}::DOUBLE)::INTEGER AS ob, s, {inner} AS t\n"

@@ -132,6 +132,31 @@ def test_decide_consistent_offsets_beat_a_chance_window_and_prompts_are_shared()
     assert h5.evidence > h6.evidence + 0.5
 
 
+def test_votes_count_each_stored_window_once_per_offset():
+    """The vote (``store.excerpt._votes``, two plain GROUP BYs) equals ``count(DISTINCT s)``
+    per (recording, offset bin) with its tie-break, keyed and scanned, on pairs where stored
+    windows repeat (several query windows hit one stored window)."""
+    import duckdb
+
+    from store.excerpt import _votes
+
+    rng = np.random.default_rng(5)
+    n = 400
+    con = duckdb.connect()
+    con.execute("CREATE TABLE pairs AS SELECT * FROM (SELECT unnest($1::INTEGER[]) AS rid, "
+                "unnest($2::INTEGER[]) AS s, unnest($3::INTEGER[]) AS qs, "
+                "unnest($4::INTEGER[]) AS d)",
+                [rng.integers(1, 4, n).tolist(), (16 * rng.integers(0, 6, n)).tolist(),
+                 rng.integers(0, 40, n).tolist(), rng.integers(0, 200, n).tolist()])
+    for keyed, where, tie in ((True, "", "-count(*)"), (False, " WHERE d <= 90", "min(d)")):
+        ours = con.execute("WITH " + _votes("", "8", keyed, where).rstrip(",\n")
+                           + "\nSELECT rid, ob, n, tie FROM votes ORDER BY ALL").fetchall()
+        ref = con.execute("SELECT rid, round((s - qs) / 8::DOUBLE)::INTEGER AS ob, "
+                          f"count(DISTINCT s) AS n, {tie} AS tie FROM pairs{where} "
+                          "GROUP BY rid, ob ORDER BY ALL").fetchall()
+        assert ours == ref and len(ref) > 20 and max(r[2] for r in ref) > 1
+
+
 def test_keyed_slices_shrink_as_a_query_covers_more_windows():
     """A long query probes fewer 16-bit slices per stored window (its windows are many chances);
     a one-window clip probes them all; never fewer than four, never more than K/16."""
