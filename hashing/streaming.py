@@ -143,11 +143,8 @@ def encode_windowed(enc, a: np.ndarray, purpose: str, tm: dict[str, float],
     active = _w.activity_of_energy(energy, spec)
     audible = _w.audible_of_energy(energy, spec)
     a0, a1 = _w._active_span(active, spec)
-    cand = _w.window_starts(logmel.shape[0], a0, a1, spec, purpose)
-    act = _w.window_activity(active, cand, spec.window_frames)
-    heard = None if audible is None else _w.frames_in(audible, cand, spec.window_frames)
-    keep = _w.kept_windows(act, heard, spec)
-    starts, act = cand[keep], act[keep]
+    starts = _w.kept_starts(logmel.shape[0], active, audible, a0, a1, spec, purpose)
+    act = _w.window_activity(active, starts, spec.window_frames)
     bits = []
     for i in range(0, starts.shape[0], window_block):
         w = _w._cut(logmel, active, starts[i:i + window_block], spec)

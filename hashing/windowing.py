@@ -306,16 +306,23 @@ def _prepare(y: np.ndarray, spec: WindowingSpec):
     return logmel, active, audible_of_energy(energy, spec), *_active_span(active, spec)
 
 
-def _kept_windows_of(y: np.ndarray, spec: WindowingSpec, purpose: str) -> Windows:
-    """The windows of ``y`` that ``kept_windows`` keeps, and only those cut: which are kept is
-    decided from running counts of the active and audible frames, so the pauses and buried
-    stretches of a query (a window every frame) are never gathered and normalised."""
-    logmel, active, audible, a0, a1 = _prepare(y, spec)
-    starts = window_starts(logmel.shape[0], a0, a1, spec, purpose)
+def kept_starts(n_frames: int, active: np.ndarray, audible: np.ndarray | None, a0: int,
+                a1: int, spec: WindowingSpec, purpose: str) -> np.ndarray:
+    """The starts of the windows ``kept_windows`` keeps among ``window_starts``, decided from
+    running counts of the active and audible frames, so that only those are ever cut: the
+    pauses and buried stretches of a query (a window every frame) are never gathered and
+    normalised. Shared by the one-shot path and ``hashing.streaming``."""
+    starts = window_starts(n_frames, a0, a1, spec, purpose)
     W = spec.window_frames
     heard = None if audible is None else frames_in(audible, starts, W)
-    keep = kept_windows(window_activity(active, starts, W), heard, spec)
-    w = _cut(logmel, active, starts[keep], spec, audible)
+    return starts[kept_windows(window_activity(active, starts, W), heard, spec)]
+
+
+def _kept_windows_of(y: np.ndarray, spec: WindowingSpec, purpose: str) -> Windows:
+    """The windows of ``y`` that ``kept_windows`` keeps (``kept_starts``), cut."""
+    logmel, active, audible, a0, a1 = _prepare(y, spec)
+    starts = kept_starts(logmel.shape[0], active, audible, a0, a1, spec, purpose)
+    w = _cut(logmel, active, starts, spec, audible)
     w.anchor, w.end = a0, a1
     return w
 
