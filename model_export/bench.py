@@ -703,7 +703,8 @@ def run_bench(out_dir: str | Path | None, quick: bool = False, *,
         targets={**targets, "sizes": list(sizes)})
     from model_export.bench_excerpt import bench_excerpt
 
-    report.excerpt = bench_excerpt(**(EXCERPT_QUICK if quick else EXCERPT_FULL), log=log)
+    report.excerpt = bench_excerpt(**(EXCERPT_QUICK if quick else EXCERPT_FULL), busy=busy,
+                                   log=log)
     machine["load_avg_end"] = machine_info()["load_avg_1_5_15"]
     if out_dir is not None:
         out = Path(out_dir)

@@ -53,6 +53,10 @@ def test_bench_quick_report_is_complete(tmp_path):
         assert ex["ingest_s_per_recording"] > 0 and ex["rows_per_hour"] > 0
         for q in ex["query"]:
             assert q["queries"] >= 1 and 0 <= q["matched"] <= q["queries"] and q["sql_p50_ms"] > 0
+        # --busy: each strategy timed idle and with one core spinning (issue 13's rule)
+        runs = {(q["candidates"], q.get("busy", False)) for q in ex["query"]}
+        assert runs == {(c, b) for c, _ in runs for b in (False, True)}, runs
+        assert "one core busy" in md
         assert "Excerpt search" in md
     assert rep["machine"]["cores"] >= 1 and rep["machine"]["cpu"]
     rows = rep["table4"]
