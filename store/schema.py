@@ -124,7 +124,6 @@ def code_word_columns(K: int) -> list[str]:
 _CODES_TABLES = ("codes", "codes_compact", "codes_reindex", "codes_v5", "codes_v6")
 
 
-
 def word_halves(words: np.ndarray, K: int) -> dict[str, np.ndarray]:
     """The code's (n, ceil(K/64)) unsigned 64-bit words as the columns an insert binds: per
     stored word j its low half ``l{j}`` (uint64) and, if the code has one, its high half
