@@ -385,7 +385,8 @@ def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray
                    dialect: Dialect = DUCKDB) -> list:
     """The bound values of ``excerpt_sql`` for a coded query (as ``dialect`` binds them)."""
     params: list = [[int(x) for x in frames]]
-    params += [dialect.word_values(words[:, i]) for i in range(words.shape[1])]
+    bound = [dialect.word_values(w) for w in words]  # each window's words as stored
+    params += [[w[i] for w in bound] for i in range(len(dialect.word_columns(K)))]
     if categories is not None:
         params.append(sorted({int(x) for x in categories}))
     if not keyed:
