@@ -141,13 +141,22 @@ def word_halves(words: np.ndarray, K: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _pair_sql(hi: str, lo: str) -> str:
+    """The HUGEINT ``hi * 2^64 + lo`` of a BIGINT high half and a low half in [0, 2^64).
+    Not a shift (DuckDB refuses to shift a negative number left); a negative high half as
+    ``(hi + 1) * 2^64 - (2^64 - lo)``, as DuckDB 1.5 reports -2^63 * 2^64 (= -2^127, in range)
+    as an overflow."""
+    two = f"{_TWO_64}::HUGEINT"
+    return (f"(CASE WHEN {hi} < 0 THEN ({hi}::HUGEINT + 1) * {two} - ({two} - {lo}) "
+            f"ELSE {hi}::HUGEINT * {two} + {lo} END)")
+
+
 def word_from_halves_sql(K: int, j: int, alias: str = "") -> str:
-    """The SQL of stored word ``j`` from ``word_halves``' columns: high * 2^64 + low (a
-    product, not a shift: DuckDB refuses to shift a negative number left)."""
+    """The SQL of stored word ``j`` from ``word_halves``' columns."""
     lo = f"{alias}l{int(j)}::HUGEINT"
     if 2 * int(j) + 1 >= n_words(K, CODE_WORD_BITS):
         return lo
-    return f"({alias}h{int(j)}::HUGEINT * {_TWO_64}::HUGEINT + {lo})"
+    return _pair_sql(f"{alias}h{int(j)}", lo)
 
 
 def code_words_sql(K: int, signed: bool = False, alias: str = "") -> list[str]:
@@ -419,7 +428,7 @@ def _wide_word_sql(K: int, j: int) -> str:
     lo = _unsigned_64_sql(f"w{2 * j}")
     if 2 * j + 1 >= n_words(K, CODE_WORD_BITS):
         return lo
-    return f"(w{2 * j + 1}::HUGEINT * {_TWO_64}::HUGEINT + {lo})"
+    return _pair_sql(f"w{2 * j + 1}", lo)
 
 
 def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
