@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from store.schema import WORD_BITS
 from store.sql_dialects import DUCKDB, DUCKDB_LAKE, Dialect
 
 __all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerpt_batch_sql",
@@ -208,11 +209,22 @@ def _dist(K: int, dialect: Dialect) -> str:
 
 
 def _band_key(alias: str, prefix: str, band: int, word_bits: int) -> str:
-    """The ``band``-th 16-bit slice of a code (bits 16*band .. 16*band+15, eq. 11-12 packing),
-    from words of ``word_bits`` bits (a vault's 128, the lake's 64: the same code bits, as
-    bit i of the code is bit i % bits of word i // bits). A slice never straddles two words
-    (16 divides both); ``>>`` is arithmetic, and ``& 65535`` keeps the slice's own bits."""
+    """The join key of the ``band``-th 16-bit slice of a code (bits 16*band .. 16*band+15,
+    eq. 11-12 packing), from words of ``word_bits`` bits (a vault's 128, the lake's 64: the
+    same code bits, as bit i of the code is bit i % bits of word i // bits; a slice never
+    straddles two words, 16 divides both).
+
+    64-bit words: the slice shifted down, ``(w >> s) & 65535`` (the spelling the other
+    engines' translation knows, ``store.sql_dialects``). 128-bit words: the slice's bits left
+    in place, ``w & (65535 << s)`` (two's complement for the top slice): two keys of the same
+    band are equal exactly when their slices are, so the pairs are the same, and one HUGEINT
+    operation instead of two costs less (a join of 12 bands over 1M rows, 300 query windows,
+    one thread: 89 ms CPU against 110 for the shift, 76 for format 5's BIGINT keys)."""
     word, shift = divmod(16 * band, int(word_bits))
+    if int(word_bits) == WORD_BITS:
+        mask = 65535 << shift
+        mask = mask - (1 << 128) if mask >= 1 << 127 else mask
+        return f"({alias}.{prefix}{word} & {mask}::HUGEINT)"
     return f"(({alias}.{prefix}{word} >> {shift}) & 65535)"
 
 

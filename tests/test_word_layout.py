@@ -319,3 +319,38 @@ def test_a_k320_vault_round_trips_codes_and_finds_itself(tmp_path, monkeypatch):
                 assert (top.recording_id, top.distance) == (r.id, 0), mode
         assert v.verify().ok
     assert _word_types(tmp_path / "k320.duckdb") == {"HUGEINT"}
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_excerpt_statement_on_hugeint_words_equals_the_64_bit_words(keyed):
+    """The excerpt statement's 16-bit key slices and distances on a vault's 128-bit words
+    (format 6) give the rows the same statement gives on the code's 64-bit words (the lake's
+    layout, format 5's bits): the same slices, the same candidate pairs."""
+    from store import excerpt as ex
+    from store.sql_dialects import DUCKDB, DUCKDB_LAKE
+
+    K, rng = 384, np.random.default_rng(11)
+    n = 400
+    words = rng.integers(0, 2**64, (n, 6), dtype=np.uint64)
+    rid, starts = np.arange(n) // 20 + 1, (np.arange(n) % 20) * 16
+    q = words[40:52].copy()  # recording 3's windows, about 1 bit in 24 flipped
+    for b in range(64):
+        q ^= (rng.random(q.shape) < 0.04).astype(np.uint64) << np.uint64(b)
+    frames = starts[40:52] + 3
+    wide = duckdb.connect()
+    wide.execute(schema.codes_ddl(K))
+    schema.insert_codes(wide, "codes", K, rid, np.zeros(n), rid % 3, words, starts)
+    narrow = duckdb.connect()
+    narrow.execute("CREATE TABLE codes (recording_id BIGINT, win INTEGER, category SMALLINT, "
+                   "start INTEGER, " + ", ".join(f"{c} BIGINT" for c in schema.code_word_columns(K))
+                   + ")")
+    narrow.register("f", {"rid": rid, "start": starts, "cat": rid % 3,
+                          **{f"w{i}": schema.signed_words(words)[:, i] for i in range(6)}})
+    narrow.execute("INSERT INTO codes SELECT rid, 0, cat, start, w0, w1, w2, w3, w4, w5 FROM f")
+    rule = ex.ExcerptRule(n_candidates=4, key_bands=24)
+    got = {}
+    for name, con, dialect in (("wide", wide, DUCKDB), ("narrow", narrow, DUCKDB_LAKE)):
+        sql = ex.excerpt_sql(K, False, keyed, 24, dialect)
+        got[name] = con.execute(sql, ex.excerpt_params(frames, q, None, K, rule, keyed,
+                                                      dialect)).fetchall()
+    assert got["wide"] == got["narrow"] and {r[0] for r in got["wide"]} >= {3}
