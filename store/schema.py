@@ -115,8 +115,8 @@ def word_columns(K: int, bits: int = WORD_BITS) -> list[str]:
 
 
 def code_word_columns(K: int) -> list[str]:
-    """The code's 64-bit word columns ``w0 .. w{ceil(K/64)-1}``: the lake's Parquet (its
-    engines have no 128-bit integer Spark and ClickHouse agree on) and ``code_words_sql``."""
+    """The code's 64-bit word columns ``w0 .. w{ceil(K/64)-1}``: the lake's Parquet (Spark
+    and ClickHouse share no 128-bit integer type) and ``code_words_sql``."""
     return word_columns(K, CODE_WORD_BITS)
 
 
