@@ -1,5 +1,7 @@
 """The one-window search statement on format 5's 6 BIGINT words against 3 HUGEINT words of the
-same 384 bits, on the bench's vaults (issue 13, session 21): the case for a format 6.
+same 384 bits, on the bench's vaults (issue 13, session 21): the case for a format 6, adopted in
+session 25 (``store.schema._v5_to_v6``). It reads format-5 vaults (``*-v5.duckdb``: build them
+with a format-5 tree, e.g. ``git archive b93546b``), as it compares against format 5's words.
 
     .venv/bin/python docs/measure_search_ab.py build --out /tmp/sv-ab
     .venv/bin/python docs/measure_search_ab.py run --tree . --vaults /tmp/sv-ab --upgrade

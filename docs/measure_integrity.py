@@ -77,7 +77,7 @@ def whole_index_mac(rows: int, K: int = 384) -> dict:
     con = duckdb.connect()
     con.execute(schema.codes_ddl(K))
     rng = np.random.default_rng(0)
-    W = schema.n_words(K)
+    W = schema.n_words(K, schema.CODE_WORD_BITS)
     rid = np.repeat(np.arange(rows // 50), 50)[:rows]
     schema.insert_codes(con, "codes", K, rid, np.tile(np.arange(50), rows // 50 + 1)[:rows],
                         rng.integers(0, 10, rows), rng.integers(0, 2**63, (rows, W), dtype=np.uint64),

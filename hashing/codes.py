@@ -3,7 +3,8 @@
 * ``hash_bits``  - eq. 11-12: the semantic hash h2; bit i = 1 where tanh(omega(x))_i >= mean of
   that vector (the paper's "I_mean"), else 0.
 * ``one_hot``    - eq. 13-15: the category hash h1, one-hot of argmax(softmax), C bits.
-* ``pack_words`` / ``unpack_words`` - bits <-> unsigned 64-bit words (DuckDB ``UBIGINT``).
+* ``pack_words`` / ``unpack_words`` - bits <-> unsigned 64-bit words (a vault stores them two
+  by two as 128-bit words since format 6, ``store.schema``).
 * ``ber``        - eq. 16: the normalized Hamming distance (bit error rate) D = popcount(a^b)/K.
 
 Word layout (fixed, part of the stored format): bit ``i`` of a K-bit code goes to word

@@ -196,7 +196,7 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
     con = vault._db()
     words = np.ascontiguousarray(np.asarray(words, np.uint64))
     n = words.shape[0]
-    W = schema.n_words(vault.K)
+    W = schema.n_words(vault.K, schema.CODE_WORD_BITS)
     if words.ndim != 2 or words.shape[1] != W:
         raise ValueError(f"words must be (n, {W}) uint64 for K = {vault.K}")
     cat = np.asarray(window_category, np.int16).reshape(-1)
@@ -212,11 +212,6 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
     rec = {"id": ids, "name": np.array(nam, dtype=object), "category": np.array(lab, dtype=object),
            "sha256": np.array([f"synthetic:{int(i)}" for i in ids], dtype=object),
            "n_windows": n_win}
-    frame = {"recording_id": ids[owner], "win": win, "category": cat}
-    stored = schema.signed_words(words)  # the codes table's BIGINT words (format 5)
-    for i, c in enumerate(schema.word_columns(vault.K)):
-        frame[c] = np.ascontiguousarray(stored[:, i])
-    cols = ", ".join(["recording_id", "win", "category", *schema.word_columns(vault.K)])
     with vault._lock:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -225,8 +220,8 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
                 "INSERT INTO recordings (id, name, category, sha256, sample_rate, channels, duration, "
                 "size, added, n_windows, blob) SELECT id, name, category, sha256, 16000, 1, 0.0, 0, "
                 "now(), n_windows, ''::BLOB FROM _sv_bench_rec")
-            con.register("_sv_bench_codes", frame)
-            con.execute(f"INSERT INTO codes ({cols}) SELECT {cols} FROM _sv_bench_codes")
+            # the stored words as every write makes them (format 6: HUGEINT, store.schema)
+            schema.insert_codes(con, "codes", vault.K, ids[owner], win, cat, words, None)
             con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?", [int(n)])
             if R:
                 _advance_id_sequence(con, int(ids[-1]))
@@ -235,7 +230,7 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
             con.execute("ROLLBACK")
             raise
         finally:
-            for t in ("_sv_bench_rec", "_sv_bench_codes"):
+            for t in ("_sv_bench_rec",):
                 try:
                     con.unregister(t)
                 except Exception:

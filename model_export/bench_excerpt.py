@@ -38,14 +38,14 @@ __all__ = ["bench_excerpt", "to_markdown"]
 def _fill(v, n_target: int, flip: float, rng: np.random.Generator) -> int:
     """Copy the index rows of the real recordings, with bits flipped, until ``n_target``
     recordings are indexed. Returns the rows added."""
-    from store.schema import signed_words, unsigned_words, word_columns
+    from store.schema import code_word_columns, code_words_sql, insert_codes
 
     con = v._db()
-    wcols = word_columns(v.K)
-    base = con.execute(f"SELECT recording_id, win, category, start, {', '.join(wcols)} FROM codes "
+    base = con.execute(f"SELECT recording_id, win, category, start, "
+                       f"{', '.join(code_words_sql(v.K))} FROM codes "
                        "ORDER BY recording_id, win").fetchnumpy()
     n_real = len(np.unique(base["recording_id"]))
-    words = np.stack([unsigned_words(base[c]) for c in wcols], axis=1)
+    words = np.stack([np.asarray(base[c], np.uint64) for c in code_word_columns(v.K)], axis=1)
     added, next_id = 0, int(con.execute("SELECT max(id) FROM recordings").fetchall()[0][0]) + 1000
     chunk = max(1, 200_000 // max(1, len(words)))
     copies = -(-(n_target - n_real) // n_real)  # blocks of n_real recordings
@@ -58,16 +58,10 @@ def _fill(v, n_target: int, flip: float, rng: np.random.Generator) -> int:
         w ^= mask
         rid = (np.repeat(np.arange(k), len(words)) * n_real
                + np.tile(np.asarray(base["recording_id"]) - 1, k) + next_id)
-        frame = {"recording_id": rid.astype(np.int64),
-                 "win": np.tile(np.asarray(base["win"]), k).astype(np.int32),
-                 "category": np.tile(np.asarray(base["category"]), k).astype(np.int16),
-                 "start": np.tile(np.asarray(base["start"]), k).astype(np.int32)}
-        stored = signed_words(w)  # the codes table's BIGINT words (format 5)
-        for i, c in enumerate(wcols):
-            frame[c] = np.ascontiguousarray(stored[:, i])
-        con.register("_bench_fill", frame)
-        con.execute("INSERT INTO codes BY NAME SELECT * FROM _bench_fill")
-        con.unregister("_bench_fill")
+        # the stored words as every write makes them (format 6: HUGEINT, store.schema)
+        insert_codes(con, "codes", v.K, rid.astype(np.int64), np.tile(np.asarray(base["win"]), k),
+                     np.tile(np.asarray(base["category"]), k), w,
+                     np.tile(np.asarray(base["start"]), k))
         next_id += k * n_real
         copies -= k
         added += len(rid)

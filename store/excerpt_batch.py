@@ -83,7 +83,7 @@ def run_batch(runner: Any, K: int, rule, dialect: Dialect,
     requests = list(dict.fromkeys(requests))
     out: dict[ExcerptRequest, list] = {r: [] for r in requests}
     seconds = 0.0
-    columns = [f"{name} {dialect.type(t)}" for name, t in _ex.query_window_columns(K)]
+    columns = [f"{name} {dialect.type(t)}" for name, t in _ex.query_window_columns(K, dialect)]
     for keyed in sorted({r.keyed for r in requests}):
         group = [r for r in requests if r.keyed == keyed]
         bands = max(r.bands for r in group)

@@ -222,12 +222,14 @@ def _insert_macs(con: duckdb.DuckDBPyConnection, rows: list[tuple[int, bytes, by
 
 def _stored_codes(con: duckdb.DuckDBPyConnection, K: int) -> dict[int, tuple]:
     """Every index row grouped by recording, in window order: rid -> (win, cat, start, null, words)."""
-    wcols = _schema.word_columns(K)
+    wcols = _schema.code_word_columns(K)
     res = con.execute(
         f"SELECT recording_id, win, category, coalesce(start, 0) AS s, start IS NULL AS sn, "
-        f"{', '.join(wcols)} FROM codes ORDER BY recording_id, win").fetchnumpy()
+        f"{', '.join(_schema.code_words_sql(K))} FROM codes ORDER BY recording_id, win"
+    ).fetchnumpy()
     rid = np.asarray(res["recording_id"], np.int64)
-    words = np.stack([_schema.unsigned_words(res[c]) for c in wcols], axis=1) if len(rid) \
+    # the code's unsigned 64-bit words, however the format stores them: the MACs are over them
+    words = np.stack([np.asarray(res[c], np.uint64) for c in wcols], axis=1) if len(rid) \
         else np.zeros((0, len(wcols)), np.uint64)
     ids, first = np.unique(rid, return_index=True)
     bounds = list(first) + [len(rid)]
@@ -312,9 +314,9 @@ class IntegrityFindings:
 
 def _upgraded(con: duckdb.DuckDBPyConnection, old: Any, new: Any) -> bool:
     """Whether the live ``format_version`` is the authenticated one upgraded by
-    ``store.schema.upgrade``, which runs at open without the key (format 5 changes how the code
-    words are stored and adds the empty ``blob_chunks`` table; the index MACs are over the code's
-    bits, so they still verify):
+    ``store.schema.upgrade``, which runs at open without the key (formats 5 and 6 change how the
+    code words are stored, 5 adds the empty ``blob_chunks`` table; the index MACs are over the
+    code's 64-bit words, read back the same, so they still verify):
     forward only, up to this code's version, every step recorded in ``schema_migrations``. The
     next keyed write signs the new version."""
     if not (isinstance(old, int) and isinstance(new, int)

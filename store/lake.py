@@ -46,7 +46,7 @@ from store.lake_dest import parse_manifest_text
 from store.lake_export import MANIFEST, check_manifest, object_name, read_manifest
 from store.lake_s3 import S3Location, duckdb_s3_connection, is_s3, parse_s3
 from store.lake_uri import DEFAULT_SPARK_MASTER, ENGINES, is_lake_uri, parse_uri
-from store.schema import word_columns
+from store.schema import code_word_columns
 from store.vault import Vault
 
 __all__ = ["LakeVault", "is_lake_uri", "parse_uri", "open_uri", "ENGINES"]
@@ -80,7 +80,7 @@ def _duckdb_view(root, m: dict, con: duckdb.DuckDBPyConnection | None = None
     con.execute(f"CREATE VIEW model AS SELECT * FROM read_parquet({_sql_str(_at(root, m['model']))})")
     con.execute("CREATE VIEW recordings AS SELECT * FROM "
                 f"read_parquet({_sql_str(_at(root, 'recordings/recordings.parquet'))})")
-    words = ", ".join(word_columns(m["K"]))
+    words = ", ".join(code_word_columns(m["K"]))
     if m["partitions"]:
         glob = _at(root, f"{m['codes']}/*/*.parquet")
         con.execute(
@@ -88,7 +88,7 @@ def _duckdb_view(root, m: dict, con: duckdb.DuckDBPyConnection | None = None
             f"read_parquet({_sql_str(glob)}, hive_partitioning = true, "
             "hive_types = {'category': SMALLINT})")
     else:  # an empty vault: no partition files to read
-        cols = ", ".join(f"{c} BIGINT" for c in word_columns(m["K"]))
+        cols = ", ".join(f"{c} BIGINT" for c in code_word_columns(m["K"]))
         con.execute("CREATE TABLE codes (recording_id BIGINT, win INTEGER, category SMALLINT, "
                     f"start INTEGER, {cols})")
     return con

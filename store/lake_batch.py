@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from store import search as _search
-from store.schema import word_columns
+from store.schema import code_word_columns
 from store.sql_dialects import SPARK
 
 __all__ = ["Request", "request_key", "requests_for", "batch_sql", "run_batch", "ONE_JOB_CONF"]
@@ -71,7 +71,7 @@ def requests_for(vault, q, mode: str, probe: int, top: int) -> list[Request]:
 def batch_sql(K: int) -> str:
     """The one statement (Spark SQL) over ``query_windows`` (rq, qw, cats, w0..) and ``codes``;
     ``:p1`` is top. Rows: (rq, rank, recording_id, packed key, name, category), unordered."""
-    dist = " + ".join(f"bit_count(c.{w} ^ q.{w})" for w in word_columns(K))
+    dist = " + ".join(f"bit_count(c.{w} ^ q.{w})" for w in code_word_columns(K))
     return (
         "WITH pairs AS (\n"
         "    SELECT q.rq, c.recording_id,\n"
@@ -118,7 +118,7 @@ def run_batch(engine, K: int, requests: list[Request]) -> tuple[dict[Request, li
     if len(tops) != 1:
         raise ValueError("one batch, one top")
     columns = ["rq INT", "qw INT", "cats ARRAY<INT>",
-               *(f"{w} BIGINT" for w in word_columns(K))]
+               *(f"{w} BIGINT" for w in code_word_columns(K))]
     t0 = time.perf_counter()
     rows = engine.rows_joined("query_windows", columns, _window_rows(requests), batch_sql(K),
                               {"p1": tops.pop()}, conf=ONE_JOB_CONF)

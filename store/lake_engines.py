@@ -28,7 +28,7 @@ from typing import Any
 
 from speechvault.errors import LakeError
 from speechvault.extras import require
-from store.schema import word_columns
+from store.schema import code_word_columns
 
 __all__ = ["ClickHouseLake", "DuckDBTables", "SparkLake"]
 
@@ -57,14 +57,14 @@ class ClickHouseLake:
         try:
             for k, v in self.SETTINGS.items():
                 self._session.query(f"SET {k} = {int(v)}")
-            words = ", ".join(word_columns(int(manifest["K"])))
+            words = ", ".join(code_word_columns(int(manifest["K"])))
             codes = Path(dest) / manifest["codes"]
             if manifest["partitions"]:
                 self._session.query(
                     "CREATE VIEW codes AS SELECT recording_id, win, toInt16(category) AS category, "
                     f"start, {words} FROM file({_ch_str(codes / '*' / '*.parquet')}, Parquet)")
             else:
-                cols = ", ".join(f"{c} Int64" for c in word_columns(int(manifest["K"])))
+                cols = ", ".join(f"{c} Int64" for c in code_word_columns(int(manifest["K"])))
                 self._session.query("CREATE TABLE codes (recording_id Int64, win Int32, "
                                     f"category Int16, start Int32, {cols}) ENGINE = Memory")
             rec = Path(dest) / "recordings" / "recordings.parquet"
@@ -162,7 +162,7 @@ class SparkLake:
                 self._spark.read.parquet(str(codes)).createOrReplaceTempView("codes")
             else:
                 words = ", ".join(f"CAST(NULL AS BIGINT) AS {c}"
-                                  for c in word_columns(int(manifest["K"])))
+                                  for c in code_word_columns(int(manifest["K"])))
                 self._spark.sql(
                     "SELECT CAST(NULL AS BIGINT) AS recording_id, CAST(NULL AS INT) AS win, "
                     f"CAST(NULL AS SMALLINT) AS category, CAST(NULL AS INT) AS start, {words} "

@@ -16,8 +16,8 @@ same layout under the prefix, written through ``store.lake_dest``)::
 
 Choices, each measured or forced (issue 14):
 
-* words are INT64 (two's complement of the code's unsigned words, as the vault stores them
-  since format 5): Spark reads UINT64 as DECIMAL and
+* words are the code's 64-bit words as INT64 (two's complement of its unsigned words; the vault
+  stores two in each HUGEINT since format 6, split on export): Spark reads UINT64 as DECIMAL and
   ``^`` then fails; XOR and popcount do not care about the sign (``store.sql_dialects``);
 * uncompressed, row groups of ``ROW_GROUP_ROWS``: a search is a scan of whole word columns, so
   decompression would be pure cost, and the category filter prunes whole files (hive
@@ -51,7 +51,7 @@ import speechvault
 from speechvault.errors import InvalidInputError, VaultFormatError
 from store import private_files as _private
 from store.keys import hkdf_sha256
-from store.schema import ROW_GROUP_ROWS, word_columns
+from store.schema import ROW_GROUP_ROWS, code_words_sql
 
 __all__ = ["LAKE_FORMAT", "LAKE_VERSION", "LakeExportReport", "export_lake", "export_lake_file",
            "object_name", "lake_id", "read_manifest", "check_manifest", "signed_words_sql"]
@@ -103,9 +103,9 @@ def lake_id(master: bytes) -> str:
 
 
 def signed_words_sql(K: int) -> str:
-    """``w0 .. w{W-1}`` as INT64 with the code's bits: the vault stores them so since format 5
-    (``store.schema._v4_to_v5``), so the columns are copied as they are."""
-    return ", ".join(word_columns(K))
+    """The lake's ``w0 .. w{ceil(K/64)-1}``: the code's 64-bit words as INT64 with the same
+    bits, split from the vault's 128-bit words (format 6, ``store.schema.code_words_sql``)."""
+    return ", ".join(code_words_sql(K, signed=True))
 
 
 def read_manifest(dest) -> dict | None:

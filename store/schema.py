@@ -1,6 +1,6 @@
 """The vault's on-disk format: one DuckDB file, its DDL, its format version, its upgrades.
 
-Format ``speechvault-vault``, version 5 (``FORMAT_VERSION``)::
+Format ``speechvault-vault``, version 6 (``FORMAT_VERSION``)::
 
     vault_meta   one row: magic, format version, created, app version, cipher, the key wrap
                  (JSON of ``store.keys.KeyWrap.to_dict()``: KDF name and parameters, salt,
@@ -18,12 +18,15 @@ Format ``speechvault-vault``, version 5 (``FORMAT_VERSION``)::
                  associated data = vault id, record id and the SHA-256 of the original,
                  ``store.integrity.blob_ad``; a legacy blob: the 32-byte SHA-256 alone).
     codes        the index: one row per (recording, window): ``category`` = h1 (the model's class
-                 id for that window), h2 as W = ceil(K/64) BIGINT words ``w0 .. w{W-1}`` (bit i
-                 of the code in word i // 64 at bit i % 64, ``hashing.codes.pack_words``; the
-                 unsigned word's 64 bits read as two's complement, version 5: see ``_v4_to_v5``).
-                 Kept clustered by ``category`` (see ``store.search.compact``). ``start``
-                 (version 3): the window's start frame on the identification grid of the
-                 model's windowing (``hashing.windowing``), NULL for a model without one.
+                 id for that window), h2 as W = ceil(K/128) HUGEINT words ``w0 .. w{W-1}``
+                 (version 6, ``_v5_to_v6``): word j holds the code's 64-bit words 2j (low half)
+                 and 2j+1 (high half) of ``hashing.codes.pack_words``, i.e. bit i of the code at
+                 bit i % 128 of word i // 128, the 128 bits read as two's complement; when K is
+                 not a multiple of 128 the last word holds the remaining bits (its high half 0
+                 when K % 128 <= 64). (Version 5: ceil(K/64) BIGINT words, ``_v4_to_v5``;
+                 before: UBIGINT.) Kept clustered by ``category`` (see ``store.search.compact``).
+                 ``start`` (version 3): the window's start frame on the identification grid of
+                 the model's windowing (``hashing.windowing``), NULL for a model without one.
     record_macs  (version 4) per recording: HMACs under the vault's integrity key over its
                  listing (name, category, sha256, sizes) and over its index rows.
     blob_chunks  (version 5) the sealed bytes of a recording larger than
@@ -37,7 +40,15 @@ transaction; ``upgrade()`` runs them in order on a read-write connection. A vaul
 version than ``FORMAT_VERSION`` is refused with ``VaultFormatError``; an older one opened
 read-only is refused with a message saying to open it read-write once (which upgrades it).
 
-The only identifiers formatted into SQL here are ``w0 .. w{W-1}``, generated from the integer K.
+The word layout is defined here and only here: ``word_columns`` / ``n_words`` (the stored
+128-bit words, or with ``bits=64`` the 64-bit words of the lake's Parquet), ``word_halves``
+(numpy words -> the columns bound for an insert), ``word_from_halves_sql`` (the SQL that makes
+a stored word of them), ``code_words_sql`` (the stored words back as the code's 64-bit words),
+``query_word_values`` (a query's words as bound to the stored ones) and ``word_bit_count`` (the
+bit count of a stored word, spelt for the DuckDB installed).
+
+The only identifiers formatted into SQL here are ``w0 .. w{W-1}`` (and the ``l0 ..`` / ``h0 ..``
+halves of an insert), generated from the integer K.
 """
 
 from __future__ import annotations
@@ -57,6 +68,15 @@ __all__ = [
     "MIGRATIONS",
     "n_words",
     "word_columns",
+    "code_word_columns",
+    "WORD_BITS",
+    "CODE_WORD_BITS",
+    "word_halves",
+    "word_from_halves_sql",
+    "code_words_sql",
+    "query_word_values",
+    "stored_words",
+    "word_bit_count",
     "codes_ddl",
     "insert_codes",
     "create_ddl",
@@ -65,43 +85,155 @@ __all__ = [
 ]
 
 MAGIC = "speechvault-vault"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
+
+#: bits per stored code word (format 6: HUGEINT); the code itself is packed in 64-bit words
+#: (``hashing.codes.pack_words``), which the lake's Parquet keeps (``store.lake_export``)
+WORD_BITS = 128
+CODE_WORD_BITS = 64
+WORD_TYPE = "HUGEINT"
+_TWO_64 = 1 << 64
+_MASK_64 = "18446744073709551615::HUGEINT"
 
 #: DuckDB's row group size (rows); zone maps (min/max per column) are kept per row group, so the
 #: category filter can only skip whole row groups.
 ROW_GROUP_ROWS = 122_880
 
 
-def n_words(K: int) -> int:
+def n_words(K: int, bits: int = WORD_BITS) -> int:
+    """Words of ``bits`` bits (the stored 128, or the code's 64) that hold a K-bit code."""
     K = int(K)
     if K <= 0:
         raise ValueError(f"K must be positive, got {K}")
-    return (K + 63) // 64
+    return (K + int(bits) - 1) // int(bits)
 
 
-def word_columns(K: int) -> list[str]:
-    """``["w0", ..., "w{W-1}"]`` for a K-bit code (generated from an integer, never user text)."""
-    return [f"w{i}" for i in range(n_words(int(K)))]
+def word_columns(K: int, bits: int = WORD_BITS) -> list[str]:
+    """``["w0", ..., "w{W-1}"]`` for a K-bit code in words of ``bits`` bits (the stored 128 by
+    default; 64: the lake's columns). Generated from integers, never user text."""
+    return [f"w{i}" for i in range(n_words(int(K), bits))]
+
+
+def code_word_columns(K: int) -> list[str]:
+    """The code's 64-bit word columns ``w0 .. w{ceil(K/64)-1}``: the lake's Parquet (Spark
+    and ClickHouse share no 128-bit integer type) and ``code_words_sql``."""
+    return word_columns(K, CODE_WORD_BITS)
 
 
 #: the index table and its side tables of the same layout (clustering, reindex, upgrade)
-_CODES_TABLES = ("codes", "codes_compact", "codes_reindex", "codes_v5")
+_CODES_TABLES = ("codes", "codes_compact", "codes_reindex", "codes_v5", "codes_v6")
+
+
+def word_halves(words: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """The code's (n, ceil(K/64)) unsigned 64-bit words as the columns an insert binds: per
+    stored word j its low half ``l{j}`` (uint64) and, if the code has one, its high half
+    ``h{j}`` (int64, the same bits: the sign of the 128-bit word). numpy has no 128-bit
+    integer, so ``word_from_halves_sql`` makes the stored word in SQL."""
+    w = np.ascontiguousarray(np.asarray(words).astype(np.uint64, copy=False))
+    n64 = n_words(K, CODE_WORD_BITS)
+    if w.ndim != 2 or w.shape[1] != n64:
+        raise ValueError(f"words must be (n, {n64}) for K = {K}, got {w.shape}")
+    out = {}
+    for j in range(n_words(K)):
+        out[f"l{j}"] = np.ascontiguousarray(w[:, 2 * j])
+        if 2 * j + 1 < n64:
+            out[f"h{j}"] = np.ascontiguousarray(w[:, 2 * j + 1]).view(np.int64)
+    return out
+
+
+def _pair_sql(hi: str, lo: str) -> str:
+    """The HUGEINT ``hi * 2^64 + lo`` of a BIGINT high half and a low half in [0, 2^64).
+    Not a shift (DuckDB refuses to shift a negative number left); a negative high half as
+    ``(hi + 1) * 2^64 - (2^64 - lo)``, as DuckDB 1.5 reports -2^63 * 2^64 (= -2^127, in range)
+    as an overflow."""
+    two = f"{_TWO_64}::HUGEINT"
+    return (f"(CASE WHEN {hi} < 0 THEN ({hi}::HUGEINT + 1) * {two} - ({two} - {lo}) "
+            f"ELSE {hi}::HUGEINT * {two} + {lo} END)")
+
+
+def word_from_halves_sql(K: int, j: int, alias: str = "") -> str:
+    """The SQL of stored word ``j`` from ``word_halves``' columns."""
+    lo = f"{alias}l{int(j)}::HUGEINT"
+    if 2 * int(j) + 1 >= n_words(K, CODE_WORD_BITS):
+        return lo
+    return _pair_sql(f"{alias}h{int(j)}", lo)
+
+
+def code_words_sql(K: int, signed: bool = False, alias: str = "") -> list[str]:
+    """The stored words read back as the code's 64-bit words ``w0 .. w{ceil(K/64)-1}``: UBIGINT
+    (``codes_of``, the integrity MACs: the same values as ever), or ``signed`` BIGINT with the
+    same bits (the lake's INT64 Parquet columns). ``>>`` on a HUGEINT is arithmetic, so the
+    high half of a negative word is its signed 64 bits."""
+    out = []
+    for i, name in enumerate(code_word_columns(K)):
+        col = f"{alias}w{i // 2}"
+        if i % 2:
+            expr = f"({col} >> 64)::BIGINT" if signed else f"(({col} >> 64) & {_MASK_64})::UBIGINT"
+        else:
+            low = f"({col} & {_MASK_64})"
+            expr = (f"(CASE WHEN {low} >= 9223372036854775808::HUGEINT THEN {low} - {_TWO_64}"
+                    f"::HUGEINT ELSE {low} END)::BIGINT" if signed else f"{low}::UBIGINT")
+        out.append(f"{expr} AS {name}")
+    return out
+
+
+def query_word_values(words) -> list[int]:
+    """A query's unsigned 64-bit words (``pack_words``) as the values bound to the stored
+    HUGEINT words: each pair as one 128-bit two's complement integer, the last word alone
+    (non-negative) when the code has an odd number of 64-bit words."""
+    w = [int(x) for x in words]
+    out = []
+    for j in range(0, len(w), 2):
+        if j + 1 < len(w):
+            hi = w[j + 1] - _TWO_64 if w[j + 1] >= 1 << 63 else w[j + 1]
+            out.append(hi * _TWO_64 + w[j])
+        else:
+            out.append(w[j])
+    return out
+
+
+def stored_words(words: np.ndarray) -> list[list[int]]:
+    """(n, ceil(K/64)) unsigned code words as rows of stored HUGEINT values (Python ints):
+    for tests and small tables; inserts bind ``word_halves`` instead."""
+    return [query_word_values(row) for row in np.asarray(words)]
+
+
+def _count_wraps() -> bool:
+    """Whether this DuckDB types ``bit_count(HUGEINT)`` as TINYINT, where a count of 128 wraps
+    to -128 (DuckDB < 2; 2.0 types it SMALLINT)."""
+    return int(duckdb.__version__.split(".")[0]) < 2
+
+
+_COUNT_WRAPS = _count_wraps()
+
+
+def word_bit_count(expr: str) -> str:
+    """``bit_count(expr)`` of a stored word, exact: on DuckDB < 2 masked with ``& 255`` (an
+    INTEGER, so 128 reads as 128; measured ~4 % of a 1M-row traversal, so not spelt where the
+    count cannot wrap)."""
+    return f"(bit_count({expr}) & 255)" if _COUNT_WRAPS else f"bit_count({expr})"
 
 
 def signed_words(words: np.ndarray) -> np.ndarray:
-    """(n, W) unsigned code words as the BIGINT values stored in ``codes`` (same 64 bits)."""
+    """(n, W) unsigned 64-bit code words as BIGINT values (same 64 bits): the lake's INT64
+    columns, and a format-5 vault's words."""
     return np.asarray(words).astype(np.uint64, copy=False).view(np.int64)
 
 
 def unsigned_words(values) -> np.ndarray:
-    """Stored BIGINT words back to the code's unsigned words (same 64 bits)."""
+    """BIGINT words back to the code's unsigned words (same 64 bits)."""
     return np.asarray(values, np.int64).view(np.uint64)
 
 
-def codes_ddl(K: int, table: str = "codes") -> str:
+def codes_ddl(K: int, table: str = "codes", *, bits: int = WORD_BITS,
+              word_type: str = WORD_TYPE) -> str:
+    """The index table (or a side table of its layout); ``bits``/``word_type``: an earlier
+    format's words, for its upgrade step only (version 5: 64, BIGINT)."""
     if table not in _CODES_TABLES:
         raise ValueError(f"unexpected table name {table!r}")
-    words = ",\n    ".join(f"{c} BIGINT NOT NULL" for c in word_columns(K))
+    if word_type not in ("HUGEINT", "BIGINT"):
+        raise ValueError(f"unexpected word type {word_type!r}")
+    words = ",\n    ".join(f"{c} {word_type} NOT NULL" for c in word_columns(K, bits))
     return (
         f"CREATE TABLE {table} (\n"
         "    recording_id BIGINT NOT NULL,\n"
@@ -117,25 +249,26 @@ def insert_codes(con: duckdb.DuckDBPyConnection, table: str, K: int, recording_i
                  windows: np.ndarray, categories: np.ndarray, words: np.ndarray,
                  starts: np.ndarray | None) -> int:
     """Append index rows to ``table`` ("codes" or a side table of the same layout) in one
-    statement, from numpy columns (``starts`` None: codes per model window, start NULL)."""
+    statement, from numpy columns (``starts`` None: codes per model window, start NULL);
+    ``words``: the code's (n, ceil(K/64)) unsigned 64-bit words."""
     if table not in _CODES_TABLES:
         raise ValueError(f"unexpected table name {table!r}")
-    wcols = word_columns(K)
     frame = {"recording_id": np.asarray(recording_ids, np.int64),
              "win": np.asarray(windows, np.int32),
              "category": np.asarray(categories).astype(np.int16)}
-    w = signed_words(words)
-    for i, c in enumerate(wcols):
-        frame[c] = np.ascontiguousarray(w[:, i])
+    frame.update(word_halves(words, K))
+    cols = ["recording_id", "win", "category"]
     if starts is not None:
         frame["start"] = np.asarray(starts).astype(np.int32)
-    cols = ", ".join(frame)
+        cols.append("start")
+    sel = cols + [f"{word_from_halves_sql(K, j)} AS {c}" for j, c in enumerate(word_columns(K))]
     con.register("_sv_new_codes", frame)
     try:
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _sv_new_codes")
+        con.execute(f"INSERT INTO {table} ({', '.join(cols + word_columns(K))}) "
+                    f"SELECT {', '.join(sel)} FROM _sv_new_codes")
     finally:
         con.unregister("_sv_new_codes")
-    return int(w.shape[0])
+    return int(frame["recording_id"].shape[0])
 
 
 _DDL_V1 = [
@@ -254,11 +387,11 @@ def _signed_words(con: duckdb.DuckDBPyConnection) -> None:
     Idempotent: words already BIGINT are kept."""
     if _word_type(con) != "UBIGINT":
         return
-    K = int(con.execute("SELECT k FROM vault_meta").fetchone()[0])
-    wcols = word_columns(K)
+    K = int(con.execute("SELECT k FROM vault_meta").fetchall()[0][0])
+    wcols = word_columns(K, CODE_WORD_BITS)
     words = ", ".join(f"{_signed_word_sql(c)} AS {c}" for c in wcols)
     con.execute("DROP TABLE IF EXISTS codes_v5")
-    con.execute(codes_ddl(K, "codes_v5"))
+    con.execute(codes_ddl(K, "codes_v5", bits=CODE_WORD_BITS, word_type="BIGINT"))
     con.execute(f"INSERT INTO codes_v5 (recording_id, win, category, start, {', '.join(wcols)}) "
                 f"SELECT recording_id, win, category, start, {words} FROM codes "
                 "ORDER BY category, recording_id, win")
@@ -284,15 +417,55 @@ def _v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
     _blob_chunks_table(con)
 
 
+def _unsigned_64_sql(col: str) -> str:
+    """A BIGINT column's 64 bits as the unsigned value, in HUGEINT."""
+    return (f"({col}::HUGEINT + CASE WHEN {col} < 0 THEN {_TWO_64}::HUGEINT "
+            "ELSE 0::HUGEINT END)")
+
+
+def _wide_word_sql(K: int, j: int) -> str:
+    """Format 6's word ``j`` from format 5's BIGINT words 2j (low) and 2j+1 (high, if any)."""
+    lo = _unsigned_64_sql(f"w{2 * j}")
+    if 2 * j + 1 >= n_words(K, CODE_WORD_BITS):
+        return lo
+    return _pair_sql(f"w{2 * j + 1}", lo)
+
+
+def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 6 (issue 13): the code words are ceil(K/128) HUGEINT, each two of format 5's
+    BIGINT words (the same bits, the last word the remaining ones). Why: one ``bit_count(xor())``
+    per 128 bits instead of per 64; the one-window search statement took 0.72-0.81x the CPU
+    (docs/measure_hugeint_search.py, docs/results/bench.md). HUGEINT, not UHUGEINT: DuckDB has
+    no ``bit_count(UHUGEINT)``. The code (``codes_of``, the integrity MACs, the lake) is the
+    same unsigned 64-bit words as before, so nothing is re-MACed and no key is needed.
+    ``codes`` is rewritten through a side table in the upgrade's one transaction (a crash
+    leaves version 5 as it was), clustered by category on the way. Idempotent: words already
+    HUGEINT are kept."""
+    if _word_type(con) != "BIGINT":
+        return
+    K = int(con.execute("SELECT k FROM vault_meta").fetchall()[0][0])
+    wcols = word_columns(K)
+    words = ", ".join(f"{_wide_word_sql(K, j)} AS {c}" for j, c in enumerate(wcols))
+    con.execute("DROP TABLE IF EXISTS codes_v6")
+    con.execute(codes_ddl(K, "codes_v6"))
+    con.execute(f"INSERT INTO codes_v6 (recording_id, win, category, start, {', '.join(wcols)}) "
+                f"SELECT recording_id, win, category, start, {words} FROM codes "
+                "ORDER BY category, recording_id, win")
+    con.execute("DROP TABLE codes")
+    con.execute("ALTER TABLE codes_v6 RENAME TO codes")
+    con.execute("UPDATE vault_meta SET codes_unclustered = 0")
+
+
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 MIGRATION_DESCRIPTIONS: dict[int, str] = {
     1: "model.fingerprint column (identification code)",
     2: "codes.start column (identification windows, excerpt search)",
     3: "vault_meta.vault_id and .integrity, record_macs (blobs bound on the next keyed write)",
     4: ("codes words as BIGINT (same bits; native bit_count); blob_chunks: large recordings "
-        "sealed and stored in chunks")}
+        "sealed and stored in chunks"),
+    5: "codes words as ceil(K/128) HUGEINT (same bits; one bit_count per 128 bits)"}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
@@ -325,19 +498,24 @@ def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
     if missing:
         raise VaultFormatError(
             f"{path} is a damaged speechvault vault (missing {', '.join(sorted(missing))})")
-    if version >= 5 and _word_type(con) != "BIGINT":
-        # a version edited upwards without its upgrade step (the words would be read as signed)
+    want = {5: "BIGINT", 6: WORD_TYPE}.get(version)
+    if want is not None and _word_type(con) != want:
+        # a version edited upwards without its upgrade step (the words would be misread)
         raise VaultFormatError(f"{path} is a damaged speechvault vault (format {version} "
-                               f"without its code words as BIGINT)")
+                               f"without its code words as {want})")
     return version
 
 
-def _word_type(con: duckdb.DuckDBPyConnection) -> str | None:
-    row = con.execute(
+def _column_type(con: duckdb.DuckDBPyConnection, column: str) -> str | None:
+    rows = con.execute(
         "SELECT data_type FROM information_schema.columns WHERE table_name = 'codes' "
-        "AND column_name = 'w0' AND table_schema = 'main' AND table_catalog = current_database()"
-    ).fetchone()
-    return row[0] if row else None
+        "AND column_name = ? AND table_schema = 'main' AND table_catalog = current_database()",
+        [column]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _word_type(con: duckdb.DuckDBPyConnection) -> str | None:
+    return _column_type(con, "w0")
 
 
 def upgrade(con: duckdb.DuckDBPyConnection, path: str, version: int) -> int:

@@ -1,7 +1,8 @@
 """The SQL of retrieval (Sec. IV-F): two-stage, traversal and multi-probe; and clustering.
 
 Every value is a bound parameter (``$n``). The only text generated into the SQL is the list of
-word columns ``w0 .. w{W-1}``, the parameter numbers, window numbers and the integer K, all
+word columns ``w0 .. w{W-1}`` (``store.schema.word_columns``: W = ceil(K/128) HUGEINT words in a
+vault, format 6; ceil(K/64) 64-bit words in the lake), the parameter numbers, window numbers and the integer K, all
 derived from integers.
 
 One statement per search (``ranked_statement``, run by ``nearest_recordings``): every query
@@ -9,13 +10,13 @@ window, the category filter (stage 1), the ranking (stage 2, eq. 16) and, for a 
 a ``store.labels.RecordingLabels``, the labels; the best window pair per recording is then
 picked in Python from the at most L ranked pairs (``best_pairs``). A vault handle holds the
 labels (session 21: the join below cost more than the ranking at 10k rows, 3.1 vs 1.7 ms CPU,
-docs/measure_labels.py), so its statement stops at ``top_rows``. For K = 384, W = 6, a query
+docs/measure_labels.py), so its statement stops at ``top_rows``. For K = 384, W = 3, a query
 of one window, two-stage (``window_sql``), with the labels::
 
     WITH top_rows AS (
         SELECT c.recording_id, c.win, 0 AS qw,
-               bit_count(xor(c.w0, $2::BIGINT))::INTEGER + ... AS dist
-        FROM codes AS c WHERE c.category IN ($8::SMALLINT)                -- stage 1
+               bit_count(xor(c.w0, $2::HUGEINT))::FLOAT + ... AS dist
+        FROM codes AS c WHERE c.category IN ($5::SMALLINT)                -- stage 1
         ORDER BY dist, recording_id, win LIMIT $1)
     SELECT t.recording_id, t.dist, t.qw, t.win, r.name, r.category
     FROM top_rows AS t LEFT JOIN recordings AS r ON r.id = t.recording_id
@@ -70,8 +71,8 @@ from typing import Sequence
 
 import duckdb
 
-from store.schema import ROW_GROUP_ROWS, codes_ddl, word_columns
-from store.sql_dialects import DUCKDB, Dialect, to_signed
+from store.schema import ROW_GROUP_ROWS, codes_ddl, word_bit_count, word_columns
+from store.sql_dialects import DUCKDB, Dialect
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
            "best_pairs", "first_pairs", "ranking_distance", "nearest_both", "auto_one_scan",
@@ -82,12 +83,12 @@ __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "near
 
 def distance_expr(K: int, first_param: int = 1, alias: str = "c",
                   dialect: Dialect = DUCKDB) -> str:
-    """``bit_count(xor(c.w0, $1::BIGINT))::INTEGER + ...``: Hamming distance in bits to the
+    """``bit_count(xor(c.w0, $1::HUGEINT))::INTEGER + ...``: Hamming distance in bits to the
     query. The cast matters: DuckDB < 2 types bit_count as TINYINT, and K > 127 overflows it.
-    ``dialect``: the engine's spelling (``store.sql_dialects``)."""
+    ``dialect``: the engine's spelling and word columns (``store.sql_dialects``)."""
     return " + ".join(
         dialect.hamming(f"{alias}.{col}", dialect.param(first_param + i, "WORD"))
-        for i, col in enumerate(word_columns(K)))
+        for i, col in enumerate(dialect.word_columns(K)))
 
 
 def _category_filter(first_param: int, n_categories: int | None,
@@ -102,7 +103,7 @@ def _category_filter(first_param: int, n_categories: int | None,
 def rows_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> str:
     """Top-L index rows of one query window (the fast path). Parameters: the W query words, then
     the ``n_categories`` category ids (none for traversal), then L."""
-    W = len(word_columns(K))
+    W = len(dialect.word_columns(K))
     where = _category_filter(W + 1, n_categories, dialect)
     limit_param = W + 1 + (n_categories or 0)
     return (
@@ -117,7 +118,7 @@ def rows_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> str
 def grouped_sql(K: int, n_categories: int | None, dialect: Dialect = DUCKDB) -> str:
     """Best window per recording, top N recordings (the exact fallback). Parameters as
     ``rows_sql`` with N last."""
-    W = len(word_columns(K))
+    W = len(dialect.word_columns(K))
     where = _category_filter(W + 1, n_categories, dialect)
     limit_param = W + 1 + (n_categories or 0)
     dist, win = dialect.qualified("d", "dist"), dialect.qualified("d", "win")
@@ -274,21 +275,22 @@ RANK_SUM_TYPE = "FLOAT"
 
 
 def ranking_distance(K: int, first_param: int | None) -> str:
-    """The Hamming distance of the ranked statements: ``bit_count(xor(c.w0, $n::BIGINT))::FLOAT
-    + ...`` (``first_param`` None: against the columns ``q.q0 ..`` of the query table).
+    """The Hamming distance of the ranked statements: ``bit_count(xor(c.w0, $n::HUGEINT))::FLOAT
+    + ...`` (``first_param`` None: against the columns ``q.q0 ..`` of the query table; the count
+    spelt by ``store.schema.word_bit_count``).
 
     Why FLOAT rather than ``distance_expr``'s INTEGER (issue 13): DuckDB checks every INTEGER
     addition for overflow, and over a 10 s query's traversal (10 windows x 10k rows, 6 words)
     those checked additions were the largest single cost of the statement; a float sum of the
     same counts took ~0.8x the CPU (measured, docs/results/bench.md, session 22). The value is
-    the same: each count is at most 64 and the sum at most K, integers a FLOAT holds exactly
+    the same: each count is at most 128 and the sum at most K, integers a FLOAT holds exactly
     (up to 2**24) and adds without rounding, so the order and the ties are the INTEGER sum's;
     callers read it back with ``int()``. (``bit_count`` itself is typed TINYINT, which a sum
     over K > 127 bits would overflow: hence a cast at all.)"""
     if first_param is None:
-        terms = (f"bit_count(xor(c.{col}, q.q{i}))" for i, col in enumerate(word_columns(K)))
+        terms = (word_bit_count(f"xor(c.{col}, q.q{i})") for i, col in enumerate(word_columns(K)))
     else:
-        terms = (f"bit_count(xor(c.{col}, ${first_param + i}::{DUCKDB.type('WORD')}))"
+        terms = (word_bit_count(f"xor(c.{col}, ${first_param + i}::{DUCKDB.type('WORD')})")
                  for i, col in enumerate(word_columns(K)))
     return " + ".join(f"{t}::{RANK_SUM_TYPE}" for t in terms)
 
@@ -370,15 +372,16 @@ def windows_sql(K: int, traversal: bool, *, labels: bool = True, category: bool 
 
 def windows_params(words: list[list[int]], probes: list[list[int]] | None, L: int) -> list:
     """``windows_sql``'s parameters: one row of ``q`` per (window, distinct probed category)."""
-    W = len(words[0])
+    bound = [DUCKDB.word_values(w) for w in words]
+    W = len(bound[0])
     cols: list[list[int]] = [[] for _ in range(W)]
     qws: list[int] = []
     cats: list[int] = []
-    for qw, w in enumerate(words):
+    for qw, w in enumerate(bound):
         for c in [None] if probes is None else sorted({int(c) for c in probes[qw]}):
             qws.append(qw)
             for i in range(W):
-                cols[i].append(to_signed(w[i]))
+                cols[i].append(w[i])
             if c is not None:
                 cats.append(c)
     return [int(L), *cols, qws, *([] if probes is None else [cats])]

@@ -8,10 +8,11 @@ values are bound. A ``Dialect`` answers those questions; the statement builders 
 
 The four dialects:
 
-* ``DUCKDB``: a vault file (``$n::T`` parameters, ``bit_count(xor(a, b))``). Words are
-  ``BIGINT`` since vault format 5 (``store.schema._v4_to_v5``): the code's unsigned words bound
-  as their two's-complement signed values, for DuckDB's native ``bit_count(BIGINT)``.
-* ``DUCKDB_LAKE``: DuckDB reading the Parquet lake (``store.lake``). Words are stored as INT64
+* ``DUCKDB``: a vault file (``$n::T`` parameters, ``bit_count(xor(a, b))``). Words are 128-bit
+  ``HUGEINT`` since vault format 6 (``store.schema._v5_to_v6``; ``BIGINT`` in format 5): each
+  two of the code's unsigned 64-bit words bound as one two's-complement 128-bit value
+  (``store.schema.query_word_values``), one ``bit_count`` per 128 bits.
+* ``DUCKDB_LAKE``: DuckDB reading the Parquet lake (``store.lake``). Words are 64-bit, INT64
   (Spark reads UINT64 as DECIMAL, and ``^`` then fails); XOR and popcount do not care about the
   sign, so the query's words are bound as their two's-complement signed values.
 * ``CLICKHOUSE``: ``{pN:Type}`` server-side parameters, ``bitCount(bitXor(a, b))``.
@@ -27,6 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Iterable
+
+from store import schema as _schema
 
 __all__ = ["Dialect", "NamedParams", "DUCKDB", "DUCKDB_LAKE", "CLICKHOUSE", "SPARK",
            "to_signed", "labels_sql", "excerpt_sql_for"]
@@ -45,9 +48,9 @@ class NamedParams(dict):
     """Values bound by name (``p1``, ``p2``, ..): the statement is in an engine's dialect."""
 
 
-#: generic type -> spelling, per dialect. "WORD" is a 64-bit code word.
+#: generic type -> spelling, per dialect. "WORD" is a stored code word (``Dialect.word_bits``).
 _TYPES = {
-    "duckdb": {"WORD": "BIGINT", "SMALLINT": "SMALLINT", "INTEGER": "INTEGER",
+    "duckdb": {"WORD": _schema.WORD_TYPE, "SMALLINT": "SMALLINT", "INTEGER": "INTEGER",
                "BIGINT": "BIGINT", "DOUBLE": "DOUBLE"},
     "duckdb-lake": {"WORD": "BIGINT", "SMALLINT": "SMALLINT", "INTEGER": "INTEGER",
                     "BIGINT": "BIGINT", "DOUBLE": "DOUBLE"},
@@ -66,8 +69,17 @@ class Dialect:
 
     @property
     def signed_words(self) -> bool:
-        """Every engine stores the words as signed 64-bit integers (a vault since format 5)."""
+        """Every engine stores the words as signed integers (two's complement)."""
         return True
+
+    @property
+    def word_bits(self) -> int:
+        """Bits per stored word: a vault file's 128 (format 6), the lake's 64 (its Parquet)."""
+        return _schema.WORD_BITS if self.name == "duckdb" else _schema.CODE_WORD_BITS
+
+    def word_columns(self, K: int) -> list[str]:
+        """The word columns of ``codes`` as this engine sees them (``store.schema``)."""
+        return _schema.word_columns(K, self.word_bits)
 
     @property
     def family(self) -> str:
@@ -104,8 +116,11 @@ class Dialect:
         return f"CAST({expr} AS {self.type(generic)})"
 
     def hamming(self, a: str, b: str) -> str:
-        """Bits that differ between two 64-bit words, as a 32-bit integer (DuckDB < 2 types
-        bit_count as TINYINT, and a sum over K > 127 bits overflows it)."""
+        """Bits that differ between two stored words, as a 32-bit integer (DuckDB < 2 types
+        bit_count as TINYINT, and a sum over K > 127 bits overflows it; a vault's 128-bit words
+        are counted by ``store.schema.word_bit_count``)."""
+        if self.name == "duckdb":
+            return f"{_schema.word_bit_count(f'xor({a}, {b})')}::INTEGER"
         if self.family == "duckdb":
             return f"bit_count(xor({a}, {b}))::INTEGER"
         if self.family == "clickhouse":
@@ -123,10 +138,11 @@ class Dialect:
         return f"{table}.{column}" if self.family == "clickhouse" else column
 
     def word_values(self, words: Iterable[int]) -> list[int]:
-        """The query words as bound: signed INT64 with the same bits."""
-        if self.signed_words:
-            return [to_signed(w) for w in words]
-        return [int(w) for w in words]
+        """The query's unsigned 64-bit words as bound to the stored words: a vault's 128-bit
+        values (``store.schema.query_word_values``), else signed INT64 with the same bits."""
+        if self.word_bits == _schema.WORD_BITS:
+            return _schema.query_word_values(words)
+        return [to_signed(w) for w in words]
 
     def bind(self, values: list) -> list | NamedParams:
         """Positional values ($1, $2, ..) as this engine binds them."""

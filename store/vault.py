@@ -332,7 +332,7 @@ class Vault(VaultIngest, VaultSearch, VaultExport, VaultKeys):
         self.vault_id, self.bound = _integrity.load_state(self._con, str(self.path))
         if self.cipher not in CIPHERS:
             raise VaultFormatError(f"{self.path}: unknown cipher {self.cipher!r}")
-        self.W = _schema.n_words(self.K)
+        self.W = _schema.n_words(self.K, _schema.CODE_WORD_BITS)  # the code's 64-bit words
 
     def _check_encoder(self, encoder: Any) -> None:
         sha = str(encoder.sha256)
@@ -564,14 +564,15 @@ class Vault(VaultIngest, VaultSearch, VaultExport, VaultKeys):
 
     @_damage.guarded
     def codes_of(self, recording_id: int) -> StoredCodes:
-        cols = ", ".join(_schema.word_columns(self.K))
+        cols = ", ".join(_schema.code_words_sql(self.K))
         with self._lock:
             self.get(recording_id)
             res = self._db().execute(
                 f"SELECT win, category, {cols} FROM codes WHERE recording_id = ? ORDER BY win",
                 [int(recording_id)]).fetchnumpy()
-        words = np.stack([_schema.unsigned_words(res[c]) for c in _schema.word_columns(self.K)],
-                         axis=1) if len(res["win"]) else np.zeros((0, self.W), np.uint64)
+        wcols = _schema.code_word_columns(self.K)
+        words = np.stack([np.asarray(res[c], np.uint64) for c in wcols], axis=1) \
+            if len(res["win"]) else np.zeros((0, self.W), np.uint64)
         return StoredCodes(recording_id=int(recording_id),
                            category=np.asarray(res["category"], dtype=np.int64),
                            words=words, K=self.K, window=np.asarray(res["win"], dtype=np.int64))

@@ -336,17 +336,17 @@ def test_candidate_ties_go_to_the_nearest_not_the_lowest_id(keyed):
     import duckdb
 
     from store.excerpt import excerpt_params, excerpt_sql
-    from store.schema import word_columns
+    from store.schema import query_word_values, word_columns
 
     K, rng = 384, np.random.default_rng(5)
     bits = rng.integers(0, 2, K).astype(np.uint8)
     cols = word_columns(K)
     con = duckdb.connect()
     con.execute("CREATE TABLE codes (recording_id BIGINT, start INTEGER, category SMALLINT, "
-                + ", ".join(f"{c} BIGINT" for c in cols) + ")")  # as a vault (format 5)
+                + ", ".join(f"{c} HUGEINT" for c in cols) + ")")  # as a vault (format 6)
 
     from hashing import codes as _codes
-    pack = lambda b: [int(x) for x in _codes.pack_words(b[None, :])[0].view(np.int64)]  # noqa: E731
+    pack = lambda b: query_word_values(_codes.pack_words(b[None, :])[0])  # noqa: E731
     for rid in range(1, 12):  # ids 1-11: impostors at BER 0.18; id 12: the copy
         b = bits.copy()
         b[rng.choice(K, int(0.18 * K), replace=False)] ^= 1

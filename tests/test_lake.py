@@ -106,8 +106,10 @@ def test_signed_words_keep_their_bits_and_distances():
 
 
 def test_the_three_spellings_of_one_statement():
-    duck = _search.rows_sql(128, 2)
-    assert "bit_count(xor(c.w0, $1::BIGINT))::INTEGER" in duck and "LIMIT $5" in duck
+    duck = _search.rows_sql(128, 2)  # a vault file: one HUGEINT word (format 6)
+    assert "bit_count(xor(c.w0, $1::HUGEINT))" in duck and "LIMIT $4" in duck
+    lake = _search.rows_sql(128, 2, sd.DUCKDB_LAKE)  # the lake: two 64-bit words
+    assert "bit_count(xor(c.w0, $1::BIGINT))::INTEGER" in lake and "LIMIT $5" in lake
     ch = _search.rows_sql(128, 2, sd.CLICKHOUSE)
     assert "bitCount(bitXor(c.w0, {p1:Int64}))" in ch and "{p4:Int16}" in ch and "$" not in ch
     spark = _search.rows_sql(128, 2, sd.SPARK)
@@ -151,15 +153,17 @@ def test_layout_manifest_and_int64_words(exported):
     con = duckdb.connect()
     glob = str(dest / "codes" / "*" / "*" / "*.parquet")
     schema_rows = dict(con.execute("SELECT name, type FROM parquet_schema($1)", [glob]).fetchall())
-    assert all(schema_rows[c] == "INT64" for c in schema.word_columns(v.K))
+    assert all(schema_rows[c] == "INT64" for c in schema.code_word_columns(v.K))
     assert {r[0] for r in con.execute("SELECT DISTINCT compression FROM parquet_metadata($1)",
                                       [glob]).fetchall()} == {"UNCOMPRESSED"}
-    # the words hold the vault's bits (two's complement, as the vault stores them since
-    # format 5), row for row
-    cols = ", ".join(schema.word_columns(v.K))
+    # the words hold the vault's bits (the code's 64-bit words in two's complement; the vault
+    # stores two in each HUGEINT since format 6), row for row
+    cols = ", ".join(schema.code_word_columns(v.K))
     lake_rows = con.execute(f"SELECT recording_id, win, {cols} FROM read_parquet($1) "
                             "ORDER BY recording_id, win", [glob]).fetchall()
-    vault_rows = v._query(f"SELECT recording_id, win, {cols} FROM codes ORDER BY recording_id, win")
+    vault_rows = v._query(f"SELECT recording_id, win, "
+                          f"{', '.join(schema.code_words_sql(v.K, signed=True))} FROM codes "
+                          "ORDER BY recording_id, win")
     assert len(lake_rows) == len(vault_rows) == report.windows
     assert any(w < 0 for r in lake_rows for w in r[2:])  # high bit set somewhere
     assert lake_rows == vault_rows

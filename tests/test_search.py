@@ -45,9 +45,9 @@ def lib(tmp_path_factory, enc):
 
 def _all_codes(v: Vault):
     """(recording ids, windows, categories, words) of the whole index, from SQL."""
-    cols = ", ".join(schema.word_columns(v.K))
+    cols = ", ".join(schema.code_words_sql(v.K))  # the code's 64-bit words (format 6: HUGEINT)
     r = v._con.execute(f"SELECT recording_id, win, category, {cols} FROM codes").fetchnumpy()
-    words = np.stack([r[c].astype(np.uint64) for c in schema.word_columns(v.K)], axis=1)
+    words = np.stack([r[c].astype(np.uint64) for c in schema.code_word_columns(v.K)], axis=1)
     return r["recording_id"], r["win"], r["category"], words
 
 
@@ -200,10 +200,11 @@ def test_ubigint_high_bits_roundtrip(tmp_path):
 
 
 def test_odd_k_padding_words(tmp_path):
-    """K not a multiple of 64: W = ceil(K/64) columns, BER divides by K."""
+    """K not a multiple of 64: ceil(K/64) code words in W = ceil(K/128) columns, BER divides
+    by K."""
     enc = FakeEncoder(K=100, C=3, seed=5)
     v = Vault.create(tmp_path / "k100.duckdb", PW, encoder=enc, kdf_log2_n=10)
-    assert schema.word_columns(100) == ["w0", "w1"]
+    assert schema.word_columns(100) == ["w0"] and schema.code_word_columns(100) == ["w0", "w1"]
     p = tmp_path / "a.wav"
     write_wav(p, tone_mix(5, 0.3))
     v.ingest([p])
@@ -228,9 +229,10 @@ def test_query_validation(lib):
 def test_sql_is_parameterised_only():
     for builder in (search.rows_sql, search.grouped_sql):
         sql = builder(384, 2)
-        assert re.findall(r"\$(\d+)", sql) == [str(i) for i in range(1, 10)]  # 6 words, 2 cats, limit
+        assert re.findall(r"\$(\d+)", sql) == [str(i) for i in range(1, 7)]  # 3 words, 2 cats, limit
         stripped = re.sub(r"\$\d+|\bw\d\b", "", sql)
-        assert set(re.findall(r"\d+", stripped)) <= {"4294967296"}
+        # 255: the exact 128-bit bit count on DuckDB < 2 (store.schema.word_bit_count)
+        assert set(re.findall(r"\d+", stripped)) <= {"4294967296", "255"}
         assert "WHERE" not in builder(384, None)
     with pytest.raises(ValueError):
         schema.word_columns(0)
@@ -244,11 +246,12 @@ def test_fast_path_equals_grouped_fallback(lib, monkeypatch):
     con = v._con
     for seed in range(4):
         q = v.encode_query(tone_mix(seed + 77, 0.4))
-        words = DUCKDB.word_values(q.words[0])  # as bound to the BIGINT words (format 5)
+        words = [int(x) for x in q.words[0]]
+        bound = DUCKDB.word_values(words)  # as bound to the HUGEINT words (format 6)
         for cats in (None, [int(q.category[0])], [0, 1, 2]):
             for top in (1, 5, 60):
                 n = None if cats is None else len(cats)
-                ref = con.execute(search.grouped_sql(v.K, n), [*words, *(cats or []), top]).fetchall()
+                ref = con.execute(search.grouped_sql(v.K, n), [*bound, *(cats or []), top]).fetchall()
                 ref = [(int(a), int(b), int(c)) for a, b, c in ref]
                 assert search.best_per_recording(con, v.K, words, cats, top) == ref
                 for fallback in (40, 10**6):  # grouped fallback / L grows 32 -> 128 -> ...
@@ -272,12 +275,12 @@ def test_clustering_prunes_row_groups(tmp_path):
     enc = FakeEncoder(K=384, C=4, seed=1)
     v = Vault.create(tmp_path / "big.duckdb", PW, encoder=enc, kdf_log2_n=10)
     n = 4 * schema.ROW_GROUP_ROWS
-    words = ", ".join(f"(hash(i * 7 + {k}) >> 1)::BIGINT AS w{k}" for k in range(6))
+    words = ", ".join(f"(hash(i * 7 + {k}) >> 1)::HUGEINT AS w{k}" for k in range(3))
     v._con.execute(f"INSERT INTO codes BY NAME SELECT i AS recording_id, 0 AS win, "
                    f"(hash(i) % 4)::SMALLINT AS category, {words} FROM range({n}) t(i)")
     v._con.execute("CHECKPOINT")
     sql = search.rows_sql(384, 1)
-    params = [1, 2, 3, 4, 5, 6, 2, 10]
+    params = [1, 2, 3, 2, 10]  # 3 HUGEINT words (format 6), the category, L
     before = _row_groups_scanned(v._con, sql, params)
     assert before[0] == before[1]
     v._con.execute(f"UPDATE vault_meta SET codes_unclustered = {n}")

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from store import search
+from store import schema, search
 from store.records import QueryCode
 from store.vault import Vault
 from tests.fakes import FakeEncoder, tone_mix, write_wav
@@ -204,7 +204,7 @@ def test_statement_is_parameterised_only():
             nums = sorted({int(x) for x in re.findall(r"\$(\d+)", sql)})
             assert nums == list(range(1, nums[-1] + 1))
             stripped = re.sub(r"\$\d+|\b[wdq]\d+\b|::\w+", "", sql)
-            assert set(re.findall(r"\d+", stripped)) <= {"0", "1", "2", "65536", "4294967296",
+            assert set(re.findall(r"\d+", stripped)) <= {"0", "1", "2", "65536", "4294967296", "255",
                                                           "281474976710656"}
     assert search.probe_groups([[1], [3], [1]], 3) == [((0, 2), 1), ((1,), 1)]
     with pytest.raises(ValueError):
@@ -262,7 +262,8 @@ def test_windows_statement_does_not_grow_with_the_windows():
         nums = sorted({int(x) for x in re.findall(r"\$(\d+)", sql12)})
         assert nums == list(range(1, len(p12) + 1))
     one, params = search.ranked_statement(384, w, [[2, 1, 2]], 40)
-    assert params == [40, 1, 2, 3, 4, 5, 6, 1, 2]  # L, the words, distinct categories
+    # L, the words (format 6: two 64-bit words per HUGEINT, store.schema), distinct categories
+    assert params == [40, 2 * 2**64 + 1, 4 * 2**64 + 3, 6 * 2**64 + 5, 1, 2]
     assert "unnest" not in one
 
 
@@ -284,9 +285,9 @@ def test_ranking_distance_in_float_is_the_integer_distance(vault):
     included), the value is the INTEGER sum's, exactly."""
     con = vault._con
     stored = [[int(x) for x in row] for row in
-              con.execute("SELECT w0, w1, w2, w3, w4, w5 FROM codes").fetchall()]
+              con.execute("SELECT w0, w1, w2 FROM codes").fetchall()]  # format 6: HUGEINT
     flip_all = [~w for w in stored[0]]  # every bit differs from the first row: 384
-    for words in (stored[0], flip_all, stored[-1], [0] * 6, [-1] * 6):
+    for words in (stored[0], flip_all, stored[-1], [0] * 3, [-1] * 3):
         got = con.execute(
             f"SELECT {search.ranking_distance(vault.K, 1)} AS f, {search.distance_expr(vault.K, 1)} AS i "
             "FROM codes AS c ORDER BY recording_id, win", words).fetchall()
@@ -295,7 +296,10 @@ def test_ranking_distance_in_float_is_the_integer_distance(vault):
             assert got[0][1] == 384
         if words is stored[0]:
             assert got[0][1] == 0
-    q, p = search.ranked_statement(vault.K, [stored[0], flip_all], None, 10_000, labels=False)
+    code = [int(x) for x in con.execute(  # the first row's code as 64-bit words, and its inverse
+        f"SELECT {', '.join(schema.code_words_sql(vault.K))} FROM codes").fetchall()[0]]
+    inverse = [w ^ (2**64 - 1) for w in code]
+    q, p = search.ranked_statement(vault.K, [code, inverse], None, 10_000, labels=False)
     rows = con.execute(q, p).fetchall()
     assert {int(d) for _, d, _, _ in rows} >= {0, 384}
 

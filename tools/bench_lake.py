@@ -52,7 +52,10 @@ def build(path: Path, rows: int, per_rec: int) -> Vault:
                      cipher="chacha20poly1305")
     n_rec = (rows + per_rec - 1) // per_rec
     con = v._con
-    words = ", ".join(f"hash(i * 8 + {k}) AS w{k}" for k in range(schema.n_words(K)))
+    # format 6's HUGEINT words (store.schema): a signed high half * 2^64 + an unsigned low half
+    words = ", ".join(f"((hash(i * 8 + {2 * j + 1}) >> 1)::BIGINT::HUGEINT * 18446744073709551616"
+                      f"::HUGEINT + hash(i * 8 + {2 * j})::HUGEINT) AS w{j}"
+                      for j in range(schema.n_words(K)))
     con.execute("BEGIN TRANSACTION")
     con.execute("INSERT INTO recordings (id, name, category, sha256, sample_rate, channels, "
                 "duration, size, added, n_windows, blob) "
@@ -156,11 +159,11 @@ def main() -> None:
     print(f"bytes: vault file {os.path.getsize(work / 'v.duckdb'):,}; lake codes {codes_bytes:,}; "
           f"whole lake {lake_bytes:,}")
 
-    cols = ", ".join(schema.word_columns(K))
+    cols = ", ".join(schema.code_words_sql(K))
     res = v._con.execute(f"SELECT recording_id, category, {cols} FROM codes").fetchnumpy()
     rid = np.asarray(res["recording_id"], np.int64)
     cat = np.asarray(res["category"], np.int64)
-    words = np.stack([np.asarray(res[c], np.uint64) for c in schema.word_columns(K)], axis=1)
+    words = np.stack([np.asarray(res[c], np.uint64) for c in schema.code_word_columns(K)], axis=1)
     rng = np.random.default_rng(0)
     queries = []
     for i in rng.choice(rid.shape[0], a.queries, replace=False):
