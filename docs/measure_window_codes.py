@@ -11,6 +11,7 @@ trained on the same FIT pairs the DDA is fitted on, keeps more windows of a degr
 under the impostors' low quantile.
 
     python docs/measure_window_codes.py --work DIR [--epochs 8] [--width 16]
+        [--telephone-share 0.2] [--time-only]
 
 Steps (each cached in DIR): FIT pairs (``model_export.excerpt_fingerprint.distortion_pairs``
 on the FIT recordings, 6 views, 30 % of the views babble at 0-15 dB, the rest the fit's usual
@@ -59,8 +60,10 @@ def cached(path: Path, make):
     return value
 
 
-def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3):
-    """(original, distorted) FIT windows, float16."""
+def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3,
+              telephone_share: float = 0.0):
+    """(clean, original, distorted) FIT windows, float16: ``babble_share`` of the views babble at
+    0-15 dB, ``telephone_share`` the telephone band alone, the rest the fit's usual copies."""
     def make():
         fit = xf.fit_recordings(FSDD, seed=1, n_espeak=27)
         usual = xf.fit_distortion
@@ -70,6 +73,8 @@ def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3):
                 snr, seed = float(rng.uniform(0, 15)), int(rng.integers(1 << 30))
                 talkers = [babble[int(i)] for i in rng.choice(len(babble), 3, replace=False)]
                 return (lambda y, sr: cpo.babble_noise(y, sr, snr, seed, talkers)), 1.0
+            if telephone_share and rng.random() < telephone_share:
+                return cpo.telephone_band, 1.0
             return usual(rng, babble)
         xf.fit_distortion = noisier
         try:
@@ -77,18 +82,20 @@ def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3):
         finally:
             xf.fit_distortion = usual
         return clean.astype(np.float16), o.astype(np.float16), d.astype(np.float16)
-    return cached(work / "pairs.pkl", make)
+    name = "pairs.pkl" if not telephone_share else f"pairs_tel{telephone_share:g}.pkl"
+    return cached(work / name, make)
 
 
-def train_cnn(work: Path, O: np.ndarray, D: np.ndarray, epochs: int, width: int):
+def train_cnn(work: Path, O: np.ndarray, D: np.ndarray, epochs: int, width: int, tag: str = ""):
     """The NT-Xent CNN; returns (keras model, per-unit medians)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
-    path = work / f"cnn{width}_{epochs}.keras"
+    stem = f"cnn{width}_{epochs}{tag}"
+    path = work / f"{stem}.keras"
     if path.exists():
-        return tf.keras.models.load_model(path), np.load(work / f"cnn{width}_{epochs}_centre.npy")
+        return tf.keras.models.load_model(path), np.load(work / f"{stem}_centre.npy")
     x = inp = tf.keras.Input((SPEC.n_mels, SPEC.window_frames, 1))
     for c in (width, 2 * width, 4 * width, 8 * width):
         x = tf.keras.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=False)(x)
@@ -121,7 +128,7 @@ def train_cnn(work: Path, O: np.ndarray, D: np.ndarray, epochs: int, width: int)
     z = m.predict(O[:20000].astype(np.float32).reshape(shape), batch_size=512, verbose=0)
     centre = np.median(z, axis=0)
     m.save(path)
-    np.save(work / f"cnn{width}_{epochs}_centre.npy", centre)
+    np.save(work / f"{stem}_centre.npy", centre)
     return m, centre
 
 
@@ -212,20 +219,26 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--time-only", action="store_true", help="only the CNN's TFLite CPU time")
+    p.add_argument("--telephone-share", type=float, default=0.0,
+                   help="share of the CNN's training views that are the telephone band alone")
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     clean, O, D = fit_pairs(work)
+    tag = f"_tel{a.telephone_share:g}" if a.telephone_share else ""
+    # the CNN's pairs: with --telephone-share, more telephone views (the DDA keeps the others)
+    _, Oc, Dc = fit_pairs(work, telephone_share=a.telephone_share) if tag else (clean, O, D)
     if a.time_only:
-        model, _ = train_cnn(work, O, D, a.epochs, a.width)
+        model, _ = train_cnn(work, Oc, Dc, a.epochs, a.width, tag)
         print(f"CNN as TFLite, 251 windows (a 5 s query), one thread: {tflite_ms(model):.1f} ms CPU")
         return
     print(f"FIT pairs: {len(O)}", flush=True)
     dda = cached(work / "dda.pkl", lambda: dataclasses.replace(
         fit_dda(clean, O, D, SHIPPED.K, reg=1e-3, pca_dims=min(1024, SPEC.dim))))
     codes = {"shipped DDA projection": SHIPPED, "DDA refit on these pairs": dda,
-             f"CNN {a.width}-{8 * a.width} ch, NT-Xent, {a.epochs} epochs":
-             CnnCode(*train_cnn(work, O, D, a.epochs, a.width))}
+             f"CNN {a.width}-{8 * a.width} ch, NT-Xent, {a.epochs} epochs"
+             + (f", {a.telephone_share:g} telephone views" if tag else ""):
+             CnnCode(*train_cnn(work, Oc, Dc, a.epochs, a.width, tag))}
     data = calib_copies(work)
     print("| code | copy | genuine BER median | impostor 1e-4 quantile | genuine under it |")
     print("|---|---|---|---|---|")
