@@ -230,11 +230,10 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
             con.execute("ROLLBACK")
             raise
         finally:
-            for t in ("_sv_bench_rec",):
-                try:
-                    con.unregister(t)
-                except Exception:
-                    pass
+            try:
+                con.unregister("_sv_bench_rec")
+            except Exception:
+                pass
     vault._rows_cache = vault._labels = None  # what the handle holds (store.vault, store.labels)
     if compact:
         vault.compact()

@@ -38,14 +38,14 @@ __all__ = ["bench_excerpt", "to_markdown"]
 def _fill(v, n_target: int, flip: float, rng: np.random.Generator) -> int:
     """Copy the index rows of the real recordings, with bits flipped, until ``n_target``
     recordings are indexed. Returns the rows added."""
-    from store.schema import code_word_columns, code_words_sql, insert_codes
+    from store.schema import code_words_array, code_words_sql, insert_codes
 
     con = v._db()
     base = con.execute(f"SELECT recording_id, win, category, start, "
                        f"{', '.join(code_words_sql(v.K))} FROM codes "
                        "ORDER BY recording_id, win").fetchnumpy()
     n_real = len(np.unique(base["recording_id"]))
-    words = np.stack([np.asarray(base[c], np.uint64) for c in code_word_columns(v.K)], axis=1)
+    words = code_words_array(base, v.K)
     added, next_id = 0, int(con.execute("SELECT max(id) FROM recordings").fetchall()[0][0]) + 1000
     chunk = max(1, 200_000 // max(1, len(words)))
     copies = -(-(n_target - n_real) // n_real)  # blocks of n_real recordings

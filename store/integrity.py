@@ -222,15 +222,13 @@ def _insert_macs(con: duckdb.DuckDBPyConnection, rows: list[tuple[int, bytes, by
 
 def _stored_codes(con: duckdb.DuckDBPyConnection, K: int) -> dict[int, tuple]:
     """Every index row grouped by recording, in window order: rid -> (win, cat, start, null, words)."""
-    wcols = _schema.code_word_columns(K)
     res = con.execute(
         f"SELECT recording_id, win, category, coalesce(start, 0) AS s, start IS NULL AS sn, "
         f"{', '.join(_schema.code_words_sql(K))} FROM codes ORDER BY recording_id, win"
     ).fetchnumpy()
     rid = np.asarray(res["recording_id"], np.int64)
     # the code's unsigned 64-bit words, however the format stores them: the MACs are over them
-    words = np.stack([np.asarray(res[c], np.uint64) for c in wcols], axis=1) if len(rid) \
-        else np.zeros((0, len(wcols)), np.uint64)
+    words = _schema.code_words_array(res, K)
     ids, first = np.unique(rid, return_index=True)
     bounds = list(first) + [len(rid)]
     out = {}

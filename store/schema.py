@@ -74,6 +74,7 @@ __all__ = [
     "word_halves",
     "word_from_halves_sql",
     "code_words_sql",
+    "code_words_array",
     "query_word_values",
     "stored_words",
     "word_bit_count",
@@ -175,6 +176,14 @@ def code_words_sql(K: int, signed: bool = False, alias: str = "") -> list[str]:
                     f"::HUGEINT ELSE {low} END)::BIGINT" if signed else f"{low}::UBIGINT")
         out.append(f"{expr} AS {name}")
     return out
+
+
+def code_words_array(res: dict, K: int) -> np.ndarray:
+    """The code's (n, ceil(K/64)) unsigned 64-bit words from a ``fetchnumpy()`` result whose
+    statement selected ``code_words_sql(K)`` (``codes_of``, the integrity MACs, benches)."""
+    cols = code_word_columns(K)
+    return np.stack([np.asarray(res[c], np.uint64) for c in cols], axis=1) if len(res[cols[0]]) \
+        else np.zeros((0, len(cols)), np.uint64)
 
 
 def query_word_values(words) -> list[int]:

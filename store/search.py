@@ -2,8 +2,8 @@
 
 Every value is a bound parameter (``$n``). The only text generated into the SQL is the list of
 word columns ``w0 .. w{W-1}`` (``store.schema.word_columns``: W = ceil(K/128) HUGEINT words in a
-vault, format 6; ceil(K/64) 64-bit words in the lake), the parameter numbers, window numbers and the integer K, all
-derived from integers.
+vault, format 6; ceil(K/64) 64-bit words in the lake), the parameter numbers, window numbers and
+the integer K, all derived from integers.
 
 One statement per search (``ranked_statement``, run by ``nearest_recordings``): every query
 window, the category filter (stage 1), the ranking (stage 2, eq. 16) and, for a caller without

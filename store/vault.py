@@ -570,9 +570,7 @@ class Vault(VaultIngest, VaultSearch, VaultExport, VaultKeys):
             res = self._db().execute(
                 f"SELECT win, category, {cols} FROM codes WHERE recording_id = ? ORDER BY win",
                 [int(recording_id)]).fetchnumpy()
-        wcols = _schema.code_word_columns(self.K)
-        words = np.stack([np.asarray(res[c], np.uint64) for c in wcols], axis=1) \
-            if len(res["win"]) else np.zeros((0, self.W), np.uint64)
+        words = _schema.code_words_array(res, self.K)
         return StoredCodes(recording_id=int(recording_id),
                            category=np.asarray(res["category"], dtype=np.int64),
                            words=words, K=self.K, window=np.asarray(res["win"], dtype=np.int64))

@@ -163,7 +163,7 @@ def main() -> None:
     res = v._con.execute(f"SELECT recording_id, category, {cols} FROM codes").fetchnumpy()
     rid = np.asarray(res["recording_id"], np.int64)
     cat = np.asarray(res["category"], np.int64)
-    words = np.stack([np.asarray(res[c], np.uint64) for c in schema.code_word_columns(K)], axis=1)
+    words = schema.code_words_array(res, K)
     rng = np.random.default_rng(0)
     queries = []
     for i in rng.choice(rid.shape[0], a.queries, replace=False):
