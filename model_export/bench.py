@@ -220,7 +220,7 @@ def bulk_insert_codes(vault, words: np.ndarray, window_category: np.ndarray, *,
                 "INSERT INTO recordings (id, name, category, sha256, sample_rate, channels, duration, "
                 "size, added, n_windows, blob) SELECT id, name, category, sha256, 16000, 1, 0.0, 0, "
                 "now(), n_windows, ''::BLOB FROM _sv_bench_rec")
-            # the stored words as every write makes them (format 6: HUGEINT, store.schema)
+            # the stored words and slice keys as every write makes them (store.schema)
             schema.insert_codes(con, "codes", vault.K, ids[owner], win, cat, words, None)
             con.execute("UPDATE vault_meta SET codes_unclustered = codes_unclustered + ?", [int(n)])
             if R:

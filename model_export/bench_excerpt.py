@@ -58,7 +58,7 @@ def _fill(v, n_target: int, flip: float, rng: np.random.Generator) -> int:
         w ^= mask
         rid = (np.repeat(np.arange(k), len(words)) * n_real
                + np.tile(np.asarray(base["recording_id"]) - 1, k) + next_id)
-        # the stored words as every write makes them (format 6: HUGEINT, store.schema)
+        # the stored words and slice keys as every write makes them (store.schema)
         insert_codes(con, "codes", v.K, rid.astype(np.int64), np.tile(np.asarray(base["win"]), k),
                      np.tile(np.asarray(base["category"]), k), w,
                      np.tile(np.asarray(base["start"]), k))
@@ -136,7 +136,8 @@ def bench_excerpt(n_recordings: int = 10_000, n_real: int = 12, seconds: float =
             hours = n_recordings * seconds / 3600
             out["index_rows"] = real_rows + added
             out["rows_per_hour"] = (real_rows + added) / hours
-            out["row_bytes_raw"] = 8 + 4 + 2 + 4 + 8 * v.W
+            # ids, window, category, start, the code words, the 16-bit slice keys (format 7)
+            out["row_bytes_raw"] = 8 + 4 + 2 + 4 + 8 * v.W + 2 * (v.K // 16)
             n_recordings = n_real * (1 + -(-(n_recordings - n_real) // n_real))
             out["recordings"] = n_recordings
             added_hours = (n_recordings - n_real) * seconds / 3600

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.schema import WORD_BITS
+from store.schema import key_word, slice_key_sql
 from store.sql_dialects import DUCKDB, DUCKDB_LAKE, Dialect
 
 __all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerpt_batch_sql",
@@ -208,35 +208,31 @@ def _dist(K: int, dialect: Dialect) -> str:
                       for i, col in enumerate(dialect.word_columns(K)))
 
 
-def _band_key(alias: str, prefix: str, band: int, word_bits: int) -> str:
+def _band_key(alias: str, prefix: str, band: int, dialect: Dialect) -> str:
     """The join key of the ``band``-th 16-bit slice of a code (bits 16*band .. 16*band+15,
-    eq. 11-12 packing), from words of ``word_bits`` bits (a vault's 128, the lake's 64: the
-    same code bits, as bit i of the code is bit i % bits of word i // bits; a slice never
-    straddles two words, 16 divides both).
+    eq. 11-12 packing). A vault's stored rows (``alias`` "c", format 7) have it as the column
+    ``k{band}``; everything else (the query's windows, the lake's rows) computes it from the
+    word holding it, ``store.schema.slice_key_sql`` (a slice never straddles two words: 16
+    divides the vault's 128 and the lake's 64 bits).
 
-    64-bit words: the slice shifted down, ``(w >> s) & 65535`` (the spelling the other
-    engines' translation knows, ``store.sql_dialects``). 128-bit words: the slice's bits left
-    in place, ``w & (65535 << s)`` (two's complement for the top slice): two keys of the same
-    band are equal exactly when their slices are, so the pairs are the same, and one HUGEINT
-    operation instead of two costs less (a join of 12 bands over 1M rows, 300 query windows,
-    one thread: 89 ms CPU against 110 for the shift, 76 for format 5's BIGINT keys)."""
-    word, shift = divmod(16 * band, int(word_bits))
-    if int(word_bits) == WORD_BITS:
-        mask = 65535 << shift
-        mask = mask - (1 << 128) if mask >= 1 << 127 else mask
-        return f"({alias}.{prefix}{word} & {mask}::HUGEINT)"
-    return f"(({alias}.{prefix}{word} >> {shift}) & 65535)"
+    Why stored keys: computed per stored row from a 128-bit word and hashed as HUGEINT, the six
+    slice joins of a 5 s query took ~43 ms CPU at 1.1M rows; on the stored USMALLINT columns
+    ~25 ms (one thread, docs/results/bench_excerpt.md, session 26)."""
+    if alias == "c" and dialect.stored_keys:
+        return f"c.k{int(band)}"
+    word = key_word(band, dialect.word_bits)
+    return slice_key_sql(f"{alias}.{prefix}{word}", band, dialect.word_bits)
 
 
-def _keyed_pairs(K: int, two_stage: bool, bands: int, word_bits: int) -> str:
+def _keyed_pairs(K: int, two_stage: bool, bands: int, dialect: Dialect) -> str:
     """Candidate pairs by exact 16-bit slices (locality-sensitive hashing by bit sampling, Indyk
     & Motwani 1998): a window pair within BER b shares a given slice with probability
     (1 - b)^16, so pairs of a copy share some of the K/16 slices and chance pairs rarely do.
-    One hash join per slice, on keys computed from the stored words (no extra storage)."""
+    One hash join per slice."""
     cat = " AND list_contains($CATS::SMALLINT[], c.category)" if two_stage else ""
     return "\nUNION ALL\n".join(
         f"SELECT c.recording_id AS rid, c.start AS s, q.qs FROM codes AS c JOIN q "
-        f"ON {_band_key('c', 'w', b, word_bits)} = {_band_key('q', 'q', b, word_bits)}{cat}"
+        f"ON {_band_key('c', 'w', b, dialect)} = {_band_key('q', 'q', b, dialect)}{cat}"
         for b in range(min(bands, K // 16)))
 
 
@@ -284,7 +280,7 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
     binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}")
     dist = _dist(K, dialect)
     if keyed:
-        keyed_sql = _keyed_pairs(K, two_stage, bands, dialect.word_bits)
+        keyed_sql = _keyed_pairs(K, two_stage, bands, dialect)
         if two_stage:
             keyed_sql = keyed_sql.replace("$CATS", f"${cats_param}")
         pairs = f"pairs AS (\n{keyed_sql}\n),\n" + _votes("", binp, keyed=True)
@@ -354,8 +350,7 @@ def excerpt_batch_sql(K: int, keyed: bool = False, bands: int = 64,
         pairs_sql = "\nUNION ALL\n".join(
             f"SELECT q.rq AS rq, c.recording_id AS rid, c.start AS s, q.qs AS qs "
             f"FROM codes AS c JOIN q "
-            f"ON {_band_key('c', 'w', b, dialect.word_bits)} = "
-            f"{_band_key('q', 'q', b, dialect.word_bits)}\n"
+            f"ON {_band_key('c', 'w', b, dialect)} = {_band_key('q', 'q', b, dialect)}\n"
             f"WHERE q.nb > {b} AND {in_cats}"
             for b in range(min(bands, K // 16)))
         pairs = f"pairs AS (\n{pairs_sql}\n),\n" + _votes("rq, ", binp, keyed=True)

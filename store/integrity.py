@@ -385,10 +385,25 @@ def verify_integrity(con: duckdb.DuckDBPyConnection, master: bytes, vault_id: st
     return f
 
 
+def _stray_slice_keys(con: duckdb.DuckDBPyConnection, K: int) -> set[int]:
+    """Recordings with an index row whose slice keys (format 7's ``k`` columns) differ from its
+    words. The keys are derived, so the codes MAC does not cover them: an edited key cannot
+    make a false match (every candidate is verified on the words) but can hide a recording
+    from excerpt search."""
+    kcols = _schema.key_columns(K)
+    if not kcols:
+        return set()
+    differ = " OR ".join(f"{c} <> {_schema.slice_key_sql(f'w{_schema.key_word(b)}', b)}"
+                         for b, c in enumerate(kcols))
+    return {int(r[0]) for r in con.execute(
+        f"SELECT DISTINCT recording_id FROM codes WHERE {differ}").fetchall()}
+
+
 def _check_recordings(con, ikey: bytes, vault_id: str, K: int, f: IntegrityFindings) -> None:
     macs = {int(r[0]): (bytes(r[1]), bytes(r[2])) for r in con.execute(
         "SELECT recording_id, listing_mac, codes_mac FROM record_macs").fetchall()}
     codes = _stored_codes(con, K)
+    stray_keys = _stray_slice_keys(con, K)
     listings = con.execute(f"SELECT {_LISTING_COLS} FROM recordings ORDER BY id").fetchall()
     for row in listings:
         rid, name = int(row[0]), str(row[1])
@@ -406,6 +421,10 @@ def _check_recordings(con, ikey: bytes, vault_id: str, K: int, f: IntegrityFindi
                                "sha256, sizes or window count) changed"))
         if not hmac.compare_digest(codes_mac, macs[rid][1]):
             f.problems.append((rid, name, f"recording {rid}: its index rows (codes) changed"))
+        elif rid in stray_keys:
+            f.problems.append((rid, name, f"recording {rid}: its index rows' slice keys no "
+                               "longer match their codes (excerpt search could miss it; "
+                               "`speechvault reindex` rebuilds them)"))
     gone = sorted(set(macs) - {int(r[0]) for r in listings})
     if gone:
         f.notes.append(f"{len(gone)} recording(s) deleted without the passphrase since the last "

@@ -1,6 +1,6 @@
 """The vault's on-disk format: one DuckDB file, its DDL, its format version, its upgrades.
 
-Format ``speechvault-vault``, version 6 (``FORMAT_VERSION``)::
+Format ``speechvault-vault``, version 7 (``FORMAT_VERSION``)::
 
     vault_meta   one row: magic, format version, created, app version, cipher, the key wrap
                  (JSON of ``store.keys.KeyWrap.to_dict()``: KDF name and parameters, salt,
@@ -27,6 +27,10 @@ Format ``speechvault-vault``, version 6 (``FORMAT_VERSION``)::
                  before: UBIGINT.) Kept clustered by ``category`` (see ``store.search.compact``).
                  ``start`` (version 3): the window's start frame on the identification grid of
                  the model's windowing (``hashing.windowing``), NULL for a model without one.
+                 ``k0 .. k{K/16-1}`` (version 7, ``_v6_to_v7``): the code's 16-bit slices, slice
+                 b = bits 16b .. 16b+15 as USMALLINT, the keys of excerpt search's candidate
+                 joins (``store.excerpt``); derived from the words, so not MACed but checked
+                 against them (``store.integrity``).
     record_macs  (version 4) per recording: HMACs under the vault's integrity key over its
                  listing (name, category, sha256, sizes) and over its index rows.
     blob_chunks  (version 5) the sealed bytes of a recording larger than
@@ -44,11 +48,13 @@ The word layout is defined here and only here: ``word_columns`` / ``n_words`` (t
 128-bit words, or with ``bits=64`` the 64-bit words of the lake's Parquet), ``word_halves``
 (numpy words -> the columns bound for an insert), ``word_from_halves_sql`` (the SQL that makes
 a stored word of them), ``code_words_sql`` (the stored words back as the code's 64-bit words),
-``query_word_values`` (a query's words as bound to the stored ones) and ``word_bit_count`` (the
-bit count of a stored word, spelt for the DuckDB installed).
+``query_word_values`` (a query's words as bound to the stored ones), ``word_bit_count`` (the
+bit count of a stored word, spelt for the DuckDB installed), and the slice keys derived from the
+words: ``key_columns``, ``slice_keys`` (numpy, for an insert) and ``slice_key_sql`` (SQL, from a
+stored word).
 
-The only identifiers formatted into SQL here are ``w0 .. w{W-1}`` (and the ``l0 ..`` / ``h0 ..``
-halves of an insert), generated from the integer K.
+The only identifiers formatted into SQL here are ``w0 .. w{W-1}`` and ``k0 .. k{K/16-1}`` (and
+the ``l0 ..`` / ``h0 ..`` halves of an insert), generated from the integer K.
 """
 
 from __future__ import annotations
@@ -69,6 +75,10 @@ __all__ = [
     "n_words",
     "word_columns",
     "code_word_columns",
+    "key_columns",
+    "slice_keys",
+    "slice_key_sql",
+    "KEY_BITS",
     "WORD_BITS",
     "CODE_WORD_BITS",
     "word_halves",
@@ -86,7 +96,7 @@ __all__ = [
 ]
 
 MAGIC = "speechvault-vault"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 
 #: bits per stored code word (format 6: HUGEINT); the code itself is packed in 64-bit words
 #: (``hashing.codes.pack_words``), which the lake's Parquet keeps (``store.lake_export``)
@@ -121,8 +131,44 @@ def code_word_columns(K: int) -> list[str]:
     return word_columns(K, CODE_WORD_BITS)
 
 
+#: bits of a slice key (format 7's ``k`` columns): the keys of excerpt search's candidate joins
+KEY_BITS = 16
+
+
+def key_columns(K: int) -> list[str]:
+    """``["k0", ..., "k{K/16-1}"]``: the stored 16-bit slice keys of a K-bit code (format 7),
+    slice b holding code bits 16b .. 16b+15. Generated from integers, never user text."""
+    return [f"k{b}" for b in range(int(K) // KEY_BITS)]
+
+
+def slice_keys(words: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """The slice keys of codes given as their (n, ceil(K/64)) unsigned 64-bit words, as the
+    uint16 columns an insert binds: slice b is bits 16(b % 4) .. of 64-bit word b // 4 (bit i
+    of the code is bit i % 64 of word i // 64, ``hashing.codes.pack_words``)."""
+    w = np.asarray(words).astype(np.uint64, copy=False)
+    return {f"k{b}": np.ascontiguousarray(
+                ((w[:, b // 4] >> np.uint64(KEY_BITS * (b % 4))) & np.uint64(0xFFFF))
+                .astype(np.uint16))
+            for b in range(int(K) // KEY_BITS)}
+
+
+def slice_key_sql(word: str, band: int, bits: int = WORD_BITS) -> str:
+    """Slice ``band`` of a code from the column ``word`` holding it (a stored word of ``bits``
+    bits: 128 in a vault, 64 in the lake): ``(word >> s) & 65535``, as USMALLINT in a vault
+    (the type of its key columns, so a join compares them without a cast; the lake's spelling
+    is the one ``store.sql_dialects`` translates for the other engines). ``>>`` on a signed
+    integer is arithmetic in DuckDB (1.5 and 2.0), so a negative word gives its bits too."""
+    key = f"(({word} >> {(KEY_BITS * int(band)) % int(bits)}) & 65535)"
+    return f"{key}::USMALLINT" if int(bits) == WORD_BITS else key
+
+
+def key_word(band: int, bits: int = WORD_BITS) -> int:
+    """Which stored word of ``bits`` bits holds slice ``band``."""
+    return KEY_BITS * int(band) // int(bits)
+
+
 #: the index table and its side tables of the same layout (clustering, reindex, upgrade)
-_CODES_TABLES = ("codes", "codes_compact", "codes_reindex", "codes_v5", "codes_v6")
+_CODES_TABLES = ("codes", "codes_compact", "codes_reindex", "codes_v5", "codes_v6", "codes_v7")
 
 
 def word_halves(words: np.ndarray, K: int) -> dict[str, np.ndarray]:
@@ -235,14 +281,17 @@ def unsigned_words(values) -> np.ndarray:
 
 
 def codes_ddl(K: int, table: str = "codes", *, bits: int = WORD_BITS,
-              word_type: str = WORD_TYPE) -> str:
-    """The index table (or a side table of its layout); ``bits``/``word_type``: an earlier
-    format's words, for its upgrade step only (version 5: 64, BIGINT)."""
+              word_type: str = WORD_TYPE, keys: bool = True) -> str:
+    """The index table (or a side table of its layout); ``bits``/``word_type``/``keys``: an
+    earlier format's layout, for its upgrade step only (version 5: 64, BIGINT, no keys; version
+    6: no keys)."""
     if table not in _CODES_TABLES:
         raise ValueError(f"unexpected table name {table!r}")
     if word_type not in ("HUGEINT", "BIGINT"):
         raise ValueError(f"unexpected word type {word_type!r}")
     words = ",\n    ".join(f"{c} {word_type} NOT NULL" for c in word_columns(K, bits))
+    if keys:
+        words += "".join(f",\n    {c} USMALLINT NOT NULL" for c in key_columns(K))
     return (
         f"CREATE TABLE {table} (\n"
         "    recording_id BIGINT NOT NULL,\n"
@@ -259,14 +308,16 @@ def insert_codes(con: duckdb.DuckDBPyConnection, table: str, K: int, recording_i
                  starts: np.ndarray | None) -> int:
     """Append index rows to ``table`` ("codes" or a side table of the same layout) in one
     statement, from numpy columns (``starts`` None: codes per model window, start NULL);
-    ``words``: the code's (n, ceil(K/64)) unsigned 64-bit words."""
+    ``words``: the code's (n, ceil(K/64)) unsigned 64-bit words, from which the slice keys
+    are derived too."""
     if table not in _CODES_TABLES:
         raise ValueError(f"unexpected table name {table!r}")
     frame = {"recording_id": np.asarray(recording_ids, np.int64),
              "win": np.asarray(windows, np.int32),
              "category": np.asarray(categories).astype(np.int16)}
     frame.update(word_halves(words, K))
-    cols = ["recording_id", "win", "category"]
+    frame.update(slice_keys(words, K))
+    cols = ["recording_id", "win", "category", *key_columns(K)]
     if starts is not None:
         frame["start"] = np.asarray(starts).astype(np.int32)
         cols.append("start")
@@ -400,7 +451,7 @@ def _signed_words(con: duckdb.DuckDBPyConnection) -> None:
     wcols = word_columns(K, CODE_WORD_BITS)
     words = ", ".join(f"{_signed_word_sql(c)} AS {c}" for c in wcols)
     con.execute("DROP TABLE IF EXISTS codes_v5")
-    con.execute(codes_ddl(K, "codes_v5", bits=CODE_WORD_BITS, word_type="BIGINT"))
+    con.execute(codes_ddl(K, "codes_v5", bits=CODE_WORD_BITS, word_type="BIGINT", keys=False))
     con.execute(f"INSERT INTO codes_v5 (recording_id, win, category, start, {', '.join(wcols)}) "
                 f"SELECT recording_id, win, category, start, {words} FROM codes "
                 "ORDER BY category, recording_id, win")
@@ -456,7 +507,7 @@ def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
     wcols = word_columns(K)
     words = ", ".join(f"{_wide_word_sql(K, j)} AS {c}" for j, c in enumerate(wcols))
     con.execute("DROP TABLE IF EXISTS codes_v6")
-    con.execute(codes_ddl(K, "codes_v6"))
+    con.execute(codes_ddl(K, "codes_v6", keys=False))
     con.execute(f"INSERT INTO codes_v6 (recording_id, win, category, start, {', '.join(wcols)}) "
                 f"SELECT recording_id, win, category, start, {words} FROM codes "
                 "ORDER BY category, recording_id, win")
@@ -465,16 +516,43 @@ def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE vault_meta SET codes_unclustered = 0")
 
 
+def _v6_to_v7(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 7 (issue 12): the code's 16-bit slices stored as USMALLINT key columns
+    (``key_columns``). Why: the keyed excerpt statement joins the query's windows on these
+    slices; computed from a 128-bit word for every stored row and hashed as HUGEINT, the six
+    slice joins of a 5 s query took ~43 ms CPU at 1.1M rows, on stored 16-bit keys ~25 ms (one
+    thread, docs/results/bench_excerpt.md, session 26), for 2 bytes a slice and row. The words
+    stay as they were (the keys are derived from them), so nothing is re-MACed and no key is
+    needed; ``codes`` is rewritten through a side table in the upgrade's one transaction (a
+    crash leaves version 6 as it was), clustered by category on the way. Idempotent: keys
+    already there are kept."""
+    if _column_type(con, "k0") is not None:
+        return
+    K = int(con.execute("SELECT k FROM vault_meta").fetchall()[0][0])
+    wcols, kcols = word_columns(K), key_columns(K)
+    keys = ", ".join(f"{slice_key_sql(f'w{key_word(b)}', b)} AS {c}" for b, c in enumerate(kcols))
+    con.execute("DROP TABLE IF EXISTS codes_v7")
+    con.execute(codes_ddl(K, "codes_v7"))
+    cols = ", ".join(["recording_id", "win", "category", "start", *wcols, *kcols])
+    con.execute(f"INSERT INTO codes_v7 ({cols}) SELECT recording_id, win, category, start, "
+                f"{', '.join(wcols)}{', ' if kcols else ''}{keys} FROM codes "
+                "ORDER BY category, recording_id, win")
+    con.execute("DROP TABLE codes")
+    con.execute("ALTER TABLE codes_v7 RENAME TO codes")
+    con.execute("UPDATE vault_meta SET codes_unclustered = 0")
+
+
 #: from-version -> function upgrading a vault of that version to the next (run in a transaction).
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7}
 MIGRATION_DESCRIPTIONS: dict[int, str] = {
     1: "model.fingerprint column (identification code)",
     2: "codes.start column (identification windows, excerpt search)",
     3: "vault_meta.vault_id and .integrity, record_macs (blobs bound on the next keyed write)",
     4: ("codes words as BIGINT (same bits; native bit_count); blob_chunks: large recordings "
         "sealed and stored in chunks"),
-    5: "codes words as ceil(K/128) HUGEINT (same bits; one bit_count per 128 bits)"}
+    5: "codes words as ceil(K/128) HUGEINT (same bits; one bit_count per 128 bits)",
+    6: "codes 16-bit slices as USMALLINT key columns (excerpt search's candidate joins)"}
 
 
 def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
@@ -507,11 +585,14 @@ def read_format_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
     if missing:
         raise VaultFormatError(
             f"{path} is a damaged speechvault vault (missing {', '.join(sorted(missing))})")
-    want = {5: "BIGINT", 6: WORD_TYPE}.get(version)
+    want = {5: "BIGINT", 6: WORD_TYPE, 7: WORD_TYPE}.get(version)
     if want is not None and _word_type(con) != want:
         # a version edited upwards without its upgrade step (the words would be misread)
         raise VaultFormatError(f"{path} is a damaged speechvault vault (format {version} "
                                f"without its code words as {want})")
+    if version >= 7 and _column_type(con, "k0") != "USMALLINT":
+        raise VaultFormatError(f"{path} is a damaged speechvault vault (format {version} "
+                               "without its slice keys)")
     return version
 
 

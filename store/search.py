@@ -71,7 +71,7 @@ from typing import Sequence
 
 import duckdb
 
-from store.schema import ROW_GROUP_ROWS, codes_ddl, word_bit_count, word_columns
+from store.schema import ROW_GROUP_ROWS, codes_ddl, key_columns, word_bit_count, word_columns
 from store.sql_dialects import DUCKDB, Dialect
 
 __all__ = ["distance_expr", "search_sql", "search_params", "probe_groups", "nearest_recordings", "Nearest",
@@ -668,7 +668,8 @@ def compact(con: duckdb.DuckDBPyConnection, K: int) -> None:
     groups and ``WHERE category IN (...)`` skips the others via their zone maps (measured with
     EXPLAIN ANALYZE: "Row Groups Scanned: 2 / 9" at 1M rows, 10 categories, vs 9 / 9 unsorted).
     """
-    cols = ", ".join(["recording_id", "win", "category", "start", *word_columns(K)])
+    cols = ", ".join(["recording_id", "win", "category", "start", *word_columns(K),
+                      *key_columns(K)])
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DROP TABLE IF EXISTS codes_compact")

@@ -82,6 +82,12 @@ class Dialect:
         return _schema.word_columns(K, self.word_bits)
 
     @property
+    def stored_keys(self) -> bool:
+        """Whether ``codes`` has the 16-bit slice key columns (a vault file, format 7; the
+        lake's Parquet keeps the words only)."""
+        return self.name == "duckdb"
+
+    @property
     def family(self) -> str:
         """duckdb (both DuckDB dialects), clickhouse or spark."""
         return "duckdb" if self.name.startswith("duckdb") else self.name

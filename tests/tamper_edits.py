@@ -197,6 +197,9 @@ EDITS: dict[str, tuple[Edit, str]] = {
                        "h1 category of recording 2's rows shifted"),
     "codes-row-deleted": (_sql("DELETE FROM codes WHERE recording_id = 2 AND win = 0"),
                           "one index row of recording 2 removed"),
+    "codes-slice-key": (_sql("UPDATE codes SET k0 = xor(k0, 1::USMALLINT) "
+                             "WHERE recording_id = 2"),
+                        "the first 16-bit slice key of recording 2's rows changed (words kept)"),
     "name": (_sql("UPDATE recordings SET name = 'renamed.wav' WHERE id = 2"),
              "recording 2 renamed"),
     "category-label": (_sql("UPDATE recordings SET category = 'other' WHERE id = 2"),

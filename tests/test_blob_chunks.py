@@ -82,7 +82,7 @@ def test_large_files_go_to_chunks_and_come_back_byte_identical(vault, files, tmp
     assert sorted(len(v) for v in counts.values()) == sorted(
         -(-n // CHUNK) for n in sizes if n > CHUNK)
     with Vault.open(vault, passphrase=PW) as v:
-        assert v.info().format_version == schema.FORMAT_VERSION == 6
+        assert v.info().format_version == schema.FORMAT_VERSION == 7
         for rid, p in zip((1, 2, 3), files):
             assert v.export(rid) == p.read_bytes()
             pieces = list(v.export_chunks(rid))
@@ -145,7 +145,7 @@ def test_a_format_4_vault_upgrades_without_its_passphrase_and_keeps_verifying(
             assert not v.ingest(files[2:]).errors  # a small file: one blob
         assert not blob_chunks.has_table(_con(path))
     with Vault.open(path, read_only=False) as v:  # no passphrase: the upgrade needs none
-        assert v.info().format_version == schema.FORMAT_VERSION == 6  # through 5
+        assert v.info().format_version == schema.FORMAT_VERSION == 7  # through 5 and 6
     with Vault.open(path, read_only=False, passphrase=PW, encoder=FakeEncoder()) as v:
         assert v.verify().ok
         assert not v.ingest(files[:2]).errors  # an ingest accepts the upgraded settings

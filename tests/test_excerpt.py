@@ -336,24 +336,22 @@ def test_candidate_ties_go_to_the_nearest_not_the_lowest_id(keyed):
     import duckdb
 
     from store.excerpt import excerpt_params, excerpt_sql
-    from store.schema import query_word_values, word_columns
+    from store import schema
 
     K, rng = 384, np.random.default_rng(5)
     bits = rng.integers(0, 2, K).astype(np.uint8)
-    cols = word_columns(K)
     con = duckdb.connect()
-    con.execute("CREATE TABLE codes (recording_id BIGINT, start INTEGER, category SMALLINT, "
-                + ", ".join(f"{c} HUGEINT" for c in cols) + ")")  # as a vault (format 6)
-
+    con.execute(schema.codes_ddl(K))  # as a vault
     from hashing import codes as _codes
-    pack = lambda b: query_word_values(_codes.pack_words(b[None, :])[0])  # noqa: E731
+
+    rows = []
     for rid in range(1, 12):  # ids 1-11: impostors at BER 0.18; id 12: the copy
         b = bits.copy()
         b[rng.choice(K, int(0.18 * K), replace=False)] ^= 1
-        con.execute("INSERT INTO codes VALUES (?, 0, 0, " + ", ".join("?" * len(cols)) + ")",
-                    [rid] + pack(b))
-    con.execute("INSERT INTO codes VALUES (12, 0, 0, " + ", ".join("?" * len(cols)) + ")",
-                pack(bits))
+        rows.append(b)
+    words = _codes.pack_words(np.array(rows + [bits]))
+    schema.insert_codes(con, "codes", K, np.arange(1, 13), np.zeros(12), np.zeros(12), words,
+                        np.zeros(12))
     rule = ExcerptRule(n_candidates=4, key_bands=24)
     q = np.array(_codes.pack_words(bits[None, :]), dtype=np.uint64)
     sql = excerpt_sql(K, False, keyed, 24)

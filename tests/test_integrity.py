@@ -144,6 +144,7 @@ NAMED = {
     "codes-copied": "index rows (codes) changed",
     "codes-category": "index rows (codes) changed",
     "codes-row-deleted": "index rows (codes) changed",
+    "codes-slice-key": "slice keys no longer match",
     "name": "listing",
     "category-label": "listing",
     "n-windows": "listing",

@@ -53,7 +53,7 @@ def _word_types(path: Path) -> set[str]:
     try:
         return {t for c, t in con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'codes'").fetchall() if c[1:].isdigit()}
+            "WHERE table_name = 'codes'").fetchall() if c[0] == "w" and c[1:].isdigit()}
     finally:
         con.close()
 
@@ -75,8 +75,8 @@ def test_format4_vault_upgrades_with_the_same_codes_and_hits(tmp_path):
     with pytest.raises(VaultFormatError, match="read-write"):
         Vault.open(path)
     with Vault.open(path, read_only=False) as v:  # no passphrase: nothing is re-MACed
-        assert v.format_version == schema.FORMAT_VERSION == 6
-    assert _word_types(path) == {"HUGEINT"}  # through format 5 (BIGINT) to 6
+        assert v.format_version == schema.FORMAT_VERSION == 7
+    assert _word_types(path) == {"HUGEINT"}  # through format 5 (BIGINT) to 6, then keys (7)
     with Vault.open(path, passphrase=PW) as v:
         got = {str(r.id): [[str(int(x)) for x in row] for row in v.codes_of(r.id).words]
                for r in v.list()}
@@ -121,7 +121,7 @@ def test_an_interrupted_upgrade_leaves_format4(tmp_path, monkeypatch):
         assert v.verify().ok
 
 
-@pytest.mark.parametrize("from_version", [4, 5])
+@pytest.mark.parametrize("from_version", [4, 5, 6])
 def test_an_upgrade_step_is_idempotent(tmp_path, monkeypatch, from_version):
     """Running a word-layout step again on the vault it already upgraded changes no row."""
     path = _golden(tmp_path) if from_version == 4 else _golden5(tmp_path, monkeypatch)
@@ -199,14 +199,14 @@ def test_format5_vault_upgrades_to_hugeint_words_with_the_same_codes_and_hits(tm
     with pytest.raises(VaultFormatError, match="read-write"):
         Vault.open(path)
     with Vault.open(path, read_only=False) as v:  # no passphrase: nothing is re-MACed
-        assert v.format_version == schema.FORMAT_VERSION == 6
+        assert v.format_version == schema.FORMAT_VERSION == 7
     assert _word_types(path) == {"HUGEINT"}
     con = duckdb.connect(str(path), read_only=True)
     assert [c for c, in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                     "table_name = 'codes' ORDER BY ordinal_position").fetchall()
-            if c[1:].isdigit()] == ["w0", "w1", "w2"]
+            if c[1:].isdigit()] == ["w0", "w1", "w2", *(f"k{b}" for b in range(20))]
     assert con.execute("SELECT version FROM schema_migrations ORDER BY version DESC "
-                       "LIMIT 1").fetchall() == [(6,)]
+                       "LIMIT 2").fetchall() == [(7,), (6,)]
     con.close()
     with Vault.open(path, passphrase=PW5) as v:
         got = {str(r.id): [[str(int(x)) for x in row] for row in v.codes_of(r.id).words]
@@ -216,28 +216,64 @@ def test_format5_vault_upgrades_to_hugeint_words_with_the_same_codes_and_hits(tm
         assert _hits5(v) == [s["hits"] for s in EXPECTED5["searches"]]
         rep = v.verify()  # listing and index MACs made over the format-5 words
         assert rep.ok and not rep.notes and rep.checked == 8
+        _assert_keys_are_the_slices(v)
 
 
-def test_format5_upgrade_interrupted_leaves_format5_then_upgrades(tmp_path, monkeypatch):
+def _assert_keys_are_the_slices(v: Vault) -> None:
+    """Every stored slice key is the 16 bits of its row's code that it names (format 7)."""
+    kcols = schema.key_columns(v.K)
+    for r in v.list():
+        words = v.codes_of(r.id).words
+        keys = v._query(f"SELECT {', '.join(kcols)} FROM codes WHERE recording_id = ? "
+                        "ORDER BY win", [r.id])
+        bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
+        want = [[int(np.dot(row[16 * b:16 * b + 16], 1 << np.arange(16))) for b in
+                 range(len(kcols))] for row in bits]
+        assert [list(k) for k in keys] == want
+
+
+@pytest.mark.parametrize("step", [5, 6])
+def test_an_interrupted_upgrade_step_leaves_its_format_then_upgrades(tmp_path, monkeypatch,
+                                                                      step):
+    """A crash in step 5 -> 6 leaves format 5; one in step 6 -> 7 leaves format 6 (step 5
+    committed before it): each step is one transaction."""
     path = _golden5(tmp_path, monkeypatch)
 
     def boom(con):
         real(con)
         raise RuntimeError("crash in the middle of the upgrade")
 
-    real = schema.MIGRATIONS[5]
+    real = schema.MIGRATIONS[step]
     with monkeypatch.context() as m:
-        m.setitem(schema.MIGRATIONS, 5, boom)
+        m.setitem(schema.MIGRATIONS, step, boom)
         with pytest.raises(Exception, match="crash in the middle"):
             Vault.open(path, read_only=False)
-    assert _word_types(path) == {"BIGINT"}
+    assert _word_types(path) == {"BIGINT" if step == 5 else "HUGEINT"}
     con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT format_version FROM vault_meta").fetchall() == [(5,)]
+    assert con.execute("SELECT format_version FROM vault_meta").fetchall() == [(step,)]
+    assert schema._column_type(con, "k0") is None  # no keys before format 7
     con.close()
     with Vault.open(path, read_only=False, passphrase=PW5) as v:
         assert v.verify().ok
         assert _hits5(v) == [s["hits"] for s in EXPECTED5["searches"]]
+        _assert_keys_are_the_slices(v)
 
+
+def test_a_version_edited_to_7_without_its_keys_is_refused(tmp_path, monkeypatch):
+    path = _golden5(tmp_path, monkeypatch)
+
+    def stop(con):
+        raise RuntimeError("stopped before the keys")
+
+    with monkeypatch.context() as m:  # a format-6 vault: step 6 -> 7 never ran
+        m.setitem(schema.MIGRATIONS, 6, stop)
+        with pytest.raises(Exception, match="stopped before"):
+            Vault.open(path, read_only=False)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE vault_meta SET format_version = 7")
+    con.close()
+    with pytest.raises(VaultFormatError, match="damaged.*slice keys"):
+        Vault.open(path)
 
 
 def test_a_version_edited_to_6_without_its_upgrade_is_refused(tmp_path, monkeypatch):
@@ -284,10 +320,18 @@ def test_words_round_trip_through_the_hugeint_columns(K):
         got = [d for d, in con.execute(f"SELECT {dist}{order}", vals).fetchall()]
         want = [int(np.unpackbits((row ^ q).view(np.uint8)).sum()) for row in w]
         assert got == want
+    bits = np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")
+    keys = con.execute(f"SELECT {', '.join(schema.key_columns(K))}{order}").fetchall()
+    derived = ", ".join(schema.slice_key_sql(f"w{schema.key_word(b)}", b)
+                        for b in range(K // 16))
+    assert con.execute(f"SELECT {derived}{order}").fetchall() == keys
+    assert [list(k) for k in keys] == [
+        [int(np.dot(row[16 * b:16 * b + 16], 1 << np.arange(16))) for b in range(K // 16)]
+        for row in bits]
 
 
 def test_a_k320_vault_round_trips_codes_and_finds_itself(tmp_path, monkeypatch):
-    """A fresh format-6 vault with K = 320 (three HUGEINT words): each recording's stored code
+    """A fresh vault with K = 320 (three HUGEINT words): each recording's stored code
     searched finds it at distance 0 in every mode, and the MACs verify."""
     enc = FakeEncoder(K=320, C=3, seed=5, clip_seconds=0.5)
     monkeypatch.setattr(sv, "_load_encoder_class", encoder_loader(enc))
