@@ -40,8 +40,11 @@ def build(path, n: int, clustered: bool) -> Vault:
                 "SELECT i, 'rec' || i::VARCHAR, 'c' || (hash(i) % 10)::VARCHAR, "
                 "sha256(i::VARCHAR), 16000, 1, 1.0, 0, now(), 1, ''::BLOB "
                 f"FROM range(1, {n + 1}) t(i)")
-    con.execute(f"INSERT INTO codes SELECT i, 0, (hash(i) % 10)::SMALLINT, {words} "
-                f"FROM range(1, {n + 1}) t(i)")
+    keys = ", ".join(f"{schema.slice_key_sql(f'w{schema.key_word(b)}', b)} AS k{b}"
+                     for b in range(K // 16))  # format 7's slice keys, from the words
+    con.execute(f"INSERT INTO codes BY NAME SELECT *, {keys} FROM (SELECT i AS recording_id, "
+                f"0 AS win, (hash(i) % 10)::SMALLINT AS category, {words} "
+                f"FROM range(1, {n + 1}) t(i))")
     con.execute(f"UPDATE vault_meta SET codes_unclustered = {n}")
     con.execute("COMMIT")
     if clustered:
