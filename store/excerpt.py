@@ -215,9 +215,9 @@ def _band_key(alias: str, prefix: str, band: int, dialect: Dialect) -> str:
     word holding it, ``store.schema.slice_key_sql`` (a slice never straddles two words: 16
     divides the vault's 128 and the lake's 64 bits).
 
-    Why stored keys: computed per stored row from a 128-bit word and hashed as HUGEINT, the six
-    slice joins of a 5 s query took ~43 ms CPU at 1.1M rows; on the stored USMALLINT columns
-    ~25 ms (one thread, docs/results/bench_excerpt.md, session 26)."""
+    Why stored keys: computed per stored row from a 128-bit word and hashed as HUGEINT, the
+    keys made a 5 s query's statement cost 68.5 ms CPU at 1.1M rows; joined on the stored
+    USMALLINT columns, 50.2 ms (one thread, docs/results/bench_excerpt.md, session 26)."""
     if alias == "c" and dialect.stored_keys:
         return f"c.k{int(band)}"
     word = key_word(band, dialect.word_bits)

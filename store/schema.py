@@ -78,6 +78,7 @@ __all__ = [
     "key_columns",
     "slice_keys",
     "slice_key_sql",
+    "key_word",
     "KEY_BITS",
     "WORD_BITS",
     "CODE_WORD_BITS",
@@ -519,8 +520,8 @@ def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
 def _v6_to_v7(con: duckdb.DuckDBPyConnection) -> None:
     """Version 7 (issue 12): the code's 16-bit slices stored as USMALLINT key columns
     (``key_columns``). Why: the keyed excerpt statement joins the query's windows on these
-    slices; computed from a 128-bit word for every stored row and hashed as HUGEINT, the six
-    slice joins of a 5 s query took ~43 ms CPU at 1.1M rows, on stored 16-bit keys ~25 ms (one
+    slices; computed from a 128-bit word for every stored row and hashed as HUGEINT, they made
+    a 5 s query's statement cost 68.5 ms CPU at 1.1M rows, on stored 16-bit keys 50.2 ms (one
     thread, docs/results/bench_excerpt.md, session 26), for 2 bytes a slice and row. The words
     stay as they were (the keys are derived from them), so nothing is re-MACed and no key is
     needed; ``codes`` is rewritten through a side table in the upgrade's one transaction (a
