@@ -11,7 +11,7 @@ trained on the same FIT pairs the DDA is fitted on, keeps more windows of a degr
 under the impostors' low quantile.
 
     python docs/measure_window_codes.py --work DIR [--epochs 8] [--width 16]
-        [--telephone-share 0.2] [--time-only]
+        [--telephone-share 0.2] [--time-only | --tflite]
 
 Steps (each cached in DIR): FIT pairs (``model_export.excerpt_fingerprint.distortion_pairs``
 on the FIT recordings, 6 views, 30 % of the views babble at 0-15 dB, the rest the fit's usual
@@ -22,6 +22,11 @@ NT-Xent (temperature 0.05, batch 384, Adam 1e-3 with cosine decay); then, on CAL
 stored window against the same place in a copy shifted by up to +-8 ms: the share of copy windows
 whose BER is under the 1e-4 quantile of impostor pairs (copy windows of one recording against
 stored windows of another), for the shipped projection, the DDA refit and the CNN.
+``--tflite`` (session 26): the trained CNN as the product would run it, a LiteRT model of
+float32 weights, of int8 weights (dynamic range), or int8 throughout (weights and activations,
+calibrated on FIT windows): CPU time of a 5 s query's windows, whether a window gets the same bits
+in a batch of 251 as alone (a stored window and a query window are coded in different batches),
+and the same separation table.
 Needs TensorFlow (``pip install -e '.[train]'``) and espeak-ng.
 """
 from __future__ import annotations
@@ -213,12 +218,93 @@ def tflite_ms(model, n: int = 251, rounds: int = 10) -> float:
     return 1e3 * float(np.median(times))
 
 
+class TfliteCode:
+    """Bits of a LiteRT model of the CNN (one thread), coded in batches of ``batch`` windows."""
+
+    def __init__(self, content: bytes, centre, batch: int = 251):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.it = Interpreter(model_content=content, num_threads=1)
+        self.centre, self.batch, self.n = centre, batch, None
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        inp = self.it.get_input_details()[0]
+        if self.n != len(x):
+            self.it.resize_tensor_input(inp["index"], [len(x), *x.shape[1:]])
+            self.it.allocate_tensors()
+            self.n = len(x)
+        self.it.set_tensor(inp["index"], x)
+        self.it.invoke()
+        return self.it.get_tensor(self.it.get_output_details()[0]["index"])
+
+    def units(self, w) -> np.ndarray:
+        x = np.asarray(w, np.float32).reshape(-1, SPEC.n_mels, SPEC.window_frames, 1)
+        return np.concatenate([self._run(x[i:i + self.batch])
+                               for i in range(0, len(x), self.batch)]) if len(x) else \
+            np.zeros((0, len(self.centre)), np.float32)
+
+    def bits(self, w):
+        return (self.units(w) > self.centre).astype(np.uint8)
+
+
+def tflite_variants(model, fit_windows: np.ndarray) -> dict[str, bytes]:
+    """The CNN as LiteRT bytes: float32, int8 weights (dynamic range), int8 throughout."""
+    import tensorflow as tf
+
+    def convert(mode: str) -> bytes:
+        c = tf.lite.TFLiteConverter.from_keras_model(model)
+        if mode != "float32":
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "int8":
+            x = fit_windows.astype(np.float32).reshape(-1, SPEC.n_mels, SPEC.window_frames, 1)
+            c.representative_dataset = lambda: ([x[i:i + 1]] for i in range(0, len(x), 7))
+        return c.convert()
+    return {m: convert(m) for m in ("float32", "int8 weights", "int8")}
+
+
+def tflite_report(work: Path, model, centre, O: np.ndarray) -> None:
+    """CPU ms per 5 s query, batch invariance and separation for each LiteRT variant."""
+    rng = np.random.default_rng(2)
+    fit = O[rng.choice(len(O), 2000, replace=False)]
+    data = calib_copies(work)
+    probe = np.concatenate([s for _, s, _, _ in data["babble 10 dB"][:3]])[:251]
+    print("| LiteRT model | bytes | CPU ms, 251 windows, 1 thread | bits differing, alone vs in a "
+          "batch of 251 | bits differing from the Keras model |")
+    print("|---|---|---|---|---|")
+    keras_bits = CnnCode(model, centre).bits(probe)
+    variants = tflite_variants(model, fit)
+    for name, content in variants.items():
+        code = TfliteCode(content, centre)
+        code.units(probe)  # warm
+        times = []
+        for _ in range(10):
+            t = time.process_time()
+            code.units(probe)
+            times.append(time.process_time() - t)
+        together = code.bits(probe)
+        alone = TfliteCode(content, centre, batch=1).bits(probe)
+        print(f"| {name} | {len(content):,} | {1e3 * float(np.median(times)):.1f} | "
+              f"{int((alone != together).sum())} of {together.size:,} | "
+              f"{int((together != keras_bits).sum())} |", flush=True)
+    print("\n| code | copy | genuine BER median | impostor 1e-4 quantile | genuine under it |")
+    print("|---|---|---|---|---|")
+    for name, content in variants.items():
+        code = TfliteCode(content, centre)
+        for cond, rows in data.items():
+            med, q4, share = separation(code, rows)
+            print(f"| CNN as LiteRT, {name} | {cond} | {med:.3f} | {q4:.3f} | {share:.3f} |",
+                  flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--work", required=True)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--time-only", action="store_true", help="only the CNN's TFLite CPU time")
+    p.add_argument("--tflite", action="store_true",
+                   help="the CNN as LiteRT models (float32, int8 weights, int8): CPU time, "
+                        "batch invariance, separation")
     p.add_argument("--telephone-share", type=float, default=0.0,
                    help="share of the CNN's training views that are the telephone band alone")
     a = p.parse_args()
@@ -228,6 +314,9 @@ def main() -> None:
     tag = f"_tel{a.telephone_share:g}" if a.telephone_share else ""
     # the CNN's pairs: with --telephone-share, more telephone views (the DDA keeps the others)
     _, Oc, Dc = fit_pairs(work, telephone_share=a.telephone_share) if tag else (clean, O, D)
+    if a.tflite:
+        tflite_report(work, *train_cnn(work, Oc, Dc, a.epochs, a.width, tag), Oc)
+        return
     if a.time_only:
         model, _ = train_cnn(work, Oc, Dc, a.epochs, a.width, tag)
         print(f"CNN as TFLite, 251 windows (a 5 s query), one thread: {tflite_ms(model):.1f} ms CPU")
