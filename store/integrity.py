@@ -390,11 +390,10 @@ def _stray_slice_keys(con: duckdb.DuckDBPyConnection, K: int) -> set[int]:
     words. The keys are derived, so the codes MAC does not cover them: an edited key cannot
     make a false match (every candidate is verified on the words) but can hide a recording
     from excerpt search."""
-    kcols = _schema.key_columns(K)
-    if not kcols:
+    keys = _schema.stored_slice_keys_sql(K)
+    if not keys:
         return set()
-    differ = " OR ".join(f"{c} <> {_schema.slice_key_sql(f'w{_schema.key_word(b)}', b)}"
-                         for b, c in enumerate(kcols))
+    differ = " OR ".join(f"{c} <> {expr}" for c, expr in keys.items())
     return {int(r[0]) for r in con.execute(
         f"SELECT DISTINCT recording_id FROM codes WHERE {differ}").fetchall()}
 

@@ -79,6 +79,7 @@ __all__ = [
     "slice_keys",
     "slice_key_sql",
     "key_word",
+    "stored_slice_keys_sql",
     "KEY_BITS",
     "WORD_BITS",
     "CODE_WORD_BITS",
@@ -166,6 +167,12 @@ def slice_key_sql(word: str, band: int, bits: int = WORD_BITS) -> str:
 def key_word(band: int, bits: int = WORD_BITS) -> int:
     """Which stored word of ``bits`` bits holds slice ``band``."""
     return KEY_BITS * int(band) // int(bits)
+
+
+def stored_slice_keys_sql(K: int) -> dict[str, str]:
+    """``{"k0": SQL, ...}``: each key column's value computed from a vault's stored words (the
+    upgrade to format 7, the integrity check, inserts of synthetic rows)."""
+    return {c: slice_key_sql(f"w{key_word(b)}", b) for b, c in enumerate(key_columns(K))}
 
 
 #: the index table and its side tables of the same layout (clustering, reindex, upgrade)
@@ -530,13 +537,12 @@ def _v6_to_v7(con: duckdb.DuckDBPyConnection) -> None:
     if _column_type(con, "k0") is not None:
         return
     K = int(con.execute("SELECT k FROM vault_meta").fetchall()[0][0])
-    wcols, kcols = word_columns(K), key_columns(K)
-    keys = ", ".join(f"{slice_key_sql(f'w{key_word(b)}', b)} AS {c}" for b, c in enumerate(kcols))
+    base = ["recording_id", "win", "category", "start", *word_columns(K)]
+    keys = stored_slice_keys_sql(K)
     con.execute("DROP TABLE IF EXISTS codes_v7")
     con.execute(codes_ddl(K, "codes_v7"))
-    cols = ", ".join(["recording_id", "win", "category", "start", *wcols, *kcols])
-    con.execute(f"INSERT INTO codes_v7 ({cols}) SELECT recording_id, win, category, start, "
-                f"{', '.join(wcols)}{', ' if kcols else ''}{keys} FROM codes "
+    con.execute(f"INSERT INTO codes_v7 ({', '.join([*base, *keys])}) "
+                f"SELECT {', '.join([*base, *keys.values()])} FROM codes "
                 "ORDER BY category, recording_id, win")
     con.execute("DROP TABLE codes")
     con.execute("ALTER TABLE codes_v7 RENAME TO codes")

@@ -40,8 +40,7 @@ def build(path, n: int, clustered: bool) -> Vault:
                 "SELECT i, 'rec' || i::VARCHAR, 'c' || (hash(i) % 10)::VARCHAR, "
                 "sha256(i::VARCHAR), 16000, 1, 1.0, 0, now(), 1, ''::BLOB "
                 f"FROM range(1, {n + 1}) t(i)")
-    keys = ", ".join(f"{schema.slice_key_sql(f'w{schema.key_word(b)}', b)} AS k{b}"
-                     for b in range(K // 16))  # format 7's slice keys, from the words
+    keys = ", ".join(f"{e} AS {c}" for c, e in schema.stored_slice_keys_sql(K).items())
     con.execute(f"INSERT INTO codes BY NAME SELECT *, {keys} FROM (SELECT i AS recording_id, "
                 f"0 AS win, (hash(i) % 10)::SMALLINT AS category, {words} "
                 f"FROM range(1, {n + 1}) t(i))")

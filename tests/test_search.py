@@ -276,8 +276,7 @@ def test_clustering_prunes_row_groups(tmp_path):
     v = Vault.create(tmp_path / "big.duckdb", PW, encoder=enc, kdf_log2_n=10)
     n = 4 * schema.ROW_GROUP_ROWS
     words = ", ".join(f"(hash(i * 7 + {k}) >> 1)::HUGEINT AS w{k}" for k in range(3))
-    keys = ", ".join(f"{schema.slice_key_sql(f'w{schema.key_word(b)}', b)} AS k{b}"
-                     for b in range(384 // 16))  # format 7's slice keys, from the words
+    keys = ", ".join(f"{e} AS {c}" for c, e in schema.stored_slice_keys_sql(384).items())
     v._con.execute(f"INSERT INTO codes BY NAME SELECT *, {keys} FROM (SELECT i AS recording_id, "
                    f"0 AS win, (hash(i) % 4)::SMALLINT AS category, {words} FROM range({n}) t(i))")
     v._con.execute("CHECKPOINT")

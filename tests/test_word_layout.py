@@ -219,17 +219,22 @@ def test_format5_vault_upgrades_to_hugeint_words_with_the_same_codes_and_hits(tm
         _assert_keys_are_the_slices(v)
 
 
+def _slices(words: np.ndarray, K: int) -> list[list[int]]:
+    """Each code's 16-bit slices read from its bits (bit i of the code = bit i % 64 of word
+    i // 64), independently of ``schema.slice_keys``."""
+    bits = np.unpackbits(np.ascontiguousarray(words, np.uint64).view(np.uint8), axis=1,
+                         bitorder="little")
+    return [[int(np.dot(row[16 * b:16 * b + 16], 1 << np.arange(16))) for b in range(K // 16)]
+            for row in bits]
+
+
 def _assert_keys_are_the_slices(v: Vault) -> None:
     """Every stored slice key is the 16 bits of its row's code that it names (format 7)."""
     kcols = schema.key_columns(v.K)
     for r in v.list():
-        words = v.codes_of(r.id).words
         keys = v._query(f"SELECT {', '.join(kcols)} FROM codes WHERE recording_id = ? "
                         "ORDER BY win", [r.id])
-        bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
-        want = [[int(np.dot(row[16 * b:16 * b + 16], 1 << np.arange(16))) for b in
-                 range(len(kcols))] for row in bits]
-        assert [list(k) for k in keys] == want
+        assert [list(k) for k in keys] == _slices(v.codes_of(r.id).words, v.K)
 
 
 @pytest.mark.parametrize("step", [5, 6])
@@ -320,14 +325,10 @@ def test_words_round_trip_through_the_hugeint_columns(K):
         got = [d for d, in con.execute(f"SELECT {dist}{order}", vals).fetchall()]
         want = [int(np.unpackbits((row ^ q).view(np.uint8)).sum()) for row in w]
         assert got == want
-    bits = np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")
     keys = con.execute(f"SELECT {', '.join(schema.key_columns(K))}{order}").fetchall()
-    derived = ", ".join(schema.slice_key_sql(f"w{schema.key_word(b)}", b)
-                        for b in range(K // 16))
+    derived = ", ".join(schema.stored_slice_keys_sql(K).values())
     assert con.execute(f"SELECT {derived}{order}").fetchall() == keys
-    assert [list(k) for k in keys] == [
-        [int(np.dot(row[16 * b:16 * b + 16], 1 << np.arange(16))) for b in range(K // 16)]
-        for row in bits]
+    assert [list(k) for k in keys] == _slices(w, K)
 
 
 def test_a_k320_vault_round_trips_codes_and_finds_itself(tmp_path, monkeypatch):

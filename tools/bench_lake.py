@@ -62,8 +62,7 @@ def build(path: Path, rows: int, per_rec: int) -> Vault:
                 "SELECT r, 'rec' || r::VARCHAR, 'c' || (r % 10)::VARCHAR, sha256(r::VARCHAR), "
                 f"16000, 1, 1.0, 32, now(), {per_rec}, unhex(sha256('blob' || r::VARCHAR)) "
                 f"FROM range(1, {n_rec + 1}) t(r)")
-    keys = "".join(f", {schema.slice_key_sql(f'w{schema.key_word(b)}', b)}"
-                   for b in range(len(schema.key_columns(K))))  # format 7's slice keys
+    keys = "".join(f", {e}" for e in schema.stored_slice_keys_sql(K).values())  # format 7
     con.execute(f"INSERT INTO codes SELECT *{keys} FROM (SELECT i // {per_rec} + 1, "
                 f"i % {per_rec}, (hash(i) % {C})::SMALLINT, NULL, {words} "
                 f"FROM range(0, {rows}) t(i))")
