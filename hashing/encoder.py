@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from hashing import codes
-from hashing.fingerprint import FINGERPRINT_SUFFIX, Fingerprint
+from hashing.fingerprint import FINGERPRINT_SUFFIX, load_fingerprint
 from hashing.model_meta import ModelMeta, sha256_hex
 from hashing.threads import LITERT_THREADS, blas_pinned
 from speechvault.errors import InvalidInputError, ModelError, NotFoundError, RuntimeMissingError
@@ -205,7 +205,7 @@ class Encoder:
         if digest != meta.fingerprint["sha256"]:
             raise ModelError(f"fingerprint file does not match its metadata (sha256 {digest[:12]}... "
                              f"!= {meta.fingerprint['sha256'][:12]}...)")
-        fp = Fingerprint.from_bytes(data)
+        fp = load_fingerprint(data)
         size = int(np.prod(meta.input_shape))
         if fp.windowing is not None:
             from hashing.windowing import WindowingSpec

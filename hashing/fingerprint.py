@@ -34,13 +34,15 @@ from hashing import codes
 from hashing.threads import blas_pinned
 from speechvault.errors import ModelError
 
-__all__ = ["Fingerprint", "fit_dda", "FINGERPRINT_SUFFIX", "FORMAT"]
+__all__ = ["Fingerprint", "fit_dda", "load_fingerprint", "FINGERPRINT_SUFFIX", "FORMAT"]
 
 FORMAT = "speechvault-fingerprint/1"
 #: format 2: the fingerprint of identification windows (``hashing.windowing``, issue 12); the
 #: file also holds the windowing settings and the excerpt decision rule (``store.excerpt``), so
 #: the fingerprint's SHA-256 (part of the model identity) covers every setting a search uses.
 FORMAT_WINDOWED = "speechvault-fingerprint/2"
+#: format 3: a learned CNN window code run with LiteRT (``hashing.learned_fingerprint``)
+LEARNED_FORMAT = "speechvault-fingerprint/3"
 #: file name of a model's fingerprint next to its ``NAME.tflite``: ``NAME.fingerprint.npz``.
 FINGERPRINT_SUFFIX = ".fingerprint.npz"
 
@@ -113,7 +115,8 @@ class Fingerprint:
         except Exception:  # noqa: BLE001 - any parse failure is "not a fingerprint file"
             raise ModelError("the model's fingerprint file is damaged or not a fingerprint") from None
         if fmt not in (FORMAT, FORMAT_WINDOWED):
-            raise ModelError(f"fingerprint format {fmt!r} is not {FORMAT!r} or {FORMAT_WINDOWED!r}")
+            raise ModelError(f"fingerprint format {fmt!r} is not a DDA fingerprint "
+                             f"({FORMAT!r} or {FORMAT_WINDOWED!r})")
         if fmt == FORMAT_WINDOWED and not (isinstance(settings, dict)
                                            and isinstance(settings.get("windowing"), dict)):
             raise ModelError("the model's fingerprint has no windowing settings")
@@ -123,6 +126,24 @@ class Fingerprint:
             raise ModelError("the model's fingerprint has inconsistent or non-finite arrays")
         return cls(mean=mean, projection=proj, windowing=settings.get("windowing"),
                    rule=settings.get("rule"))
+
+
+def load_fingerprint(data: bytes):
+    """A fingerprint file of any format: the DDA projection (formats 1-2, ``Fingerprint``) or
+    the learned CNN code (format 3, ``hashing.learned_fingerprint.LearnedFingerprint``); both
+    give ``bits``, ``words``, ``K``, ``dim``, ``windowing``, ``rule`` and ``to_bytes``."""
+    try:
+        with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
+            fmt = str(z["format"])
+            if fmt == LEARNED_FORMAT:
+                from hashing.learned_fingerprint import LearnedFingerprint
+
+                return LearnedFingerprint.from_npz(z)
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - any parse failure is "not a fingerprint file"
+        raise ModelError("the model's fingerprint file is damaged or not a fingerprint") from None
+    return Fingerprint.from_bytes(data)
 
 
 def _cov(x: np.ndarray) -> np.ndarray:

@@ -74,10 +74,10 @@ def attach_fingerprint(model: str | Path, donor: str | Path, out_dir: str | Path
 def _with_model_input(fp_bytes: bytes, model_input: str) -> bytes:
     """The fingerprint file with its windowing's ``model_input`` set (checked by
     ``WindowingSpec``); projection, mean and rule unchanged."""
-    from hashing.fingerprint import Fingerprint
+    from hashing.fingerprint import load_fingerprint
     from hashing.windowing import WindowingSpec
 
-    fp = Fingerprint.from_bytes(fp_bytes)
+    fp = load_fingerprint(fp_bytes)
     if fp.windowing is None:
         raise ModelError("the donor's fingerprint has no identification windows")
     spec = WindowingSpec.from_dict({**fp.windowing, "model_input": model_input})

@@ -30,7 +30,7 @@ import numpy as np
 
 from hashing import cpo
 from hashing.encoder import Encoder
-from hashing.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, fit_dda
+from hashing.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, fit_dda, load_fingerprint
 from hashing.model_meta import ModelMeta, sha256_hex
 from hashing.windowing import WindowingSpec, _cut, band_log_mel, frame_activity, stored_windows
 from model_export import long_speech as ls
@@ -81,10 +81,12 @@ def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray]) -> tu
 
 
 def distortion_pairs(signals: Sequence[np.ndarray], spec: WindowingSpec, views: int,
-                     seed: int = 1, babble: Sequence[np.ndarray] = ()):
+                     seed: int = 1, babble: Sequence[np.ndarray] = (), distortion=None):
     """(clean stored windows, original windows, distorted windows) for ``fit_dda``: for each
-    view a random ``fit_distortion`` and a random shift of up to half a query hop (+-8 ms);
-    each stored window is paired with the copy's window at the same place in the speech."""
+    view a random ``distortion`` (default ``fit_distortion``) and a random shift of up to half
+    a query hop (+-8 ms); each stored window is paired with the copy's window at the same place
+    in the speech."""
+    distortion = distortion or fit_distortion
     rng = np.random.default_rng(seed)
     sr, hop = spec.sample_rate, spec.hop_length
     half = spec.query_hop_frames * hop // 2
@@ -94,7 +96,7 @@ def distortion_pairs(signals: Sequence[np.ndarray], spec: WindowingSpec, views: 
         w = stored_windows(y, dense)
         clean.append(w.x)
         for _ in range(views):
-            op, speed = fit_distortion(rng, babble)
+            op, speed = distortion(rng, babble)
             shift = int(rng.integers(-half, half + 1))
             z = op(np.roll(y, shift) if shift else y, sr)
             lm = band_log_mel(z, spec)
@@ -181,8 +183,8 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     base = Encoder.from_files(base_model)
     spec = WindowingSpec(**(windowing or {}))
     if projection is not None:  # re-calibrate an earlier fit
-        fp = Fingerprint.from_bytes(Path(projection).read_bytes())
-        fp = Fingerprint(mean=fp.mean, projection=fp.projection)
+        fp = dataclasses.replace(load_fingerprint(Path(projection).read_bytes()),
+                                 windowing=None, rule=None)
         bits = fp.K
     else:
         fit = fit_recordings(fsdd_dir, seed=seed, log=log)
@@ -196,16 +198,21 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = ModelMeta.from_dict(base.meta.to_dict())
-    meta.name, meta.recipe = name, "paper+dda-windows"
+    meta.name = name
+    meta.recipe = "paper+dda-windows" if isinstance(fp, Fingerprint) else "paper+cnn-windows"
 
-    def write(fingerprint: Fingerprint, tau: float) -> Encoder:
+    def write(fingerprint, tau: float) -> Encoder:
         data = fingerprint.to_bytes()
         (out / f"{name}{FINGERPRINT_SUFFIX}").write_bytes(data)
         meta.tau = tau
+        learned = not isinstance(fingerprint, Fingerprint)
         meta.fingerprint = {
-            "method": "dda-windows", "K": int(bits), "sha256": sha256_hex(data),
-            "reference": "Burges, Platt & Jana, Distortion discriminant analysis for audio "
-                         "fingerprinting, IEEE TSAP 11(3), 2003; offset voting: Wang 2003",
+            "method": "cnn-windows" if learned else "dda-windows", "K": int(bits),
+            "sha256": sha256_hex(data),
+            "reference": ("Chang et al., Neural audio fingerprint for high-specific audio "
+                          "retrieval based on contrastive learning, ICASSP 2021" if learned else
+                          "Burges, Platt & Jana, Distortion discriminant analysis for audio "
+                          "fingerprinting, IEEE TSAP 11(3), 2003") + "; offset voting: Wang 2003",
             "training": {"base_model_sha256": base.tflite_sha256, "views": views, "seed": seed,
                          "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
                          "espeak_voices": list(ls.ESPEAK_FIT_VOICES), "command": command}}
@@ -254,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--evidence-over", choices=("all", "span"), default=None,
                    help="the excerpt evidence sums all covered windows or the best span of "
                         "consecutive ones (store.excerpt.ExcerptRule.evidence_over)")
-    p.add_argument("--projection", help="an earlier NAME.fingerprint.npz: keep its projection, "
-                                        "calibrate again")
+    p.add_argument("--projection", help="an earlier NAME.fingerprint.npz (a DDA projection or a "
+                                        "learned code, model_export.window_code): keep its "
+                                        "code, calibrate again")
     a = p.parse_args(argv)
     cmd = "python -m model_export.excerpt_fingerprint " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))

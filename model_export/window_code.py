@@ -1,0 +1,167 @@
+"""Train the learned window code (fingerprint format 3, ``hashing.learned_fingerprint``; issue 12).
+
+    python -m model_export.window_code /work/shared/data/fsdd --out DIR/cnn8.fingerprint.npz
+        [--width 8] [--epochs 6] [--views 6] [--babble-share 0.3] [--telephone-share 0.2]
+    python -m model_export.excerpt_fingerprint BASE.tflite FSDD --out DIR --name NAME
+        --projection DIR/cnn8.fingerprint.npz          # calibrates the excerpt rule on it
+
+What it learns: a small CNN (four stride-2 3x3 convolutions of W, 2W, 4W, 8W channels with
+batch norm and ReLU, then a K-unit linear layer) maps an identification window (the band-limited
+Log-Mel of ``hashing.windowing``) to K real units; bit j is unit j above its median over the fit
+windows. It is trained with NT-Xent (Chen et al. 2020; as the neural audio fingerprint of Chang
+et al., ICASSP 2021: temperature 0.05, batch 384, Adam 1e-3 with cosine decay) on pairs of a
+stored window and the window at the same place in a degraded copy, shifted by up to half a
+query hop: the pairs the DDA is fitted on (``model_export.excerpt_fingerprint.distortion_pairs``
+on the FIT recordings, never a calibration or test voice), with more babble (``babble_share`` of
+the views at 0-15 dB) and telephone-band views, the copies the linear code keeps worst.
+
+Measured (docs/results/excerpt_rule_trials.md, session 26): width 8 keeps 0.968 of 10 dB babble
+copy windows under the impostors' 1e-4 quantile (DDA 0.953) at 10.2 ms per 5 s query (DDA 9.4).
+Needs TensorFlow (``pip install -e '.[train]'``) and espeak-ng for the FIT voices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hashing import cpo
+from hashing.learned_fingerprint import LearnedFingerprint
+from hashing.windowing import WindowingSpec
+from model_export import excerpt_fingerprint as xf
+
+__all__ = ["training_distortion", "training_pairs", "train_window_cnn", "to_litert",
+           "window_code", "main"]
+
+TEMPERATURE = 0.05   # NT-Xent temperature (Chang et al. 2021)
+BATCH = 384          # pairs per step: 766 negatives per positive
+LEARNING_RATE = 1e-3
+
+
+def training_distortion(babble_share: float = 0.3, telephone_share: float = 0.2) -> Callable:
+    """A ``distortion`` for ``distortion_pairs``: babble of three FIT talkers at 0-15 dB with
+    probability ``babble_share``, the telephone band alone with ``telephone_share`` of the rest,
+    otherwise the fit's usual copies (``fit_distortion``)."""
+
+    def pick(rng: np.random.Generator, babble: Sequence[np.ndarray]):
+        if rng.random() < babble_share and len(babble) >= 3:
+            snr, seed = float(rng.uniform(0, 15)), int(rng.integers(1 << 30))
+            talkers = [babble[int(i)] for i in rng.choice(len(babble), 3, replace=False)]
+            return (lambda y, sr: cpo.babble_noise(y, sr, snr, seed, talkers)), 1.0
+        if telephone_share and rng.random() < telephone_share:
+            return cpo.telephone_band, 1.0
+        return xf.fit_distortion(rng, babble)
+    return pick
+
+
+def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_share: float = 0.3,
+                   telephone_share: float = 0.2, seed: int = 1, log=print):
+    """(original, distorted) FIT window pairs, float16 (~0.7 GB at 6 views)."""
+    fit = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=27, log=log)
+    _, o, d = xf.distortion_pairs(fit, spec, views, 11, fit,
+                                  distortion=training_distortion(babble_share, telephone_share))
+    return o.astype(np.float16), d.astype(np.float16)
+
+
+def _network(spec: WindowingSpec, K: int, width: int):
+    import tensorflow as tf
+
+    x = inp = tf.keras.Input((spec.n_mels, spec.window_frames, 1))
+    for c in (width, 2 * width, 4 * width, 8 * width):
+        x = tf.keras.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=False)(x)
+        x = tf.keras.layers.ReLU()(tf.keras.layers.BatchNormalization()(x))
+    return tf.keras.Model(inp, tf.keras.layers.Dense(K)(tf.keras.layers.Flatten()(x)))
+
+
+def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: WindowingSpec, *,
+                     K: int = 384, width: int = 8, epochs: int = 6, threads: int = 2,
+                     seed: int = 0, log=print):
+    """The NT-Xent CNN and its per-unit medians over (up to 20,000) original windows."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    m = _network(spec, K, width)
+    opt = tf.keras.optimizers.Adam(LEARNING_RATE)
+
+    @tf.function
+    def step(a, b):
+        with tf.GradientTape() as tape:
+            z = tf.math.l2_normalize(tf.concat([m(a, training=True), m(b, training=True)], 0), 1)
+            n = tf.shape(a)[0]
+            s = tf.matmul(z, z, transpose_b=True) / TEMPERATURE - 1e9 * tf.eye(2 * n)
+            lab = tf.concat([tf.range(n, 2 * n), tf.range(0, n)], 0)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(lab, s))
+        opt.apply_gradients(zip(tape.gradient(loss, m.trainable_variables), m.trainable_variables))
+        return loss
+
+    rng, n = np.random.default_rng(seed), len(original)
+    total, k = max(1, epochs * (n // BATCH)), 0
+    shape = (-1, spec.n_mels, spec.window_frames, 1)
+    for ep in range(epochs):
+        t0, order, losses = time.time(), rng.permutation(n), []
+        for i in range(0, n - BATCH + 1, BATCH):
+            idx = np.sort(order[i:i + BATCH])
+            opt.learning_rate.assign(LEARNING_RATE * 0.5 * (1 + np.cos(np.pi * k / total)))
+            k += 1
+            losses.append(float(step(original[idx].astype(np.float32).reshape(shape),
+                                      distorted[idx].astype(np.float32).reshape(shape))))
+        log(f"  epoch {ep}: NT-Xent loss {np.mean(losses):.3f} ({time.time() - t0:.0f} s)")
+    z = m.predict(original[:20000].astype(np.float32).reshape(shape), batch_size=512, verbose=0)
+    return m, np.median(z, axis=0).astype(np.float32)
+
+
+def to_litert(model) -> bytes:
+    """The Keras network as a float32 LiteRT flatbuffer (int8 measured no faster, session 26)."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def window_code(model, centre: np.ndarray, spec: WindowingSpec) -> LearnedFingerprint:
+    """The fingerprint file's content: LiteRT bytes, medians, windowing (rule: calibrated later)."""
+    return LearnedFingerprint(model=to_litert(model), centre=np.asarray(centre, np.float32),
+                              windowing=spec.to_dict())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m model_export.window_code",
+                                description="Train the learned window code (fingerprint format 3).")
+    p.add_argument("data_dir", help="FSDD (its FIT speakers only are used)")
+    p.add_argument("--out", required=True, help="the .fingerprint.npz to write")
+    p.add_argument("--bits", type=int, default=384)
+    p.add_argument("--width", type=int, default=8, help="channels of the first convolution")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--views", type=int, default=6, help="degraded copies of each FIT recording")
+    p.add_argument("--babble-share", type=float, default=0.3)
+    p.add_argument("--telephone-share", type=float, default=0.2)
+    p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
+    p.add_argument("--keras", help="export this trained Keras model (its medians in "
+                                   "STEM_centre.npy next to it) instead of training")
+    a = p.parse_args(argv)
+    spec = WindowingSpec(n_mels=a.n_mels)
+    if a.keras:
+        import tensorflow as tf
+
+        model = tf.keras.models.load_model(a.keras)
+        centre = np.load(Path(a.keras).with_name(Path(a.keras).stem + "_centre.npy"))
+    else:
+        o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
+                              telephone_share=a.telephone_share)
+        print(f"  {len(o)} training pairs", flush=True)
+        model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs)
+    fp = window_code(model, centre, spec)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_bytes(fp.to_bytes())
+    print(f"wrote {a.out} ({fp.K} bits, network {len(fp.model):,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
