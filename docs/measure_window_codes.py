@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import pickle
 import sys
 import time
@@ -52,6 +51,7 @@ from hashing.windowing import (WindowingSpec, _cut, audible_of_energy, band_log_
                                frame_activity, frame_energy_db, frames_in, stored_windows)
 from model_export import excerpt_fingerprint as xf  # noqa: E402
 from model_export import long_speech as ls  # noqa: E402
+from model_export import window_code as wc  # noqa: E402
 
 SHIPPED = Fingerprint.from_bytes((REPO / "hashing/models/default.fingerprint.npz").read_bytes())
 SPEC = WindowingSpec.from_dict(SHIPPED.windowing)
@@ -68,70 +68,28 @@ def cached(path: Path, make):
 def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3,
               telephone_share: float = 0.0):
     """(clean, original, distorted) FIT windows, float16: ``babble_share`` of the views babble at
-    0-15 dB, ``telephone_share`` the telephone band alone, the rest the fit's usual copies."""
+    0-15 dB, ``telephone_share`` the telephone band alone, the rest the fit's usual copies
+    (``model_export.window_code.training_distortion``)."""
     def make():
         fit = xf.fit_recordings(FSDD, seed=1, n_espeak=27)
-        usual = xf.fit_distortion
-
-        def noisier(rng, babble):
-            if rng.random() < babble_share:
-                snr, seed = float(rng.uniform(0, 15)), int(rng.integers(1 << 30))
-                talkers = [babble[int(i)] for i in rng.choice(len(babble), 3, replace=False)]
-                return (lambda y, sr: cpo.babble_noise(y, sr, snr, seed, talkers)), 1.0
-            if telephone_share and rng.random() < telephone_share:
-                return cpo.telephone_band, 1.0
-            return usual(rng, babble)
-        xf.fit_distortion = noisier
-        try:
-            clean, o, d = xf.distortion_pairs(fit, SPEC, views, 11, fit)
-        finally:
-            xf.fit_distortion = usual
+        clean, o, d = xf.distortion_pairs(fit, SPEC, views, 11, fit,
+                                          distortion=wc.training_distortion(babble_share,
+                                                                            telephone_share))
         return clean.astype(np.float16), o.astype(np.float16), d.astype(np.float16)
     name = "pairs.pkl" if not telephone_share else f"pairs_tel{telephone_share:g}.pkl"
     return cached(work / name, make)
 
 
 def train_cnn(work: Path, O: np.ndarray, D: np.ndarray, epochs: int, width: int, tag: str = ""):
-    """The NT-Xent CNN; returns (keras model, per-unit medians)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The NT-Xent CNN (``model_export.window_code.train_window_cnn``), cached in ``work``;
+    returns (keras model, per-unit medians)."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(2)
     stem = f"cnn{width}_{epochs}{tag}"
     path = work / f"{stem}.keras"
     if path.exists():
         return tf.keras.models.load_model(path), np.load(work / f"{stem}_centre.npy")
-    x = inp = tf.keras.Input((SPEC.n_mels, SPEC.window_frames, 1))
-    for c in (width, 2 * width, 4 * width, 8 * width):
-        x = tf.keras.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=False)(x)
-        x = tf.keras.layers.ReLU()(tf.keras.layers.BatchNormalization()(x))
-    m = tf.keras.Model(inp, tf.keras.layers.Dense(SHIPPED.K)(tf.keras.layers.Flatten()(x)))
-    opt, T, B = tf.keras.optimizers.Adam(1e-3), 0.05, 384
-
-    @tf.function
-    def step(a, b):
-        with tf.GradientTape() as tape:
-            z = tf.math.l2_normalize(tf.concat([m(a, training=True), m(b, training=True)], 0), 1)
-            n = tf.shape(a)[0]
-            s = tf.matmul(z, z, transpose_b=True) / T - 1e9 * tf.eye(2 * n)
-            lab = tf.concat([tf.range(n, 2 * n), tf.range(0, n)], 0)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(lab, s))
-        opt.apply_gradients(zip(tape.gradient(loss, m.trainable_variables), m.trainable_variables))
-        return loss
-    rng, n = np.random.default_rng(0), len(O)
-    total, k = epochs * (n // B), 0
-    shape = (-1, SPEC.n_mels, SPEC.window_frames, 1)
-    for ep in range(epochs):
-        t0, order, losses = time.time(), rng.permutation(n), []
-        for i in range(0, n - B + 1, B):
-            idx = np.sort(order[i:i + B])
-            opt.learning_rate.assign(1e-3 * 0.5 * (1 + np.cos(np.pi * k / total)))
-            k += 1
-            losses.append(float(step(O[idx].astype(np.float32).reshape(shape),
-                                      D[idx].astype(np.float32).reshape(shape))))
-        print(f"  epoch {ep}: loss {np.mean(losses):.3f} ({time.time() - t0:.0f} s)", flush=True)
-    z = m.predict(O[:20000].astype(np.float32).reshape(shape), batch_size=512, verbose=0)
-    centre = np.median(z, axis=0)
+    m, centre = wc.train_window_cnn(O, D, SPEC, K=SHIPPED.K, width=width, epochs=epochs)
     m.save(path)
     np.save(work / f"{stem}_centre.npy", centre)
     return m, centre

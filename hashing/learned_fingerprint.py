@@ -98,11 +98,12 @@ class LearnedFingerprint:
 
     def units(self, windows: np.ndarray) -> np.ndarray:
         """The CNN's K real outputs per window (n, D) -> (n, K) float32."""
-        x = np.asarray(windows, dtype=np.float32).reshape(len(windows), -1)
-        if x.shape[1] != self.dim:
-            raise ModelError(f"fingerprint expects windows of {self.dim} values, got {x.shape[1]}")
+        x = np.asarray(windows, dtype=np.float32)
         if not len(x):
             return np.zeros((0, self.K), np.float32)
+        x = x.reshape(len(x), -1)
+        if x.shape[1] != self.dim:
+            raise ModelError(f"fingerprint expects windows of {self.dim} values, got {x.shape[1]}")
         x = x.reshape(len(x), *self._shape)
         with self._lock:
             return np.concatenate([self._run(np.ascontiguousarray(x[s:s + BATCH_WINDOWS]))

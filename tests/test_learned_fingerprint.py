@@ -1,0 +1,118 @@
+"""The learned window code (fingerprint format 3, issue 12): a LiteRT network in the
+fingerprint file, its bits independent of batching, checked on load, and the real path
+(a vault coded with it finds an excerpt in a reopened file that loads the network from itself).
+
+The network here is the product's architecture at its smallest (2-16 channels, 64 bits) and
+untrained: what is tested is the format and the plumbing, not the code's robustness
+(docs/results/excerpt_rule_trials.md measures that)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="building a window network needs tensorflow (the 'train' extra)")
+
+from hashing.fingerprint import load_fingerprint  # noqa: E402
+from hashing.learned_fingerprint import BATCH_WINDOWS, LearnedFingerprint  # noqa: E402
+from hashing.windowing import WindowingSpec  # noqa: E402
+from speechvault.errors import ModelError  # noqa: E402
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def learned() -> LearnedFingerprint:
+    import tensorflow as tf
+
+    from model_export.window_code import _network, window_code
+
+    tf.keras.utils.set_random_seed(3)
+    spec = WindowingSpec()
+    net = _network(spec, K=64, width=2)
+    x = np.random.default_rng(0).standard_normal((200, spec.n_mels, spec.window_frames, 1))
+    centre = np.median(net.predict(x.astype(np.float32), verbose=0), axis=0)
+    return window_code(net, centre, spec)
+
+
+def windows(n: int, dim: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def test_bits_do_not_depend_on_the_batch(learned):
+    """A stored window is coded among its recording's windows, a query window among the
+    query's: one window alone, in a batch, and across the interpreter's batch boundary gets
+    the same bits."""
+    x = windows(BATCH_WINDOWS + 45, learned.dim)
+    together = learned.bits(x)
+    alone = np.concatenate([learned.bits(x[i:i + 1]) for i in range(0, len(x), 7)])
+    assert together.shape == (len(x), 64) and together.dtype == np.uint8
+    assert np.array_equal(alone, together[::7])
+    assert np.array_equal(learned.bits(x[100:300]), together[100:300])
+    assert 0.3 < together.mean() < 0.7  # bits about the medians: both values occur
+    assert learned.bits(np.zeros((0, learned.dim), np.float32)).shape == (0, 64)
+
+
+def test_file_round_trip_keeps_bits_and_identity(learned):
+    data = learned.to_bytes()
+    again = load_fingerprint(data)
+    assert isinstance(again, LearnedFingerprint)
+    assert again.K == 64 and again.dim == learned.dim and again.windowing == learned.windowing
+    x = windows(20, learned.dim)
+    assert np.array_equal(again.bits(x), learned.bits(x))
+    assert again.to_bytes() == data and again.sha256 == learned.sha256
+    ruled = dataclasses.replace(again, rule={"tau_window": 0.3})
+    assert load_fingerprint(ruled.to_bytes()).rule == {"tau_window": 0.3}
+    assert ruled.sha256 != learned.sha256  # the rule is part of the identity
+
+
+def test_damaged_or_inconsistent_files_are_refused_in_one_line(learned):
+    with pytest.raises(ModelError, match="expects windows of"):
+        learned.bits(windows(3, learned.dim - 1))
+    broken = dataclasses.replace  # the constructor checks what a loaded file would
+    with pytest.raises(ModelError, match="cannot be loaded") as e:
+        broken(learned, model=learned.model[: len(learned.model) // 2])
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match="units"):
+        broken(learned, centre=learned.centre[:10])
+    data = bytearray(learned.to_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64
+    with pytest.raises(ModelError):
+        load_fingerprint(bytes(data))
+    with pytest.raises(ModelError, match="damaged or not a fingerprint"):
+        load_fingerprint(b"not an npz")
+
+
+def test_a_vault_coded_with_it_finds_an_excerpt_after_reopening(learned, tmp_path):
+    """The shipped CRNN with the learned code as its fingerprint: ingest, reopen read-only
+    (the model, network included, comes from the vault file), search a 4 s excerpt."""
+    from hashing.audio import write_wav
+    from hashing.encoder import Encoder
+    from hashing.model_meta import sha256_hex
+    from store.vault import Vault
+    from tests.test_excerpt import long_recording
+
+    base = Encoder.default()
+    if base.windowing is None:
+        pytest.skip("the default model has no identification windows")
+    fp = dataclasses.replace(learned, rule=base.excerpt_rule)
+    data = fp.to_bytes()
+    meta = dataclasses.replace(base.meta, fingerprint={
+        "method": "cnn-windows", "K": fp.K, "sha256": sha256_hex(data)})
+    enc = Encoder(base.tflite_bytes, meta, fingerprint=data)
+    assert enc.K == 64 and enc.sha256 != base.sha256
+    recs = {f"r{i}.wav": long_recording(300 + i, 12.0) for i in range(2)}
+    for name, y in recs.items():
+        write_wav(tmp_path / name, y, SR)
+    path = tmp_path / "v.duckdb"
+    with Vault.create(path, "pw", encoder=enc, kdf_log2_n=10) as v:
+        assert len(v.ingest([tmp_path / n for n in recs]).added) == 2
+    start = 256 * 200 / SR  # on the frame grid: the excerpt's windows are the stored ones
+    ex = recs["r1.wav"][int(start * SR): int((start + 4.0) * SR)]
+    with Vault.open(path) as v:
+        assert v.encoder.sha256 == enc.sha256
+        res = v.search(ex)
+    assert res.matched and [h.name for h in res.hits] == ["r1.wav"]
+    assert res.hits[0].offset == pytest.approx(start, abs=0.05)
