@@ -52,6 +52,8 @@ class LearnedFingerprint:
     centre: np.ndarray       # (K,) float32: each unit's median over the fit windows
     windowing: dict | None = None   # ``hashing.windowing.WindowingSpec`` as a dict
     rule: dict | None = field(default=None)   # ``store.excerpt.ExcerptRule`` as a dict
+    #: how the network was trained (command, data, seeds): provenance, covered by the SHA-256
+    training: dict | None = field(default=None)
 
     def __post_init__(self) -> None:
         from hashing.encoder import _native_stderr_silenced, load_interpreter_class
@@ -119,7 +121,8 @@ class LearnedFingerprint:
     # ------------------------------------------------------------------ (de)serialisation
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        settings = json.dumps({"windowing": self.windowing, "rule": self.rule}, sort_keys=True)
+        settings = json.dumps({"windowing": self.windowing, "rule": self.rule,
+                               "training": self.training}, sort_keys=True)
         np.savez(buf, format=np.array(FORMAT_LEARNED),
                  model=np.frombuffer(bytes(self.model), np.uint8),
                  centre=np.asarray(self.centre, np.float32), settings=np.array(settings))
@@ -143,4 +146,4 @@ class LearnedFingerprint:
                 or centre.ndim != 1 or not len(centre) or not np.all(np.isfinite(centre))):
             raise ModelError("the model's fingerprint has inconsistent or non-finite arrays")
         return cls(model=model.tobytes(), centre=centre, windowing=settings["windowing"],
-                   rule=settings.get("rule"))
+                   rule=settings.get("rule"), training=settings.get("training"))

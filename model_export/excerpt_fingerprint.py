@@ -216,6 +216,8 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
             "training": {"base_model_sha256": base.tflite_sha256, "views": views, "seed": seed,
                          "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
                          "espeak_voices": list(ls.ESPEAK_FIT_VOICES), "command": command}}
+        if learned and fingerprint.training:
+            meta.fingerprint["training"]["window_code"] = fingerprint.training
         meta.save(out / f"{name}.json")
         shutil.copyfile(base_model, out / f"{name}.tflite")
         return Encoder.from_files(out / f"{name}.tflite")

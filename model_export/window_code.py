@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from hashing import cpo
 from hashing.learned_fingerprint import LearnedFingerprint
 from hashing.windowing import WindowingSpec
 from model_export import excerpt_fingerprint as xf
+from model_export import long_speech as ls
 
 __all__ = ["training_distortion", "training_pairs", "train_window_cnn", "to_litert",
            "window_code", "main"]
@@ -124,10 +126,12 @@ def to_litert(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def window_code(model, centre: np.ndarray, spec: WindowingSpec) -> LearnedFingerprint:
-    """The fingerprint file's content: LiteRT bytes, medians, windowing (rule: calibrated later)."""
+def window_code(model, centre: np.ndarray, spec: WindowingSpec,
+                training: dict | None = None) -> LearnedFingerprint:
+    """The fingerprint file's content: LiteRT bytes, medians, windowing, how it was trained
+    (the rule is calibrated later, ``model_export.excerpt_fingerprint --projection``)."""
     return LearnedFingerprint(model=to_litert(model), centre=np.asarray(centre, np.float32),
-                              windowing=spec.to_dict())
+                              windowing=spec.to_dict(), training=training)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
     p.add_argument("--keras", help="export this trained Keras model (its medians in "
                                    "STEM_centre.npy next to it) instead of training")
+    p.add_argument("--trained-by", help="with --keras: the command that trained it (recorded)")
     a = p.parse_args(argv)
     spec = WindowingSpec(n_mels=a.n_mels)
     if a.keras:
@@ -156,7 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                               telephone_share=a.telephone_share)
         print(f"  {len(o)} training pairs", flush=True)
         model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs)
-    fp = window_code(model, centre, spec)
+    training = {"command": "python -m model_export.window_code " + " ".join(
+                    shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
+                "method": "NT-Xent CNN (Chang et al., ICASSP 2021)", "width": a.width,
+                "epochs": a.epochs, "views": a.views, "babble_share": a.babble_share,
+                "telephone_share": a.telephone_share, "temperature": TEMPERATURE,
+                "batch": BATCH, "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
+                "espeak_voices": list(ls.ESPEAK_FIT_VOICES)}
+    if a.trained_by:
+        training["trained_by"] = a.trained_by
+    fp = window_code(model, centre, spec, training)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_bytes(fp.to_bytes())
     print(f"wrote {a.out} ({fp.K} bits, network {len(fp.model):,} bytes)")
