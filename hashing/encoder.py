@@ -162,7 +162,9 @@ class Encoder:
         self._bytes = bytes(tflite_bytes)
         self._tflite_sha256 = meta.check_sha256(self._bytes)
         self._meta = meta
-        self._fp_bytes, self._fp = self._load_fingerprint(meta, fingerprint)
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise InvalidInputError(f"num_threads must be a positive integer, got {num_threads!r}")
+        self._fp_bytes, self._fp = self._load_fingerprint(meta, fingerprint, num_threads)
         self._windowing = None
         if self._fp is not None and self._fp.windowing is not None:
             from hashing.windowing import WindowingSpec
@@ -173,8 +175,6 @@ class Encoder:
                                  f"{self._windowing.sample_rate} Hz, its model at another rate")
         self._sha256 = meta.model_id(self._tflite_sha256)
         self._spec = meta.feature_spec()
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise InvalidInputError(f"num_threads must be a positive integer, got {num_threads!r}")
         self._num_threads = num_threads
         Interpreter = load_interpreter_class()
         # explicit, so every runtime version uses the measured count (hashing/threads.py)
@@ -191,7 +191,7 @@ class Encoder:
         self._check_io()
 
     @staticmethod
-    def _load_fingerprint(meta: ModelMeta, data: bytes | None):
+    def _load_fingerprint(meta: ModelMeta, data: bytes | None, num_threads: int | None = None):
         if meta.fingerprint is None:
             if data is not None:
                 raise ModelError(f"model {meta.name!r} has no fingerprint in its metadata, "
@@ -205,7 +205,7 @@ class Encoder:
         if digest != meta.fingerprint["sha256"]:
             raise ModelError(f"fingerprint file does not match its metadata (sha256 {digest[:12]}... "
                              f"!= {meta.fingerprint['sha256'][:12]}...)")
-        fp = load_fingerprint(data)
+        fp = load_fingerprint(data, num_threads)
         size = int(np.prod(meta.input_shape))
         if fp.windowing is not None:
             from hashing.windowing import WindowingSpec

@@ -128,17 +128,20 @@ class Fingerprint:
                    rule=settings.get("rule"))
 
 
-def load_fingerprint(data: bytes):
+def load_fingerprint(data: bytes, num_threads: int | None = None):
     """A fingerprint file of any format: the DDA projection (formats 1-2, ``Fingerprint``) or
-    the learned CNN code (format 3, ``hashing.learned_fingerprint.LearnedFingerprint``); both
-    give ``bits``, ``words``, ``K``, ``dim``, ``windowing``, ``rule`` and ``to_bytes``."""
+    the learned CNN code (format 3, ``hashing.learned_fingerprint.LearnedFingerprint``, run
+    with ``num_threads`` LiteRT threads, default ``hashing.threads.LITERT_THREADS``); both give
+    ``bits``, ``words``, ``K``, ``dim``, ``windowing``, ``rule`` and ``to_bytes``."""
     try:
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
             fmt = str(z["format"])
             if fmt == LEARNED_FORMAT:
                 from hashing.learned_fingerprint import LearnedFingerprint
 
-                return LearnedFingerprint.from_npz(z)
+                from hashing.threads import LITERT_THREADS
+
+                return LearnedFingerprint.from_npz(z, num_threads or LITERT_THREADS)
     except ModelError:
         raise
     except Exception:  # noqa: BLE001 - any parse failure is "not a fingerprint file"

@@ -54,6 +54,8 @@ class LearnedFingerprint:
     rule: dict | None = field(default=None)   # ``store.excerpt.ExcerptRule`` as a dict
     #: how the network was trained (command, data, seeds): provenance, covered by the SHA-256
     training: dict | None = field(default=None)
+    #: LiteRT threads of the network (not part of the file): the encoder's count
+    num_threads: int = field(default=LITERT_THREADS, compare=False)
 
     def __post_init__(self) -> None:
         from hashing.encoder import _native_stderr_silenced, load_interpreter_class
@@ -61,7 +63,7 @@ class LearnedFingerprint:
         Interpreter = load_interpreter_class()
         try:
             with _native_stderr_silenced():
-                it = Interpreter(model_content=bytes(self.model), num_threads=LITERT_THREADS)
+                it = Interpreter(model_content=bytes(self.model), num_threads=int(self.num_threads))
                 it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError("the fingerprint's network cannot be loaded: "
@@ -133,7 +135,7 @@ class LearnedFingerprint:
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
     @classmethod
-    def from_npz(cls, z) -> "LearnedFingerprint":
+    def from_npz(cls, z, num_threads: int = LITERT_THREADS) -> "LearnedFingerprint":
         """From an opened format-3 ``.npz``; ``ModelError`` in one line when it is inconsistent."""
         try:
             model, centre = z["model"], z["centre"]
@@ -146,4 +148,5 @@ class LearnedFingerprint:
                 or centre.ndim != 1 or not len(centre) or not np.all(np.isfinite(centre))):
             raise ModelError("the model's fingerprint has inconsistent or non-finite arrays")
         return cls(model=model.tobytes(), centre=centre, windowing=settings["windowing"],
-                   rule=settings.get("rule"), training=settings.get("training"))
+                   rule=settings.get("rule"), training=settings.get("training"),
+                   num_threads=num_threads)

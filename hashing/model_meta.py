@@ -21,7 +21,7 @@ Format ``speechvault-model/1``::
                    "epochs": ..., ...},
       "metrics": {...},
       "tflite_sha256": "<hex>",
-      "fingerprint": null | {"method": "dda", "K": 384, "sha256": "<hex of NAME.fingerprint.npz>",
+      "fingerprint": null | {"method": "dda" | "dda-windows" | "cnn-windows", "K": 384, "sha256": "<hex of NAME.fingerprint.npz>",
                              "training": {...}}
     }
 

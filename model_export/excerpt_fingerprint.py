@@ -199,6 +199,8 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     out.mkdir(parents=True, exist_ok=True)
     meta = ModelMeta.from_dict(base.meta.to_dict())
     meta.name = name
+    # the fingerprint is made here: where an earlier one was taken from no longer applies
+    meta.training.pop("fingerprint_from", None)
     meta.recipe = "paper+dda-windows" if isinstance(fp, Fingerprint) else "paper+cnn-windows"
 
     def write(fingerprint, tau: float) -> Encoder:
