@@ -53,7 +53,10 @@ from model_export import excerpt_fingerprint as xf  # noqa: E402
 from model_export import long_speech as ls  # noqa: E402
 from model_export import window_code as wc  # noqa: E402
 
-SHIPPED = Fingerprint.from_bytes((REPO / "hashing/models/default.fingerprint.npz").read_bytes())
+#: the DDA baseline: excerpt7's projection, the default model's code until session 27 (the
+#: diverse models still carry it)
+SHIPPED = Fingerprint.from_bytes(
+    (REPO / "hashing/models/fsdd-crnn-k384-diverse-cosine.fingerprint.npz").read_bytes())
 SPEC = WindowingSpec.from_dict(SHIPPED.windowing)
 
 

@@ -108,11 +108,18 @@ class Fingerprint:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Fingerprint":
         """Load and check a fingerprint file; ``ModelError`` in one line if it is not one."""
+        fmt = None
         try:
             with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
-                fmt, mean, proj = str(z["format"]), z["mean"], z["projection"]
+                fmt = str(z["format"])
+                if fmt == LEARNED_FORMAT:
+                    raise ValueError(fmt)
+                mean, proj = z["mean"], z["projection"]
                 settings = json.loads(str(z["settings"])) if fmt == FORMAT_WINDOWED else {}
         except Exception:  # noqa: BLE001 - any parse failure is "not a fingerprint file"
+            if fmt == LEARNED_FORMAT:
+                raise ModelError("the fingerprint is a learned code (format 3), not a DDA "
+                                 "projection: read it with load_fingerprint") from None
             raise ModelError("the model's fingerprint file is damaged or not a fingerprint") from None
         if fmt not in (FORMAT, FORMAT_WINDOWED):
             raise ModelError(f"fingerprint format {fmt!r} is not a DDA fingerprint "

@@ -83,6 +83,10 @@ def test_damaged_or_inconsistent_files_are_refused_in_one_line(learned):
         load_fingerprint(bytes(data))
     with pytest.raises(ModelError, match="damaged or not a fingerprint"):
         load_fingerprint(b"not an npz")
+    from hashing.fingerprint import Fingerprint
+
+    with pytest.raises(ModelError, match="learned code"):  # the DDA reader names what it got
+        Fingerprint.from_bytes(learned.to_bytes())
 
 
 def test_a_vault_coded_with_it_finds_an_excerpt_after_reopening(learned, tmp_path):
