@@ -88,7 +88,10 @@ def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: Windowin
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already started in this process: its count stays
+        pass
     m = _network(spec, K, width)
     opt = tf.keras.optimizers.Adam(LEARNING_RATE)
 

@@ -120,3 +120,35 @@ def test_a_vault_coded_with_it_finds_an_excerpt_after_reopening(learned, tmp_pat
         res = v.search(ex)
     assert res.matched and [h.name for h in res.hits] == ["r1.wav"]
     assert res.hits[0].offset == pytest.approx(start, abs=0.05)
+
+
+def test_training_lowers_the_contrastive_loss_and_export_records_how(tmp_path):
+    """``model_export.window_code``: NT-Xent training on (window, degraded window) pairs lowers
+    its loss; ``--keras`` exports a trained network with its medians and records the command."""
+    import tensorflow as tf
+
+    from model_export import window_code as wc
+
+    tf.keras.utils.set_random_seed(5)
+    spec = WindowingSpec()
+    rng = np.random.default_rng(2)
+    n = wc.BATCH * 2
+    clean = rng.standard_normal((n, spec.dim)).astype(np.float16)
+    noisy = (clean + 0.3 * rng.standard_normal((n, spec.dim))).astype(np.float16)
+    losses = []
+    net, centre = wc.train_window_cnn(clean, noisy, spec, K=32, width=2, epochs=3, threads=1,
+                                      log=lambda m: losses.append(float(m.split("loss ")[1].split()[0])))
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert centre.shape == (32,) and centre.dtype == np.float32
+    path = tmp_path / "net.keras"
+    net.save(path)
+    np.save(tmp_path / "net_centre.npy", centre)
+    out = tmp_path / "code.fingerprint.npz"
+    assert wc.main(["unused-fsdd", "--out", str(out), "--keras", str(path), "--bits", "32",
+                    "--width", "2", "--trained-by", "a test"]) == 0
+    fp = load_fingerprint(out.read_bytes())
+    assert isinstance(fp, LearnedFingerprint) and fp.K == 32
+    assert fp.training["trained_by"] == "a test" and "--keras" in fp.training["command"]
+    x = windows(4, fp.dim)
+    units = net.predict(x.reshape(4, spec.n_mels, spec.window_frames, 1), verbose=0)
+    assert np.array_equal(fp.bits(x), (units > centre).astype(np.uint8))  # LiteRT = Keras here
