@@ -201,7 +201,9 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     meta.name = name
     # the fingerprint is made here: where an earlier one was taken from no longer applies
     meta.training.pop("fingerprint_from", None)
-    meta.recipe = "paper+dda-windows" if isinstance(fp, Fingerprint) else "paper+cnn-windows"
+    # the base model's training recipe, then the code the vault searches
+    meta.recipe = (meta.recipe.split("+")[0] + "+"
+                   + ("dda-windows" if isinstance(fp, Fingerprint) else "cnn-windows"))
 
     def write(fingerprint, tau: float) -> Encoder:
         data = fingerprint.to_bytes()
