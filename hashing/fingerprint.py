@@ -108,19 +108,17 @@ class Fingerprint:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Fingerprint":
         """Load and check a fingerprint file; ``ModelError`` in one line if it is not one."""
-        fmt = None
         try:
             with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
                 fmt = str(z["format"])
-                if fmt == LEARNED_FORMAT:
-                    raise ValueError(fmt)
-                mean, proj = z["mean"], z["projection"]
-                settings = json.loads(str(z["settings"])) if fmt == FORMAT_WINDOWED else {}
+                if fmt in (FORMAT, FORMAT_WINDOWED):
+                    mean, proj = z["mean"], z["projection"]
+                    settings = json.loads(str(z["settings"])) if fmt == FORMAT_WINDOWED else {}
         except Exception:  # noqa: BLE001 - any parse failure is "not a fingerprint file"
-            if fmt == LEARNED_FORMAT:
-                raise ModelError("the fingerprint is a learned code (format 3), not a DDA "
-                                 "projection: read it with load_fingerprint") from None
             raise ModelError("the model's fingerprint file is damaged or not a fingerprint") from None
+        if fmt == LEARNED_FORMAT:
+            raise ModelError("the fingerprint is a learned code (format 3), not a DDA projection: "
+                             "read it with load_fingerprint")
         if fmt not in (FORMAT, FORMAT_WINDOWED):
             raise ModelError(f"fingerprint format {fmt!r} is not a DDA fingerprint "
                              f"({FORMAT!r} or {FORMAT_WINDOWED!r})")
@@ -145,7 +143,6 @@ def load_fingerprint(data: bytes, num_threads: int | None = None):
             fmt = str(z["format"])
             if fmt == LEARNED_FORMAT:
                 from hashing.learned_fingerprint import LearnedFingerprint
-
                 from hashing.threads import LITERT_THREADS
 
                 return LearnedFingerprint.from_npz(z, num_threads or LITERT_THREADS)
