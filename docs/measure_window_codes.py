@@ -47,9 +47,9 @@ SR = 16000
 
 from hashing import cpo  # noqa: E402
 from hashing.fingerprint import Fingerprint, fit_dda  # noqa: E402
+from hashing.learned_fingerprint import LearnedFingerprint  # noqa: E402
 from hashing.windowing import (WindowingSpec, _cut, audible_of_energy, band_log_mel,  # noqa: E402
                                frame_activity, frame_energy_db, frames_in, stored_windows)
-from model_export import excerpt_fingerprint as xf  # noqa: E402
 from model_export import long_speech as ls  # noqa: E402
 from model_export import window_code as wc  # noqa: E402
 
@@ -74,11 +74,8 @@ def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3,
     0-15 dB, ``telephone_share`` the telephone band alone, the rest the fit's usual copies
     (``model_export.window_code.training_distortion``)."""
     def make():
-        fit = xf.fit_recordings(FSDD, seed=1, n_espeak=27)
-        clean, o, d = xf.distortion_pairs(fit, SPEC, views, 11, fit,
-                                          distortion=wc.training_distortion(babble_share,
-                                                                            telephone_share))
-        return clean.astype(np.float16), o.astype(np.float16), d.astype(np.float16)
+        return wc.training_pairs(FSDD, SPEC, views=views, babble_share=babble_share,
+                                 telephone_share=telephone_share)
     name = "pairs.pkl" if not telephone_share else f"pairs_tel{telephone_share:g}.pkl"
     return cached(work / name, make)
 
@@ -179,35 +176,6 @@ def tflite_ms(model, n: int = 251, rounds: int = 10) -> float:
     return 1e3 * float(np.median(times))
 
 
-class TfliteCode:
-    """Bits of a LiteRT model of the CNN (one thread), coded in batches of ``batch`` windows."""
-
-    def __init__(self, content: bytes, centre, batch: int = 251):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.it = Interpreter(model_content=content, num_threads=1)
-        self.centre, self.batch, self.n = centre, batch, None
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        inp = self.it.get_input_details()[0]
-        if self.n != len(x):
-            self.it.resize_tensor_input(inp["index"], [len(x), *x.shape[1:]])
-            self.it.allocate_tensors()
-            self.n = len(x)
-        self.it.set_tensor(inp["index"], x)
-        self.it.invoke()
-        return self.it.get_tensor(self.it.get_output_details()[0]["index"])
-
-    def units(self, w) -> np.ndarray:
-        x = np.asarray(w, np.float32).reshape(-1, SPEC.n_mels, SPEC.window_frames, 1)
-        return np.concatenate([self._run(x[i:i + self.batch])
-                               for i in range(0, len(x), self.batch)]) if len(x) else \
-            np.zeros((0, len(self.centre)), np.float32)
-
-    def bits(self, w):
-        return (self.units(w) > self.centre).astype(np.uint8)
-
-
 def tflite_variants(model, fit_windows: np.ndarray) -> dict[str, bytes]:
     """The CNN as LiteRT bytes: float32, int8 weights (dynamic range), int8 throughout."""
     import tensorflow as tf
@@ -235,7 +203,7 @@ def tflite_report(work: Path, model, centre, O: np.ndarray) -> None:
     keras_bits = CnnCode(model, centre).bits(probe)
     variants = tflite_variants(model, fit)
     for name, content in variants.items():
-        code = TfliteCode(content, centre)
+        code = LearnedFingerprint(model=content, centre=centre)  # as the product runs it
         code.units(probe)  # warm
         times = []
         for _ in range(10):
@@ -243,14 +211,14 @@ def tflite_report(work: Path, model, centre, O: np.ndarray) -> None:
             code.units(probe)
             times.append(time.process_time() - t)
         together = code.bits(probe)
-        alone = TfliteCode(content, centre, batch=1).bits(probe)
+        alone = np.concatenate([code.bits(w[None]) for w in probe])
         print(f"| {name} | {len(content):,} | {1e3 * float(np.median(times)):.1f} | "
               f"{int((alone != together).sum())} of {together.size:,} | "
               f"{int((together != keras_bits).sum())} |", flush=True)
     print("\n| code | copy | genuine BER median | impostor 1e-4 quantile | genuine under it |")
     print("|---|---|---|---|---|")
     for name, content in variants.items():
-        code = TfliteCode(content, centre)
+        code = LearnedFingerprint(model=content, centre=centre)
         for cond, rows in data.items():
             med, q4, share = separation(code, rows)
             print(f"| CNN as LiteRT, {name} | {cond} | {med:.3f} | {q4:.3f} | {share:.3f} |",

@@ -201,17 +201,16 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     meta.name = name
     # the fingerprint is made here: where an earlier one was taken from no longer applies
     meta.training.pop("fingerprint_from", None)
-    # the base model's training recipe, then the code the vault searches
-    meta.recipe = (meta.recipe.split("+")[0] + "+"
-                   + ("dda-windows" if isinstance(fp, Fingerprint) else "cnn-windows"))
+    learned = not isinstance(fp, Fingerprint)  # a network (format 3), not a DDA projection
+    method = "cnn-windows" if learned else "dda-windows"
+    meta.recipe = f"{meta.recipe.split('+')[0]}+{method}"  # the base's recipe, then the code
 
     def write(fingerprint, tau: float) -> Encoder:
         data = fingerprint.to_bytes()
         (out / f"{name}{FINGERPRINT_SUFFIX}").write_bytes(data)
         meta.tau = tau
-        learned = not isinstance(fingerprint, Fingerprint)
         meta.fingerprint = {
-            "method": "cnn-windows" if learned else "dda-windows", "K": int(bits),
+            "method": method, "K": int(bits),
             "sha256": sha256_hex(data),
             "reference": ("Chang et al., Neural audio fingerprint for high-specific audio "
                           "retrieval based on contrastive learning, ICASSP 2021" if learned else

@@ -64,11 +64,11 @@ def training_distortion(babble_share: float = 0.3, telephone_share: float = 0.2)
 
 def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_share: float = 0.3,
                    telephone_share: float = 0.2, seed: int = 1, log=print):
-    """(original, distorted) FIT window pairs, float16 (~0.7 GB at 6 views)."""
+    """(clean stored, original, distorted) FIT windows, float16 (~0.7 GB of pairs at 6 views)."""
     fit = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=27, log=log)
-    _, o, d = xf.distortion_pairs(fit, spec, views, 11, fit,
+    windows = xf.distortion_pairs(fit, spec, views, 11, fit,
                                   distortion=training_distortion(babble_share, telephone_share))
-    return o.astype(np.float16), d.astype(np.float16)
+    return tuple(w.astype(np.float16) for w in windows)
 
 
 def _network(spec: WindowingSpec, K: int, width: int):
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = tf.keras.models.load_model(a.keras)
         centre = np.load(Path(a.keras).with_name(Path(a.keras).stem + "_centre.npy"))
     else:
-        o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
+        _, o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
                               telephone_share=a.telephone_share)
         print(f"  {len(o)} training pairs", flush=True)
         model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs)

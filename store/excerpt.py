@@ -254,15 +254,20 @@ def _votes(keys: str, binp: str, keyed: bool, where: str = "") -> str:
             f"FROM stored_votes GROUP BY {keys}rid, ob\n),\n")
 
 
+def _nearest_query_window(binp: str) -> str:
+    """The query window a covered stored window reports: the nearest, then the one nearest the
+    offset, then the earliest. A total order, so DuckDB, ClickHouse and Spark report the same
+    window when two are equally near (arg_min's choice among equal keys is the engine's)."""
+    return (f"arg_min(qs, d::BIGINT * 4294967296000000 + abs(s - qs - ob * {binp}::INTEGER) "
+            "* 4294967296 + qs)")
+
+
 def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
                 dialect: Dialect = DUCKDB) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
     only) the list of categories searched, then (scan only) cand bits, bin, n_candidates, tol.
     ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair.
-    ``dialect``: DuckDB on a vault file or on the lake (``store.sql_dialects``).
-    Each covered stored window reports its nearest query window, then the one nearest the
-    offset, then the earliest: a total order, so DuckDB, ClickHouse and Spark report the same
-    window when two are equally near (arg_min's choice among equal keys is the engine's)."""
+    ``dialect``: DuckDB on a vault file or on the lake (``store.sql_dialects``)."""
     if dialect.family != "duckdb":
         from store.sql_dialects import excerpt_sql_for  # the other engines' spelling
 
@@ -303,8 +308,8 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
         "FROM cand JOIN codes AS c ON c.recording_id = cand.rid\n"
         f"JOIN q ON abs(c.start - q.qs - cand.ob * {binp}::INTEGER) <= {tol}::INTEGER\n"
         ")\n"
-        "SELECT rid, ob, s, arg_min(qs, d::BIGINT * 4294967296000000 + abs(s - qs - ob * "
-        f"{binp}::INTEGER) * 4294967296 + qs) AS qs, min(d) AS d\n"
+        "SELECT rid, ob, s, "
+        f"{_nearest_query_window(binp)} AS qs, min(d) AS d\n"
         "FROM cover GROUP BY rid, ob, s ORDER BY rid, ob, s"
     )
 
@@ -377,8 +382,8 @@ def excerpt_batch_sql(K: int, keyed: bool = False, bands: int = 64,
         "JOIN q ON q.rq = cand.rq\n"
         f"WHERE abs(c.start - q.qs - cand.ob * {binp}::INTEGER) <= {tol}::INTEGER\n"
         ")\n"
-        "SELECT rq, rid, ob, s, arg_min(qs, d::BIGINT * 4294967296000000 + abs(s - qs - ob * "
-        f"{binp}::INTEGER) * 4294967296 + qs) AS qs, min(d) AS d\n"
+        "SELECT rq, rid, ob, s, "
+        f"{_nearest_query_window(binp)} AS qs, min(d) AS d\n"
         "FROM cover GROUP BY rq, rid, ob, s"
     )
 
