@@ -2,6 +2,7 @@
 
     python -m model_export.window_code /work/shared/data/fsdd --out DIR/cnn8.fingerprint.npz
         [--width 8] [--epochs 6] [--views 6] [--babble-share 0.3] [--telephone-share 0.2]
+        [--voices 0]
     python -m model_export.excerpt_fingerprint BASE.tflite FSDD --out DIR --name NAME
         --projection DIR/cnn8.fingerprint.npz          # calibrates the excerpt rule on it
 
@@ -38,7 +39,7 @@ from hashing.windowing import WindowingSpec
 from model_export import excerpt_fingerprint as xf
 from model_export import long_speech as ls
 
-__all__ = ["training_distortion", "training_pairs", "train_window_cnn", "to_litert",
+__all__ = ["training_distortion", "training_pairs", "voice_copies", "train_window_cnn", "to_litert",
            "window_code", "main"]
 
 TEMPERATURE = 0.05   # NT-Xent temperature (Chang et al. 2021)
@@ -62,16 +63,45 @@ def training_distortion(babble_share: float = 0.3, telephone_share: float = 0.2)
     return pick
 
 
+#: the voice changes of ``voice_copies`` (``model_export.augment``): vocal-tract length as in
+#: the CRNN's speaker chain (Jaitly & Hinton 2013), pitch in semitones
+VOICE_VTLP = (0.85, 1.18)
+VOICE_SEMITONES = (-3.0, 3.0)
+
+
+def voice_copies(recordings: Sequence[np.ndarray], copies: int, seed: int = 1
+                 ) -> list[np.ndarray]:
+    """Each real FIT recording again as ``copies`` other voices: one VTLP factor and one pitch
+    shift per copy. Why: the window code's only real voices are FSDD's four FIT speakers, and
+    its misses on held-out voices are a real speaker's takes under babble; a changed vocal
+    tract and pitch are the speaker differences a code must not depend on."""
+    from model_export import augment
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for y in recordings:
+        for _ in range(copies):
+            alpha, semis = float(rng.uniform(*VOICE_VTLP)), float(rng.uniform(*VOICE_SEMITONES))
+            z = augment.pitch_shift(augment.vtlp(y, ls.SAMPLE_RATE, alpha), semis)
+            out.append(np.clip(z, -1.0, 1.0).astype(np.float32))
+    return out
+
+
 def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_share: float = 0.3,
-                   telephone_share: float = 0.2, seed: int = 1, log=print):
-    """(clean stored, original, distorted) FIT windows, float16 (~0.7 GB of pairs at 6 views)."""
+                   telephone_share: float = 0.2, seed: int = 1, voices: int = 0, log=print):
+    """(clean stored, original, distorted) FIT windows, float16 (~0.7 GB of pairs at 6 views);
+    ``voices``: each FSDD FIT recording also as that many other voices (``voice_copies``)."""
     fit = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=27, log=log)
+    if voices:
+        real = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=0, log=log)
+        fit += voice_copies(real, voices, seed=seed)
     windows = xf.distortion_pairs(fit, spec, views, 11, fit,
                                   distortion=training_distortion(babble_share, telephone_share))
     return tuple(w.astype(np.float16) for w in windows)
 
 
 def _network(spec: WindowingSpec, K: int, width: int):
+    """Four stride-2 3x3 convolutions (batch norm, ReLU) and a K-unit linear layer."""
     import tensorflow as tf
 
     x = inp = tf.keras.Input((spec.n_mels, spec.window_frames, 1))
@@ -148,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--views", type=int, default=6, help="degraded copies of each FIT recording")
     p.add_argument("--babble-share", type=float, default=0.3)
     p.add_argument("--telephone-share", type=float, default=0.2)
+    p.add_argument("--voices", type=int, default=0,
+                   help="each FSDD FIT recording also as this many other voices (VTLP + pitch)")
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
     p.add_argument("--keras", help="export this trained Keras model (its medians in "
                                    "STEM_centre.npy next to it) instead of training")
@@ -161,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         centre = np.load(Path(a.keras).with_name(Path(a.keras).stem + "_centre.npy"))
     else:
         _, o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
-                              telephone_share=a.telephone_share)
+                              telephone_share=a.telephone_share, voices=a.voices)
         print(f"  {len(o)} training pairs", flush=True)
         model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs)
     training = {"command": "python -m model_export.window_code " + " ".join(
@@ -169,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "method": "NT-Xent CNN (Chang et al., ICASSP 2021)", "width": a.width,
                 "epochs": a.epochs, "views": a.views, "babble_share": a.babble_share,
                 "telephone_share": a.telephone_share, "temperature": TEMPERATURE,
+                "voices": a.voices,
                 "batch": BATCH, "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
                 "espeak_voices": list(ls.ESPEAK_FIT_VOICES)}
     if a.trained_by:

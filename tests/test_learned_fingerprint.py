@@ -152,3 +152,18 @@ def test_training_lowers_the_contrastive_loss_and_export_records_how(tmp_path):
     x = windows(4, fp.dim)
     units = net.predict(x.reshape(4, spec.n_mels, spec.window_frames, 1), verbose=0)
     assert np.array_equal(fp.bits(x), (units > centre).astype(np.uint8))  # LiteRT = Keras here
+
+
+def test_voice_copies_are_other_voices_of_the_same_speech():
+    """``window_code.voice_copies``: each recording again as other voices (VTLP + pitch), as
+    long as the original (the pairs cut windows at the same places), reproducible by seed."""
+    from model_export import window_code as wc
+
+    t = np.arange(SR) / SR
+    y = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    copies = wc.voice_copies([y, y[: SR // 2]], copies=2, seed=4)
+    assert [len(c) for c in copies] == [SR, SR, SR // 2, SR // 2]
+    assert all(np.all(np.isfinite(c)) and np.max(np.abs(c)) <= 1.0 for c in copies)
+    assert not np.allclose(copies[0], y, atol=1e-3) and not np.allclose(copies[0], copies[1])
+    again = wc.voice_copies([y, y[: SR // 2]], copies=2, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(copies, again))
