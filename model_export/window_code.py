@@ -114,9 +114,15 @@ def _network(spec: WindowingSpec, K: int, width: int):
 def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: WindowingSpec, *,
                      K: int = 384, width: int = 8, epochs: int = 6, threads: int = 2,
                      seed: int = 0, log=print):
-    """The NT-Xent CNN and its per-unit medians over (up to 20,000) original windows."""
+    """The NT-Xent CNN and its per-unit medians over (up to 20,000) original windows.
+
+    ``seed`` seeds the batch order and TensorFlow's initialisation: trainings of one recipe
+    differ by more than some recipe changes do (docs/results/excerpt_rule_trials.md, session
+    28: CALIB recall 0.895 / 0.550 for the shipped network, 0.868 / 0.456 for another seed)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -180,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--telephone-share", type=float, default=0.2)
     p.add_argument("--voices", type=int, default=0,
                    help="each FSDD FIT recording also as this many other voices (VTLP + pitch)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
     p.add_argument("--keras", help="export this trained Keras model (its medians in "
                                    "STEM_centre.npy next to it) instead of training")
@@ -195,13 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _, o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
                               telephone_share=a.telephone_share, voices=a.voices)
         print(f"  {len(o)} training pairs", flush=True)
-        model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs)
+        model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs,
+                                         seed=a.seed)
     training = {"command": "python -m model_export.window_code " + " ".join(
                     shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
                 "method": "NT-Xent CNN (Chang et al., ICASSP 2021)", "width": a.width,
                 "epochs": a.epochs, "views": a.views, "babble_share": a.babble_share,
                 "telephone_share": a.telephone_share, "temperature": TEMPERATURE,
-                "voices": a.voices,
+                "voices": a.voices, "seed": None if a.keras else a.seed,
                 "batch": BATCH, "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
                 "espeak_voices": list(ls.ESPEAK_FIT_VOICES)}
     if a.trained_by:
