@@ -39,8 +39,8 @@ from hashing.windowing import WindowingSpec
 from model_export import excerpt_fingerprint as xf
 from model_export import long_speech as ls
 
-__all__ = ["training_distortion", "training_pairs", "voice_copies", "train_window_cnn", "to_litert",
-           "window_code", "main"]
+__all__ = ["training_distortion", "training_pairs", "voice_copies", "train_window_cnn",
+           "to_litert", "window_code", "main"]
 
 TEMPERATURE = 0.05   # NT-Xent temperature (Chang et al. 2021)
 BATCH = 384          # pairs per step: 766 negatives per positive
@@ -73,8 +73,10 @@ def voice_copies(recordings: Sequence[np.ndarray], copies: int, seed: int = 1
                  ) -> list[np.ndarray]:
     """Each real FIT recording again as ``copies`` other voices: one VTLP factor and one pitch
     shift per copy. Why: the window code's only real voices are FSDD's four FIT speakers, and
-    its misses on held-out voices are a real speaker's takes under babble; a changed vocal
-    tract and pitch are the speaker differences a code must not depend on."""
+    its misses on held-out voices are a real speaker's takes under babble. The copies join the
+    training as recordings of their own (anchors with their own degraded views, and negatives
+    of the original: a fingerprint must still tell two voices' takes apart), not as positives.
+    Measured with one copy: no gain on CALIB or TEST (excerpt_rule_trials.md, session 28)."""
     from model_export import augment
 
     rng = np.random.default_rng(seed)
