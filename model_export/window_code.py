@@ -93,9 +93,9 @@ def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_shar
                    telephone_share: float = 0.2, seed: int = 1, voices: int = 0, log=print):
     """(clean stored, original, distorted) FIT windows, float16 (~0.7 GB of pairs at 6 views);
     ``voices``: each FSDD FIT recording also as that many other voices (``voice_copies``)."""
-    fit = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=27, log=log)
+    real = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=0, log=log)
+    fit = real + xf.fit_recordings(None, seed=seed, n_espeak=27, log=log)
     if voices:
-        real = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=0, log=log)
         fit += voice_copies(real, voices, seed=seed)
     windows = xf.distortion_pairs(fit, spec, views, 11, fit,
                                   distortion=training_distortion(babble_share, telephone_share))
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         centre = np.load(Path(a.keras).with_name(Path(a.keras).stem + "_centre.npy"))
     else:
         _, o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
-                              telephone_share=a.telephone_share, voices=a.voices)
+                                 telephone_share=a.telephone_share, voices=a.voices)
         print(f"  {len(o)} training pairs", flush=True)
         model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs,
                                          seed=a.seed)
