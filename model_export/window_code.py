@@ -2,7 +2,7 @@
 
     python -m model_export.window_code /work/shared/data/fsdd --out DIR/cnn8.fingerprint.npz
         [--width 8] [--epochs 6] [--views 6] [--babble-share 0.3] [--telephone-share 0.2]
-        [--voices 0]
+        [--voices 0] [--seed 0] [--pairs-cache PAIRS.npz]
     python -m model_export.excerpt_fingerprint BASE.tflite FSDD --out DIR --name NAME
         --projection DIR/cnn8.fingerprint.npz          # calibrates the excerpt rule on it
 
@@ -39,7 +39,8 @@ from hashing.windowing import WindowingSpec
 from model_export import excerpt_fingerprint as xf
 from model_export import long_speech as ls
 
-__all__ = ["training_distortion", "training_pairs", "voice_copies", "train_window_cnn",
+__all__ = ["training_distortion", "training_pairs", "voice_copies", "cached_pairs",
+           "train_window_cnn",
            "to_litert", "window_code", "main"]
 
 TEMPERATURE = 0.05   # NT-Xent temperature (Chang et al. 2021)
@@ -100,6 +101,20 @@ def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_shar
     windows = xf.distortion_pairs(fit, spec, views, 11, fit,
                                   distortion=training_distortion(babble_share, telephone_share))
     return tuple(w.astype(np.float16) for w in windows)
+
+
+def cached_pairs(path: str | None, build: Callable[[], tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(original, distorted) from ``path`` when it exists, else ``build()`` (and written there
+    when a path is given). The cache does not record the options that made it: one cache per
+    set of pair options (views, shares, voices), the seed of the training aside."""
+    if path and Path(path).exists():
+        with np.load(path) as z:
+            return z["original"], z["distorted"]
+    _, o, d = build()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, original=o, distorted=d)
+    return o, d
 
 
 def _network(spec: WindowingSpec, K: int, width: int):
@@ -189,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--voices", type=int, default=0,
                    help="each FSDD FIT recording also as this many other voices (VTLP + pitch)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
+    p.add_argument("--pairs-cache", help="an .npz of the training pairs: read if it exists, "
+                                         "else written (a seed sweep builds them once)")
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
     p.add_argument("--keras", help="export this trained Keras model (its medians in "
                                    "STEM_centre.npy next to it) instead of training")
@@ -201,8 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = tf.keras.models.load_model(a.keras)
         centre = np.load(Path(a.keras).with_name(Path(a.keras).stem + "_centre.npy"))
     else:
-        _, o, d = training_pairs(a.data_dir, spec, views=a.views, babble_share=a.babble_share,
-                                 telephone_share=a.telephone_share, voices=a.voices)
+        o, d = cached_pairs(a.pairs_cache, lambda: training_pairs(
+            a.data_dir, spec, views=a.views, babble_share=a.babble_share,
+            telephone_share=a.telephone_share, voices=a.voices))
         print(f"  {len(o)} training pairs", flush=True)
         model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs,
                                          seed=a.seed)

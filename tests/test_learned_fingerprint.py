@@ -167,3 +167,26 @@ def test_voice_copies_are_other_voices_of_the_same_speech():
     assert not np.allclose(copies[0], y, atol=1e-3) and not np.allclose(copies[0], copies[1])
     again = wc.voice_copies([y, y[: SR // 2]], copies=2, seed=4)
     assert all(np.array_equal(a, b) for a, b in zip(copies, again))
+
+
+def test_pairs_cache_builds_once_then_reads(tmp_path):
+    """``window_code.cached_pairs``: the first call builds and writes the pairs, the next reads
+    the same arrays back without building (a seed sweep pays for the pairs once)."""
+    from model_export import window_code as wc
+
+    rng = np.random.default_rng(3)
+    pairs = tuple(rng.standard_normal((5, 8)).astype(np.float16) for _ in range(3))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return pairs
+
+    path = str(tmp_path / "pairs.npz")
+    first = wc.cached_pairs(path, build)
+    second = wc.cached_pairs(path, build)
+    assert len(calls) == 1
+    for got in (first, second):
+        assert np.array_equal(got[0], pairs[1]) and np.array_equal(got[1], pairs[2])
+        assert got[0].dtype == np.float16
+    assert wc.cached_pairs(None, build)[1] is pairs[2] and len(calls) == 2
