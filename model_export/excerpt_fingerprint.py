@@ -231,7 +231,12 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     rule, report = calibrate_rule(enc, longs, clips, log=log)
     tau = round(rule.tau_window - rule.min_evidence, 4)
     if not 0.0 < tau < 0.5:
-        raise SystemExit(f"calibration gave a one-window threshold {tau:.3f} outside (0, 0.5)")
+        # the files written for the calibration hold a provisional tau: never leave them to ship
+        for suffix in (".tflite", ".json", FINGERPRINT_SUFFIX):
+            (out / f"{name}{suffix}").unlink(missing_ok=True)
+        raise SystemExit(f"calibration gave a one-window threshold {tau:.3f} outside (0, 0.5) "
+                         f"(tau_window {rule.tau_window} - one-window evidence "
+                         f"{rule.min_evidence}); nothing written")
     fp = dataclasses.replace(fp, rule=rule.to_dict())
     write(fp, tau)
     meta.metrics["excerpt_calibration"] = report
