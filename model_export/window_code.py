@@ -130,7 +130,7 @@ def _network(spec: WindowingSpec, K: int, width: int):
 
 def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: WindowingSpec, *,
                      K: int = 384, width: int = 8, epochs: int = 6, threads: int = 2,
-                     seed: int = 0, log=print):
+                     seed: int = 0, batch: int = BATCH, log=print):
     """The NT-Xent CNN and its per-unit medians over (up to 20,000) original windows.
 
     ``seed`` seeds the batch order and TensorFlow's initialisation: trainings of one recipe
@@ -160,12 +160,12 @@ def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: Windowin
         return loss
 
     rng, n = np.random.default_rng(seed), len(original)
-    total, k = max(1, epochs * (n // BATCH)), 0
+    total, k = max(1, epochs * (n // batch)), 0
     shape = (-1, spec.n_mels, spec.window_frames, 1)
     for ep in range(epochs):
         t0, order, losses = time.time(), rng.permutation(n), []
-        for i in range(0, n - BATCH + 1, BATCH):
-            idx = np.sort(order[i:i + BATCH])
+        for i in range(0, n - batch + 1, batch):
+            idx = np.sort(order[i:i + batch])
             opt.learning_rate.assign(LEARNING_RATE * 0.5 * (1 + np.cos(np.pi * k / total)))
             k += 1
             losses.append(float(step(original[idx].astype(np.float32).reshape(shape),
@@ -204,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--voices", type=int, default=0,
                    help="each FSDD FIT recording also as this many other voices (VTLP + pitch)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
+    p.add_argument("--batch", type=int, default=BATCH,
+                   help="pairs per step (2 x batch - 2 negatives per positive)")
     p.add_argument("--pairs-cache", help="an .npz of the training pairs: read if it exists, "
                                          "else written (a seed sweep builds them once)")
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
@@ -223,14 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             telephone_share=a.telephone_share, voices=a.voices))
         print(f"  {len(o)} training pairs", flush=True)
         model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs,
-                                         seed=a.seed)
+                                         seed=a.seed, batch=a.batch)
     training = {"command": "python -m model_export.window_code " + " ".join(
                     shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
                 "method": "NT-Xent CNN (Chang et al., ICASSP 2021)", "width": a.width,
                 "epochs": a.epochs, "views": a.views, "babble_share": a.babble_share,
                 "telephone_share": a.telephone_share, "temperature": TEMPERATURE,
                 "voices": a.voices, "seed": None if a.keras else a.seed,
-                "batch": BATCH, "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
+                "batch": a.batch, "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
                 "espeak_voices": list(ls.ESPEAK_FIT_VOICES)}
     if a.trained_by:
         training["trained_by"] = a.trained_by
