@@ -2,7 +2,7 @@
 
     python -m model_export.window_code /work/shared/data/fsdd --out DIR/cnn8.fingerprint.npz
         [--width 8] [--epochs 6] [--views 6] [--babble-share 0.3] [--telephone-share 0.2]
-        [--voices 0] [--seed 0] [--pairs-cache PAIRS.npz]
+        [--voices 0] [--seed 0] [--batch 384] [--pairs-cache PAIRS.npz]
     python -m model_export.excerpt_fingerprint BASE.tflite FSDD --out DIR --name NAME
         --projection DIR/cnn8.fingerprint.npz          # calibrates the excerpt rule on it
 
