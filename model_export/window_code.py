@@ -40,8 +40,7 @@ from model_export import excerpt_fingerprint as xf
 from model_export import long_speech as ls
 
 __all__ = ["training_distortion", "training_pairs", "voice_copies", "cached_pairs",
-           "train_window_cnn",
-           "to_litert", "window_code", "main"]
+           "train_window_cnn", "to_litert", "window_code", "main"]
 
 TEMPERATURE = 0.05   # NT-Xent temperature (Chang et al. 2021)
 BATCH = 384          # pairs per step: 766 negatives per positive
@@ -106,14 +105,17 @@ def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_shar
 def cached_pairs(path: str | None, build: Callable[[], tuple]) -> tuple[np.ndarray, np.ndarray]:
     """(original, distorted) from ``path`` when it exists, else ``build()`` (and written there
     when a path is given). The cache does not record the options that made it: one cache per
-    set of pair options (views, shares, voices), the seed of the training aside."""
-    if path and Path(path).exists():
-        with np.load(path) as z:
+    set of pair options (views, shares, voices), the seed of the training aside. A path
+    without the ``.npz`` suffix gets it (as ``np.savez`` would add it)."""
+    if not path:
+        return build()[1:]
+    file = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
+    if file.exists():
+        with np.load(file) as z:
             return z["original"], z["distorted"]
     _, o, d = build()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, original=o, distorted=d)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(file, original=o, distorted=d)
     return o, d
 
 

@@ -190,3 +190,7 @@ def test_pairs_cache_builds_once_then_reads(tmp_path):
         assert np.array_equal(got[0], pairs[1]) and np.array_equal(got[1], pairs[2])
         assert got[0].dtype == np.float16
     assert wc.cached_pairs(None, build)[1] is pairs[2] and len(calls) == 2
+    bare = str(tmp_path / "bare")  # no suffix: written as bare.npz, and found there again
+    wc.cached_pairs(bare, build)
+    wc.cached_pairs(bare, build)
+    assert len(calls) == 3 and (tmp_path / "bare.npz").exists()
