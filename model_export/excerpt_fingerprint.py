@@ -22,6 +22,7 @@ import dataclasses
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -205,9 +206,9 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
     method = "cnn-windows" if learned else "dda-windows"
     meta.recipe = f"{meta.recipe.split('+')[0]}+{method}"  # the base's recipe, then the code
 
-    def write(fingerprint, tau: float) -> Encoder:
+    def write(fingerprint, tau: float, into: Path) -> Encoder:
         data = fingerprint.to_bytes()
-        (out / f"{name}{FINGERPRINT_SUFFIX}").write_bytes(data)
+        (into / f"{name}{FINGERPRINT_SUFFIX}").write_bytes(data)
         meta.tau = tau
         meta.fingerprint = {
             "method": method, "K": int(bits),
@@ -221,24 +222,23 @@ def build_model(base_model: str | Path, fsdd_dir: str | Path, out: str | Path, *
                          "espeak_voices": list(ls.ESPEAK_FIT_VOICES), "command": command}}
         if learned and fingerprint.training:
             meta.fingerprint["training"]["window_code"] = fingerprint.training
-        meta.save(out / f"{name}.json")
-        shutil.copyfile(base_model, out / f"{name}.tflite")
-        return Encoder.from_files(out / f"{name}.tflite")
+        meta.save(into / f"{name}.json")
+        shutil.copyfile(base_model, into / f"{name}.tflite")
+        return Encoder.from_files(into / f"{name}.tflite")
 
-    enc = write(fp, 0.15)
     from model_export.excerpt_calibration import calibrate_rule
 
-    rule, report = calibrate_rule(enc, longs, clips, log=log)
+    # the model the calibration searches with has a provisional tau: it lives in a temporary
+    # folder, so OUT only ever receives a calibrated model
+    with tempfile.TemporaryDirectory() as tmp:
+        rule, report = calibrate_rule(write(fp, 0.15, Path(tmp)), longs, clips, log=log)
     tau = round(rule.tau_window - rule.min_evidence, 4)
     if not 0.0 < tau < 0.5:
-        # the files written for the calibration hold a provisional tau: never leave them to ship
-        for suffix in (".tflite", ".json", FINGERPRINT_SUFFIX):
-            (out / f"{name}{suffix}").unlink(missing_ok=True)
         raise SystemExit(f"calibration gave a one-window threshold {tau:.3f} outside (0, 0.5) "
                          f"(tau_window {rule.tau_window} - one-window evidence "
                          f"{rule.min_evidence}); nothing written")
     fp = dataclasses.replace(fp, rule=rule.to_dict())
-    write(fp, tau)
+    write(fp, tau, out)
     meta.metrics["excerpt_calibration"] = report
     meta.save(out / f"{name}.json")
     log(f"wrote {out / name}.* ({time.perf_counter() - t0:.0f} s)")

@@ -115,7 +115,9 @@ def cached_pairs(path: str | None, build: Callable[[], tuple]) -> tuple[np.ndarr
             return z["original"], z["distorted"]
     _, o, d = build()
     file.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(file, original=o, distorted=d)
+    tmp = file.with_name(file.name + ".tmp.npz")  # a killed write never looks like a cache
+    np.savez(tmp, original=o, distorted=d)
+    tmp.replace(file)
     return o, d
 
 

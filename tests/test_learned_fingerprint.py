@@ -194,3 +194,4 @@ def test_pairs_cache_builds_once_then_reads(tmp_path):
     wc.cached_pairs(bare, build)
     wc.cached_pairs(bare, build)
     assert len(calls) == 3 and (tmp_path / "bare.npz").exists()
+    assert not list(tmp_path.glob("*.tmp.npz"))  # written aside, then moved into place
