@@ -74,8 +74,9 @@ def fit_pairs(work: Path, views: int = 6, babble_share: float = 0.3,
     0-15 dB, ``telephone_share`` the telephone band alone, the rest the fit's usual copies
     (``model_export.window_code.training_distortion``)."""
     def make():
-        return wc.training_pairs(FSDD, SPEC, views=views, babble_share=babble_share,
-                                 telephone_share=telephone_share)
+        p = wc.training_pairs(FSDD, SPEC, views=views, babble_share=babble_share,
+                              telephone_share=telephone_share)
+        return p["clean"], p["original"], p["distorted"]
     name = "pairs.pkl" if not telephone_share else f"pairs_tel{telephone_share:g}.pkl"
     return cached(work / name, make)
 

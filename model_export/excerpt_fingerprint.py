@@ -38,7 +38,7 @@ from model_export import long_speech as ls
 from store.excerpt import ExcerptRule
 
 __all__ = ["fit_distortion", "distortion_pairs", "fit_excerpt_fingerprint", "fit_recordings",
-           "build_model", "write_wav"]
+           "fit_long_recordings", "build_model", "write_wav"]
 
 
 def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray]) -> tuple[Callable, float]:
@@ -82,18 +82,20 @@ def fit_distortion(rng: np.random.Generator, babble: Sequence[np.ndarray]) -> tu
 
 
 def distortion_pairs(signals: Sequence[np.ndarray], spec: WindowingSpec, views: int,
-                     seed: int = 1, babble: Sequence[np.ndarray] = (), distortion=None):
+                     seed: int = 1, babble: Sequence[np.ndarray] = (), distortion=None,
+                     with_ids: bool = False):
     """(clean stored windows, original windows, distorted windows) for ``fit_dda``: for each
     view a random ``distortion`` (default ``fit_distortion``) and a random shift of up to half
     a query hop (+-8 ms); each stored window is paired with the copy's window at the same place
-    in the speech."""
+    in the speech. ``with_ids`` adds a fourth array, which original window each pair holds
+    (signal index << 20 | window index): the views of one window share it."""
     distortion = distortion or fit_distortion
     rng = np.random.default_rng(seed)
     sr, hop = spec.sample_rate, spec.hop_length
     half = spec.query_hop_frames * hop // 2
-    clean, orig, dist = [], [], []
+    clean, orig, dist, ids = [], [], [], []
     dense = dataclasses.replace(spec, store_hop_frames=max(1, spec.store_hop_frames // 2))
-    for y in signals:
+    for n, y in enumerate(signals):
         w = stored_windows(y, dense)
         clean.append(w.x)
         for _ in range(views):
@@ -110,8 +112,10 @@ def distortion_pairs(signals: Sequence[np.ndarray], spec: WindowingSpec, views: 
             cw = _cut(lm, frame_activity(lm, spec), starts[ok], spec)
             orig.append(w.x[ok])
             dist.append(cw.x)
+            ids.append((n << 20) | np.flatnonzero(ok))
     cat = lambda a: np.concatenate(a) if a else np.zeros((0, spec.dim), np.float32)  # noqa: E731
-    return cat(clean), cat(orig), cat(dist)
+    out = cat(clean), cat(orig), cat(dist)
+    return out + (np.concatenate(ids).astype(np.int64),) if with_ids else out
 
 
 def fit_excerpt_fingerprint(signals: Sequence[np.ndarray], spec: WindowingSpec, *, bits: int = 256,
@@ -123,20 +127,26 @@ def fit_excerpt_fingerprint(signals: Sequence[np.ndarray], spec: WindowingSpec, 
     return fit_dda(clean, orig, dist, bits, reg=reg, pca_dims=min(1024, spec.dim))
 
 
-def fit_recordings(fsdd_dir: str | Path | None, *, seed: int = 1, n_fsdd: int = 28,
-                   n_espeak: int = 27, log=print) -> list[np.ndarray]:
+def fit_long_recordings(fsdd_dir: str | Path | None, *, seed: int = 1, n_fsdd: int = 28,
+                        n_espeak: int = 27, log=print) -> list[ls.LongRecording]:
     """The fit data: FSDD fit speakers' takes joined into 30-60 s recordings, and espeak-ng fit
     voices reading random sentences (``model_export.long_speech``: never a calibration or test
     speaker or voice)."""
     out = []
     if fsdd_dir is not None:
-        out += [r.samples for r in ls.fsdd_recordings(fsdd_dir, ls.FSDD_FIT_SPEAKERS, n_fsdd,
-                                                      seed=seed, prefix="fit")]
+        out += ls.fsdd_recordings(fsdd_dir, ls.FSDD_FIT_SPEAKERS, n_fsdd, seed=seed, prefix="fit")
     if n_espeak and ls.espeak_available():
-        out += [r.samples for r in ls.espeak_recordings(ls.ESPEAK_FIT_VOICES, n_espeak,
-                                                        seed=seed, prefix="fit")]
-    log(f"  fit data: {len(out)} recordings, {sum(len(y) for y in out) / 16000 / 60:.0f} min")
+        out += ls.espeak_recordings(ls.ESPEAK_FIT_VOICES, n_espeak, seed=seed, prefix="fit")
+    log(f"  fit data: {len(out)} recordings, "
+        f"{sum(len(r.samples) for r in out) / 16000 / 60:.0f} min")
     return out
+
+
+def fit_recordings(fsdd_dir: str | Path | None, *, seed: int = 1, n_fsdd: int = 28,
+                   n_espeak: int = 27, log=print) -> list[np.ndarray]:
+    """The samples of ``fit_long_recordings``."""
+    return [r.samples for r in fit_long_recordings(fsdd_dir, seed=seed, n_fsdd=n_fsdd,
+                                                   n_espeak=n_espeak, log=log)]
 
 
 def write_wav(path: Path, y: np.ndarray, sr: int) -> None:

@@ -2,7 +2,7 @@
 
     python -m model_export.window_code /work/shared/data/fsdd --out DIR/cnn8.fingerprint.npz
         [--width 8] [--epochs 6] [--views 6] [--babble-share 0.3] [--telephone-share 0.2]
-        [--voices 0] [--seed 0] [--batch 384] [--pairs-cache PAIRS.npz]
+        [--voices 0] [--seed 0] [--batch 384] [--speaker-batches 0] [--pairs-cache PAIRS.npz]
     python -m model_export.excerpt_fingerprint BASE.tflite FSDD --out DIR --name NAME
         --projection DIR/cnn8.fingerprint.npz          # calibrates the excerpt rule on it
 
@@ -40,7 +40,7 @@ from model_export import excerpt_fingerprint as xf
 from model_export import long_speech as ls
 
 __all__ = ["training_distortion", "training_pairs", "voice_copies", "cached_pairs",
-           "train_window_cnn", "to_litert", "window_code", "main"]
+           "epoch_batches", "train_window_cnn", "to_litert", "window_code", "main"]
 
 TEMPERATURE = 0.05   # NT-Xent temperature (Chang et al. 2021)
 BATCH = 384          # pairs per step: 766 negatives per positive
@@ -90,35 +90,71 @@ def voice_copies(recordings: Sequence[np.ndarray], copies: int, seed: int = 1
 
 
 def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_share: float = 0.3,
-                   telephone_share: float = 0.2, seed: int = 1, voices: int = 0, log=print):
-    """(clean stored, original, distorted) FIT windows, float16 (~0.7 GB of pairs at 6 views);
-    ``voices``: each FSDD FIT recording also as that many other voices (``voice_copies``)."""
-    real = xf.fit_recordings(fsdd_dir, seed=seed, n_espeak=0, log=log)
-    fit = real + xf.fit_recordings(None, seed=seed, n_espeak=27, log=log)
+                   telephone_share: float = 0.2, seed: int = 1, voices: int = 0,
+                   log=print) -> dict[str, np.ndarray]:
+    """The FIT pairs: ``clean`` stored windows, ``original`` / ``distorted`` windows (float16,
+    ~0.7 GB at 6 views), per pair its ``window_id`` (the views of one original window share
+    it) and ``speaker`` (the index of its FSDD FIT speaker, -1 for a synthetic voice), for
+    ``speaker_batches``. ``voices``: each FSDD FIT recording also as that many other voices
+    (``voice_copies``; speaker -1)."""
+    real = xf.fit_long_recordings(fsdd_dir, seed=seed, n_espeak=0, log=log)
+    fit = [r.samples for r in real] + xf.fit_recordings(None, seed=seed, n_espeak=27, log=log)
     if voices:
-        fit += voice_copies(real, voices, seed=seed)
-    windows = xf.distortion_pairs(fit, spec, views, 11, fit,
-                                  distortion=training_distortion(babble_share, telephone_share))
-    return tuple(w.astype(np.float16) for w in windows)
+        fit += voice_copies([r.samples for r in real], voices, seed=seed)
+    clean, orig, dist, ids = xf.distortion_pairs(
+        fit, spec, views, 11, fit, distortion=training_distortion(babble_share, telephone_share),
+        with_ids=True)
+    speaker_of = np.full(len(fit), -1, np.int8)
+    speaker_of[:len(real)] = [ls.FSDD_FIT_SPEAKERS.index(r.speaker) for r in real]
+    return {"clean": clean.astype(np.float16), "original": orig.astype(np.float16),
+            "distorted": dist.astype(np.float16), "window_id": ids,
+            "speaker": speaker_of[ids >> 20]}
 
 
-def cached_pairs(path: str | None, build: Callable[[], tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """(original, distorted) from ``path`` when it exists, else ``build()`` (and written there
-    when a path is given). The cache does not record the options that made it: one cache per
-    set of pair options (views, shares, voices), the seed of the training aside. A path
-    without the ``.npz`` suffix gets it (as ``np.savez`` would add it)."""
+def cached_pairs(path: str | None, build: Callable[[], dict]) -> dict[str, np.ndarray]:
+    """The pairs of ``build()`` but their ``clean`` windows (which training does not use), read
+    from ``path`` when it exists, else built (and written there when a path is given). The
+    cache does not record the options that made it: one cache per set of pair options (views,
+    shares, voices), the seed of the training aside. A path without the ``.npz`` suffix gets
+    it (as ``np.savez`` would add it)."""
     if not path:
-        return build()[1:]
+        return {k: v for k, v in build().items() if k != "clean"}
     file = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
     if file.exists():
         with np.load(file) as z:
-            return z["original"], z["distorted"]
-    _, o, d = build()
+            return {k: z[k] for k in z.files}
+    pairs = {k: v for k, v in build().items() if k != "clean"}
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(file.name + ".tmp.npz")  # a killed write never looks like a cache
-    np.savez(tmp, original=o, distorted=d)
+    np.savez(tmp, **pairs)
     tmp.replace(file)
-    return o, d
+    return pairs
+
+
+def epoch_batches(n: int, batch: int, rng: np.random.Generator, speaker_share: float = 0.0,
+                  window_id: np.ndarray | None = None,
+                  speaker: np.ndarray | None = None) -> list[np.ndarray]:
+    """One epoch's batches (sorted pair indices): a random permutation cut into ``batch``-sized
+    steps; then each step, with probability ``speaker_share``, is replaced by ``batch`` pairs of
+    one FSDD FIT speaker, no two views of the same window (``window_id``).
+
+    Why: in a random batch the negatives are mostly other voices and other words, so nothing
+    teaches the code to tell two takes of one word by one speaker apart, and a code trained on
+    more degraded views merges them (session 29: 12 views put a CALIB speaker's takes of "two"
+    at BER 0.036, and no whole-clip rule could be set). A one-speaker batch makes those takes
+    each other's negatives (hard negatives, as in FaceNet's batches, Schroff et al. 2015)."""
+    order = rng.permutation(n)
+    steps = [np.sort(order[i:i + batch]) for i in range(0, n - batch + 1, batch)]
+    if speaker_share <= 0:
+        return steps
+    groups = [np.flatnonzero(speaker == s) for s in np.unique(speaker[speaker >= 0])]
+    for k in range(len(steps)):
+        if rng.random() < speaker_share:
+            g = groups[int(rng.integers(len(groups)))]
+            g = g[rng.permutation(len(g))]
+            _, first = np.unique(window_id[g], return_index=True)
+            steps[k] = np.sort(g[np.sort(first)][:batch])
+    return steps
 
 
 def _network(spec: WindowingSpec, K: int, width: int):
@@ -134,13 +170,16 @@ def _network(spec: WindowingSpec, K: int, width: int):
 
 def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: WindowingSpec, *,
                      K: int = 384, width: int = 8, epochs: int = 6, threads: int = 2,
-                     seed: int = 0, batch: int = BATCH, log=print):
+                     seed: int = 0, batch: int = BATCH, speaker_share: float = 0.0,
+                     window_id: np.ndarray | None = None, speaker: np.ndarray | None = None,
+                     log=print):
     """The NT-Xent CNN and its per-unit medians over (up to 20,000) original windows.
 
     ``seed`` seeds the batch order and TensorFlow's initialisation (the same seed and pairs
     give the same network on one machine): trainings of one recipe differ by more than some
     recipe changes do (docs/results/excerpt_rule_trials.md, session 29: CALIB excerpt recall
-    0.835-0.860 over seven seeds, 0.895 for the shipped network)."""
+    0.835-0.860 over seven seeds, 0.895 for the shipped network). ``speaker_share``: the share
+    of steps whose batch is one FSDD speaker's windows (``epoch_batches``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -168,9 +207,8 @@ def train_window_cnn(original: np.ndarray, distorted: np.ndarray, spec: Windowin
     total, k = max(1, epochs * (n // batch)), 0
     shape = (-1, spec.n_mels, spec.window_frames, 1)
     for ep in range(epochs):
-        t0, order, losses = time.time(), rng.permutation(n), []
-        for i in range(0, n - batch + 1, batch):
-            idx = np.sort(order[i:i + batch])
+        t0, losses = time.time(), []
+        for idx in epoch_batches(n, batch, rng, speaker_share, window_id, speaker):
             opt.learning_rate.assign(LEARNING_RATE * 0.5 * (1 + np.cos(np.pi * k / total)))
             k += 1
             losses.append(float(step(original[idx].astype(np.float32).reshape(shape),
@@ -211,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
     p.add_argument("--batch", type=int, default=BATCH,
                    help="pairs per step (2 x batch - 2 negatives per positive)")
+    p.add_argument("--speaker-batches", type=float, default=0.0, metavar="SHARE",
+                   help="share of steps whose batch holds one FSDD FIT speaker's windows only "
+                        "(other takes of the same words as negatives)")
     p.add_argument("--pairs-cache", help="an .npz of the training pairs: read if it exists, "
                                          "else written (a seed sweep builds them once)")
     p.add_argument("--n-mels", type=int, default=WindowingSpec.n_mels)
@@ -225,19 +266,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = tf.keras.models.load_model(a.keras)
         centre = np.load(Path(a.keras).with_name(Path(a.keras).stem + "_centre.npy"))
     else:
-        o, d = cached_pairs(a.pairs_cache, lambda: training_pairs(
+        pairs = cached_pairs(a.pairs_cache, lambda: training_pairs(
             a.data_dir, spec, views=a.views, babble_share=a.babble_share,
             telephone_share=a.telephone_share, voices=a.voices))
-        print(f"  {len(o)} training pairs", flush=True)
-        model, centre = train_window_cnn(o, d, spec, K=a.bits, width=a.width, epochs=a.epochs,
-                                         seed=a.seed, batch=a.batch)
+        if a.speaker_batches > 0 and "speaker" not in pairs:
+            raise SystemExit(f"{a.pairs_cache} holds no speakers (made before --speaker-batches): "
+                             "give another --pairs-cache path")
+        print(f"  {len(pairs['original'])} training pairs", flush=True)
+        model, centre = train_window_cnn(
+            pairs["original"], pairs["distorted"], spec, K=a.bits, width=a.width,
+            epochs=a.epochs, seed=a.seed, batch=a.batch, speaker_share=a.speaker_batches,
+            window_id=pairs.get("window_id"), speaker=pairs.get("speaker"))
     training = {"command": "python -m model_export.window_code " + " ".join(
                     shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
                 "method": "NT-Xent CNN (Chang et al., ICASSP 2021)", "width": a.width,
                 "epochs": a.epochs, "views": a.views, "babble_share": a.babble_share,
                 "telephone_share": a.telephone_share, "temperature": TEMPERATURE,
                 "voices": a.voices, "seed": None if a.keras else a.seed,
-                "batch": a.batch, "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
+                "batch": a.batch, "speaker_batches": a.speaker_batches,
+                "fsdd_speakers": list(ls.FSDD_FIT_SPEAKERS),
                 "espeak_voices": list(ls.ESPEAK_FIT_VOICES)}
     if a.trained_by:
         training["trained_by"] = a.trained_by

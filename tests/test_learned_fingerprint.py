@@ -170,12 +170,15 @@ def test_voice_copies_are_other_voices_of_the_same_speech():
 
 
 def test_pairs_cache_builds_once_then_reads(tmp_path):
-    """``window_code.cached_pairs``: the first call builds and writes the pairs, the next reads
-    the same arrays back without building (a seed sweep pays for the pairs once)."""
+    """``window_code.cached_pairs``: the first call builds and writes the pairs (all but the
+    clean windows, which training does not use), the next reads the same arrays back without
+    building (a seed sweep pays for the pairs once)."""
     from model_export import window_code as wc
 
     rng = np.random.default_rng(3)
-    pairs = tuple(rng.standard_normal((5, 8)).astype(np.float16) for _ in range(3))
+    pairs = {k: rng.standard_normal((5, 8)).astype(np.float16)
+             for k in ("clean", "original", "distorted")}
+    pairs["window_id"] = np.arange(5, dtype=np.int64)
     calls = []
 
     def build():
@@ -187,11 +190,36 @@ def test_pairs_cache_builds_once_then_reads(tmp_path):
     second = wc.cached_pairs(path, build)
     assert len(calls) == 1
     for got in (first, second):
-        assert np.array_equal(got[0], pairs[1]) and np.array_equal(got[1], pairs[2])
-        assert got[0].dtype == np.float16
-    assert wc.cached_pairs(None, build)[1] is pairs[2] and len(calls) == 2
+        assert sorted(got) == ["distorted", "original", "window_id"]
+        assert all(np.array_equal(got[k], pairs[k]) for k in got)
+        assert got["original"].dtype == np.float16
+    assert wc.cached_pairs(None, build)["distorted"] is pairs["distorted"] and len(calls) == 2
     bare = str(tmp_path / "bare")  # no suffix: written as bare.npz, and found there again
     wc.cached_pairs(bare, build)
     wc.cached_pairs(bare, build)
     assert len(calls) == 3 and (tmp_path / "bare.npz").exists()
     assert not list(tmp_path.glob("*.tmp.npz"))  # written aside, then moved into place
+
+
+def test_speaker_batches_hold_one_speaker_and_distinct_windows():
+    """``window_code.epoch_batches``: with no speaker share the steps are the plain permutation
+    (the recipe's batches unchanged); with share 1 every step holds one speaker's pairs, never
+    two views of one window; a synthetic voice (-1) is never in a speaker step."""
+    from model_export import window_code as wc
+
+    n, batch = 4000, 64
+    window_id = np.arange(n) // 4          # four views of each window, adjacent
+    speaker = (window_id % 5).astype(np.int8) - 1   # -1 (synthetic) and speakers 0-3
+    plain = wc.epoch_batches(n, batch, np.random.default_rng(7))
+    order = np.random.default_rng(7).permutation(n)
+    assert len(plain) == n // batch
+    assert all(np.array_equal(s, np.sort(order[i * batch:(i + 1) * batch]))
+               for i, s in enumerate(plain))
+    steps = wc.epoch_batches(n, batch, np.random.default_rng(7), 1.0, window_id, speaker)
+    assert len(steps) == n // batch
+    for s in steps:
+        assert len(s) == batch and len(set(speaker[s])) == 1 and speaker[s][0] >= 0
+        assert len(np.unique(window_id[s])) == batch
+    half = wc.epoch_batches(n, batch, np.random.default_rng(7), 0.5, window_id, speaker)
+    mixed = sum(len(set(speaker[s])) > 1 for s in half)
+    assert 0 < mixed < len(half)
