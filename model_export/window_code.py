@@ -105,7 +105,7 @@ def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_shar
         fit, spec, views, 11, fit, distortion=training_distortion(babble_share, telephone_share),
         with_ids=True)
     speaker_of = np.full(len(fit), -1, np.int8)
-    speaker_of[:len(real)] = [ls.FSDD_FIT_SPEAKERS.index(r.speaker) for r in real]
+    speaker_of[:len(real)] = [ls.FSDD_FIT_SPEAKERS.index(r.voice) for r in real]
     return {"clean": clean.astype(np.float16), "original": orig.astype(np.float16),
             "distorted": dist.astype(np.float16), "window_id": ids,
             "speaker": speaker_of[ids >> 20]}

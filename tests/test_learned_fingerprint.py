@@ -223,3 +223,29 @@ def test_speaker_batches_hold_one_speaker_and_distinct_windows():
     half = wc.epoch_batches(n, batch, np.random.default_rng(7), 0.5, window_id, speaker)
     mixed = sum(len(set(speaker[s])) > 1 for s in half)
     assert 0 < mixed < len(half)
+
+def test_training_pairs_carry_window_ids_and_speakers(monkeypatch):
+    """``window_code.training_pairs``: each pair knows its original window (the views of one
+    window share the id) and its FSDD FIT speaker (-1 for a synthetic voice), on two short
+    stand-in recordings (the real FIT data needs FSDD and espeak-ng)."""
+    from model_export import excerpt_fingerprint as xf
+    from model_export import long_speech as ls
+    from model_export import window_code as wc
+
+    rng = np.random.default_rng(5)
+    speech = [(0.3 * rng.standard_normal(3 * SR) * (np.arange(3 * SR) % 4000 < 2500))
+              .astype(np.float32) for _ in range(2)]
+    real = [ls.LongRecording("fit-x", "fsdd", ls.FSDD_FIT_SPEAKERS[2], speech[0])]
+    monkeypatch.setattr(xf, "fit_long_recordings", lambda *a, **k: real)
+    monkeypatch.setattr(xf, "fit_recordings", lambda *a, **k: [speech[1]])
+    spec = WindowingSpec()
+    pairs = wc.training_pairs(None, spec, views=2, babble_share=0.0, telephone_share=0.0)
+    n = len(pairs["original"])
+    assert n > 0 and len(pairs["window_id"]) == n == len(pairs["speaker"])
+    signal = pairs["window_id"] >> 20
+    assert set(np.unique(signal)) == {0, 1}
+    assert np.all(pairs["speaker"][signal == 0] == 2) and np.all(pairs["speaker"][signal == 1] == -1)
+    ids, counts = np.unique(pairs["window_id"], return_counts=True)
+    assert counts.max() <= 2 and (counts == 2).any()  # two views, mostly of the same windows
+    first = np.flatnonzero(pairs["window_id"] == ids[counts == 2][0])
+    assert np.array_equal(pairs["original"][first[0]], pairs["original"][first[1]])
