@@ -16,16 +16,15 @@ Conventions (see README.md, "Command line"):
   so ``speechvault --help`` stays fast; a test checks it.
 """
 
-import json
 import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from commands import kit
+from commands import kit, tables
 from commands.kit import JsonOpt
 from speechvault.errors import (
     IntegrityError,
@@ -44,8 +43,6 @@ from speechvault.passphrase import (
 from store.access import DEFAULT_READ_WAIT, DEFAULT_WRITE_WAIT  # no DuckDB
 
 __all__ = ["app", "main"]
-
-MAX_ROWS_SHOWN = 50  # ingest summary: rows listed before "... and N more"
 
 app = typer.Typer(
     name="speechvault",
@@ -227,7 +224,7 @@ def init(
         kit.print_json(info)
     else:
         kit.stdout().print(f"created [bold]{vault}[/bold]")
-        _print_info_table(info, {})
+        tables.print_info(info, {})
 
 
 # --------------------------------------------------------------------------- models
@@ -250,16 +247,12 @@ def models(as_json: JsonOpt = False) -> None:
         t.add_column(col, no_wrap=True)
     for r in rows:
         code = "h2" if r["code"] == "h2" else "fp"
-        t.add_row(r["name"], r["arch"], str(r["K"]), code, r["recipe"], _fmt_num(r["accuracy"]),
-                  _fmt_num(r["mAP"]), f"{r['tau']:.3g}",
+        t.add_row(r["name"], r["arch"], str(r["K"]), code, r["recipe"], tables.fmt_num(r["accuracy"]),
+                  tables.fmt_num(r["mAP"]), f"{r['tau']:.3g}",
                   kit.fmt_size(r["tflite_bytes"] + r["fingerprint_bytes"]))
     t.caption = ("code: what a vault searches (h2: the paper's hash; fp: the identification "
                  "fingerprint). acc, mAP (of h2): FSDD speaker never seen in training (docs/models.md)")
     kit.stdout().print(t)
-
-
-def _fmt_num(x: Any) -> str:
-    return "-" if x is None else f"{x:.3f}"
 
 
 # --------------------------------------------------------------------------- ingest
@@ -315,11 +308,11 @@ def ingest(
         d = kit.jsonable(report)
         if isinstance(d, dict):
             d["errors"] = [{"path": p, "message": m} for p, m in errors]
-            d["skipped_unsupported"] = _skipped_rows(sources.skipped)
+            d["skipped_unsupported"] = tables.skipped_rows(sources.skipped)
             d["warnings"] = [{"path": p, "message": m} for p, m in silent]
         kit.print_json(d)
     else:
-        _print_ingest(report, len(errors), sources.skipped)
+        tables.print_ingest(report, len(errors), sources.skipped)
     kit.warn([m for _, m in silent])
     for p, m in errors:
         kit.err_line(f"{p}: {m}" if not m.startswith(p) else m)
@@ -328,45 +321,6 @@ def ingest(
         raise typer.Exit(130)
     if errors:
         raise typer.Exit(1)
-
-
-def _skipped_rows(skipped: list[Path]) -> list[dict[str, str]]:
-    from speechvault.sources import skip_reason
-
-    return [{"path": str(p), "reason": skip_reason(p)} for p in skipped]
-
-
-def _print_ingest(report: Any, n_errors: int, skipped: list[Path]) -> None:
-    from rich.table import Table
-
-    con = kit.stdout()
-    shown = report.added[:MAX_ROWS_SHOWN]
-    if shown:
-        t = Table(title="added", title_justify="left")
-        for col in ("id", "name", "category", "duration", "size", "windows"):
-            t.add_column(col, justify="right" if col in ("id", "duration", "size", "windows") else "left")
-        for r in shown:
-            t.add_row(str(r.id), str(r.name), str(r.category), kit.fmt_secs(r.duration),
-                      kit.fmt_size(r.size), str(r.n_windows))
-        con.print(t)
-        if len(report.added) > len(shown):
-            con.print(f"... and {len(report.added) - len(shown)} more (see list or --json)")
-    s = Table(show_header=True)
-    s.add_column("added", justify="right", style="green")
-    s.add_column("duplicates", justify="right", style="yellow")
-    s.add_column("errors", justify="right", style="red")
-    s.add_column("skipped", justify="right", style="yellow")
-    s.add_row(str(len(report.added)), str(len(report.skipped_duplicates)), str(n_errors),
-              str(len(skipped)))
-    con.print(s)
-    for path, existing in report.skipped_duplicates[:MAX_ROWS_SHOWN]:
-        con.print(f"[yellow]duplicate[/yellow] {path} (already stored as id {existing})")
-    from rich.markup import escape
-
-    for row in _skipped_rows(skipped[:MAX_ROWS_SHOWN]):
-        con.print(f"[yellow]skipped[/yellow] {escape(row['path'])} ({row['reason']})")
-    if len(skipped) > MAX_ROWS_SHOWN:
-        con.print(f"... and {len(skipped) - MAX_ROWS_SHOWN} more skipped (see --json)")
 
 
 # --------------------------------------------------------------------------- search
@@ -453,7 +407,7 @@ def search(
             d["decrypted"] = [str(s.path) for s in saved]
         kit.print_json(d)
     else:
-        _print_search(result, [s.describe() for s in saved])
+        tables.print_search(result, [s.describe() for s in saved])
     from speechvault.silence import silence_warning
 
     kit.warn([w for w in [silence_warning(source, max_duration, query=True)] if w])
@@ -461,70 +415,6 @@ def search(
         kit.err_line(message if message.startswith(path) else f"{path}: {message}")
     if failed:
         raise typer.Exit(1)
-
-
-def _evidence_text(hit: Any) -> str:
-    """'0.83 (18 win)', with the near-identical windows when some are ('-0.41 (18 win, 3 near)'):
-    a match may rest on those alone (``ExcerptRule.min_strong_windows``)."""
-    near = getattr(hit, "near_identical", None) or 0.0
-    extra = f", {near:g} near" if near >= 1.0 else ""
-    return f"{hit.evidence:.2f} ({hit.windows} win{extra})"
-
-
-def _print_search(result: Any, written: list[str]) -> None:
-    from rich.table import Table
-
-    con = kit.stdout()
-    tau = float(result.tau)
-    fb = " (nothing in the category: every row searched)" if getattr(result, "fell_back", False) else ""
-    con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
-              f"query category [bold]{result.query_category}[/bold]")
-    from speechvault.hit_rows import shown_hits
-
-    hits = shown_hits(result)  # the matches, then their nearest neighbours up to --top
-    if not hits and getattr(result, "total_rows", 1) == 0 and not getattr(result, "candidates", 0):
-        con.print("no match (nearest shown: none; no window of the vault is near the query)")
-    elif not hits:
-        con.print("no match (no candidates in the vault)")
-    else:
-        t = Table()
-        t.add_column("#", justify="right")
-        t.add_column("id", justify="right")
-        t.add_column("name")
-        t.add_column("category")
-        t.add_column("BER", justify="right")
-        located = any(getattr(h, "offset", None) is not None for h in hits)
-        from speechvault.clock import clock
-
-        if located:  # excerpt search: where the query was found, and on how much evidence
-            t.add_column("found at", justify="right")
-            t.add_column("evidence", justify="right")
-        else:
-            t.add_column("window", justify="right")
-        t.add_column("match")
-        matches_done = False
-        for i, h in enumerate(hits, 1):
-            if not h.is_match and not matches_done:
-                matches_done = True
-                if i > 1:
-                    t.add_section()
-            style = "bold green" if h.is_match else "dim"
-            where = ([clock(h.offset), _evidence_text(h)] if located else [str(h.window)])
-            t.add_row(str(i), str(h.recording_id), str(h.name), str(h.category),
-                      f"{float(h.ber):.4f}", *where, "MATCH" if h.is_match else "", style=style)
-        con.print(t)
-        if not result.matched:
-            con.print(f"no match (nearest shown; none under tau {tau:.3f})")
-        else:
-            n = sum(1 for h in hits if h.is_match)
-            con.print(f"[green]{n} match{'es' if n != 1 else ''}[/green]")
-    timings = dict(result.timings or {})
-    if timings:
-        order = ["model_load", "decode", "features", "inference", "category_stage", "hamming_stage", "total"]
-        keys = [k for k in order if k in timings] + [k for k in timings if k not in order]
-        con.print("timings: " + "  ".join(f"{k} {kit.fmt_ms(timings[k])}" for k in keys))
-    for w in written:
-        con.print(f"decrypted -> {w}")
 
 
 # --------------------------------------------------------------------------- export
@@ -630,34 +520,6 @@ def list_(
     con.print(f"{len(rows)} recording{'s' if len(rows) != 1 else ''}")
 
 
-def _print_info_table(info: Any, counts: dict) -> None:
-    from rich.table import Table
-
-    d = kit.jsonable(info)
-    t = Table(show_header=False)
-    t.add_column("key", style="bold")
-    t.add_column("value")
-    if isinstance(d, dict):
-        for k, val in d.items():
-            if k == "category_counts":
-                counts = counts or val
-                continue
-            if isinstance(val, (dict, list)):
-                val = json.dumps(val, ensure_ascii=False)
-            t.add_row(str(k), str(val))
-    else:
-        t.add_row("info", str(d))
-    con = kit.stdout()
-    con.print(t)
-    if counts:
-        c = Table()
-        c.add_column("category")
-        c.add_column("count", justify="right")
-        for k, n in sorted(counts.items(), key=lambda kv: str(kv[0])):
-            c.add_row(str(k), str(n))
-        con.print(c)
-
-
 @_command()
 def info(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False,
          wait: ReadWaitOpt = DEFAULT_READ_WAIT) -> None:
@@ -672,7 +534,7 @@ def info(vault: VaultArg, key_file: KeyFileOpt = None, as_json: JsonOpt = False,
             d.setdefault("category_counts", kit.jsonable(counts))
         kit.print_json(d)
     else:
-        _print_info_table(inf, counts)
+        tables.print_info(inf, counts)
 
 
 # --------------------------------------------------------------------------- delete
@@ -846,46 +708,12 @@ def demo(
     if as_json:
         kit.print_json(report)
     else:
-        _print_demo(report)
+        tables.print_demo(report)
     if not report.ok:
         why = ("ingest errors" if report.errors else "the degraded query did not match its original"
                if not report.correct else "the decrypted file differs from the original")
         kit.err_line(f"demo failed: {why}")
         raise typer.Exit(1)
-
-
-def _print_demo(r: Any) -> None:
-    from rich.table import Table
-
-    con = kit.stdout()
-    t = Table(show_header=False, title="speechvault demo", title_justify="left")
-    t.add_column("k", style="bold")
-    t.add_column("v")
-    t.add_row("model", f"{r.model_name} (sha256 {r.model_sha256[:12]})")
-    t.add_row("vault", f"{r.vault_path}" + ("" if r.kept else " (temporary, removed)"))
-    if r.key_file:
-        t.add_row("key file", f"{r.key_file} (the passphrase, mode 0600: --key-file)")
-    t.add_row("cipher / kdf", f"{r.cipher} / scrypt 2^{r.kdf_log2n}")
-    t.add_row("ingested", f"{r.added} of {r.n_clips} clips ({r.duplicates} duplicates, {len(r.errors)} errors)")
-    t.add_row("query", f"{r.query_source}, degraded: {r.degradation}")
-    t.add_row("best hit", f"{r.top_name}  BER {r.top_ber:.4f}  (tau {r.tau:.3f}, {r.mode})"
-              if r.top_ber is not None else "none")
-    t.add_row("result", "[green]match, correct recording[/green]" if r.correct
-              else "[red]no correct match[/red]")
-    t.add_row("decrypted", "[green]byte-identical (sha256 " + str(r.original_sha256)[:16] + "...)[/green]"
-              if r.byte_identical else "[red]not identical / not decrypted[/red]")
-    t.add_row("timings", "  ".join(f"{k} {kit.fmt_secs(v)}" for k, v in r.timings.items()))
-    con.print(t)
-    if r.hits:
-        h = Table(title="hits", title_justify="left")
-        for col in ("id", "name", "category", "BER", "match"):
-            h.add_column(col, justify="right" if col in ("id", "BER") else "left")
-        for hit in r.hits[:5]:
-            style = "bold green" if hit.get("is_match") else "dim"
-            h.add_row(str(hit.get("recording_id")), str(hit.get("name")), str(hit.get("category")),
-                      f"{float(hit.get('ber', float('nan'))):.4f}", "MATCH" if hit.get("is_match") else "",
-                      style=style)
-        con.print(h)
 
 
 # --------------------------------------------------------------------------- train
@@ -1018,7 +846,7 @@ def ssh_serve(
     if as_json:
         kit.print_json(kit.jsonable(result))
     else:
-        _print_search(result, [])
+        tables.print_search(result, [])
 
 
 # --------------------------------------------------------------------------- tui
@@ -1082,8 +910,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         sys.exit(130)
-
-
 
 
 def _register_experiments() -> None:

@@ -244,7 +244,8 @@ def test_training_pairs_carry_window_ids_and_speakers(monkeypatch):
     assert n > 0 and len(pairs["window_id"]) == n == len(pairs["speaker"])
     signal = pairs["window_id"] >> 20
     assert set(np.unique(signal)) == {0, 1}
-    assert np.all(pairs["speaker"][signal == 0] == 2) and np.all(pairs["speaker"][signal == 1] == -1)
+    assert np.all(pairs["speaker"][signal == 0] == 2)
+    assert np.all(pairs["speaker"][signal == 1] == -1)
     ids, counts = np.unique(pairs["window_id"], return_counts=True)
     assert counts.max() <= 2 and (counts == 2).any()  # two views, mostly of the same windows
     first = np.flatnonzero(pairs["window_id"] == ids[counts == 2][0])
