@@ -18,6 +18,9 @@ the views at 0-15 dB) and telephone-band views, the copies the linear code keeps
 
 Measured (docs/results/excerpt_rule_trials.md, session 26): width 8 keeps 0.968 of 10 dB babble
 copy windows under the impostors' 1e-4 quantile (DDA 0.953) at 10.2 ms per 5 s query (DDA 9.4).
+``--speaker-batches 0.5`` (session 30) keeps other takes of a word further away (CALIB whole-clip
+recall 0.614-0.634, the shipped network 0.550) but leaves the excerpt recall where the recipe's
+seeds lie (0.853-0.858), so it is off by default.
 Needs TensorFlow (``pip install -e '.[train]'``) and espeak-ng for the FIT voices.
 """
 
