@@ -143,9 +143,10 @@ def epoch_batches(n: int, batch: int, rng: np.random.Generator, speaker_share: f
 
     Why: in a random batch the negatives are mostly other voices and other words, so nothing
     teaches the code to tell two takes of one word by one speaker apart, and a code trained on
-    more degraded views merges them (session 29: 12 views put a CALIB speaker's takes of "two"
-    at BER 0.036, and no whole-clip rule could be set). A one-speaker batch makes those takes
-    each other's negatives (hard negatives, as in FaceNet's batches, Schroff et al. 2015)."""
+    more degraded views merges them (session 30: session 29's 12-view code put two takes of
+    "two" by the CALIB speaker at BER 0.036, and no whole-clip rule could be set). A one-speaker
+    batch makes those takes each other's negatives (hard negatives, as in FaceNet's batches,
+    Schroff et al. 2015). Measured: whole clips found more often, excerpts not (session 30)."""
     order = rng.permutation(n)
     steps = [np.sort(order[i:i + batch]) for i in range(0, n - batch + 1, batch)]
     if speaker_share <= 0:
