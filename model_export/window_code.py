@@ -20,7 +20,8 @@ Measured (docs/results/excerpt_rule_trials.md, session 26): width 8 keeps 0.968 
 copy windows under the impostors' 1e-4 quantile (DDA 0.953) at 10.2 ms per 5 s query (DDA 9.4).
 ``--speaker-batches 0.5`` (session 30) keeps other takes of a word further away (CALIB whole-clip
 recall 0.614-0.634, the shipped network 0.550) but leaves the excerpt recall where the recipe's
-seeds lie (0.853-0.858), so it is off by default.
+seeds lie (0.853-0.858) and finds far fewer excerpts in 0 dB babble (21-42 of 60 against 35-56,
+``docs/measure_calib_stress.py``), so it is off by default.
 Needs TensorFlow (``pip install -e '.[train]'``) and espeak-ng for the FIT voices.
 """
 
@@ -146,7 +147,8 @@ def epoch_batches(n: int, batch: int, rng: np.random.Generator, speaker_share: f
     more degraded views merges them (session 30: session 29's 12-view code put two takes of
     "two" by the CALIB speaker at BER 0.036, and no whole-clip rule could be set). A one-speaker
     batch makes those takes each other's negatives (hard negatives, as in FaceNet's batches,
-    Schroff et al. 2015). Measured: whole clips found more often, excerpts not (session 30)."""
+    Schroff et al. 2015). Measured: whole clips found more often, excerpts not, and excerpts in
+    loud babble less often (session 30)."""
     order = rng.permutation(n)
     steps = [np.sort(order[i:i + batch]) for i in range(0, n - batch + 1, batch)]
     if speaker_share <= 0:
