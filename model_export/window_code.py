@@ -102,9 +102,10 @@ def training_pairs(fsdd_dir, spec: WindowingSpec, *, views: int = 6, babble_shar
     ``speaker_batches``. ``voices``: each FSDD FIT recording also as that many other voices
     (``voice_copies``; speaker -1)."""
     real = xf.fit_long_recordings(fsdd_dir, seed=seed, n_espeak=0, log=log)
-    fit = [r.samples for r in real] + xf.fit_recordings(None, seed=seed, n_espeak=27, log=log)
+    speech = [r.samples for r in real]
+    fit = speech + xf.fit_recordings(None, seed=seed, n_espeak=27, log=log)
     if voices:
-        fit += voice_copies([r.samples for r in real], voices, seed=seed)
+        fit += voice_copies(speech, voices, seed=seed)
     clean, orig, dist, ids = xf.distortion_pairs(
         fit, spec, views, 11, fit, distortion=training_distortion(babble_share, telephone_share),
         with_ids=True)
@@ -121,17 +122,18 @@ def cached_pairs(path: str | None, build: Callable[[], dict]) -> dict[str, np.nd
     cache does not record the options that made it: one cache per set of pair options (views,
     shares, voices), the seed of the training aside. A path without the ``.npz`` suffix gets
     it (as ``np.savez`` would add it)."""
-    if not path:
-        return {k: v for k, v in build().items() if k != "clean"}
-    file = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
-    if file.exists():
+    file = None
+    if path:
+        file = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
+    if file is not None and file.exists():
         with np.load(file) as z:
             return {k: z[k] for k in z.files}
     pairs = {k: v for k, v in build().items() if k != "clean"}
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(file.name + ".tmp.npz")  # a killed write never looks like a cache
-    np.savez(tmp, **pairs)
-    tmp.replace(file)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(file.name + ".tmp.npz")  # a killed write never looks like a cache
+        np.savez(tmp, **pairs)
+        tmp.replace(file)
     return pairs
 
 

@@ -414,9 +414,9 @@ def test_excerpt_found_alone_with_its_offset_in_a_reopened_vault(excerpt_vault, 
     assert res.hits[0].offset == pytest.approx(start, abs=0.05)
     # a clean excerpt: most covered windows are near-identical, and the table says so
     assert res.hits[0].windows >= res.hits[0].near_identical >= 3
-    from commands.tables import evidence_text as _evidence_text
+    from commands.tables import evidence_text
 
-    assert _evidence_text(res.hits[0]).endswith(f"win, {res.hits[0].near_identical:g} near)")
+    assert evidence_text(res.hits[0]).endswith(f"win, {res.hits[0].near_identical:g} near)")
 
 
 def test_degraded_excerpt_found(excerpt_vault):
