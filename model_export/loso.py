@@ -291,7 +291,8 @@ def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int, epochs: int,
         seed: int, spec_augment: bool, variant: Variant = Variant(), spec=None, patience: int = 0,
-        watch: Callable[[Any], dict] | None = None, average_last: int = 0, log=print):
+        watch: Callable[[Any], dict] | None = None, average_last: int = 0,
+        speakers: np.ndarray | None = None, log=print):
     """Train the CRNN (classification, Adam 1e-3, batch 32); keep the epoch with the lowest
     validation loss. ``variant``: label smoothing / mixup (soft targets), Mel warp (of windows
     of ``spec``, default the native FeatureSpec). ``patience``: stop
@@ -301,7 +302,10 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     outputs [hash, probs], history); with ``average_last`` = N > 0 also the mean of the weights
     after each of the last N epochs run (stochastic weight averaging, Izmailov et al. 2018: one
     epoch's h1 on a new speaker swings by several points, an average of epochs less; batch-norm
-    statistics are averaged alike, not recomputed)."""
+    statistics are averaged alike, not recomputed). ``speakers``: each training window's
+    speaker index (``speaker_adversarial.training_speakers``), needed when
+    ``variant.speaker_adversarial`` > 0: the network then trains through
+    ``speaker_adversarial.adversarial_trainer`` (the exported model is unchanged)."""
     import keras
 
     from model_export.models import build_model
@@ -312,26 +316,48 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     clf = keras.Model(model.inputs, model.outputs[1])
     loss = ("categorical_crossentropy" if variant.soft else "sparse_categorical_crossentropy")
     metric = "categorical_accuracy" if variant.soft else "accuracy"
-    tr = _Batches(X, y, 32, 1, True, seed, spec_augment=spec_augment)
+    n_spk = int(speakers.max()) + 1 if variant.speaker_adversarial > 0 else 0
+    if n_spk and len(speakers) != len(y):
+        raise InvalidInputError("speaker-adversarial training needs one speaker per window")
+    tr = _Batches(X, y + 10 * speakers if n_spk else y, 32, 1, True, seed, spec_augment=spec_augment)
     clf.compile(optimizer=keras.optimizers.Adam(learning_rate(variant, int(epochs) * len(tr))),
                 loss=loss, metrics=[metric])
+    trainer, grl = clf, None
+    if n_spk:
+        from model_export.models import PROBS_LAYER
+        from model_export.speaker_adversarial import SPEAKER_HEAD, adversarial_trainer
+
+        trainer, grl = adversarial_trainer(model, n_spk)
+        cce = "categorical_crossentropy"
+        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate(variant, int(epochs) * len(tr))),
+                        loss={PROBS_LAYER: cce, SPEAKER_HEAD: cce},
+                        metrics={PROBS_LAYER: ["categorical_accuracy"],
+                                 SPEAKER_HEAD: ["categorical_accuracy"]})
     va = _Batches(Xv, yv, 128, 1, False, seed)
     if variant.per_batch:
-        tr = soft_batches(tr, 10, variant, True, spec)
+        tr = soft_batches(tr, 10, variant, True, spec, n_speakers=n_spk)
     if variant.soft:
         va = soft_batches(va, 10, Variant(), False)
     best, best_w, best_ep, hist, last = np.inf, None, 0, [], []
     for ep in range(int(epochs)):
         t0 = time.perf_counter()
-        h = clf.fit(tr, epochs=1, verbose=0).history
+        if grl is not None:
+            from model_export.speaker_adversarial import reversal_weight
+
+            grl.weight.assign(reversal_weight(variant.speaker_adversarial, ep / int(epochs)))
+        h = trainer.fit(tr, epochs=1, verbose=0).history
         vl, vacc = clf.evaluate(va, verbose=0)
-        hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]), "accuracy": float(h[metric][0]),
+        hist.append({"epoch": ep + 1, "loss": float(h["loss"][0]),
+                     "accuracy": float(_history_value(h, metric, "probs")),
                      "val_loss": float(vl), "val_accuracy": float(vacc),
-                     "learning_rate": float(np.asarray(clf.optimizer.learning_rate)),
+                     "learning_rate": float(np.asarray(trainer.optimizer.learning_rate)),
                      "seconds": round(time.perf_counter() - t0, 1)})
+        if grl is not None:  # the adversary's accuracy: near chance when the code hides who speaks
+            hist[-1]["speaker_accuracy"] = float(_history_value(h, "accuracy", "speaker"))
+            hist[-1]["reversal_weight"] = float(np.asarray(grl.weight))
         seen = watch(model) if watch is not None else {}
         hist[-1].update(seen)
-        log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} acc {h[metric][0]:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
+        log(f"    epoch {ep + 1}: loss {h['loss'][0]:.3f} acc {hist[-1]['accuracy']:.3f} val_loss {vl:.3f} val_acc {vacc:.3f} "
             + "".join(f"{k} {v:.3f} " for k, v in seen.items()) + f"({hist[-1]['seconds']:.0f} s)")
         if average_last:
             last = (last + [model.get_weights()])[-int(average_last):]
@@ -345,6 +371,15 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     if average_last:
         return model, hist, [np.mean(ws, axis=0) for ws in zip(*last)]
     return model, hist
+
+
+def _history_value(h: dict, metric: str, output: str) -> float:
+    """The last value of ``metric`` in a Keras history: its plain name (one output), else the
+    ``<output>_...`` key of a model with several outputs."""
+    if metric in h:
+        return h[metric][-1]
+    key = next(k for k in h if k.startswith(output) and k.endswith("accuracy"))
+    return h[key][-1]
 
 
 # ----------------------------------------------------------------------------- judging
@@ -700,11 +735,17 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
                 continue
             t0 = time.perf_counter()
             X, y = training_set(corpus, recipe, train_idx)
+            spk = None
+            if variant.speaker_adversarial > 0:
+                from model_export.speaker_adversarial import training_speakers
+
+                spk, names = training_speakers(corpus, recipe, train_idx)
+                log(f"  speaker-adversarial: {len(names)} training speakers and voices")
             log(f"fold {f.held_out} / {label}: {len(X)} training windows")
             fitted = fit(X, y, Xv, yv, K=K, epochs=epochs, seed=seed if train_seed is None else train_seed,
                          spec_augment=(recipe == "diverse"), variant=variant, spec=spec, patience=patience,
                          watch=held_out_watch(corpus, test_idx, K) if watch_held_out else None,
-                         average_last=average_last, log=log)
+                         average_last=average_last, speakers=spk, log=log)
             model, hist = fitted[:2]
             t_fit = time.perf_counter() - t0
             row = judge(_keras_outputs(model), K, corpus, test_idx, val_idx)
@@ -798,12 +839,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(initialisation, batch order); default --seed")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a lower validation loss (0: off)")
+    p.add_argument("--speaker-adversarial", type=float, default=0.0, help="weight of a speaker "
+                   "classifier's reversed gradient on the code layer (speaker-invariant training; "
+                   "0: off)")
     p.add_argument("--watch-held-out", action="store_true", help="record the held-out speaker's "
                    "h1 and mAP after every epoch (diagnostic; never chooses the epoch)")
     a = p.parse_args(argv)
     cmd = "python -m model_export.loso " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     try:
-        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp, a.extra_voices, a.lr_decay)
+        variant = Variant(a.band_norm, a.label_smoothing, a.mixup, a.mel_warp, a.extra_voices, a.lr_decay,
+                          a.speaker_adversarial)
         run_loso(a.data_dir, a.out, epochs=a.epochs, K=a.bits, recipes=a.recipes.split(","),
                  speakers=a.speakers.split(",") if a.speakers else None, cache_dir=a.cache_dir,
                  seed=a.seed, threads=a.threads, default_model=a.default_model,

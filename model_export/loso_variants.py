@@ -15,7 +15,9 @@ speakers is read off against the plain recipe under the same folds, epochs and s
   1 -+ mel_warp (``augment.mel_warp_windows``): new vocal tracts every epoch at no decoding cost;
 * ``lr_decay`` - "cosine": the learning rate decays over the epoch budget (``learning_rate``);
 * ``extra_takes`` - the diverse recipe also trains on ``espeak_digits.ESPEAK_EXTRA_FIT_VOICES``
-  (that many takes per digit and voice, clean + 1 chained copy; ``loso.build_corpus``).
+  (that many takes per digit and voice, clean + 1 chained copy; ``loso.build_corpus``);
+* ``speaker_adversarial`` - the weight of a speaker classifier's reversed gradient on the code
+  layer (``model_export.speaker_adversarial``: speaker-invariant training, Meng et al. 2018).
 
 Kept out of ``loso.py`` (which runs folds and writes the report) so that the report module does
 not grow with every lever.
@@ -47,6 +49,7 @@ class Variant:
     mel_warp: float = 0.0
     extra_takes: int = 0
     lr_decay: str = "none"
+    speaker_adversarial: float = 0.0
 
     def __post_init__(self) -> None:
         from hashing.features import BAND_NORMS
@@ -63,6 +66,8 @@ class Variant:
             raise InvalidInputError("extra voice takes must be >= 0")
         if self.lr_decay not in LR_DECAYS:
             raise InvalidInputError(f"lr decay must be one of {', '.join(LR_DECAYS)}")
+        if not 0.0 <= self.speaker_adversarial <= 10.0:
+            raise InvalidInputError("the speaker-adversarial weight must be in [0, 10]")
 
     @property
     def soft(self) -> bool:
@@ -84,12 +89,14 @@ class Variant:
             parts.append(f"xvoices{self.extra_takes}")
         if self.lr_decay != "none":
             parts.append(self.lr_decay)
+        if self.speaker_adversarial:
+            parts.append(f"sat{self.speaker_adversarial:g}")
         return "+".join(parts)
 
     @property
     def per_batch(self) -> bool:
         """True when training batches need the ``soft_batches`` wrapper."""
-        return self.soft or self.mel_warp > 0
+        return self.soft or self.mel_warp > 0 or self.speaker_adversarial > 0
 
 
 def learning_rate(variant: Variant, steps: int, base: float = 1e-3):
@@ -135,12 +142,18 @@ def band_normalise_bank(X: np.ndarray, mode: str, pad_value: float = 0.0,
     return out
 
 
-def soft_batches(base, n_classes: int, variant: Variant, train: bool, spec=None):
+def soft_batches(base, n_classes: int, variant: Variant, train: bool, spec=None,
+                 n_speakers: int = 0):
     """Wrap a ``train._Batches`` so that (training only) every window's Mel axis is warped by
     a fresh alpha in 1 -+ ``variant.mel_warp`` (``augment.mel_warp_windows``, windows of
     ``spec``) and, when ``variant.soft``, it yields one-hot targets, smoothed and (training
     only) mixed up; integer labels otherwise. The wrapper keeps ``on_epoch_end`` (the base
-    reshuffles there)."""
+    reshuffles there).
+
+    ``n_speakers`` > 0 (speaker-adversarial training): the base's labels are ``digit +
+    n_classes * speaker`` and the targets a dict of one-hot digits (smoothed) and one-hot
+    speakers, mixed up with the same weights (``speaker_adversarial.adversarial_trainer``'s
+    outputs)."""
     from model_export.augment import mel_warp_windows
     import keras
 
@@ -154,19 +167,33 @@ def soft_batches(base, n_classes: int, variant: Variant, train: bool, spec=None)
 
         def __getitem__(self, i: int):
             xb, yb = base[i]
+            sb = None
+            if n_speakers:
+                yb, sb = yb % n_classes, yb // n_classes
             if train and variant.mel_warp > 0:
                 w = variant.mel_warp
                 xb = mel_warp_windows(xb, self.rng.uniform(1 - w, 1 + w, size=len(yb)), spec)
-            if train and not variant.soft:  # warp only: integer labels as before
+            if train and not variant.soft and sb is None:  # warp only: integer labels as before
                 return xb, yb
             e = variant.label_smoothing
             t = np.full((len(yb), n_classes), e / n_classes, np.float32)
             t[np.arange(len(yb)), yb] += 1.0 - e
+            ts = None
+            if sb is not None:
+                ts = np.zeros((len(sb), int(n_speakers)), np.float32)
+                ts[np.arange(len(sb)), sb] = 1.0
             if train and variant.mixup > 0 and len(yb) > 1:
                 lam = self.rng.beta(variant.mixup, variant.mixup, size=len(yb)).astype(np.float32)
                 perm = self.rng.permutation(len(yb))
                 xb = lam[:, None, None, None] * xb + (1 - lam[:, None, None, None]) * xb[perm]
                 t = lam[:, None] * t + (1 - lam[:, None]) * t[perm]
+                if ts is not None:
+                    ts = lam[:, None] * ts + (1 - lam[:, None]) * ts[perm]
+            if ts is not None:
+                from model_export.models import PROBS_LAYER
+                from model_export.speaker_adversarial import SPEAKER_HEAD
+
+                return xb, {PROBS_LAYER: t, SPEAKER_HEAD: ts}
             return xb, t
 
         def on_epoch_end(self) -> None:

@@ -226,3 +226,104 @@ def test_cosine_lr_decay_lowers_the_rate_each_epoch_and_constant_keeps_it():
     _, const = loso.fit(X, y, Xv, corpus.labels[va][pv], K=64, epochs=2, seed=0, spec_augment=False,
                         log=lambda s: None)
     assert [h["learning_rate"] for h in const] == pytest.approx([1e-3, 1e-3])
+
+
+def test_speaker_adversarial_speakers_line_up_with_the_training_windows():
+    """Each training window's speaker (FSDD clip's speaker, espeak-ng voice) is aligned with
+    ``training_set``: the held-out speaker never appears, and every speaker's windows carry the
+    digits that speaker's clips have."""
+    from model_export.speaker_adversarial import training_speakers
+
+    corpus = _tiny_corpus()
+    tr, _, _ = loso.split_fold(corpus.speakers, corpus.labels, "theo")
+    for recipe in loso.RECIPES:
+        X, y = loso.training_set(corpus, recipe, tr)
+        spk, names = training_speakers(corpus, recipe, tr)
+        assert len(spk) == len(X) and "fsdd:theo" not in names
+        fsdd = [n for n in names if n.startswith("fsdd:")]
+        assert len(fsdd) == 5  # the five others (validation takes a share of each one's clips)
+        want = {f"fsdd:{s}" for s in corpus.speakers[tr]}
+        assert set(fsdd) == want
+        assert ("espeak:w" in names) == (recipe == "diverse")
+        clean_n = len(corpus.clean.select(tr)[0])
+        np.testing.assert_array_equal(np.array(names, dtype=object)[spk[:clean_n]],
+                                      [f"fsdd:{s}" for s in corpus.speakers[tr]])
+
+
+def test_gradient_reversal_is_identity_forward_and_negates_the_gradient():
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    from model_export.speaker_adversarial import GradientReversal, reversal_weight
+
+    layer = GradientReversal(0.7)
+    x = tf.constant([[1.0, -2.0, 3.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.constant([[2.0, 3.0, 4.0]]))
+    np.testing.assert_allclose(y.numpy(), x.numpy())
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), [[-1.4, -2.1, -2.8]], rtol=1e-6)
+    assert reversal_weight(0.5, 0.0) == 0.0
+    assert 0.49 < reversal_weight(0.5, 1.0) <= 0.5
+    assert reversal_weight(0.5, 0.2) < reversal_weight(0.5, 0.5)
+
+
+def test_speaker_adversarial_training_keeps_the_model_and_records_the_adversary():
+    """--speaker-adversarial W: the network trains with a speaker head on its reversed code
+    layer (targets mixed up with the digits'), the reversal weight rises over the epochs from
+    0, the adversary's accuracy is recorded, and the returned model is still the paper's two
+    outputs (hash, probs)."""
+    pytest.importorskip("tensorflow")
+    from model_export.loso_variants import Variant
+    from model_export.speaker_adversarial import training_speakers
+
+    corpus = _tiny_corpus()
+    tr, va, _ = loso.split_fold(corpus.speakers, corpus.labels, "theo")
+    X, y = loso.training_set(corpus, "diverse", tr)
+    spk, names = training_speakers(corpus, "diverse", tr)
+    Xv, pv = corpus.clean.select(va)
+    v = Variant(label_smoothing=0.1, mixup=0.2, speaker_adversarial=0.5)
+    assert v.label("diverse").endswith("+sat0.5")
+    model, hist = loso.fit(X, y, Xv, corpus.labels[va][pv], K=64, epochs=3, seed=0,
+                           spec_augment=False, variant=v, speakers=spk, log=lambda s: None)
+    assert [h["reversal_weight"] for h in hist][0] == 0.0
+    ws = [h["reversal_weight"] for h in hist]
+    assert all(b > a for a, b in zip(ws, ws[1:])) and ws[-1] <= 0.5
+    assert all(0.0 <= h["speaker_accuracy"] <= 1.0 for h in hist)
+    assert len(model.outputs) == 2 and model.outputs[0].shape[-1] == 64
+    with pytest.raises(InvalidInputError):
+        loso.fit(X, y, Xv, corpus.labels[va][pv], K=64, epochs=1, seed=0, spec_augment=False,
+                 variant=v, speakers=spk[:-1], log=lambda s: None)
+
+
+def test_soft_batches_mix_speaker_targets_with_the_digits():
+    """The speaker targets of a mixed-up batch are mixed with the same weights as the digit
+    targets: for a pair of windows of different digits and speakers the two mixes agree."""
+    from model_export.loso_variants import Variant, soft_batches
+
+    class Base:
+        rng = np.random.default_rng(0)
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            x = np.zeros((8, 4, 4, 1), np.float32)
+            digits = np.arange(8) % 10
+            speakers = np.arange(8) % 3
+            return x, digits + 10 * speakers
+
+        def on_epoch_end(self):
+            pass
+
+    b = soft_batches(Base(), 10, Variant(mixup=0.4), True, n_speakers=3)
+    _, t = b[0]
+    d, s = t["probs"], t["speaker"]
+    assert d.shape == (8, 10) and s.shape == (8, 3)
+    np.testing.assert_allclose(d.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(s.sum(1), 1.0, rtol=1e-6)
+    for i in range(8):  # the weight on window i's own digit = the weight on its own speaker
+        own_d, own_s = d[i, i % 10], s[i, i % 3]
+        if own_s < 1.0 - 1e-6 and own_d < 1.0 - 1e-6:
+            assert own_s >= own_d - 1e-6
