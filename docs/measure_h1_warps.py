@@ -5,8 +5,7 @@
 
 Vocal-tract-length normalisation in ASR warps the frequency axis of a new speaker's features
 towards the training speakers'. Here each held-out clip's model window is warped on its Mel
-axis by VTLP factors alpha (``model_export.augment.mel_warp_windows``, the training's own
-warp), and h1 is read (a) per alpha, (b) from the mean of the posteriors over several alphas
+axis by VTLP factors alpha (``model_export.test_time_warp``: the training's own warp), and h1 is read (a) per alpha, (b) from the mean of the posteriors over several alphas
 (test-time augmentation), (c) from the single alpha whose posterior is most confident (VTLN's
 maximum-likelihood warp, the classifier standing in for the acoustic model). Also prints the
 confusion matrix of the unwarped h1 (rows: true digit). Windows come from the LOSO corpus
@@ -28,8 +27,8 @@ SETS = ((0.9, 1.0, 1.1), (0.94, 1.0, 1.06), (0.86, 0.94, 1.0, 1.06, 1.14), ALPHA
 
 def main() -> None:
     from hashing.features import FeatureSpec
-    from model_export.augment import mel_warp_windows
     from model_export.loso import _tflite_outputs, build_corpus
+    from model_export.test_time_warp import warped_h1, warped_posteriors
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
@@ -44,14 +43,8 @@ def main() -> None:
     X, pos = corpus.clean.select(clips)
     truth = corpus.labels[clips]
 
-    def posteriors(alpha: float) -> np.ndarray:
-        Xw = X if alpha == 1.0 else mel_warp_windows(X, np.full(len(X), alpha), spec)
-        _, p = run(Xw)
-        sums = np.zeros((len(clips), p.shape[1]))
-        np.add.at(sums, pos, p)  # a clip's windows vote, as the LOSO judge does
-        return sums / sums.sum(1, keepdims=True)
-
-    per = {al: posteriors(al) for al in ALPHAS}
+    # a clip's windows vote, as the LOSO judge does (model_export.test_time_warp)
+    per = dict(zip(ALPHAS, warped_posteriors(run, X, pos, len(clips), ALPHAS, spec)))
     acc = {al: float(np.mean(p.argmax(1) == truth)) for al, p in per.items()}
     print(f"{a.model.name}, held-out {a.held_out}: {len(clips)} clips")
     print("| alpha | " + " | ".join(f"{al:g}" for al in ALPHAS) + " |")
@@ -61,12 +54,9 @@ def main() -> None:
     print("| alphas | mean posterior | most confident alpha |")
     print("|---|---|---|")
     for group in SETS:
-        stack = np.stack([per[al] for al in group])
-        mean = stack.mean(0).argmax(1)
-        pick = stack.max(2).argmax(0)
-        conf = stack[pick, np.arange(len(clips))].argmax(1)
-        print(f"| {', '.join(f'{al:g}' for al in group)} | {np.mean(mean == truth):.3f} | "
-              f"{np.mean(conf == truth):.3f} |")
+        h1 = warped_h1(np.stack([per[al] for al in group]))
+        print(f"| {', '.join(f'{al:g}' for al in group)} | {np.mean(h1['mean'] == truth):.3f} | "
+              f"{np.mean(h1['confident'] == truth):.3f} |")
     cm = np.zeros((10, 10), int)
     np.add.at(cm, (truth, per[1.0].argmax(1)), 1)
     print("\nconfusion (rows: true digit, columns: h1), alpha 1:")

@@ -47,6 +47,7 @@ import numpy as np
 
 from model_export.loso_variants import (Variant, band_normalise_bank, learning_rate, optimizer_text,
                                         soft_batches)
+from model_export.test_time_warp import warped_h1, warped_posteriors
 from speechvault.errors import InvalidInputError
 
 __all__ = ["Fold", "loso_folds", "split_fold", "RECIPES", "PAPER_TABLE1_MAP", "run_loso", "main"]
@@ -477,9 +478,12 @@ def judge(run, K: int, corpus: Corpus, test_idx: np.ndarray, cal_idx: np.ndarray
     out["tau"] = tau
     y = corpus.labels
     spk = _subset_enc(lib_f, test_idx)
+    Xt, post = corpus.clean.select(test_idx)  # h1 read from warped windows too (a measurement)
+    warped = warped_h1(warped_posteriors(run, Xt, post, len(test_idx)))
     out["fsdd"] = {
         "n_clips": int(len(test_idx)),
         "h1_accuracy": float(np.mean(lib_f.category[test_idx] == y[test_idx])),
+        "h1_accuracy_warps": {k: float(np.mean(v == y[test_idx])) for k, v in warped.items()},
         "mAP_h2": _map(spk, y[test_idx], K),
         "retrieval": _retrieval(run, K, corpus.cpo, test_idx, 0, lib, tau),
     }
@@ -753,7 +757,9 @@ def run_loso(data_dir: str | Path, out: str | Path, *, epochs: int = 6, K: int =
                                 "variant": dataclasses.asdict(variant), "train_windows": int(len(X)),
                                 "fit_seconds": round(t_fit, 1), **row})
             res["histories"][f"{f.held_out}/{label}"] = hist
-            log(f"  {label} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} mAP {row['fsdd']['mAP_h2']:.3f} "
+            hw = row["fsdd"]["h1_accuracy_warps"]
+            log(f"  {label} on {f.held_out}: h1 {row['fsdd']['h1_accuracy']:.3f} (warps: mean "
+                f"{hw['mean']:.3f}, most confident {hw['confident']:.3f}) mAP {row['fsdd']['mAP_h2']:.3f} "
                 f"espeak h1 {row['espeak_test']['h1_accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
             if average_last:  # the same training, judged with its last epochs' mean weights
                 best_weights = model.get_weights()

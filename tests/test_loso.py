@@ -327,3 +327,44 @@ def test_soft_batches_mix_speaker_targets_with_the_digits():
         own_d, own_s = d[i, i % 10], s[i, i % 3]
         if own_s < 1.0 - 1e-6 and own_d < 1.0 - 1e-6:
             assert own_s >= own_d - 1e-6
+
+
+def test_warped_h1_reads_the_mean_and_the_most_confident_warp():
+    """test_time_warp: a stand-in model whose posterior depends on the warp; the 'confident'
+    reading takes the category of the sharpest warp, 'mean' the category of the average; the
+    unwarped alpha (1) gives the windows as they are, and the judge records both readings."""
+    from model_export.test_time_warp import warped_h1, warped_posteriors
+
+    post = np.array([  # 2 warps x 3 clips x 3 categories
+        [[0.4, 0.35, 0.25], [0.1, 0.8, 0.1], [0.34, 0.33, 0.33]],
+        [[0.05, 0.9, 0.05], [0.45, 0.1, 0.45], [0.2, 0.2, 0.6]],
+    ])
+    h1 = warped_h1(post)
+    np.testing.assert_array_equal(h1["confident"], [1, 1, 2])
+    np.testing.assert_array_equal(h1["mean"], post.mean(0).argmax(1))
+
+    seen = []
+
+    def run(X):
+        seen.append(np.array(X, np.float32))
+        p = np.stack([X[:, :4].mean((1, 2, 3)), X[:, 4:].mean((1, 2, 3))], 1)
+        return None, np.exp(p) / np.exp(p).sum(1, keepdims=True)
+
+    from hashing.features import FeatureSpec
+
+    spec = FeatureSpec(input_mode="native", n_mels=16)
+    X = np.random.default_rng(0).random((6, 16, 8, 1)).astype(np.float32)
+    owner = np.array([0, 0, 1, 1, 2, 2])
+    got = warped_posteriors(run, X, owner, 3, alphas=(0.9, 1.0), spec=spec)
+    assert got.shape == (2, 3, 2)
+    np.testing.assert_allclose(got.sum(2), 1.0)
+    np.testing.assert_array_equal(seen[1], X)          # alpha 1: the windows untouched
+    assert not np.allclose(seen[0], X)                 # alpha 0.9: warped
+
+    corpus = _tiny_corpus()
+    tr, va, te = loso.split_fold(corpus.speakers, corpus.labels, "theo")
+    stub = lambda Xq: (np.sign(np.asarray(Xq, np.float32).reshape(len(Xq), -1)[:, :64]),
+                       np.eye(10)[np.zeros(len(Xq), int)])
+    row = loso.judge(stub, 64, corpus, te, va)
+    w = row["fsdd"]["h1_accuracy_warps"]
+    assert w["mean"] == pytest.approx(row["fsdd"]["h1_accuracy"]) == pytest.approx(0.1)
