@@ -269,13 +269,17 @@ def band_normalised(corpus: Corpus, mode: str) -> Corpus:
 # ----------------------------------------------------------------------------- training
 
 
+def fsdd_banks(corpus: Corpus, recipe: str) -> list[Bank]:
+    """The FSDD banks a recipe trains on: the clean windows and the recipe's two copies."""
+    return [corpus.clean] + (corpus.baseline_aug if recipe == "baseline" else corpus.diverse_aug)
+
+
 def training_set(corpus: Corpus, recipe: str, train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(windows, labels) a recipe trains on for the given FSDD clips."""
     if recipe not in RECIPES:
         raise InvalidInputError(f"unknown recipe {recipe!r}; choose {', '.join(RECIPES)}")
-    banks = [corpus.clean] + (corpus.baseline_aug if recipe == "baseline" else corpus.diverse_aug)
     xs, ys = [], []
-    for b in banks:
+    for b in fsdd_banks(corpus, recipe):
         X, pos = b.select(train_idx)
         xs.append(X)
         ys.append(corpus.labels[train_idx][pos])
@@ -317,9 +321,11 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, *, K: int,
     clf = keras.Model(model.inputs, model.outputs[1])
     loss = ("categorical_crossentropy" if variant.soft else "sparse_categorical_crossentropy")
     metric = "categorical_accuracy" if variant.soft else "accuracy"
-    n_spk = int(speakers.max()) + 1 if variant.speaker_adversarial > 0 else 0
-    if n_spk and len(speakers) != len(y):
-        raise InvalidInputError("speaker-adversarial training needs one speaker per window")
+    n_spk = 0
+    if variant.speaker_adversarial > 0:
+        if speakers is None or len(speakers) != len(y):
+            raise InvalidInputError("speaker-adversarial training needs one speaker per window")
+        n_spk = int(speakers.max()) + 1
     tr = _Batches(X, y + 10 * speakers if n_spk else y, 32, 1, True, seed, spec_augment=spec_augment)
     clf.compile(optimizer=keras.optimizers.Adam(learning_rate(variant, int(epochs) * len(tr))),
                 loss=loss, metrics=[metric])

@@ -95,10 +95,10 @@ def training_speakers(corpus: Any, recipe: str, train_idx: np.ndarray) -> tuple[
     (``espeak_digits.espeak_digit_clips`` makes voices x 10 digits x takes clips, voice-major).
     Returns (speaker index per window, speaker names)."""
     from model_export.espeak_digits import ESPEAK_EXTRA_FIT_VOICES
+    from model_export.loso import fsdd_banks
 
-    banks = [corpus.clean] + (corpus.baseline_aug if recipe == "baseline" else corpus.diverse_aug)
     parts = []
-    for b in banks:
+    for b in fsdd_banks(corpus, recipe):
         _, pos = b.select(train_idx)
         parts.append(np.array([f"fsdd:{s}" for s in corpus.speakers[train_idx][pos]], dtype=object))
     if recipe == "diverse":
