@@ -228,3 +228,22 @@ def test_eval_identify_missing_data_dir_is_one_error_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith("error: ") and "nope" in lines[-1]
+
+
+@pytest.mark.parametrize("name,snr", [("noise_10dB", 10.0), ("noise_20dB", 20.0),
+                                      ("babble_10dB", 10.0)])
+def test_cut_noise_is_at_the_excerpts_own_snr(name, snr):
+    """A quiet excerpt next to a loud take gets noise at the condition's SNR of the excerpt
+    itself, not of the excerpt plus the loud context (which put such queries near -10 dB)."""
+    rec = _rec()
+    loud = rec.samples.copy()
+    loud[int(1.6 * ls.SAMPLE_RATE):int(2.4 * ls.SAMPLE_RATE)] *= 30.0  # in the context only
+    rec = ls.LongRecording("r", "test", "noise", np.clip(loud, -1.0, 1.0))
+    talkers = [(0.1 * np.random.default_rng(k).standard_normal(3 * ls.SAMPLE_RATE)
+                ).astype(np.float32) for k in (1, 2, 3)]
+    clean = ee._cut(rec, 2.5, 3.0, ee.CONDITIONS["clean"], np.random.default_rng(0), ())
+    noisy = ee._cut(rec, 2.5, 3.0, ee.CONDITIONS[name], np.random.default_rng(0), talkers)
+    c = clean.astype(np.float64)
+    got = 10.0 * np.log10(np.mean(c ** 2) / np.mean((noisy - c) ** 2))
+    assert noisy.shape == clean.shape
+    assert abs(got - snr) < 0.3
