@@ -629,3 +629,66 @@ def test_clock_reads_like_a_player():
 
     assert [clock(x) for x in (None, 0, 12.5, 61.04, 3725.25)] == \
         ["-", "0:00.0", "0:12.5", "1:01.0", "1:02:05.2"]
+
+
+def test_probe_keys_toggle_each_slices_weakest_bits():
+    """``probe_keys``: per query window and slice the slice's key (as stored, ``slice_keys``)
+    and, with ``flips`` 2, the keys with its two smallest-margin bits toggled in every
+    combination; nothing else changes."""
+    from hashing import codes as _codes
+    from store.excerpt import probe_keys
+    from store.schema import slice_keys
+
+    K, n, rng = 384, 3, np.random.default_rng(7)
+    bits = rng.integers(0, 2, (n, K)).astype(np.uint8)
+    margins = rng.random((n, K)).astype(np.float32)
+    words = _codes.pack_words(bits)
+    frames = np.array([5, 9, 40])
+    qs, band, key = probe_keys(frames, words, margins, K, 6, 0)
+    stored = slice_keys(words, K)
+    assert len(key) == n * 6
+    assert key == [int(stored[f"k{b}"][i]) for i in range(n) for b in range(6)]
+    assert qs == [int(f) for f in frames for _ in range(6)]
+    qs, band, key = probe_keys(frames, words, margins, K, 6, 2)
+    assert len(key) == n * 6 * 4
+    for i in range(n):
+        for b in range(6):
+            got = {k for q, s, k in zip(qs, band, key) if q == frames[i] and s == b}
+            base = int(stored[f"k{b}"][i])
+            w1, w2 = np.argsort(margins[i, 16 * b:16 * b + 16])[:2]
+            assert got == {base, base ^ (1 << int(w1)), base ^ (1 << int(w2)),
+                           base ^ (1 << int(w1)) ^ (1 << int(w2))}
+
+
+def test_probed_keys_find_a_copy_whose_every_slice_lost_its_weakest_bit():
+    """A copy that differs from its stored window in one bit of every slice shares no slice
+    with it exactly, so the keyed stage alone never finds it; probed with each slice's weakest
+    bit toggled (the bit the copy lost), it is the candidate, at the same distance."""
+    import duckdb
+
+    from hashing import codes as _codes
+    from store import schema
+    from store.excerpt import excerpt_params, excerpt_sql, probe_keys
+
+    K, rng = 384, np.random.default_rng(11)
+    bits = rng.integers(0, 2, K).astype(np.uint8)
+    other = rng.integers(0, 2, K).astype(np.uint8)
+    con = duckdb.connect()
+    con.execute(schema.codes_ddl(K))
+    schema.insert_codes(con, "codes", K, np.array([1, 2]), np.zeros(2), np.zeros(2),
+                        _codes.pack_words(np.array([other, bits])), np.zeros(2))
+    lost = np.arange(0, K, 16) + rng.integers(0, 16, K // 16)  # one bit per slice
+    copy = bits.copy()
+    copy[lost] ^= 1
+    margins = np.ones(K, np.float32)
+    margins[lost] = 0.01  # the bits the copy lost were the nearest to flipping
+    q = _codes.pack_words(copy[None, :])
+    rule = ExcerptRule(key_bands=24, key_flips=1)
+    frames = np.array([0])
+    plain = con.execute(excerpt_sql(K, False, True, 24),
+                        excerpt_params(frames, q, None, K, rule, True)).fetchall()
+    probes = probe_keys(frames, q, margins[None, :], K, 24, rule.key_flips)
+    probed = con.execute(excerpt_sql(K, False, True, 24, probed=True),
+                         excerpt_params(frames, q, None, K, rule, True, probes=probes)).fetchall()
+    assert 2 not in {r[0] for r in plain}
+    assert [(r[0], r[-1]) for r in probed if r[0] == 2] == [(2, K // 16)]

@@ -1,13 +1,14 @@
 """Which excerpts eval-identify misses, and why: each miss with its covered windows' BER.
 
-    python tools/excerpt_misses.py noise_10dB,babble_10dB [EXCERPTS_PER_RECORDING] [SEED]
+    python tools/excerpt_misses.py noise_10dB,babble_10dB [EXCERPTS_PER_RECORDING] [SEED] [keys]
 
 Re-draws exactly the held-out queries of ``speechvault eval-identify --excerpts N --seed S``
 (same recordings, offsets and noise) for the conditions named, searches them in a vault of the
 same recordings with the default model, and prints, for every query whose recording is not
 reported first, the nearest candidates: evidence, covered windows, close and near-identical
 windows, whether the rule accepts them, and the BER of each covered window in time order at
-the candidate's best offset. A diagnostic (issue 12), not a figure of docs/results.
+the candidate's best offset. ``keys``: candidates by 16-bit slices, as a large vault finds
+them (``tools/excerpt_eval_keys.py``). A diagnostic (issue 12), not a figure of docs/results.
 """
 
 import collections
@@ -34,8 +35,10 @@ def _profile(rows, rid: int, K: int) -> list[float]:
     return [round(by_bin[best][s] / K, 2) for s in sorted(by_bin[best])]
 
 
-def main(conditions: list[str], per_recording: int, seed: int) -> None:
+def main(conditions: list[str], per_recording: int, seed: int, keys: bool = False) -> None:
     enc = Encoder.default()
+    if keys:
+        enc._fp = dataclasses.replace(enc._fp, rule={**enc._fp.rule, "candidates": "keys"})
     rule, K = ExcerptRule.from_dict(enc.excerpt_rule), enc.K
     cfg = dataclasses.replace(ee.EvalConfig.full(), excerpts_per_recording=per_recording)
     talkers = [r.samples for r in ls.espeak_recordings(
@@ -73,4 +76,4 @@ def main(conditions: list[str], per_recording: int, seed: int) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1].split(","), int(sys.argv[2]) if len(sys.argv) > 2 else 3,
-         int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+         int(sys.argv[3]) if len(sys.argv) > 3 else 0, sys.argv[4:5] == ["keys"])
