@@ -107,8 +107,6 @@ class WindowCodes:
     code     "h2" or "fingerprint": what ``bits``/``words`` are
     starts   (n,) float64 - start of each window in the recording, seconds
     frames   (n,) int64 or None - identification windows: start frame on the windowing's grid
-    margins  (n, K) float16 or None - a query's learned-fingerprint windows: |unit - centre| per
-             bit, how near each bit is to flipping (``store.excerpt.probe_keys``)
     timings  seconds spent in decode / features / inference
     """
 
@@ -125,7 +123,6 @@ class WindowCodes:
     #: (``starts`` = frames * hop / rate) and its fraction of active frames
     frames: np.ndarray | None = None
     activity: np.ndarray | None = None
-    margins: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -452,26 +449,13 @@ class Encoder:
         if not (np.all(np.isfinite(h)) and np.all(np.isfinite(p))):
             raise ModelError(f"model {self._meta.name!r} produced NaN/inf outputs")
         nearest = np.abs(w.starts[:, None] - model_frames[None, :]).argmin(axis=1)
-        bits, margins = self._fingerprint_bits(w.x, purpose)
+        bits = self._fp.bits(w.x)
         tm["inference"] = time.perf_counter() - t1
         return WindowCodes(
             category=np.argmax(p, axis=1).astype(np.int64)[nearest], probs=p[nearest], bits=bits,
             words=codes.pack_words(bits), K=self.K, starts=w.start_seconds, timings=tm,
             hash_words=codes.pack_words(codes.hash_bits(h))[nearest], code=self.code_name,
-            frames=w.starts, activity=w.activity, margins=margins)
-
-    def _fingerprint_bits(self, x: np.ndarray, purpose: str):
-        """The fingerprint's bits of windows ``x`` and, for a query coded by a learned
-        fingerprint, each bit's margin |unit - centre| (the same bits as ``bits``: unit above
-        centre). Why the margins: a large vault finds candidates by exact 16-bit slices, and a
-        copy's bit errors fall mostly on the bits nearest their threshold, so the search also
-        probes slices with those bits toggled (``store.excerpt.probe_keys``)."""
-        units = getattr(self._fp, "units", None)
-        if purpose != "query" or units is None:
-            return self._fp.bits(x), None
-        u = units(x)
-        centre = self._fp.centre
-        return (u > centre).astype(np.uint8), np.abs(u - centre).astype(np.float16)
+            frames=w.starts, activity=w.activity)
 
     @blas_pinned
     def encode_file(self, source, *, purpose: str = "store",

@@ -41,8 +41,7 @@ import numpy as np
 from store.schema import key_word, slice_key_sql
 from store.sql_dialects import DUCKDB, DUCKDB_LAKE, Dialect
 
-__all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "probe_keys",
-           "excerpt_batch_sql",
+__all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerpt_batch_sql",
            "batch_params", "QUERY_WINDOWS", "decide"]
 
 
@@ -68,17 +67,6 @@ class ExcerptRule:
     #: windows: a 5 s query covering 16 stored windows needs fewer slices per window than a
     #: 1 s clip covering one for the same expected number of genuine key hits
     key_probes: int = 96
-    #: each probed slice of a query window is also looked up with its ``key_flips`` least
-    #: reliable bits toggled, every combination (2^flips keys; ``probe_keys``), when the query
-    #: carries its bits' margins (a learned fingerprint). Why: a slice only matches when all 16
-    #: bits agree, and a copy's bit errors fall mostly on the bits nearest their threshold, so
-    #: toggling those recovers most near misses (the weak-bit toggling of Haitsma & Kalker 2002;
-    #: multi-probe LSH, Lv et al. 2007). The extra keys join the same pass over the index's key
-    #: column (its cost is the pass, not the query's few thousand keys). Measured on 5 s copies
-    #: at +3 % speed: a genuine window pair shares a given slice 4.3 % of the time exactly, 12.2 %
-    #: with two toggled bits (docs/results/excerpt_rule_trials.md, session 32). Not part of the
-    #: decision: the candidates a keyed search verifies come closer to the exact scan's
-    key_flips: int = 2
     #: offset bins of the vote, frames (8 x 16 ms)
     bin_frames: int = 8
     #: (recording, offset) candidates verified
@@ -236,21 +224,12 @@ def _band_key(alias: str, prefix: str, band: int, dialect: Dialect) -> str:
     return slice_key_sql(f"{alias}.{prefix}{word}", band, dialect.word_bits)
 
 
-def _keyed_pairs(K: int, two_stage: bool, bands: int, dialect: Dialect,
-                 probed: bool = False) -> str:
+def _keyed_pairs(K: int, two_stage: bool, bands: int, dialect: Dialect) -> str:
     """Candidate pairs by exact 16-bit slices (locality-sensitive hashing by bit sampling, Indyk
     & Motwani 1998): a window pair within BER b shares a given slice with probability
     (1 - b)^16, so pairs of a copy share some of the K/16 slices and chance pairs rarely do.
-    One hash join per slice. ``probed``: the query's keys come as the table ``qk`` (query
-    window, slice, key; ``probe_keys``: each slice with its weakest bits toggled too) instead
-    of being cut from its words."""
+    One hash join per slice."""
     cat = " AND list_contains($CATS::SMALLINT[], c.category)" if two_stage else ""
-    if probed:
-        return "\nUNION ALL\n".join(
-            f"SELECT c.recording_id AS rid, c.start AS s, qb.qs FROM codes AS c JOIN "
-            f"(SELECT qs, key FROM qk WHERE band = {b}) AS qb "
-            f"ON {_band_key('c', 'w', b, dialect)} = qb.key{cat}"
-            for b in range(min(bands, K // 16)))
     return "\nUNION ALL\n".join(
         f"SELECT c.recording_id AS rid, c.start AS s, q.qs FROM codes AS c JOIN q "
         f"ON {_band_key('c', 'w', b, dialect)} = {_band_key('q', 'q', b, dialect)}{cat}"
@@ -284,12 +263,10 @@ def _nearest_query_window(binp: str) -> str:
 
 
 def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
-                dialect: Dialect = DUCKDB, probed: bool = False) -> str:
+                dialect: Dialect = DUCKDB) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
-    only) the list of categories searched, then (scan only) cand bits, bin, n_candidates, tol,
-    then (probed only) the probe keys' query frames, slices and keys (``probe_keys``).
-    ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair;
-    ``probed`` (keyed, a vault file): with the query's weak bits toggled too.
+    only) the list of categories searched, then (scan only) cand bits, bin, n_candidates, tol.
+    ``keyed``: candidate pairs by exact 16-bit slices instead of a scan of every pair.
     ``dialect``: DuckDB on a vault file or on the lake (``store.sql_dialects``)."""
     if dialect.family != "duckdb":
         from store.sql_dialects import excerpt_sql_for  # the other engines' spelling
@@ -310,11 +287,8 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
         p += 1
     binp, ncand, tol = (f"${p}", f"${p + 1}", f"${p + 2}")
     dist = _dist(K, dialect)
-    probed = probed and keyed and dialect.stored_keys
-    qk = (f"qk AS (\nSELECT unnest(${p + 3}::INTEGER[]) AS qs, unnest(${p + 4}::UTINYINT[]) "
-          f"AS band, unnest(${p + 5}::USMALLINT[]) AS key\n),\n") if probed else ""
     if keyed:
-        keyed_sql = _keyed_pairs(K, two_stage, bands, dialect, probed)
+        keyed_sql = _keyed_pairs(K, two_stage, bands, dialect)
         if two_stage:
             keyed_sql = keyed_sql.replace("$CATS", f"${cats_param}")
         pairs = f"pairs AS (\n{keyed_sql}\n),\n" + _votes("", binp, keyed=True)
@@ -326,7 +300,7 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
     return (
         "WITH q AS (\n"
         f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}\n),\n"
-        f"{qk}{pairs}"
+        f"{pairs}"
         "cand AS (\n"
         f"SELECT rid, ob FROM votes ORDER BY n DESC, tie, rid, ob LIMIT {ncand}::INTEGER\n),\n"
         "cover AS (\n"
@@ -421,38 +395,10 @@ def batch_params(K: int, rule: ExcerptRule, keyed: bool, dialect: Dialect = DUCK
     return dialect.bind(params)
 
 
-def probe_keys(frames: np.ndarray, words: np.ndarray, margins: np.ndarray, K: int, bands: int,
-               flips: int) -> tuple[list[int], list[int], list[int]]:
-    """The keys a keyed search looks up for each query window: for each of the first ``bands``
-    16-bit slices (``store.schema.slice_keys``: bits 16b .. 16b+15 of the code, bit i of the
-    slice worth 2^i) its key and the keys with every combination of its ``flips`` least
-    reliable bits toggled (smallest ``margins``: the units nearest their threshold, which a
-    copy flips most). Returns parallel lists (query window start frame, slice, key), the
-    ``qk`` table of ``excerpt_sql(probed=True)``."""
-    from store.schema import slice_keys
-
-    n, bands, flips = len(frames), min(int(bands), int(K) // 16), max(0, int(flips))
-    keys = slice_keys(words, K)
-    m = np.asarray(margins, np.float32).reshape(n, K // 16, 16)[:, :bands]
-    weak = np.argsort(m, axis=2, kind="stable")[:, :, :flips]  # (n, bands, flips)
-    masks = np.zeros((n, bands, 1 << flips), np.uint16)
-    for subset in range(1, 1 << flips):
-        for j in range(flips):
-            if subset >> j & 1:
-                masks[:, :, subset] ^= (np.uint16(1) << weak[:, :, j].astype(np.uint16))
-    base = np.stack([keys[f"k{b}"] for b in range(bands)], axis=1)  # (n, bands) uint16
-    probes = base[:, :, None] ^ masks  # (n, bands, 2^flips)
-    qs = np.broadcast_to(np.asarray(frames, np.int64)[:, None, None], probes.shape)
-    band = np.broadcast_to(np.arange(bands)[None, :, None], probes.shape)
-    return ([int(x) for x in qs.ravel()], [int(x) for x in band.ravel()],
-            [int(x) for x in probes.ravel()])
-
-
 def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray | None,
                    K: int, rule: ExcerptRule, keyed: bool = False,
-                   dialect: Dialect = DUCKDB, probes: tuple | None = None) -> list:
-    """The bound values of ``excerpt_sql`` for a coded query (as ``dialect`` binds them);
-    ``probes``: ``probe_keys``' lists, for ``excerpt_sql(probed=True)``."""
+                   dialect: Dialect = DUCKDB) -> list:
+    """The bound values of ``excerpt_sql`` for a coded query (as ``dialect`` binds them)."""
     params: list = [[int(x) for x in frames]]
     bound = [dialect.word_values(w) for w in words]  # each window's words as stored
     params += [[w[i] for w in bound] for i in range(len(dialect.word_columns(K)))]
@@ -461,8 +407,6 @@ def excerpt_params(frames: np.ndarray, words: np.ndarray, categories: np.ndarray
     if not keyed:
         params.append(int(np.floor(rule.cand_ber * K)))
     params += [int(rule.bin_frames), int(rule.n_candidates), int(rule.tol_frames)]
-    if probes is not None:
-        params += [list(x) for x in probes]
     return dialect.bind(params)
 
 

@@ -113,8 +113,6 @@ class QueryCode:
     frames: np.ndarray | None = None
     #: and the fraction of its frames that hold speech (0 everywhere: a silent query)
     activity: np.ndarray | None = None
-    #: (n, K) how near each bit is to flipping (a learned fingerprint's |unit - centre|), or None
-    margins: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.category = np.atleast_1d(np.asarray(self.category, dtype=np.int64))
@@ -144,8 +142,7 @@ class QueryCode:
         t = getattr(wc, "timings", None) or {}
         return cls(category=wc.category, words=wc.words, K=int(wc.K),
                    probs=getattr(wc, "probs", None), timings=dict(t), name=name,
-                   frames=getattr(wc, "frames", None), activity=getattr(wc, "activity", None),
-                   margins=getattr(wc, "margins", None))
+                   frames=getattr(wc, "frames", None), activity=getattr(wc, "activity", None))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -274,13 +274,8 @@ class VaultSearch:
         have them from a batch)."""
         from store import excerpt as _ex
 
-        probed = (keyed and self._dialect.stored_keys and rule.key_flips > 0
-                  and q.margins is not None)
-        probes = (_ex.probe_keys(q.frames, q.words, q.margins, self.K, bands, rule.key_flips)
-                  if probed else None)
-        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands, self._dialect, probed)
-        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed, self._dialect,
-                                    probes)
+        sql = _ex.excerpt_sql(self.K, cats is not None, keyed, bands, self._dialect)
+        params = _ex.excerpt_params(q.frames, q.words, cats, self.K, rule, keyed, self._dialect)
         t0 = time.perf_counter()
         rows = con.execute(sql, params).fetchall()
         return rows, time.perf_counter() - t0

@@ -119,27 +119,6 @@ def test_default_model_gives_K_bits_and_a_valid_category():
 
 
 @needs_default
-def test_a_query_carries_its_bits_margins_and_the_same_bits():
-    """A query's windows come with each bit's margin |unit - centre| (the keyed search
-    toggles the weakest, ``store.excerpt.probe_keys``); its bits are the fingerprint's own,
-    and a stored recording's code carries none."""
-    from hashing.encoder import Encoder
-    from hashing.windowing import query_windows
-
-    enc = Encoder.default(num_threads=1)
-    rng = np.random.default_rng(2)
-    t = np.arange(40000) / 16000.0
-    y = (0.3 * np.sin(2 * np.pi * (200 + 80 * np.sin(3 * t)) * t)
-         + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-    q = enc.encode_audio(y, purpose="query")
-    assert q.margins is not None and q.margins.shape == (q.bits.shape[0], enc.K)
-    assert float(q.margins.min()) >= 0.0
-    x = query_windows(y, enc.windowing).x
-    np.testing.assert_array_equal(q.bits, enc._fp.bits(x))
-    assert enc.encode_audio(y, purpose="store").margins is None
-
-
-@needs_default
 def test_default_model_on_a_long_recording_gives_consecutive_windows():
     from hashing.encoder import Encoder
 
