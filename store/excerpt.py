@@ -45,6 +45,19 @@ __all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerp
            "batch_params", "QUERY_WINDOWS", "decide"]
 
 
+#: The least probe budget of a keyed search (``ExcerptRule.bands_for``: slices x stored windows
+#: a query covers), whatever a model's rule stored: which candidates a large vault verifies is
+#: the search engine's breadth, not part of the calibrated decision (each candidate is still
+#: judged on every window it covers), so every vault gets it, also one whose embedded rule says
+#: 96. Why 192 (session 32, docs/results/excerpt_rule_trials.md): with 96, the held-out copies
+#: at +-3 % speed lost 3-6 of 120 excerpts per cell to the keyed stage (a genuine window pair
+#: shares a given slice only ~4 % of the time at that speed); with 144 four cells still lost
+#: one or two; with 192 (12 slices for a 5 s query, all 24 for 3 s) none, the scan's recall.
+#: The cost follows the number of keys a query looks up (the chance pairs they bring), not the
+#: slices: a 5 s query against 1.1M rows, p50 90 -> 103 ms.
+KEY_PROBES = 192
+
+
 @dataclass(frozen=True)
 class ExcerptRule:
     """The excerpt decision rule (defaults are placeholders until calibrated; a model stores
@@ -65,7 +78,8 @@ class ExcerptRule:
     #: ``key_bands``). Each probe costs a pass over the index and brings ~rows/65,536 chance
     #: pairs per query window, while a long query finds its recording through any of its
     #: windows: a 5 s query covering 16 stored windows needs fewer slices per window than a
-    #: 1 s clip covering one for the same expected number of genuine key hits
+    #: 1 s clip covering one for the same expected number of genuine key hits; the search
+    #: spends at least ``KEY_PROBES``
     key_probes: int = 96
     #: offset bins of the vote, frames (8 x 16 ms)
     bin_frames: int = 8
@@ -130,13 +144,15 @@ class ExcerptRule:
 
     def bands_for(self, K: int, span_frames: int, hop_frames: int) -> int:
         """Slices the keyed stage probes for a query whose window starts span ``span_frames``
-        frames: ``key_probes`` divided among the stored windows it covers, at least 4, at most
-        ``key_bands`` and the K/16 slices of the code."""
+        frames: the probe budget (``key_probes``, at least ``KEY_PROBES``) divided among the
+        stored windows it covers, at least 4, at most ``key_bands`` and the K/16 slices of the
+        code."""
         most = min(int(self.key_bands), K // 16)
         if self.key_probes <= 0:
             return most
         covered = max(1, int(span_frames) // max(1, int(hop_frames)) + 1)
-        return max(min(4, most), min(most, -(-int(self.key_probes) // covered)))
+        budget = max(int(self.key_probes), KEY_PROBES)
+        return max(min(4, most), min(most, -(-budget // covered)))
 
     def threshold(self, windows: int) -> float:
         """The evidence a candidate covering ``windows`` stored windows needs to match."""

@@ -170,6 +170,19 @@ def test_keyed_slices_shrink_as_a_query_covers_more_windows():
     assert ExcerptRule(key_bands=2, key_probes=96).bands_for(K, 0, hop) == 2
 
 
+def test_a_keyed_search_spends_at_least_the_engines_probe_budget():
+    """A model's rule that stored a smaller budget (the shipped one: 96) still gets
+    ``KEY_PROBES`` (a 5 s query covering 16 stored windows: 12 slices, not 6); a rule asking
+    more gets more."""
+    from store.excerpt import KEY_PROBES
+
+    K, hop, five = 384, 16, 248
+    covered = five // hop + 1
+    assert ExcerptRule(key_probes=96).bands_for(K, five, hop) == -(-KEY_PROBES // covered)
+    assert ExcerptRule(key_probes=96).bands_for(K, five, hop) > -(-96 // covered)
+    assert ExcerptRule(key_probes=4 * KEY_PROBES).bands_for(K, five, hop) == K // 16
+
+
 def test_calibration_keeps_the_tau_window_that_finds_more_and_accepts_no_impostor():
     """``choose_tau_window`` on hand-made verification rows: genuine copies with one window at
     BER 0.20 and the rest at 0.30-0.35 (babble) are lost at tau_window 0.30 and found at 0.36,
