@@ -51,8 +51,8 @@ __all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerp
 #: judged on every window it covers), so every vault gets it, also one whose embedded rule says
 #: 96. Why 192 (session 32, docs/results/excerpt_rule_trials.md): with 96, the held-out copies
 #: at +-3 % speed lost 3-6 of 120 excerpts per cell to the keyed stage (a genuine window pair
-#: shares a given slice only ~4 % of the time at that speed); with 144 four cells still lost
-#: one or two; with 192 (12 slices for a 5 s query, all 24 for 3 s) none, the scan's recall.
+#: shares a given slice only ~4 % of the time at that speed); with 144, 4 of 1,080 copies at
+#: speed or pitch +-3 %; with 192 (12 slices for a 5 s query, all 24 for 3 s) none, the scan's.
 #: The cost follows the number of keys a query looks up (the chance pairs they bring), not the
 #: slices: a 5 s query against 1.1M rows, p50 90 -> 103 ms.
 KEY_PROBES = 192
