@@ -6,8 +6,9 @@
 The evaluation's vault holds ~8,000 index rows, below ``ExcerptRule.scan_below_rows``, so its
 search scans every pair. A vault of >= 20,000 rows finds candidates by shared 16-bit slices
 instead; this runs the same evaluation with that stage forced, to measure what the faster stage
-costs in recall. ``--key-bands`` caps the slices (default: the model's rule, whose probe budget
-``key_probes`` gives a long query fewer slices than a short one); ``--excerpts`` is
+costs in recall. ``--key-bands`` caps the slices (default: the model's rule; the probe budget,
+the rule's ``key_probes`` but at least ``store.excerpt.KEY_PROBES``, gives a long query fewer
+slices than a short one); ``--excerpts`` is
 ``speechvault eval-identify --excerpts`` (excerpts per recording and length).
 """
 
