@@ -53,8 +53,8 @@ __all__ = ["ExcerptRule", "ExcerptHit", "excerpt_sql", "excerpt_params", "excerp
 #: at +-3 % speed lost 3-6 of 120 excerpts per cell to the keyed stage (a genuine window pair
 #: shares a given slice only ~4 % of the time at that speed); with 144, 4 of 1,080 copies at
 #: speed or pitch +-3 %; with 192 (12 slices for a 5 s query, all 24 for 3 s) none, the scan's.
-#: The cost follows the number of keys a query looks up (the chance pairs they bring), not the
-#: slices: a 5 s query against 1.1M rows, p50 90 -> 103 ms.
+#: The price: a 5 s query against 1.1M rows, p50 73 -> 105 ms idle and 101 -> 128 ms with one
+#: core busy (docs/results/bench_excerpt.md, session 32; issue 12's target is 100 ms).
 KEY_PROBES = 192
 
 
