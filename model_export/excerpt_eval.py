@@ -49,7 +49,7 @@ from model_export import long_speech as ls
 from speechvault.errors import NotFoundError, RuntimeMissingError
 
 __all__ = ["CONDITIONS", "QUICK_CONDITIONS", "EvalConfig", "run_excerpt_eval", "to_markdown",
-           "default_fsdd_dir"]
+           "default_fsdd_dir", "babble_talkers", "held_out_excerpts"]
 
 SR = ls.SAMPLE_RATE
 PASSPHRASE = "speechvault-eval-identify"
@@ -175,6 +175,22 @@ def _pool(cfg: EvalConfig, data_dir: Path | None, seed: int, *, calib: bool):
     stored = fsdd[:n_f_in] + esp[:n_e_in]
     outside = fsdd[n_f_in:] + esp[n_e_in:]
     return stored, outside
+
+
+def babble_talkers(cfg: EvalConfig, seed: int) -> list[np.ndarray]:
+    """The voices of the babble condition: the last CALIB espeak-ng voices (never a TEST one)."""
+    return [r.samples for r in ls.espeak_recordings(
+        ls.ESPEAK_CALIB_VOICES[-cfg.babble_talkers:], cfg.babble_talkers, seed=seed + 31,
+        min_s=20.0, max_s=25.0, prefix="babble")]
+
+
+def held_out_excerpts(cfg: EvalConfig, data_dir: Path | None, seed: int,
+                      talkers: Sequence[np.ndarray]):
+    """(stored, outside, excerpt queries of the stored): the TEST recordings of a run and the
+    excerpts it draws of them, so a diagnostic (``tools/``) re-draws exactly the run's queries."""
+    stored, outside = _pool(cfg, data_dir, seed, calib=False)
+    return stored, outside, _excerpts(stored, cfg, seed + 1, "excerpt", talkers,
+                                      cfg.excerpts_per_recording)
 
 
 def _cut(rec: ls.LongRecording, start: float, length: float, cond: Condition,
@@ -404,17 +420,14 @@ def run_excerpt_eval(out_dir: str | Path, *, quick: bool = False, data_dir: str 
     with _progress() as progress, tempfile.TemporaryDirectory(prefix="sv-eval-identify-") as tmp_s:
         tmp = Path(tmp_s)
         task = progress.add_task("building recordings", total=None)
-        talkers = [r.samples for r in ls.espeak_recordings(
-            ls.ESPEAK_CALIB_VOICES[-cfg.babble_talkers:], cfg.babble_talkers, seed=seed + 31,
-            min_s=20.0, max_s=25.0, prefix="babble")]
-        stored, outside = _pool(cfg, fsdd, seed, calib=False)
+        talkers = babble_talkers(cfg, seed)
+        stored, outside, excerpts = held_out_excerpts(cfg, fsdd, seed, talkers)
         clips = ls.espeak_word_clips(ls.ESPEAK_TEST_VOICES, cfg.clips, seed=seed + 41)
         progress.update(task, total=1, completed=1)
         calib = _calibrate_chromaprint(cfg, fsdd, seed, talkers, progress)
         thr = calib["thresholds"]
 
         task = progress.add_task("drawing excerpt offsets", total=None)
-        excerpts = _excerpts(stored, cfg, seed + 1, "excerpt", talkers, cfg.excerpts_per_recording)
         outside_q = _excerpts(outside, cfg, seed + 2, "outside", talkers, 1)
         clip_q = _clip_queries(clips, "clip", stored=True)
         progress.update(task, total=1, completed=1)

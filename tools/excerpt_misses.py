@@ -19,7 +19,6 @@ from pathlib import Path
 
 from hashing.encoder import Encoder
 from model_export import excerpt_eval as ee
-from model_export import long_speech as ls
 from model_export.excerpt_calibration import _recording_rows
 from store import excerpt as _ex
 from store.excerpt import ExcerptRule
@@ -41,12 +40,9 @@ def main(conditions: list[str], per_recording: int, seed: int, keys: bool = Fals
         enc._fp = dataclasses.replace(enc._fp, rule={**enc._fp.rule, "candidates": "keys"})
     rule, K = ExcerptRule.from_dict(enc.excerpt_rule), enc.K
     cfg = dataclasses.replace(ee.EvalConfig.full(), excerpts_per_recording=per_recording)
-    talkers = [r.samples for r in ls.espeak_recordings(
-        ls.ESPEAK_CALIB_VOICES[-cfg.babble_talkers:], cfg.babble_talkers, seed=seed + 31,
-        min_s=20.0, max_s=25.0, prefix="babble")]
-    stored, _outside = ee._pool(cfg, ee.default_fsdd_dir(), seed, calib=False)
-    queries = [q for q in ee._excerpts(stored, cfg, seed + 1, "excerpt", talkers, per_recording)
-               if q.condition in conditions]
+    stored, _outside, drawn = ee.held_out_excerpts(cfg, ee.default_fsdd_dir(), seed,
+                                                   ee.babble_talkers(cfg, seed))
+    queries = [q for q in drawn if q.condition in conditions]
     tally = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
         vault = ee._build_vault(Path(tmp), stored, enc, "recordings")

@@ -16,7 +16,6 @@ import sys
 import numpy as np
 
 from model_export import excerpt_eval as ee
-from model_export import long_speech as ls
 
 
 def query_snr(clean: np.ndarray, noisy: np.ndarray) -> float:
@@ -27,14 +26,12 @@ def query_snr(clean: np.ndarray, noisy: np.ndarray) -> float:
 
 def main(per_recording: int, seed: int) -> None:
     cfg = dataclasses.replace(ee.EvalConfig.full(), excerpts_per_recording=per_recording)
-    talkers = [r.samples for r in ls.espeak_recordings(
-        ls.ESPEAK_CALIB_VOICES[-cfg.babble_talkers:], cfg.babble_talkers, seed=seed + 31,
-        min_s=20.0, max_s=25.0, prefix="babble")]
-    stored, _outside = ee._pool(cfg, ee.default_fsdd_dir(), seed, calib=False)
+    stored, _outside, drawn = ee.held_out_excerpts(cfg, ee.default_fsdd_dir(), seed,
+                                                   ee.babble_talkers(cfg, seed))
     recs = {r.name: r for r in stored}
     noisy = [n for n, c in ee.CONDITIONS.items() if "noise" in n or "babble" in n]
     snr = collections.defaultdict(list)
-    for q in ee._excerpts(stored, cfg, seed + 1, "excerpt", talkers, per_recording):
+    for q in drawn:
         if q.condition in noisy:
             clean = ee._cut(recs[q.source], q.start, q.length, ee.CONDITIONS["clean"], 0, ())
             snr[(q.condition, q.length, q.origin)].append(query_snr(clean, q.make()))
