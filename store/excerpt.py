@@ -278,6 +278,23 @@ def _nearest_query_window(binp: str) -> str:
             "* 4294967296 + qs)")
 
 
+#: how DuckDB is told to compute the query's windows once: without it, its optimizer inlines
+#: the CTE into each of its uses (one per key slice, the verification) and plans each copy;
+#: a 5 s query's statement at 1.1M rows spent 11.7 of its ~95 ms (one thread) in the
+#: optimizer, 3.1 ms with it (docs/results/bench_excerpt.md, session 33)
+_DUCKDB_Q = "MATERIALIZED "
+
+
+def _duckdb_cover_join(binp: str, tol: str) -> str:
+    """The verification's join of a candidate's stored windows to the query windows within
+    ``tol`` frames of its offset, as an equi-join on each of the 2 * tol + 1 frames: the same
+    pairs as ``abs(c.start - q.qs - ob * bin) <= tol`` (integers: one ``dt`` per pair), which
+    DuckDB can only run as a nested loop over every (stored, query) window pair (6.3 ms of a
+    5 s query's statement at 1.1M rows, one thread; a hash join instead)."""
+    return (f"JOIN range(-{tol}::INTEGER, {tol}::INTEGER + 1) AS dt(dt) ON true\n"
+            f"JOIN q ON q.qs = c.start - cand.ob * {binp}::INTEGER + dt.dt\n")
+
+
 def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
                 dialect: Dialect = DUCKDB) -> str:
     """The statement. Parameters: $1 query start frames, $2.. the W word lists, then (two-stage
@@ -288,7 +305,16 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
         from store.sql_dialects import excerpt_sql_for  # the other engines' spelling
 
         # the other engines read the lake: 64-bit words, spelt as DuckDB on the lake spells them
-        return excerpt_sql_for(dialect, excerpt_sql(K, two_stage, keyed, bands, DUCKDB_LAKE))
+        return excerpt_sql_for(dialect, _excerpt_sql(K, two_stage, keyed, bands, DUCKDB_LAKE,
+                                                     duckdb_plan=False))
+    return _excerpt_sql(K, two_stage, keyed, bands, dialect, duckdb_plan=True)
+
+
+def _excerpt_sql(K: int, two_stage: bool, keyed: bool, bands: int, dialect: Dialect,
+                 duckdb_plan: bool) -> str:
+    """``excerpt_sql``'s text in DuckDB spelling. ``duckdb_plan``: run by DuckDB itself, so
+    spelt for its planner (``_DUCKDB_Q`` and ``_duckdb_cover_join``); False: the portable text
+    that ``store.sql_dialects.excerpt_sql_for`` translates for the other engines."""
     W = len(dialect.word_columns(K))
     wt = dialect.type("WORD")
     words = ",\n       ".join(f"unnest(${2 + i}::{wt}[]) AS q{i}" for i in range(W))
@@ -313,8 +339,10 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
                  f"SELECT c.recording_id AS rid, c.start AS s, q.qs, {dist} AS d\n"
                  f"FROM codes AS c, q\n{cat_where}),\n"
                  + _votes("", binp, keyed=False, where=f" WHERE d <= {cand}::INTEGER"))
+    near = (_duckdb_cover_join(binp, tol) if duckdb_plan else
+            f"JOIN q ON abs(c.start - q.qs - cand.ob * {binp}::INTEGER) <= {tol}::INTEGER\n")
     return (
-        "WITH q AS (\n"
+        f"WITH q AS {_DUCKDB_Q if duckdb_plan else ''}(\n"
         f"SELECT unnest($1::INTEGER[]) AS qs,\n       {words}\n),\n"
         f"{pairs}"
         "cand AS (\n"
@@ -322,7 +350,7 @@ def excerpt_sql(K: int, two_stage: bool, keyed: bool = False, bands: int = 64,
         "cover AS (\n"
         f"SELECT cand.rid, cand.ob, c.start AS s, q.qs, {dist} AS d\n"
         "FROM cand JOIN codes AS c ON c.recording_id = cand.rid\n"
-        f"JOIN q ON abs(c.start - q.qs - cand.ob * {binp}::INTEGER) <= {tol}::INTEGER\n"
+        f"{near}"
         ")\n"
         "SELECT rid, ob, s, "
         f"{_nearest_query_window(binp)} AS qs, min(d) AS d\n"
