@@ -373,6 +373,43 @@ def test_candidate_ties_go_to_the_nearest_not_the_lowest_id(keyed):
     assert decide(rows, K, rule)[0].recording_id == 12
 
 
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("two_stage", [False, True])
+def test_duckdbs_spelling_of_the_statement_returns_the_portable_texts_rows(keyed, two_stage):
+    """The statement DuckDB runs (query windows materialized, the verification an equi-join
+    over the frames within ``tol``) returns exactly the rows of the portable text the other
+    engines are given, on a vault whose copies sit at offsets off the vote's bin grid (so
+    several query windows fall within ``tol`` of a stored one, some at the edge)."""
+    import duckdb
+
+    from hashing import codes as _codes
+    from store import excerpt as ex
+
+    K, rng = 384, np.random.default_rng(11)
+    n_rec, per = 30, 20
+    bits = rng.integers(0, 2, (n_rec * per, K)).astype(np.uint8)
+    words = _codes.pack_words(bits)
+    rid, starts = np.arange(n_rec * per) // per + 1, (np.arange(n_rec * per) % per) * 16
+    con = duckdb.connect()
+    con.execute(schema.codes_ddl(K))
+    schema.insert_codes(con, "codes", K, rid, np.zeros(rid.size), rid % 4, words, starts)
+    # a query every frame over recording 7's windows 5-9, starting 3 frames into its grid
+    frames = np.arange(5 * 16 + 3, 10 * 16 + 3)
+    src = bits[6 * per + (frames - 3) // 16].copy()
+    src ^= (rng.random(src.shape) < 0.06).astype(np.uint8)
+    q = np.asarray(_codes.pack_words(src), dtype=np.uint64)
+    cats = np.array([0, 3]) if two_stage else None
+    rule = ExcerptRule(n_candidates=6, key_bands=24)
+    params = ex.excerpt_params(frames, q, cats, K, rule, keyed)
+    ours = ex.excerpt_sql(K, two_stage, keyed, 24)
+    portable = ex._excerpt_sql(K, two_stage, keyed, 24, ex.DUCKDB, duckdb_plan=False)
+    assert "MATERIALIZED" in ours and "MATERIALIZED" not in portable and ours != portable
+    got, ref = (con.execute(sql, params).fetchall() for sql in (ours, portable))
+    assert got == ref
+    # the copy is verified at its offset, every covered window near (the test is not vacuous)
+    assert sum(1 for r in got if r[:2] == (7, 0) and r[4] < 0.15 * K) == 5 and len({r[:2] for r in got}) > 1
+
+
 def test_a_match_needs_several_close_windows_not_only_evidence():
     """Seven windows each just under tau_window (alike but unrelated sounds) add up to enough
     evidence, but only one of them is within cand_ber: no match. A copy with two close windows
