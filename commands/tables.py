@@ -74,8 +74,14 @@ def print_search(result: Any, written: list[str]) -> None:
     con = kit.stdout()
     tau = float(result.tau)
     fb = " (nothing in the category: every row searched)" if getattr(result, "fell_back", False) else ""
-    con.print(f"mode [bold]{result.mode}[/bold]{fb}   tau {tau:.3f}   "
-              f"query category [bold]{result.query_category}[/bold]")
+    rule = result.excerpt_rule()
+    con.print(f"mode [bold]{result.mode}[/bold]{fb}   "
+              + (f"tau {tau:.3f}   " if rule is None else "")
+              + f"query category [bold]{result.query_category}[/bold]")
+    if rule is not None:  # an excerpt matches by its evidence over the windows, not by tau
+        bound = result.rule.get("best_ber_under")
+        con.print(f"excerpt match: {rule.summary()}"
+                  + ("" if bound is None else f"; best window < {float(bound):.3f}"))
     from speechvault.hit_rows import shown_hits
 
     hits = shown_hits(result)  # the matches, then their nearest neighbours up to --top
@@ -110,7 +116,11 @@ def print_search(result: Any, written: list[str]) -> None:
             t.add_row(str(i), str(h.recording_id), str(h.name), str(h.category),
                       f"{float(h.ber):.4f}", *where, "MATCH" if h.is_match else "", style=style)
         con.print(t)
-        if not result.matched:
+        if not result.matched and rule is not None:
+            bound = result.rule.get("best_ber_under")
+            con.print("no match (nearest shown; none with the evidence the excerpt rule asks"
+                      + ("" if bound is None else f" and a window under {float(bound):.3f}") + ")")
+        elif not result.matched:
             con.print(f"no match (nearest shown; none under tau {tau:.3f})")
         else:
             n = sum(1 for h in hits if h.is_match)
@@ -166,7 +176,8 @@ def print_demo(r: Any) -> None:
     t.add_row("cipher / kdf", f"{r.cipher} / scrypt 2^{r.kdf_log2n}")
     t.add_row("ingested", f"{r.added} of {r.n_clips} clips ({r.duplicates} duplicates, {len(r.errors)} errors)")
     t.add_row("query", f"{r.query_source}, degraded: {r.degradation}")
-    t.add_row("best hit", f"{r.top_name}  BER {r.top_ber:.4f}  (tau {r.tau:.3f}, {r.mode})"
+    t.add_row("best hit", f"{r.top_name}  BER {r.top_ber:.4f}  "
+              f"({r.decision or f'tau {r.tau:.3f}'}, {r.mode})"
               if r.top_ber is not None else "none")
     t.add_row("result", "[green]match, correct recording[/green]" if r.correct
               else "[red]no correct match[/red]")

@@ -120,6 +120,9 @@ class DemoReport:
     exported_sha256: str | None
     byte_identical: bool
     timings: dict[str, float] = field(default_factory=dict)  # wall time of each demo step
+    #: what decided the best hit: "tau 0.031" (BER < tau) or its evidence over the windows
+    #: (the default model's excerpt rule, ``store.excerpt``)
+    decision: str = ""
 
     @property
     def ok(self) -> bool:
@@ -246,9 +249,13 @@ def run_demo(
             top = hits[0] if hits else None
             correct = bool(result.matched and top is not None and top.is_match
                            and expected_id is not None and int(top.recording_id) == expected_id)
+            why = ""
             if top is not None:
-                step(f"search: best hit {top.name} BER {float(top.ber):.4f} "
-                     f"({'match' if top.is_match else 'no match'}, tau {float(result.tau):.2f})")
+                verdict = 'match' if top.is_match else 'no match'
+                why = (f"tau {float(result.tau):.3f}" if result.excerpt_rule() is None else
+                       f"evidence {float(top.evidence):.2f} over {top.windows} "
+                       f"window{'s' if top.windows != 1 else ''}")
+                step(f"search: best hit {top.name} BER {float(top.ber):.4f} ({verdict}, {why})")
 
             exported_sha = None
             t = time.perf_counter()
@@ -290,6 +297,7 @@ def run_demo(
                 exported_sha256=exported_sha,
                 byte_identical=identical,
                 timings=timings,
+                decision=why,
             )
         return report
     finally:

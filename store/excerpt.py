@@ -178,6 +178,18 @@ class ExcerptRule:
         (``min_close_windows``, at most all it covers), whatever its evidence."""
         return hit.close >= min(self.min_close_windows, hit.windows)
 
+    def summary(self) -> str:
+        """How a match is decided, in one line for a user (the CLI, the TUI): an excerpt matches
+        by the evidence summed over its windows, not by one BER under tau. E.g. "evidence >=
+        0.25-0.42 (a window adds 0.34 - BER), 2 windows < 0.25; or 3 < 0.10"."""
+        floors = sorted({float(v) for _, v in self.evidence_by_windows} or {self.min_evidence})
+        need = f"{floors[0]:.2f}" + (f"-{floors[-1]:.2f}" if len(floors) > 1 else "")
+        close = (f", {self.min_close_windows} windows < {self.cand_ber:.2f}"
+                 if self.min_close_windows > 1 else "")
+        strong = (f"; or {self.min_strong_windows} < {self.strong_ber:.2f}"
+                  if self.min_strong_windows > 0 else "")
+        return f"evidence >= {need} (a window adds {self.tau_window:.2f} - BER){close}{strong}"
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["evidence_by_windows"] = [list(x) for x in self.evidence_by_windows]

@@ -196,6 +196,20 @@ class SearchResult:
     candidates: int = 0  # index rows (windows) the Hamming stage compared, summed over windows
     total_rows: int = 0  # index rows in the vault
     fell_back: bool = False  # mode "auto": nothing matched in the category, every row was searched
+    #: excerpt search: the rule that decided (``store.excerpt.ExcerptRule`` as a dict): a hit
+    #: matches by its evidence over the windows, not by ``ber < tau`` (``tau`` then only bounds
+    #: the best window's BER when the caller set it: the dict's ``best_ber_under``). None: a
+    #: match is ``ber < tau``.
+    rule: dict | None = None
+
+    def excerpt_rule(self):
+        """The ``store.excerpt.ExcerptRule`` that decided the matches (an excerpt search), or
+        None when a match is ``ber < tau``."""
+        if self.rule is None:
+            return None
+        from store.excerpt import ExcerptRule
+
+        return ExcerptRule.from_dict(self.rule)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +222,7 @@ class SearchResult:
             "candidates": self.candidates,
             "total_rows": self.total_rows,
             "fell_back": self.fell_back,
+            "rule": self.rule,
             "hits": [h.to_dict() for h in self.hits],
             "nearest": [h.to_dict() for h in self.nearest],
             "timings": dict(self.timings),

@@ -328,4 +328,5 @@ class VaultSearch:
             timings={"category_stage": 0.0, "hamming_stage": t_ham}, nearest=nearest,
             query_categories=sorted(set(qcats), key=qcats.index),
             probed_categories=[self.class_names[c] for c in sorted(probed)],
-            candidates=len({(r[0], r[1]) for r in rows}), total_rows=0)
+            candidates=len({(r[0], r[1]) for r in rows}), total_rows=0,
+            rule={**rule.to_dict(), **({} if max_ber is None else {"best_ber_under": max_ber})})

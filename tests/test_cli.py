@@ -1068,6 +1068,42 @@ def test_search_table_shows_the_neighbours_of_a_match(tmp_path):
     assert all(any(n in ln for ln in rows) for n in dict.fromkeys(names))
 
 
+def test_search_of_an_excerpt_says_it_matched_by_evidence_not_tau(tmp_path):
+    """An excerpt matches by the evidence over its windows (store.excerpt), and its best window
+    may sit above the whole-clip tau: the table says which rule decided (not "tau 0.031" over
+    a MATCH at BER 0.13), --json carries the rule, and --threshold bounds the best window."""
+    import numpy as np
+
+    from hashing.audio import write_wav as write_samples
+    from tests.test_excerpt import SR, long_recording
+
+    rec, ex = tmp_path / "meeting.wav", tmp_path / "excerpt.wav"
+    y = long_recording(900, 20.0)
+    write_samples(rec, y, SR)
+    cut = y[int(6.0 * SR): int(10.0 * SR)]
+    noise = np.random.default_rng(3).standard_normal(cut.size).astype(np.float32)
+    # a copy at 20 dB SNR: its best window is not at BER 0
+    write_samples(ex, cut + noise * np.sqrt(np.mean(cut ** 2) / 100), SR)
+    vault = tmp_path / "v.duckdb"
+    assert run_cli("init", vault, "--kdf-log2n", "10", passphrase=PASS).returncode == 0
+    assert run_cli("ingest", vault, rec, passphrase=PASS).returncode == 0
+    js = json.loads(run_cli("search", vault, ex, "--json").stdout)
+    if js["rule"] is None:
+        pytest.skip("the default model has no identification windows")
+    assert js["matched"] and js["hits"][0]["name"] == "meeting.wav"
+    r = run_cli("search", vault, ex)
+    assert r.returncode == 0, r.stderr
+    head = r.stdout.splitlines()[:2]
+    assert "tau" not in head[0] and head[1].startswith("excerpt match: evidence >= ")
+    assert f"a window adds {js['rule']['tau_window']:.2f} - BER" in head[1]
+    # a bound on the best window under the match's own BER refuses it, and says why
+    best = js["hits"][0]["ber"]
+    assert best > 0, best
+    r = run_cli("search", vault, ex, "--threshold", f"{best / 2:.4f}")
+    assert r.returncode == 0 and "no match" in r.stdout and f"{best / 2:.3f}" in r.stdout, r.stdout
+    assert "MATCH" not in r.stdout
+
+
 def test_list_tsv_one_recording_a_line(tmp_path):
     vault = tmp_path / "v.duckdb"
     assert run_cli("init", vault, "--kdf-log2n", "10", passphrase=PASS).returncode == 0

@@ -885,6 +885,13 @@ async def test_search_excerpt_says_where_it_was_found(tmp_path, no_env_passphras
         assert "meeting.wav" in verdict and "found at 0:12.5" in verdict
         table = screen.query_one("#hits")
         assert table.get_row_at(0)[5] == "0:12.5"
+        # matched by its evidence over the windows, which the verdict and the chart say (not
+        # "BER < tau": the best window's BER may be above the whole-clip tau)
+        assert "evidence" in verdict and "< τ" not in verdict
+        assert table.get_row_at(0)[6] == "✓ evidence"
+        chart = str(screen.query_one("#chart").render())
+        rule = screen.result.excerpt_rule()
+        assert "match by evidence" in chart and f"τ={rule.tau_window:.2f}" in chart
 
 
 @async_test

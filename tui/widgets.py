@@ -46,8 +46,10 @@ def _fit(label: str, width: int) -> str:
 
 
 def render_ber_chart(bars: Sequence[Bar], tau: float, width: int, *, color: bool = True,
-                     max_rows: int | None = None) -> Text:
-    """Horizontal bars of BER per hit, a vertical line at tau, matches drawn apart.
+                     max_rows: int | None = None, legend: str | None = None) -> Text:
+    """Horizontal bars of BER per hit, a vertical line at tau, matches drawn apart. ``legend``:
+    what a match means when it is not "BER < tau" (an excerpt search: evidence over windows,
+    the line then where a window starts to count).
 
     The scale runs from 0 to 0.5 (the BER of unrelated codes), or to the largest BER if above.
     """
@@ -113,7 +115,10 @@ def render_ber_chart(bars: Sequence[Bar], tau: float, width: int, *, color: bool
     if not rows:
         out.append(" " * (label_w + value_w + 2) + " " * tau_col + TAU_MARK)
     out.append("\n")
-    legend = f"{MATCH_FILL} match (BER < τ={tau:.2f})   {MISS_FILL} no match   {TAU_MARK} τ"
+    if legend is None:
+        legend = f"{MATCH_FILL} match (BER < τ={tau:.2f})   {MISS_FILL} no match   {TAU_MARK} τ"
+    else:
+        legend = f"{MATCH_FILL} {legend}   {MISS_FILL} no match   {TAU_MARK} τ={tau:.2f}"
     out.append(legend, style="dim" if color else "")
     return out
 
@@ -129,21 +134,25 @@ class BerChart(Widget):
     #: None until a search has answered: no tau line is drawn before the vault's tau is known
     #: (a fixed 0.26 was drawn, which is not every vault's threshold)
     tau: reactive[float | None] = reactive(None)
+    #: what a match means when it is not "BER < tau" (``render_ber_chart``)
+    legend: str | None = None
 
-    def set_data(self, bars: Sequence[Bar], tau: float) -> None:
+    def set_data(self, bars: Sequence[Bar], tau: float, legend: str | None = None) -> None:
+        self.legend = legend
         self.tau = float(tau)
         self.bars = tuple(bars)
 
     def clear(self) -> None:
         self.bars = ()
         self.tau = None
+        self.legend = None
 
     def render(self) -> Text:
         if self.tau is None:
             return Text("BER chart: after a search", style="dim" if not self.app.no_color else "")
         rows = max(1, self.size.height - 3) if self.size.height else None
         return render_ber_chart(self.bars, self.tau, self.size.width or 60,
-                                color=not self.app.no_color, max_rows=rows)
+                                color=not self.app.no_color, max_rows=rows, legend=self.legend)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self.bars) + 3 if self.bars else 4

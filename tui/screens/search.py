@@ -157,17 +157,24 @@ class SearchScreen(Screen):
         table.clear()
         separator_done = False
         n_match = sum(1 for h in rows if h.is_match)
+        # an excerpt matches by its evidence over the windows (store.excerpt), not by BER < tau
+        rule = res.excerpt_rule()
         for i, h in enumerate(rows, 1):
             if not h.is_match and not separator_done:
                 if n_match:
-                    table.add_row("", "", f"── τ = {res.tau:.2f} ──", "", "", "", "", key="sep")
+                    sep = f"── τ = {res.tau:.2f} ──" if rule is None else "── too little evidence ──"
+                    table.add_row("", "", sep, "", "", "", "", key="sep")
                 separator_done = True
-            mark = "✓ < τ" if h.is_match else "✗"
+            mark = ("✓ < τ" if rule is None else "✓ evidence") if h.is_match else "✗"
             name = f"[b]{_esc(h.name)}[/b]" if h.is_match else _esc(h.name)
             table.add_row(str(i), str(h.recording_id), name, _esc(h.category), fmt.ber(h.ber),
                           fmt.clock(getattr(h, "offset", None)), mark, key=str(h.recording_id))
-        self.query_one("#chart", BerChart).set_data(
-            [Bar(h.name, float(h.ber), bool(h.is_match)) for h in rows], float(res.tau))
+        bars = [Bar(h.name, float(h.ber), bool(h.is_match)) for h in rows]
+        chart = self.query_one("#chart", BerChart)
+        if rule is None:
+            chart.set_data(bars, float(res.tau))
+        else:  # each bar is a hit's best window; the line is where a window starts to count
+            chart.set_data(bars, rule.tau_window, legend=f"match by evidence: {rule.summary()}")
 
         verdict = self.query_one("#verdict", Static)
         if res.matched and n_match:
@@ -175,8 +182,16 @@ class SearchScreen(Screen):
             extra = f" (+{n_match - 1} more)" if n_match > 1 else ""
             where = (f" · found at {fmt.clock(best.offset)}"
                      if getattr(best, "offset", None) is not None else "")
+            why = (f"BER {fmt.ber(best.ber)} < τ {res.tau:.2f}" if rule is None else
+                   f"evidence {best.evidence:.2f} over {best.windows} "
+                   f"window{'s' if best.windows != 1 else ''}, best BER "
+                   f"{fmt.ber(best.ber)}")
             verdict.update(f"[b]MATCH[/b] {_esc(best.name)}{where} · category "
-                           f"{_esc(best.category)} · BER {fmt.ber(best.ber)} < τ {res.tau:.2f}{extra}")
+                           f"{_esc(best.category)} · {why}{extra}")
+        elif rule is not None:
+            near = (f" · nearest {_esc(rows[0].name)} evidence {rows[0].evidence:.2f}"
+                    if rows else "")
+            verdict.update(f"[b]no match[/b]: no recording has the evidence an excerpt needs{near}")
         else:
             near = f" · nearest {_esc(rows[0].name)} BER {fmt.ber(rows[0].ber)}" if rows else ""
             verdict.update(f"[b]no match[/b]: nothing under τ {res.tau:.2f}{near}")
