@@ -48,8 +48,8 @@ def _fit(label: str, width: int) -> str:
 def render_ber_chart(bars: Sequence[Bar], tau: float, width: int, *, color: bool = True,
                      max_rows: int | None = None, legend: str | None = None) -> Text:
     """Horizontal bars of BER per hit, a vertical line at tau, matches drawn apart. ``legend``:
-    what a match means when it is not "BER < tau" (an excerpt search: evidence over windows,
-    the line then where a window starts to count).
+    the rule of an excerpt search, whose hits match by their evidence over the windows, not by
+    "BER < tau" (each bar is then a hit's best window, the line the rule's per-window tau).
 
     The scale runs from 0 to 0.5 (the BER of unrelated codes), or to the largest BER if above.
     """
@@ -117,8 +117,9 @@ def render_ber_chart(bars: Sequence[Bar], tau: float, width: int, *, color: bool
     out.append("\n")
     if legend is None:
         legend = f"{MATCH_FILL} match (BER < τ={tau:.2f})   {MISS_FILL} no match   {TAU_MARK} τ"
-    else:
-        legend = f"{MATCH_FILL} {legend}   {MISS_FILL} no match   {TAU_MARK} τ={tau:.2f}"
+    else:  # an excerpt search: the line is where a window starts to add evidence
+        legend = (f"{MATCH_FILL} match by evidence   {MISS_FILL} no match   {TAU_MARK} τ={tau:.2f} "
+                  f"per window\n{legend}")
     out.append(legend, style="dim" if color else "")
     return out
 
@@ -155,7 +156,8 @@ class BerChart(Widget):
                                 color=not self.app.no_color, max_rows=rows, legend=self.legend)
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self.bars) + 3 if self.bars else 4
+        extra = 0 if self.legend is None else 1  # the rule's line under the legend
+        return (len(self.bars) + 3 if self.bars else 4) + extra
 
 
 # -------------------------------------------------------------------------------------------

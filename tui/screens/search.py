@@ -174,7 +174,7 @@ class SearchScreen(Screen):
         if rule is None:
             chart.set_data(bars, float(res.tau))
         else:  # each bar is a hit's best window; the line is where a window starts to count
-            chart.set_data(bars, rule.tau_window, legend=f"match by evidence: {rule.summary()}")
+            chart.set_data(bars, rule.tau_window, legend=f"match: {rule.summary()}")
 
         verdict = self.query_one("#verdict", Static)
         if res.matched and n_match:
