@@ -151,12 +151,13 @@ class BerChart(Widget):
     def render(self) -> Text:
         if self.tau is None:
             return Text("BER chart: after a search", style="dim" if not self.app.no_color else "")
-        rows = max(1, self.size.height - 3) if self.size.height else None
+        legend_rows = 2 if self.legend is not None else 1  # the excerpt rule's line too
+        rows = max(1, self.size.height - 2 - legend_rows) if self.size.height else None
         return render_ber_chart(self.bars, self.tau, self.size.width or 60,
                                 color=not self.app.no_color, max_rows=rows, legend=self.legend)
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        extra = 0 if self.legend is None else 1  # the rule's line under the legend
+        extra = 0 if self.legend is None else 1  # the excerpt rule's line under the legend
         return (len(self.bars) + 3 if self.bars else 4) + extra
 
 
