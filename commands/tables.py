@@ -78,8 +78,8 @@ def print_search(result: Any, written: list[str]) -> None:
     con.print(f"mode [bold]{result.mode}[/bold]{fb}   "
               + (f"tau {tau:.3f}   " if rule is None else "")
               + f"query category [bold]{result.query_category}[/bold]")
+    bound = None if rule is None else result.rule.get("best_ber_under")  # --threshold's
     if rule is not None:  # an excerpt matches by its evidence over the windows, not by tau
-        bound = result.rule.get("best_ber_under")
         con.print(f"excerpt match: {rule.summary()}"
                   + ("" if bound is None else f"; best window < {float(bound):.3f}"))
     from speechvault.hit_rows import shown_hits
@@ -117,7 +117,6 @@ def print_search(result: Any, written: list[str]) -> None:
                       f"{float(h.ber):.4f}", *where, "MATCH" if h.is_match else "", style=style)
         con.print(t)
         if not result.matched and rule is not None:
-            bound = result.rule.get("best_ber_under")
             con.print("no match (nearest shown; none with the evidence the excerpt rule asks"
                       + ("" if bound is None else f" and a window under {float(bound):.3f}") + ")")
         elif not result.matched:

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from speechvault import paper
 from speechvault.errors import InvalidInputError, NotFoundError
+from speechvault.hit_rows import evidence_words
 from speechvault.passphrase import generate_passphrase
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -252,9 +253,8 @@ def run_demo(
             why = ""
             if top is not None:
                 verdict = 'match' if top.is_match else 'no match'
-                why = (f"tau {float(result.tau):.3f}" if result.excerpt_rule() is None else
-                       f"evidence {float(top.evidence):.2f} over {top.windows} "
-                       f"window{'s' if top.windows != 1 else ''}")
+                why = (f"tau {float(result.tau):.3f}" if result.excerpt_rule() is None
+                       else evidence_words(top))
                 step(f"search: best hit {top.name} BER {float(top.ber):.4f} ({verdict}, {why})")
 
             exported_sha = None

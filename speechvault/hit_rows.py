@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["shown_hits"]
+__all__ = ["shown_hits", "evidence_words"]
 
 
 def shown_hits(result: Any) -> list:
@@ -22,3 +22,10 @@ def shown_hits(result: Any) -> list:
     seen = {h.recording_id for h in hits}
     rows = hits + [h for h in nearest if h.recording_id not in seen]
     return rows[:max(len(hits), len(nearest))]
+
+
+def evidence_words(hit: Any) -> str:
+    """What an excerpt match rests on, in words: "evidence 0.33 over 1 window" (the demo and
+    the TUI's verdict; the CLI table's column is ``commands.tables.evidence_text``)."""
+    n = int(hit.windows)
+    return f"evidence {float(hit.evidence):.2f} over {n} window{'s' if n != 1 else ''}"

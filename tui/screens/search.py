@@ -12,6 +12,7 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
 
+from speechvault.hit_rows import evidence_words
 from tui.messages import SearchDone
 from tui.suggest import PathSuggester
 from tui.widgets import Field, Bar, BerChart, OpenTable
@@ -183,9 +184,7 @@ class SearchScreen(Screen):
             where = (f" · found at {fmt.clock(best.offset)}"
                      if getattr(best, "offset", None) is not None else "")
             why = (f"BER {fmt.ber(best.ber)} < τ {res.tau:.2f}" if rule is None else
-                   f"evidence {best.evidence:.2f} over {best.windows} "
-                   f"window{'s' if best.windows != 1 else ''}, best BER "
-                   f"{fmt.ber(best.ber)}")
+                   f"{evidence_words(best)}, best BER {fmt.ber(best.ber)}")
             verdict.update(f"[b]MATCH[/b] {_esc(best.name)}{where} · category "
                            f"{_esc(best.category)} · {why}{extra}")
         elif rule is not None:
